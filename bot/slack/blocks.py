@@ -1,0 +1,318 @@
+"""Block Kit builders: every card the bot posts. Pure (no I/O); built with slack_sdk's models,
+which check Slack's limits (50 blocks, 3,000 characters a section) before Slack does."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    ButtonElement,
+    ConfirmObject,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
+
+from bot.ids import Action, Block
+from runbook.model import Runbook, Step
+
+SECTION_MAX = 2900  # Slack's limit is 3,000; keep room for the ellipsis
+MAX_BLOCKS = 50
+
+STATE_WORDS = {
+    "pending": "not started",
+    "awaiting_approval": "awaiting approval",
+    "queued": "queued",
+    "running": "running",
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "skipped": "skipped",
+    "interrupted": "interrupted: outcome unknown",
+    "cancelled": "cancelled",
+    "not_available": "not available yet",
+}
+STATE_ICONS = {
+    "pending": "⚪", "awaiting_approval": "🟡", "queued": "🔵", "running": "⏳",
+    "succeeded": "✅", "failed": "❌", "skipped": "⏭️", "interrupted": "⚠️", "cancelled": "⛔",
+    "not_available": "🚧",
+}
+
+
+def state_word(state: str) -> str:
+    return STATE_WORDS.get(state, state)
+
+
+def clip(text: str, limit: int = SECTION_MAX) -> str:
+    """Keep a section under Slack's limit; the end of progress output matters most."""
+    if len(text) <= limit:
+        return text
+    return "…" + text[-(limit - 1):]
+
+
+def _section(text: str) -> SectionBlock:
+    return SectionBlock(text=MarkdownTextObject(text=clip(text)))
+
+
+def _context(text: str) -> ContextBlock:
+    return ContextBlock(elements=[MarkdownTextObject(text=clip(text, 1900))])
+
+
+def _dicts(blocks: list[Any]) -> list[dict]:
+    return [b.to_dict() for b in blocks[:MAX_BLOCKS]]
+
+
+def _duration(exe: Mapping[str, Any]) -> str:
+    if exe.get("started_at") and exe.get("finished_at"):
+        secs = (exe["finished_at"] - exe["started_at"]).total_seconds()
+        return f"{secs:.1f}s"
+    return ""
+
+
+def _args_text(params: Mapping[str, Any]) -> str:
+    args = params.get("args", params)
+    shown = {k: v for k, v in dict(args).items() if k != "reason"}
+    return ", ".join(f"`{k}={v}`" for k, v in shown.items()) or "no arguments"
+
+
+def _approval_lines(approval: Mapping[str, Any], votes: list[Mapping[str, Any]],
+                    now: datetime) -> list[str]:
+    yes = [v["user_id"] for v in votes if v["vote"] == "approve"]
+    lines = [f"Requested by <@{approval['requester']}>"
+             + (f" · needs {approval['required']} approver(s)"
+                + (f" from {', '.join(approval['groups'])}" if approval["groups"] else ""))]
+    if yes:
+        lines.append("Approved by " + ", ".join(f"<@{u}>" for u in yes))
+    status = approval["status"]
+    if status == "pending":
+        mins = max(0, int((approval["expires_at"] - now).total_seconds() // 60))
+        lines.append(f"Expires in {mins} min")
+    elif status == "rejected":
+        lines.append(f"❌ Rejected by <@{approval['decided_by']}>"
+                     + (f": {approval['decision_note']}" if approval.get("decision_note") else ""))
+    elif status == "cancelled":
+        who = f" by <@{approval['decided_by']}>" if approval.get("decided_by") else ""
+        lines.append(f"⛔ Cancelled{who}")
+    elif status == "expired":
+        lines.append("⌛ Expired: nobody approved in time. Ask again to retry.")
+    elif status == "void":
+        lines.append("🚫 Void: the parameters or the preflight changed after the request.")
+    if approval.get("reason"):
+        lines.append(f"Override/reason: _{approval['reason']}_")
+    return lines
+
+
+def _approval_buttons(approval_id: int, title: str) -> ActionsBlock:
+    v = str(approval_id)
+    return ActionsBlock(block_id=Block.ACTIONS, elements=[
+        ButtonElement(text="Approve", action_id=Action.APPROVE, value=v, style="primary",
+                      confirm=ConfirmObject(title="Approve?", text=f"Approve: {title[:250]}",
+                                            confirm="Approve", deny="Back")),
+        ButtonElement(text="Reject", action_id=Action.REJECT, value=v, style="danger",
+                      confirm=ConfirmObject(title="Reject?", text=f"Reject: {title[:250]}",
+                                            confirm="Reject", deny="Back")),
+        ButtonElement(text="Cancel request", action_id=Action.CANCEL, value=v),
+    ])
+
+
+def step_card(*, step: Step, exe: Mapping[str, Any], approval: Mapping[str, Any] | None,
+              votes: list[Mapping[str, Any]], progress: list[str] | None,
+              now: datetime) -> tuple[str, list[dict]]:
+    """One message per step: the approval card that becomes the step's progress card."""
+    state = exe["state"]
+    icon = STATE_ICONS.get(state, "")
+    head = f"{icon} {step.title}"
+    fields = [f"*State:* {state_word(state)}", f"*Run:* #{exe['run_id']} · step `{step.id}`"
+              f" · attempt {exe['attempt']}", f"*Parameters:* {_args_text(exe['params'])}"]
+    if approval and approval.get("params", {}).get("preflight"):
+        pre = approval["params"]["preflight"]
+        ok = sum(1 for p in pre.split(",") if p.endswith(("=succeeded", "=skipped")))
+        fields.append(f"*Preflight:* {ok}/{len(pre.split(','))} checks passed or skipped")
+    if exe.get("override_reason"):
+        fields.append(f"*Order override:* _{exe['override_reason']}_")
+    blocks: list[Any] = [HeaderBlock(block_id=Block.HEADER, text=head[:150]),
+                         _section("\n".join(fields))]
+    if approval:
+        blocks.append(_context("\n".join(_approval_lines(approval, votes, now))))
+        if approval["status"] == "pending" and state == "awaiting_approval":
+            blocks.append(_approval_buttons(approval["id"], step.title))
+    lines = progress if progress is not None else (exe.get("progress") or "").splitlines()
+    if lines:
+        blocks.append(_section("```" + clip("\n".join(lines[-15:]), 2800) + "```"))
+    if exe.get("summary"):
+        blocks.append(_section(f"*Result:* {exe['summary']}"))
+    if exe.get("error"):
+        blocks.append(_section(f"*Why:* {exe['error']}"))
+    dur = _duration(exe)
+    if dur:
+        blocks.append(_context(f"took {dur}"))
+    text = f"{head} — {state_word(state)}"
+    return text, _dicts(blocks)
+
+
+def rollback_card(*, approval: Mapping[str, Any], votes: list[Mapping[str, Any]],
+                  runbook: Runbook, now: datetime) -> tuple[str, list[dict]]:
+    head = "🚨 Rollback requested"
+    plan = "\n".join(f"{i}. {s.title}" for i, s in enumerate(runbook.rollback, 1))
+    blocks: list[Any] = [HeaderBlock(text=head), _section(f"*Plan:*\n{plan}"),
+                         _context("\n".join(_approval_lines(approval, votes, now)))]
+    if approval["status"] == "pending":
+        blocks.append(_approval_buttons(approval["id"], "Rollback"))
+    elif approval["status"] == "approved":
+        blocks.append(_section("Rollback approved: steps run in order, each in its own message."))
+    return f"{head} — {approval['status']}", _dicts(blocks)
+
+
+def interrupted_card(*, step: Step, exe: Mapping[str, Any]) -> tuple[str, list[dict]]:
+    text = (f"⚠️ *{step.title}* was interrupted: outcome unknown. It will not be re-run on its "
+            "own. Check the target, then choose:")
+    v = str(exe["id"])
+    blocks = [_section(text), ActionsBlock(block_id=Block.ACTIONS, elements=[
+        ButtonElement(text="Retry", action_id=Action.RETRY, value=v,
+                      confirm=ConfirmObject(title="Retry?", text=f"Run {step.title[:200]} again?",
+                                            confirm="Retry", deny="Back")),
+        ButtonElement(text="Mark done…", action_id=Action.MARK_DONE, value=v),
+        ButtonElement(text="Start rollback", action_id=Action.START_ROLLBACK, value=v,
+                      style="danger",
+                      confirm=ConfirmObject(title="Start rollback?",
+                                            text="Request the rollback plan (needs approval).",
+                                            confirm="Request rollback", deny="Back")),
+    ])]
+    return f"{step.title} was interrupted: outcome unknown", _dicts(blocks)
+
+
+@dataclass
+class RunView:
+    run: Mapping[str, Any]
+    runbook: Runbook
+    executions: list[Mapping[str, Any]]
+    approvals: list[Mapping[str, Any]]
+    votes: Mapping[int, list[Mapping[str, Any]]]
+    available: Mapping[str, bool] = field(default_factory=dict)
+
+    def latest(self) -> dict[str, Mapping[str, Any]]:
+        out: dict[str, Mapping[str, Any]] = {}
+        for e in self.executions:
+            if e["step_id"] not in out or e["attempt"] > out[e["step_id"]]["attempt"]:
+                out[e["step_id"]] = e
+        return out
+
+    def state_of(self, step: Step) -> str:
+        exe = self.latest().get(step.id)
+        if exe:
+            return exe["state"]
+        return "pending" if self.available.get(step.kind, False) else "not_available"
+
+    def states(self) -> dict[str, str]:
+        return {k: v["state"] for k, v in self.latest().items()}
+
+
+def _step_line(view: RunView, step: Step) -> str:
+    state = view.state_of(step)
+    exe = view.latest().get(step.id)
+    extra = ""
+    if exe and exe.get("summary") and state == "succeeded":
+        extra = f" — {exe['summary']}"
+    elif exe and exe.get("error") and state in ("failed", "interrupted", "cancelled"):
+        extra = f" — {exe['error']}"
+    gate = " 🔒" if step.gated else ""
+    return f"{STATE_ICONS.get(state, '')} `{step.id}`{gate} {state_word(state)}{extra}"[:400]
+
+
+def status_blocks(view: RunView | None) -> tuple[str, list[dict]]:
+    """`/golive status`: the run, its phase, each step with its state, pending approvals."""
+    if view is None:
+        text = "No cutover run yet. Start one with `/golive start <rc-tag> [sha]`."
+        return text, _dicts([_section(text)])
+    run = view.run
+    states = view.states()
+    nxt = view.runbook.next_steps(states)
+    nxt = [s for s in nxt if states.get(s.id) not in ("running", "queued", "awaiting_approval")]
+    phase = next((p.title for p in view.runbook.phases
+                  if any(states.get(s.id) not in ("succeeded", "skipped") for s in p.steps)),
+                 "done")
+    head = f"Cutover run #{run['id']} — {run['status']}"
+    info = [f"*RC:* `{run.get('rc_tag') or 'not set'}`"
+            + (f" · sha `{run['rc_sha'][:12]}`" if run.get("rc_sha") else "")
+            + f" · started by <@{run['started_by']}>",
+            f"*Phase:* {phase}"]
+    if nxt:
+        cmd = nxt[0].command
+        info.append(f"*Next:* {nxt[0].title}" + (f" — `/golive {cmd}`" if cmd else ""))
+    blocks: list[Any] = [HeaderBlock(text=head[:150]), _section("\n".join(info))]
+    for phase_ in view.runbook.phases:
+        lines = [_step_line(view, s) for s in phase_.steps]
+        blocks.append(_section(f"*{phase_.title}*\n" + "\n".join(lines)))
+    rb = [s for s in view.runbook.rollback if s.id in view.latest()]
+    if rb:
+        blocks.append(_section("*Rollback*\n" + "\n".join(_step_line(view, s) for s in rb)))
+    pending = [a for a in view.approvals if a["status"] == "pending"]
+    if pending:
+        lines = [f"• {a['action']} — requested by <@{a['requester']}>, "
+                 f"{len([v for v in view.votes.get(a['id'], []) if v['vote'] == 'approve'])}"
+                 f"/{a['required']} approvals" for a in pending]
+        blocks.append(_section("*Pending approvals*\n" + "\n".join(lines)))
+    else:
+        blocks.append(_context("No pending approvals."))
+    return head, _dicts(blocks)
+
+
+def run_summary(view: RunView) -> tuple[str, list[dict]]:
+    """The end-of-cutover summary: each step, who approved, how long, versions before/after."""
+    run = view.run
+    facts = run.get("facts") or {}
+    latest = view.latest()
+    approvers: dict[int, list[str]] = {
+        a["id"]: [v["user_id"] for v in view.votes.get(a["id"], []) if v["vote"] == "approve"]
+        for a in view.approvals}
+    lines = []
+    for step in view.runbook.all_steps():
+        exe = latest.get(step.id)
+        if not exe:
+            continue
+        who = approvers.get(exe["approval_id"] or -1, [])
+        by = f" · approved by {', '.join(f'<@{u}>' for u in who)}" if who else ""
+        dur = _duration(exe)
+        lines.append(f"{STATE_ICONS.get(exe['state'], '')} {step.title} — "
+                     f"{state_word(exe['state'])}{f' in {dur}' if dur else ''}{by}")
+    versions = []
+    prev, new = facts.get("previous_images") or {}, facts.get("deployed_images") or {}
+    for svc in sorted(set(prev) | set(new)):
+        versions.append(f"`{svc}`: {_image(prev.get(svc))} → {_image(new.get(svc))}")
+    if facts.get("alembic_before") or facts.get("alembic_after"):
+        versions.append(f"schema: `{facts.get('alembic_before')}` → "
+                        f"`{facts.get('alembic_after')}`")
+    head = f"Cutover run #{run['id']} summary"
+    blocks: list[Any] = [HeaderBlock(text=head), _section("\n".join(lines) or "No steps ran.")]
+    if versions:
+        blocks.append(_section("*Versions*\n" + "\n".join(versions)))
+    return head, _dicts(blocks)
+
+
+def _image(info: Any) -> str:
+    if isinstance(info, Mapping):
+        return f"`{info.get('image') or info.get('ref') or '?'}`"
+    return f"`{info}`" if info else "—"
+
+
+def reason_modal(*, callback_id: str, title: str, label: str, private_metadata: str
+                 ) -> dict:
+    """A modal asking for a written reason (reject, mark done)."""
+    from slack_sdk.models.blocks import InputBlock, PlainTextInputElement
+    from slack_sdk.models.views import View
+
+    view = View(type="modal", callback_id=callback_id, title=title[:24], submit="Submit",
+                close="Back", private_metadata=private_metadata, blocks=[
+                    InputBlock(block_id=Block.REASON, label=label[:2000],
+                               element=PlainTextInputElement(action_id=Block.REASON_INPUT,
+                                                             multiline=True, max_length=500))])
+    return view.to_dict()
+
+
+def text_block(text: str) -> list[dict]:
+    return _dicts([_section(text)])

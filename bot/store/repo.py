@@ -1,0 +1,247 @@
+"""Named queries over the bot's schema. Every function takes an open connection, so the caller
+decides the transaction: a state transition and its audit row commit together or not at all."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from bot import audit
+
+Conn = psycopg.Connection
+Row = dict[str, Any]
+Mask = Callable[[Any], Any]
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+# --- audit -----------------------------------------------------------------------------------
+
+def append_audit(conn: Conn, *, now: datetime, actor: str, action: str, outcome: str,
+                 run_id: int | None = None, channel: str | None = None,
+                 detail: Mapping[str, Any] | None = None, mask: Mask = _identity) -> int:
+    """Append one row to the hash chain (locks the chain head until the caller commits)."""
+    head = conn.execute("SELECT last_id, last_hash FROM audit_head FOR UPDATE").fetchone()
+    assert head is not None, "audit_head row missing: run `golive db upgrade`"
+    new_id = head["last_id"] + 1
+    clean = json.loads(json.dumps(mask(dict(detail or {})), default=str))
+    at = now
+    h = audit.row_hash(head["last_hash"], id=new_id, at=at, run_id=run_id, actor=actor,
+                       channel=channel, action=action, detail=clean, outcome=outcome)
+    conn.execute(
+        "INSERT INTO audit_log (id, at, run_id, actor, channel, action, detail, outcome,"
+        " prev_hash, hash) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+        (new_id, at, run_id, actor, channel, action, Jsonb(clean), outcome, head["last_hash"], h))
+    conn.execute("UPDATE audit_head SET last_id = %s, last_hash = %s", (new_id, h))
+    return new_id
+
+
+def audit_rows(conn: Conn, *, run_id: int | None = None) -> list[Row]:
+    if run_id is None:
+        return conn.execute("SELECT * FROM audit_log ORDER BY id").fetchall()
+    return conn.execute("SELECT * FROM audit_log WHERE run_id = %s ORDER BY id",
+                        (run_id,)).fetchall()
+
+
+def audit_head(conn: Conn) -> Row:
+    row = conn.execute("SELECT last_id, last_hash FROM audit_head").fetchone()
+    assert row is not None
+    return row
+
+
+# --- runs ------------------------------------------------------------------------------------
+
+def active_run(conn: Conn, *, for_update: bool = False) -> Row | None:
+    sql = "SELECT * FROM runs WHERE status = 'active'"
+    return conn.execute(sql + (" FOR UPDATE" if for_update else "")).fetchone()
+
+
+def get_run(conn: Conn, *, run_id: int, for_update: bool = False) -> Row | None:
+    sql = "SELECT * FROM runs WHERE id = %s" + (" FOR UPDATE" if for_update else "")
+    return conn.execute(sql, (run_id,)).fetchone()
+
+
+def latest_run(conn: Conn) -> Row | None:
+    return conn.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+
+
+def insert_run(conn: Conn, *, channel: str, rc_tag: str | None, rc_sha: str | None,
+               started_by: str, now: datetime) -> Row:
+    facts = {"rc_tag": rc_tag, "rc_sha": rc_sha} if rc_sha else {"rc_tag": rc_tag}
+    row = conn.execute(
+        "INSERT INTO runs (channel, rc_tag, rc_sha, started_by, started_at, facts)"
+        " VALUES (%s,%s,%s,%s,%s,%s) RETURNING *",
+        (channel, rc_tag, rc_sha, started_by, now, Jsonb(facts))).fetchone()
+    assert row is not None
+    return row
+
+
+def merge_run_facts(conn: Conn, *, run_id: int, facts: Mapping[str, Any]) -> None:
+    if facts:
+        conn.execute("UPDATE runs SET facts = facts || %s WHERE id = %s",
+                     (Jsonb(json.loads(json.dumps(dict(facts), default=str))), run_id))
+
+
+def end_run(conn: Conn, *, run_id: int, status: str, now: datetime) -> None:
+    conn.execute("UPDATE runs SET status = %s, ended_at = %s WHERE id = %s AND status = 'active'",
+                 (status, now, run_id))
+
+
+def set_run_summary_ts(conn: Conn, *, run_id: int, ts: str) -> None:
+    conn.execute("UPDATE runs SET summary_ts = %s WHERE id = %s", (ts, run_id))
+
+
+# --- step executions -------------------------------------------------------------------------
+
+def latest_executions(conn: Conn, *, run_id: int) -> dict[str, Row]:
+    """The newest attempt of every step of a run that has been touched, by step id."""
+    rows = conn.execute(
+        "SELECT DISTINCT ON (step_id) * FROM step_executions WHERE run_id = %s"
+        " ORDER BY step_id, attempt DESC", (run_id,)).fetchall()
+    return {r["step_id"]: r for r in rows}
+
+
+def executions(conn: Conn, *, run_id: int) -> list[Row]:
+    return conn.execute("SELECT * FROM step_executions WHERE run_id = %s ORDER BY id",
+                        (run_id,)).fetchall()
+
+
+def get_execution(conn: Conn, *, execution_id: int, for_update: bool = False) -> Row | None:
+    sql = "SELECT * FROM step_executions WHERE id = %s" + (" FOR UPDATE" if for_update else "")
+    return conn.execute(sql, (execution_id,)).fetchone()
+
+
+def insert_execution(conn: Conn, *, run_id: int, step_id: str, state: str,
+                     params: Mapping[str, Any], requested_by: str, channel: str, now: datetime,
+                     approval_id: int | None = None, override_reason: str | None = None) -> Row:
+    """A new attempt; the unique (run, step, attempt) key turns a concurrent duplicate into an
+    IntegrityError instead of a second execution."""
+    row = conn.execute(
+        "INSERT INTO step_executions (run_id, step_id, attempt, state, params, requested_by,"
+        " approval_id, override_reason, channel, created_at, queued_at)"
+        " VALUES (%s, %s, (SELECT coalesce(max(attempt), 0) + 1 FROM step_executions"
+        "   WHERE run_id = %s AND step_id = %s), %s, %s, %s, %s, %s, %s, %s,"
+        "   CASE WHEN %s = 'queued' THEN %s::timestamptz END) RETURNING *",
+        (run_id, step_id, run_id, step_id, state, Jsonb(dict(params)), requested_by,
+         approval_id, override_reason, channel, now, state, now)).fetchone()
+    assert row is not None
+    return row
+
+
+def transition(conn: Conn, *, execution_id: int, from_states: tuple[str, ...], to: str,
+               now: datetime, **fields: Any) -> Row | None:
+    """Compare-and-set a step's state; None when it was no longer in ``from_states``."""
+    sets = ["state = %(to)s"]
+    if to == "queued":
+        sets.append("queued_at = %(now)s")
+    if to == "running":
+        sets.append("started_at = %(now)s")
+    if to in ("succeeded", "failed", "skipped", "interrupted", "cancelled"):
+        sets.append("finished_at = %(now)s")
+    for k in fields:
+        sets.append(f"{k} = %({k})s")
+    params = {"to": to, "now": now, "id": execution_id, "from": list(from_states), **fields}
+    return conn.execute(
+        f"UPDATE step_executions SET {', '.join(sets)} WHERE id = %(id)s"
+        " AND state = ANY(%(from)s) RETURNING *", params).fetchone()
+
+
+def set_execution_message(conn: Conn, *, execution_id: int, ts: str) -> None:
+    conn.execute("UPDATE step_executions SET message_ts = %s WHERE id = %s", (ts, execution_id))
+
+
+def queued_candidates(conn: Conn, *, limit: int = 10) -> list[Row]:
+    """Queued steps nobody else is claiming right now (row locks, SKIP LOCKED)."""
+    return conn.execute(
+        "SELECT * FROM step_executions WHERE state = 'queued' ORDER BY id"
+        " LIMIT %s FOR UPDATE SKIP LOCKED", (limit,)).fetchall()
+
+
+def running_executions(conn: Conn) -> list[Row]:
+    return conn.execute("SELECT * FROM step_executions WHERE state = 'running'").fetchall()
+
+
+def try_lock_execution(conn: Conn, *, execution_id: int) -> bool:
+    """Session advisory lock held by the process running the step: if we can take it, the owner
+    is gone (its connection died with it)."""
+    row = conn.execute("SELECT pg_try_advisory_lock(%s, %s) AS ok",
+                       (LOCK_NS, execution_id)).fetchone()
+    return bool(row and row["ok"])
+
+
+def unlock_execution(conn: Conn, *, execution_id: int) -> None:
+    conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_NS, execution_id))
+
+
+LOCK_NS = 0x601  # advisory lock namespace for running steps
+
+
+# --- approvals -------------------------------------------------------------------------------
+
+def insert_approval(conn: Conn, *, run_id: int, step_id: str, action: str,
+                    params: Mapping[str, Any], params_hash: str, requester: str, required: int,
+                    groups: list[str], reason: str | None, channel: str, now: datetime,
+                    expires_at: datetime) -> Row:
+    row = conn.execute(
+        "INSERT INTO approvals (run_id, step_id, action, params, params_hash, requester,"
+        " required, groups, reason, channel, created_at, expires_at)"
+        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING *",
+        (run_id, step_id, action, Jsonb(dict(params)), params_hash, requester, required,
+         groups, reason, channel, now, expires_at)).fetchone()
+    assert row is not None
+    return row
+
+
+def get_approval(conn: Conn, *, approval_id: int, for_update: bool = False) -> Row | None:
+    sql = "SELECT * FROM approvals WHERE id = %s" + (" FOR UPDATE" if for_update else "")
+    return conn.execute(sql, (approval_id,)).fetchone()
+
+
+def pending_approvals(conn: Conn, *, run_id: int | None = None) -> list[Row]:
+    if run_id is None:
+        return conn.execute("SELECT * FROM approvals WHERE status = 'pending' ORDER BY id"
+                            ).fetchall()
+    return conn.execute("SELECT * FROM approvals WHERE status = 'pending' AND run_id = %s"
+                        " ORDER BY id", (run_id,)).fetchall()
+
+
+def expired_pending(conn: Conn, *, now: datetime) -> list[Row]:
+    return conn.execute("SELECT * FROM approvals WHERE status = 'pending' AND expires_at <= %s"
+                        " ORDER BY id FOR UPDATE SKIP LOCKED", (now,)).fetchall()
+
+
+def approval_votes(conn: Conn, *, approval_id: int) -> list[Row]:
+    return conn.execute("SELECT * FROM approval_votes WHERE approval_id = %s ORDER BY at",
+                        (approval_id,)).fetchall()
+
+
+def insert_vote(conn: Conn, *, approval_id: int, user_id: str, vote: str, now: datetime) -> bool:
+    row = conn.execute(
+        "INSERT INTO approval_votes (approval_id, user_id, vote, at) VALUES (%s,%s,%s,%s)"
+        " ON CONFLICT DO NOTHING RETURNING user_id",
+        (approval_id, user_id, vote, now)).fetchone()
+    return row is not None
+
+
+def decide_approval(conn: Conn, *, approval_id: int, status: str, now: datetime,
+                    decided_by: str | None, note: str | None = None) -> Row | None:
+    return conn.execute(
+        "UPDATE approvals SET status = %s, decided_at = %s, decided_by = %s, decision_note = %s"
+        " WHERE id = %s AND status = 'pending' RETURNING *",
+        (status, now, decided_by, note, approval_id)).fetchone()
+
+
+def set_approval_message(conn: Conn, *, approval_id: int, ts: str) -> None:
+    conn.execute("UPDATE approvals SET message_ts = %s WHERE id = %s", (ts, approval_id))
+
+
+def approvals_of_run(conn: Conn, *, run_id: int) -> list[Row]:
+    return conn.execute("SELECT * FROM approvals WHERE run_id = %s ORDER BY id",
+                        (run_id,)).fetchall()

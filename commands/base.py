@@ -1,0 +1,90 @@
+"""What every command handler gets and returns; handlers stay 5-10 lines."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class UsageError(Exception):
+    """The command's words are off; ``message`` says how, help follows."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    blocks: list[dict] | None = None
+    in_channel: bool = False
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """A parsed `/golive ...`: the subcommand, its positional words and its flags."""
+
+    name: str
+    words: tuple[str, ...]
+    override: str | None = None
+    raw: str = ""
+
+
+@dataclass
+class Context:
+    engine: Any  # bot.engine.Engine
+    user_id: str
+    channel: str
+    config: Any  # bot.settings.GoliveConfig
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def actor(self):
+        from bot.engine import Actor
+
+        return Actor(self.user_id, self.channel)
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    usage: str
+    summary: str
+    handler: Callable[[Context, Invocation], Reply]
+    validate: Callable[[Invocation], None] | None = None
+    gated: bool = False
+
+
+MAX_TEXT = 2000
+
+
+def tokenize(text: str) -> Invocation:
+    """Split the command text; raise UsageError (never anything else) on bad input."""
+    if len(text) > MAX_TEXT:
+        raise UsageError(f"That command is {len(text)} characters long; the limit is {MAX_TEXT}.")
+    if any(ord(c) < 32 and c not in "\t\n" for c in text):
+        raise UsageError("That command contains control characters.")
+    try:
+        words = shlex.split(text.replace("“", '"').replace("”", '"'))
+    except ValueError as e:
+        raise UsageError(f"Could not read that command ({e}); check the quotes.") from None
+    if not words:
+        return Invocation(name="help", words=(), raw=text)
+    override = None
+    rest: list[str] = []
+    it = iter(words[1:])
+    for w in it:
+        if w == "--override":
+            override = next(it, "").strip()
+            if not override:
+                raise UsageError('`--override` needs a written reason: --override "why"')
+        elif w.startswith("--override="):
+            override = w.split("=", 1)[1].strip()
+            if not override:
+                raise UsageError('`--override` needs a written reason: --override "why"')
+        else:
+            rest.append(w)
+    return Invocation(name=words[0].lower(), words=tuple(rest), override=override, raw=text)

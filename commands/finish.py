@@ -1,0 +1,8 @@
+"""/golive finish: close the active run (completed, or rolled back)."""
+
+from commands.base import Context, Invocation, Reply
+
+
+def handle(ctx: Context, inv: Invocation) -> Reply:
+    run = ctx.engine.finish_run(actor=ctx.actor)
+    return Reply(f"<@{ctx.user_id}> closed run #{run['id']}: {run['status']}.", in_channel=True)

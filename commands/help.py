@@ -1,0 +1,18 @@
+"""/golive help: every subcommand with a one-line description and its usage."""
+
+from commands.base import Context, Invocation, Reply
+
+
+def render_help(commands) -> str:
+    lines = ["*golive* runs the go-live cutover from this channel. Subcommands:"]
+    for c in commands:
+        lock = " 🔒" if c.gated else ""
+        lines.append(f"• `{c.usage}`{lock} — {c.summary}")
+    lines.append("🔒 = needs a second person to approve; you can never approve your own request.")
+    return "\n".join(lines)
+
+
+def handle(ctx: Context, inv: Invocation) -> Reply:
+    from commands import COMMANDS
+
+    return Reply(render_help(COMMANDS.values()))

@@ -1,0 +1,41 @@
+"""Shared fixtures: a real PostgreSQL database for the session, reset between tests."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.support import pg
+
+
+def pytest_collection_modifyitems(config, items):
+    # In CI a docker test must fail, never skip, when Docker is missing.
+    if os.environ.get("CI"):
+        os.environ.setdefault("GOLIVE_REQUIRE_DOCKER", "1")
+
+
+@pytest.fixture(scope="session")
+def bot_db_url():
+    """A fresh database with the bot's schema at head."""
+    from bot.store import db
+
+    name, url = pg.create_database()
+    db.upgrade(url)
+    yield url
+    pg.drop_database(name)
+
+
+@pytest.fixture
+def clean_db(bot_db_url):
+    pg.reset_state(bot_db_url)
+    return bot_db_url
+
+
+@pytest.fixture
+def bot(clean_db, tmp_path):
+    from tests.support.harness import Bot
+
+    b = Bot(clean_db, tmp_path)
+    yield b
+    b.stop()

@@ -1,0 +1,128 @@
+"""The real bot, served over HTTP by uvicorn, talking to the sandbox workspace.
+
+Nothing here reaches into the bot: commands and clicks arrive as signed HTTP requests and
+everything the bot says is read back from the sandbox, as a user would see it.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from bot.runtime import Runtime, build_runtime
+from bot.sandbox import SandboxServer, Workspace
+from bot.sandbox.workspace import Message, message_text
+from bot.server import build_asgi
+from bot.settings import load_settings
+
+SIGNING_SECRET = "sandbox-signing-secret-3f9a1c"
+BOT_TOKEN = "xoxb-sandbox-0000-golive-token"
+
+BASE_CONFIG = """
+environment = "rehearsal"
+
+[channels]
+cutover = "C_CUTOVER"
+incident = ["C_INCIDENT"]
+
+[approvers]
+users = []
+groups = { approvers = "S_APPROVERS" }
+expiry_minutes = 15
+group_cache_seconds = 0
+"""
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+class UvicornThread:
+    """Serve an ASGI app on an already-bound socket in a background thread."""
+
+    def __init__(self, asgi: Any, sock: socket.socket):
+        self.sock = sock
+        self.server = uvicorn.Server(uvicorn.Config(asgi, log_level="warning", lifespan="on",
+                                                    access_log=False))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]},
+                                       daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.sock.getsockname()
+        return f"http://{host}:{port}"
+
+    def start(self) -> UvicornThread:
+        self.thread.start()
+        ready = threading.Event()
+
+        def poll() -> None:
+            while not self.server.started and self.thread.is_alive():
+                ready.wait(0.01)
+        poll()
+        if not self.server.started:
+            raise RuntimeError("uvicorn did not start")
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+class Bot:
+    """One bot process in-thread + the sandbox it talks to."""
+
+    def __init__(self, db_url: str, tmp_path: Path, *, config: str = BASE_CONFIG,
+                 env: dict[str, str] | None = None, workspace: Workspace | None = None,
+                 sandbox: SandboxServer | None = None, worker: bool = True):
+        self.workspace = workspace or (sandbox.workspace if sandbox else Workspace.default_demo())
+        self.sandbox = sandbox or SandboxServer(self.workspace, signing_secret=SIGNING_SECRET,
+                                                bot_token=BOT_TOKEN).start()
+        self._own_sandbox = sandbox is None
+        cfg_path = tmp_path / "golive.toml"
+        cfg_path.write_text(config, encoding="utf-8")
+        self.environ = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+                        "SLACK_API_URL": self.sandbox.api_url, "DATABASE_URL": db_url,
+                        "GOLIVE_CONFIG": str(cfg_path), **(env or {})}
+        self.settings = load_settings(environ=self.environ)
+        self.runtime: Runtime = build_runtime(self.settings)
+        self.http = UvicornThread(build_asgi(self.runtime, worker=worker), free_socket()).start()
+        self.sandbox.bot_url = f"{self.http.url}/slack/events"
+
+    @property
+    def engine(self):
+        return self.runtime.engine
+
+    def slash(self, user: str, text: str, *, channel: str = "C_CUTOVER"):
+        return self.sandbox.slash(user, text, channel=channel)
+
+    def replies_to(self, user: str, *, after: int = 0, channel: str = "C_CUTOVER",
+                   contains: str = "", timeout: float = 10.0) -> Message:
+        """Wait for an ephemeral reply only ``user`` sees."""
+        uid = self.workspace.user(user).id
+        return self.workspace.wait_for_message(
+            channel, contains=contains or None, after_seq=after, timeout=timeout,
+            predicate=lambda m: m.ephemeral_to == uid)
+
+    def seq(self) -> int:
+        return self.workspace.seq
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(self.http.url + path, timeout=10)
+
+    def stop(self) -> None:
+        self.http.stop()
+        if self._own_sandbox:
+            self.sandbox.stop()
+
+
+def text_of(msg: Message) -> str:
+    return message_text(msg)
