@@ -39,3 +39,22 @@ def bot(clean_db, tmp_path):
     b = Bot(clean_db, tmp_path)
     yield b
     b.stop()
+
+
+@pytest.fixture
+def toy(tmp_path):
+    from tests.support.toy_target import ToyTarget
+
+    t = ToyTarget(tmp_path).start()
+    yield t
+    t.stop()
+
+
+@pytest.fixture
+def toybot(clean_db, tmp_path, toy):
+    """The bot configured against the toy target (maintenance via a real command)."""
+    from tests.support.harness import BASE_CONFIG, Bot
+
+    b = Bot(clean_db, tmp_path, config=BASE_CONFIG + toy.config())
+    yield b
+    b.stop()

@@ -112,6 +112,18 @@ class Bot:
             channel, contains=contains or None, after_seq=after, timeout=timeout,
             predicate=lambda m: m.ephemeral_to == uid)
 
+    def command(self, user: str, text: str, *, channel: str = "C_CUTOVER",
+                timeout: float = 10.0) -> str:
+        """Send `/golive text` and wait for the bot's answer to it, as the user sees it."""
+        uid = self.workspace.user(user).id
+        after = self.seq()
+        d = self.slash(user, text, channel=channel)
+        assert d.status == 200, f"/golive {text} answered HTTP {d.status}"
+        msg = self.workspace.wait_for_message(
+            channel, after_seq=after, timeout=timeout,
+            predicate=lambda m: m.via_response_url and m.ephemeral_to in (None, uid))
+        return message_text(msg)
+
     def seq(self) -> int:
         return self.workspace.seq
 

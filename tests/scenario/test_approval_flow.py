@@ -1,0 +1,131 @@
+"""The two-person rule end to end: signed commands and clicks through the sandbox."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from bot.ids import Action, Block
+from tests.support.harness import text_of
+
+OVERRIDE = 'maintenance on --override "preflight checks are not built yet"'
+
+
+def card_for(bot, title: str, after: int = 0):
+    return bot.workspace.wait_for_message("C_CUTOVER", contains=title, after_seq=after,
+                                          predicate=lambda m: m.ephemeral_to is None)
+
+
+def wait_card(bot, msg, contains: str, timeout: float = 15.0):
+    """Wait until the card (updated in place) shows ``contains``."""
+    def find():
+        cur = bot.workspace.message("C_CUTOVER", msg.ts)
+        return cur if cur and contains in text_of(cur) else None
+    find.__qualname__ = f"card {msg.ts} showing {contains!r}"
+    return bot.workspace.wait_for(find, timeout)
+
+
+def test_out_of_order_request_is_refused_with_the_reason(toybot):
+    after = toybot.seq()
+    toybot.slash("alice", "maintenance on")
+    assert "No cutover run is active" in text_of(toybot.replies_to("alice", after=after))
+    toybot.command("alice", "start v2")
+    after = toybot.seq()
+    toybot.slash("alice", "maintenance on")
+    reply = text_of(toybot.replies_to("alice", after=after))
+    assert "cannot run yet" in reply and "release-freeze" in reply and "--override" in reply
+    assert not [m for m in toybot.workspace.messages("C_CUTOVER", include_ephemeral=False)
+                if "Maintenance mode on" in text_of(m)]
+
+
+def test_approval_flow_requester_cannot_approve_second_person_runs_it_once(toybot, toy):
+    toybot.command("alice", "start v2")
+    after = toybot.seq()
+    toybot.command("alice", OVERRIDE)
+    card = card_for(toybot, "Maintenance mode on", after)
+    shown = text_of(card)
+    assert "Requested by <@U_ALICE>" in shown and "Approve" in shown
+    assert "preflight checks are not built yet" in shown
+
+    # The requester can never approve their own request.
+    mark = toybot.seq()
+    toybot.sandbox.click("alice", card, action_id=Action.APPROVE)
+    assert "someone else" in text_of(toybot.replies_to("alice", after=mark)).lower()
+    # A guest cannot approve.
+    mark = toybot.seq()
+    toybot.sandbox.click("dave", card, action_id=Action.APPROVE)
+    assert "guest" in text_of(toybot.replies_to("dave", after=mark)).lower()
+    assert toy.executions() == []
+
+    toybot.sandbox.click("bob", card, action_id=Action.APPROVE)
+    done = wait_card(toybot, card, "succeeded")
+    final = text_of(done)
+    assert "Approved by <@U_BOB>" in final
+    assert "maintenance on" in final
+    assert toy.executions() == ["on"], "the switch must run exactly once"
+
+    mark = toybot.seq()
+    toybot.sandbox.click("carol", done, action_id=Action.APPROVE) if any(
+        True for _ in toybot.sandbox.buttons(done)) else None
+    # The card has no buttons left once decided: a late click has nothing to press.
+    assert toybot.sandbox.buttons(done) == []
+    assert toy.executions() == ["on"]
+    assert not toybot.workspace.rate_limited, "more than one update per second per message"
+
+
+def test_reject_with_a_reason_through_the_modal(toybot, toy):
+    toybot.command("alice", "start v2")
+    after = toybot.seq()
+    toybot.command("alice", OVERRIDE)
+    card = card_for(toybot, "Maintenance mode on", after)
+    toybot.sandbox.click("bob", card, action_id=Action.REJECT)
+    view = toybot.workspace.wait_for(lambda: (toybot.workspace.open_views("U_BOB") or [None])[0])
+    toybot.sandbox.submit_view("bob", view.id, {Block.REASON: {Block.REASON_INPUT:
+                                                                "wrong window"}})
+    final = text_of(wait_card(toybot, card, "Rejected"))
+    assert "Rejected by <@U_BOB>" in final and "wrong window" in final
+    assert toy.executions() == []
+
+
+def test_requester_cancels_and_others_cannot(toybot, toy):
+    toybot.command("alice", "start v2")
+    after = toybot.seq()
+    toybot.command("alice", OVERRIDE)
+    card = card_for(toybot, "Maintenance mode on", after)
+    mark = toybot.seq()
+    toybot.sandbox.click("bob", card, action_id=Action.CANCEL)
+    assert "only <@u_alice>" in text_of(toybot.replies_to("bob", after=mark)).lower()
+    toybot.sandbox.click("alice", card, action_id=Action.CANCEL)
+    assert "Cancelled by <@U_ALICE>" in text_of(wait_card(toybot, card, "Cancelled"))
+    assert toy.executions() == []
+
+
+def test_expired_request_says_so_on_the_card_and_cannot_be_approved(toybot, toy):
+    toybot.command("alice", "start v2")
+    after = toybot.seq()
+    toybot.command("alice", OVERRIDE)
+    card = card_for(toybot, "Maintenance mode on", after)
+    real_now = toybot.engine.deps.now
+    toybot.engine.deps.now = lambda: real_now() + timedelta(minutes=16)  # injected clock
+    assert toybot.engine.expire_approvals() == 1
+    assert "Expired" in text_of(wait_card(toybot, card, "Expired"))
+    mark = toybot.seq()
+    toybot.sandbox.click("bob", card, action_id=Action.APPROVE) if toybot.sandbox.buttons(
+        toybot.workspace.message("C_CUTOVER", card.ts)) else None
+    assert toy.executions() == []
+    toybot.slash("alice", "status")
+    status = text_of(toybot.replies_to("alice", after=mark, contains="Cutover run"))
+    assert "No pending approvals" in status
+
+
+def test_status_shows_steps_phase_next_and_pending_approvals(toybot):
+    after = toybot.seq()
+    toybot.command("alice", "start v2 " + "ab" * 20)
+    toybot.command("alice", OVERRIDE)
+    card_for(toybot, "Maintenance mode on", after)
+    mark = toybot.seq()
+    toybot.slash("carol", "status")
+    status = text_of(toybot.replies_to("carol", after=mark, contains="Cutover run"))
+    assert "`rc-evidence`" in status and "not available yet" in status
+    assert "`maintenance-on`" in status and "awaiting approval" in status
+    assert "Pending approvals" in status and "requested by <@U_ALICE>" in status
+    assert "Phase:* Pre-cutover" in status
