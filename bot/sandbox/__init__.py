@@ -1,0 +1,19 @@
+"""A local Slack workspace for tests and the terminal console (Web API + signed deliveries)."""
+
+from bot.sandbox.console import Console
+from bot.sandbox.render import render_channel, render_message, render_view
+from bot.sandbox.server import Delivery, SandboxServer, sign
+from bot.sandbox.workspace import ManualClock, Message, Workspace
+
+__all__ = [
+    "Console",
+    "Delivery",
+    "ManualClock",
+    "Message",
+    "SandboxServer",
+    "Workspace",
+    "render_channel",
+    "render_message",
+    "render_view",
+    "sign",
+]
