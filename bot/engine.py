@@ -338,8 +338,10 @@ class Engine:
                 repo.insert_vote(conn, approval_id=approval_id, user_id=user_id, vote="reject",
                                  now=self.deps.now())
             if decision.new_status != "pending" and a["status"] == "pending":
-                self._close_request(conn, a, status=decision.new_status, by=user_id,
-                                    note=reason or decision.message)
+                if not self._close_request(conn, a, status=decision.new_status, by=user_id,
+                                           note=reason or decision.message):
+                    # Lost a race the row lock should have prevented: never claim the win.
+                    raise Refused("This request was decided a moment ago; see the card.")
                 if decision.new_status == "approved":
                     queued_exe = self._after_approval(conn, a, user_id)
         self.refresh_approval(approval_id)
@@ -355,15 +357,18 @@ class Engine:
         return rule.params_hash(a["run_id"], a["step_id"], params)
 
     def _close_request(self, conn: psycopg.Connection, a: dict, *, status: str, by: str | None,
-                       note: str | None) -> None:
-        repo.decide_approval(conn, approval_id=a["id"], status=status, now=self.deps.now(),
-                             decided_by=by, note=note)
+                       note: str | None) -> bool:
+        """Move a pending request to ``status``; False if it was no longer pending."""
+        if repo.decide_approval(conn, approval_id=a["id"], status=status, now=self.deps.now(),
+                                decided_by=by, note=note) is None:
+            return False
         if status != "approved":
             for exe in repo.executions(conn, run_id=a["run_id"]):
                 if exe["approval_id"] == a["id"] and exe["state"] == "awaiting_approval":
                     repo.transition(conn, execution_id=exe["id"],
                                     from_states=("awaiting_approval",), to="cancelled",
                                     now=self.deps.now(), error=f"approval {status}")
+        return True
 
     def _after_approval(self, conn: psycopg.Connection, a: dict, user_id: str) -> list[int]:
         if a["step_id"] == ROLLBACK:

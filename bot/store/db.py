@@ -102,11 +102,14 @@ class Database:
 
     transaction = connection
 
-    def ping(self) -> bool:
+    def ping(self, timeout: float = 1.5) -> bool:
+        """True when the database answers within ``timeout`` seconds."""
         try:
-            with self.connection() as conn:
+            with self.pool.connection(timeout=timeout) as conn:
                 conn.execute("SELECT 1")
             return True
+        except PoolTimeout:
+            return False
         except DatabaseUnavailable:
             return False
         except psycopg.Error:

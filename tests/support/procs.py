@@ -1,0 +1,100 @@
+"""Run `golive serve` as real separate processes (replicas, crash tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+
+from bot.sandbox import SandboxServer
+from bot.sandbox.blocks import iter_buttons
+from bot.sandbox.workspace import Message
+from tests.support.harness import free_socket
+
+
+class BotProcess:
+    """`golive serve` in its own process group, so SIGKILL takes its children with it."""
+
+    def __init__(self, environ: dict[str, str], log: Path):
+        sock = free_socket()
+        self.port = sock.getsockname()[1]
+        sock.close()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        env = {**os.environ, **environ}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1",
+             "--port", str(self.port)], env=env, stdout=log.open("ab"),
+            stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, timeout: float = 30.0) -> BotProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"golive serve exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)  # waiting for a child process to bind; no event to wait on
+        raise TimeoutError(f"golive serve not ready: {self.log.read_text()[-2000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no cleanup code runs."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def stale_click(sandbox: SandboxServer, user_id: str, message: Message, action_id: str,
+                bot_url: str):
+    """Click a button of the message *as it was* (a stale card), delivered to ``bot_url``.
+
+    This is what happens in Slack when several people have the card open and click at once.
+    """
+    ws = sandbox.workspace
+    button = next(b for b in iter_buttons(message.blocks) if b.action_id == action_id)
+    chan = ws.channels[message.channel]
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user_id, "username": ws.users[user_id].name,
+                 "name": ws.users[user_id].name, "team_id": ws.team_id},
+        "api_app_id": "A0GOLIVE", "token": sandbox.verification_token,
+        "container": {"type": "message", "message_ts": message.ts, "channel_id": chan.id,
+                      "is_ephemeral": False},
+        "trigger_id": sandbox.api.issue_trigger(user_id),
+        "team": {"id": ws.team_id, "domain": ws.team_domain},
+        "enterprise": None, "is_enterprise_install": False,
+        "channel": {"id": chan.id, "name": chan.name},
+        "message": message.to_api(ws.team_id, ws.files),
+        "state": {"values": {}},
+        "response_url": sandbox.api.issue_response_url(user_id, chan.id, message.ts),
+        "actions": [{"action_id": button.action_id, "block_id": button.block_id,
+                     "text": {"type": "plain_text", "text": button.text},
+                     "value": button.value, "type": "button", "action_ts": str(time.time())}],
+    }
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded", **sandbox.sign(body)}
+    saved = sandbox.bot_url
+    try:
+        return httpx.post(bot_url, content=body, headers=headers, timeout=10)
+    finally:
+        sandbox.bot_url = saved
