@@ -58,20 +58,24 @@ def build_app(*, settings: Any, engine: Engine, client: Any, secrets: dict[str, 
         return mask_payload({"response_type": "ephemeral", "text": text}, secrets)
 
     def guarded(fn: Callable[[], Reply | None], respond: Callable[..., Any]) -> None:
+        """Run engine work and send its reply."""
+        reply = outcome_of(fn)
+        if reply is not None:
+            respond(**masked(reply))
+
+    def outcome_of(fn: Callable[[], Reply | None]) -> Reply | None:
         """Run engine work; map every failure to a short message, never a stack trace."""
         try:
-            reply = fn()
+            return fn()
         except (UsageError, Refused) as e:
-            reply = Reply(e.message)
+            return Reply(e.message)
         except DatabaseUnavailable:
-            reply = Reply(DB_DOWN)
+            return Reply(DB_DOWN)
         except Exception:
             err = uuid.uuid4().hex[:8]
             log.exception("unexpected error %s", err)
-            reply = Reply(f"Something went wrong on our side (error id `{err}`); nothing more "
-                          "was done. The error is in the bot's log under that id.")
-        if reply is not None:
-            respond(**masked(reply))
+            return Reply(f"Something went wrong on our side (error id `{err}`); nothing more "
+                         "was done. The error is in the bot's log under that id.")
 
     # ---------------------------------------------------------------- /golive
     def ack_command(ack: Callable[..., None], command: dict) -> None:
@@ -100,13 +104,13 @@ def build_app(*, settings: Any, engine: Engine, client: Any, secrets: dict[str, 
                 outcome["value"] = "refused"
                 return Reply(e.message)
 
-        try:
-            guarded(work, respond)
-        finally:
-            try:
-                engine.audit_command(actor=ctx.actor, text=text, outcome=outcome["value"])
-            except Exception as e:  # the DB may be down: the reply already said so
-                log.warning("could not audit command: %s", type(e).__name__)
+        reply = outcome_of(work)
+        try:  # audit before replying: an answered command is a recorded command
+            engine.audit_command(actor=ctx.actor, text=text, outcome=outcome["value"])
+        except Exception as e:  # the DB may be down: the reply says so
+            log.warning("could not audit command: %s", type(e).__name__)
+        if reply is not None:
+            respond(**masked(reply))
 
     app.command("/golive")(ack=ack_command, lazy=[run_command])
 

@@ -69,7 +69,7 @@ def cmd_socket(args: argparse.Namespace) -> int:
 def cmd_db(args: argparse.Namespace) -> int:
     from bot.store import db
 
-    settings = _settings(require_slack=False)
+    settings = _settings(require_slack=False, require_config=False)
     url = settings.database_url
     try:
         if args.action == "upgrade":
@@ -152,7 +152,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         problems = audit.verify_export(Path(args.file).read_text(encoding="utf-8"))
         print("\n".join(problems) if problems else f"{args.file}: export verifies")
         return 1 if problems else 0
-    settings = _settings(require_slack=False)
+    settings = _settings(require_slack=False, require_config=False)
     database = Database(settings.database_url, min_size=1, max_size=2)
     database.open(wait=True)
     try:

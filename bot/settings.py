@@ -200,7 +200,8 @@ def parse_config(text: str, *, source: str = "config", environ: dict[str, str] |
 
 
 def load_settings(*, require_slack: bool = True, require_db: bool = True,
-                  environ: dict[str, str] | None = None) -> Settings:
+                  require_config: bool = True, environ: dict[str, str] | None = None
+                  ) -> Settings:
     """Read the environment and the config file; raise ConfigError listing every problem."""
     environ = dict(os.environ if environ is None else environ)
     problems: list[str] = []
@@ -221,7 +222,9 @@ def load_settings(*, require_slack: bool = True, require_db: bool = True,
         problems.append("DATABASE_URL must start with postgresql://")
     config: GoliveConfig | None = None
     path = env.golive_config
-    if path is None:
+    if path is None and not require_config:
+        config = GoliveConfig(channels=Channels(cutover="C_UNSET"), approvers=Approvers())
+    elif path is None:
         problems.append("GOLIVE_CONFIG is not set (path to your golive TOML; see golive.example.toml)")
     elif not path.is_file():
         problems.append(f"GOLIVE_CONFIG: no such file: {path}")
@@ -233,7 +236,7 @@ def load_settings(*, require_slack: bool = True, require_db: bool = True,
             problems.extend(e.problems)
     if problems or config is None:
         raise ConfigError(problems)
-    if config.runbook is not None and not config.runbook.is_absolute():
+    if path is not None and config.runbook is not None and not config.runbook.is_absolute():
         config = config.model_copy(update={"runbook": (path.parent / config.runbook).resolve()})
     return Settings(env=env, config=config, config_path=path)
 

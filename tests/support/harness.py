@@ -121,7 +121,8 @@ class Bot:
         assert d.status == 200, f"/golive {text} answered HTTP {d.status}"
         msg = self.workspace.wait_for_message(
             channel, after_seq=after, timeout=timeout,
-            predicate=lambda m: m.via_response_url and m.ephemeral_to in (None, uid))
+            predicate=lambda m: (m.via_response_url or m.source == "ack")
+            and m.ephemeral_to in (None, uid))
         return message_text(msg)
 
     def seq(self) -> int:

@@ -68,7 +68,6 @@ on = ["sh", "-c", "{on}"]
 off = ["sh", "-c", "{off}"]
 
 [target.probe]
-attempts = 2
 backoff_initial_s = 0.05
 backoff_max_s = 0.1
 {extra}

@@ -1,0 +1,1 @@
+"""Paybox: a small ledger-backed payments service used as golive's cutover target."""

@@ -1,0 +1,3 @@
+from paybox.server import main
+
+main()

@@ -1,0 +1,1 @@
+"""Paybox edge: reverse proxy + maintenance switch in front of the app."""

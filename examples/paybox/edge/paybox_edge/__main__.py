@@ -1,0 +1,3 @@
+from paybox_edge.server import main
+
+main()
