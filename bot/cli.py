@@ -108,7 +108,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     secrets = settings.secrets()
     print(f"config: {settings.config_path}")
     print(f"slack api: {settings.env.slack_api_url}")
-    print(f"database: {mask(settings.database_url, secrets) if settings.database_url else '-'}")
+    others = {k: v for k, v in secrets.items() if k != "DATABASE_URL"}
+    # Show where the database is; the URL's password is masked by pattern.
+    print(f"database: {mask(settings.database_url, others) if settings.database_url else '-'}")
     for name in sorted(secrets):
         print(f"secret {name}: set ({len(secrets[name])} chars, shown as ****)")
     cfg = settings.config

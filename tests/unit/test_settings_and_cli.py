@@ -1,0 +1,115 @@
+"""Settings and the CLI as an operator meets them: one clear line per problem, secrets masked."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.cli import manifest
+from bot.settings import ConfigError, load_settings, parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD = """
+[channels]
+cutover = "C0CUTOVER"
+[approvers]
+users = ["U0BOB"]
+[target.admin_login]
+password = "${ADMIN_PW}"
+"""
+
+
+def env(tmp_path: Path, text: str = GOOD, **extra: str) -> dict[str, str]:
+    cfg = tmp_path / "golive.toml"
+    cfg.write_text(text)
+    return {"SLACK_BOT_TOKEN": "xoxb-1-secret-token", "SLACK_SIGNING_SECRET": "s3cret-signing",
+            "DATABASE_URL": "postgresql://bot:dbpass@127.0.0.1/golive",
+            "GOLIVE_CONFIG": str(cfg), "ADMIN_PW": "hunter2-admin", **extra}
+
+
+def test_missing_settings_are_reported_one_line_each(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_settings(environ={})
+    problems = e.value.problems
+    assert len(problems) == 4, problems
+    assert any(p.startswith("SLACK_BOT_TOKEN is not set") for p in problems)
+    assert any(p.startswith("SLACK_SIGNING_SECRET is not set") for p in problems)
+    assert any(p.startswith("DATABASE_URL is not set") for p in problems)
+    assert any(p.startswith("GOLIVE_CONFIG is not set") for p in problems)
+
+
+def test_invalid_config_names_each_field(tmp_path):
+    bad = '[channels]\ncutover = "general"\n[approvers]\nusers = ["bob"]\nexpiry_minutes = 0\n'
+    with pytest.raises(ConfigError) as e:
+        load_settings(environ=env(tmp_path, bad))
+    text = "\n".join(e.value.problems)
+    assert "channels.cutover: not a Slack channel ID: general" in text
+    assert "approvers.users: not a Slack user ID: bob" in text
+    assert "approvers.expiry_minutes" in text
+
+
+def test_unset_variable_in_config_is_a_clear_problem(tmp_path):
+    e = env(tmp_path)
+    del e["ADMIN_PW"]
+    with pytest.raises(ConfigError) as err:
+        load_settings(environ=e)
+    assert any("${ADMIN_PW} is not set" in p for p in err.value.problems)
+
+
+def test_secrets_collected_for_masking(tmp_path):
+    s = load_settings(environ=env(tmp_path))
+    values = set(s.secrets().values())
+    assert {"xoxb-1-secret-token", "s3cret-signing", "hunter2-admin"} <= values
+
+
+def test_garbage_toml_is_one_line():
+    with pytest.raises(ConfigError) as e:
+        parse_config("[channels\ncutover=", source="x.toml")
+    assert len(e.value.problems) == 1 and e.value.problems[0].startswith("x.toml: not valid TOML")
+
+
+def run_cli(*args: str, environ: dict[str, str]) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "GOLIVE_"))}
+    return subprocess.run([sys.executable, "-m", "bot.cli", *args], env={**base, **environ},
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+
+def test_config_check_masks_every_secret(tmp_path):
+    r = run_cli("config", "check", environ=env(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.rstrip().endswith("ok")
+    for secret in ("xoxb-1-secret-token", "s3cret-signing", "hunter2-admin", "dbpass"):
+        assert secret not in r.stdout + r.stderr
+    assert "postgresql://bot:****@127.0.0.1/golive" in r.stdout
+
+
+def test_serve_refuses_to_start_with_bad_settings(tmp_path):
+    r = run_cli("serve", environ={"GOLIVE_CONFIG": str(tmp_path / "nope.toml")})
+    assert r.returncode == 2
+    assert "fix these settings" in r.stderr and "no such file" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_manifest_http_and_socket_modes():
+    http = manifest(url="https://bot.example.com", socket=False)
+    cmd = http["features"]["slash_commands"][0]
+    assert cmd["command"] == "/golive" and cmd["url"] == "https://bot.example.com/slack/events"
+    assert http["settings"]["interactivity"]["request_url"].endswith("/slack/events")
+    assert {"commands", "chat:write", "users:read", "usergroups:read", "files:write"} <= set(
+        http["oauth_config"]["scopes"]["bot"])
+    sock = manifest(url=None, socket=True)
+    assert sock["settings"]["socket_mode_enabled"] is True
+    assert "url" not in sock["features"]["slash_commands"][0]
+    json.dumps(sock)
+
+
+def test_help_everywhere():
+    for args in (["--help"], ["serve", "--help"], ["db", "--help"], ["audit", "--help"],
+                 ["demo", "--help"], ["config", "--help"], ["manifest", "--help"]):
+        r = run_cli(*args, environ={})
+        assert r.returncode == 0 and "usage: golive" in r.stdout, args
