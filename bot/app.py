@@ -107,7 +107,7 @@ def build_app(*, settings: Any, engine: Engine, client: Any, secrets: dict[str, 
         reply = outcome_of(work)
         try:  # audit before replying: an answered command is a recorded command
             engine.audit_command(actor=ctx.actor, text=text, outcome=outcome["value"])
-        except Exception as e:  # the DB may be down: the reply says so
+        except Exception as e:  # noqa: BLE001 - the DB may be down; the reply says so
             log.warning("could not audit command: %s", type(e).__name__)
         if reply is not None:
             respond(**masked(reply))
@@ -145,7 +145,7 @@ def build_app(*, settings: Any, engine: Engine, client: Any, secrets: dict[str, 
             try:
                 client.views_open(trigger_id=body["trigger_id"], view=reason_modal(
                     callback_id=callback, title=title, label=label, private_metadata=meta))
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - error boundary
                 log.warning("views.open failed: %s", e)
         return ack_and_open
 

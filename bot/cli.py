@@ -82,7 +82,7 @@ def cmd_db(args: argparse.Namespace) -> int:
             cur = db.current_revision(url)
             head = db.head_revision()
             print(f"{cur or 'base (empty)'}" + ("" if cur == head else f" (head is {head})"))
-    except Exception as e:  # an outage is one line, not a traceback
+    except Exception as e:  # an outage is one line, not a traceback  # noqa: BLE001 - error boundary
         from runbook.adapters.redact import mask
 
         print(f"golive: database error: {mask(str(e).splitlines()[0], settings.secrets())}",
@@ -147,8 +147,8 @@ def cmd_manifest(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from bot import audit
-    from bot.store.db import Database
     from bot.store import repo
+    from bot.store.db import Database
 
     if args.action == "verify" and args.file:
         problems = audit.verify_export(Path(args.file).read_text(encoding="utf-8"))

@@ -94,7 +94,8 @@ def docker_line() -> str:
         return "Docker: not installed — deploy/migrate steps will say so and fail cleanly."
     import subprocess
 
-    ok = subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    ok = subprocess.run(["docker", "info"], capture_output=True, timeout=10,
+                        check=False).returncode == 0
     if not ok:
         return "Docker: not running — deploy/migrate steps will say so and fail cleanly."
     return ("Docker: running — rehearse on the paybox sample: "

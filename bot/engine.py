@@ -489,7 +489,7 @@ class Engine:
                     self.expire_approvals()
                 while not self._stop.is_set() and self.run_next():
                     pass
-            except Exception as e:  # the worker must outlive a database outage
+            except Exception as e:  # the worker must outlive a database outage  # noqa: BLE001 - error boundary
                 log.warning("worker: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
             self._wake.wait(timeout=1.0)
             self._wake.clear()

@@ -13,7 +13,6 @@ from slack_sdk.models.blocks import (
     ButtonElement,
     ConfirmObject,
     ContextBlock,
-    DividerBlock,
     HeaderBlock,
     MarkdownTextObject,
     SectionBlock,
@@ -125,8 +124,9 @@ def step_card(*, step: Step, exe: Mapping[str, Any], approval: Mapping[str, Any]
     state = exe["state"]
     icon = STATE_ICONS.get(state, "")
     head = f"{icon} {step.title}"
-    fields = [f"*State:* {state_word(state)}", f"*Run:* #{exe['run_id']} · step `{step.id}`"
-              f" · attempt {exe['attempt']}", f"*Parameters:* {_args_text(exe['params'])}"]
+    fields = [f"*State:* {state_word(state)}",
+              f"*Run:* #{exe['run_id']} · step `{step.id}` · attempt {exe['attempt']}",
+              f"*Parameters:* {_args_text(exe['params'])}"]
     if approval and approval.get("params", {}).get("preflight"):
         pre = approval["params"]["preflight"]
         ok = sum(1 for p in pre.split(",") if p.endswith(("=succeeded", "=skipped")))

@@ -40,7 +40,7 @@ class MaskingWebClient(WebClient):
 
     def api_call(self, api_method: str, *, http_verb: str = "POST", files: Any = None,
                  data: Any = None, params: Any = None, json: Any = None, headers: Any = None,
-                 auth: Any = None):  # noqa: D102 - same contract as WebClient.api_call
+                 auth: Any = None):
         if api_method != "auth.test":
             data = mask_payload(data, self._secrets) if data else data
             params = mask_payload(params, self._secrets) if params else params

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import time
 
 import pytest
 
@@ -93,8 +92,10 @@ def test_two_replicas_twenty_parallel_approvals_execute_once(stack, toy):
     assert len(winners) == 1, texts
     assert all("Already approved" in t for t in texts if t not in winners), texts
     ws.wait_for(lambda: toy.executions() or None, 20)
-    final = ws.wait_for(lambda: (lambda m: m if "succeeded" in text_of(m) else None)(
-        ws.message("C_CUTOVER", card.ts)), 20)
+    def card_done():
+        m = ws.message("C_CUTOVER", card.ts)
+        return m if m and "succeeded" in text_of(m) else None
+    final = ws.wait_for(card_done, 20)
     assert "Approved by" in text_of(final)
     assert toy.executions() == ["on"], "one approval must run the step exactly once"
 

@@ -40,8 +40,10 @@ env = { PAYBOX_OPS_TOKEN = "${PAYBOX_OPS_TOKEN}" }
         card = bot.workspace.wait_for_message("C_CUTOVER", contains="Approve", after_seq=after,
                                               predicate=lambda m: m.ephemeral_to is None)
         bot.sandbox.click("bob", card, action_id=Action.APPROVE)
-        failed = bot.workspace.wait_for(lambda: (lambda m: m if "failed" in text_of(m) else None)(
-            bot.workspace.message("C_CUTOVER", card.ts)), 20)
+        def card_failed():
+            m = bot.workspace.message("C_CUTOVER", card.ts)
+            return m if m and "failed" in text_of(m) else None
+        failed = bot.workspace.wait_for(card_failed, 20)
         shown = text_of(failed)
         assert "exited 3" in shown and "admin password is ****" in shown, shown
         bot.command("alice", "status")

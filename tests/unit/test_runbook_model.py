@@ -20,7 +20,8 @@ KINDS = {
 }
 
 PREFLIGHT = ["release-freeze", "prod-config", "db-backup", "migration-dry-run", "rc-evidence"]
-CUTOVER = ["maintenance-on", "deploy", "migrate", "health", "smoke", "traffic-open"]
+CUTOVER = ["maintenance-on", "maintenance-off", "deploy", "migrate", "health", "smoke",
+           "traffic-open"]
 POST = ["canary", "ledger-check", "webhook-watch", "error-budget"]
 ROLLBACK = ["rb-maintenance-on", "rb-revert-deploy", "rb-restore-or-downgrade", "rb-verify",
             "rb-traffic-open"]
@@ -75,7 +76,7 @@ def test_shipped_runbook_has_the_seed_phases_in_order(shipped):
     assert [s.id for s in shipped.all_steps()] == PREFLIGHT + CUTOVER + POST + ROLLBACK, (
         "all_steps must be runbook order with rollback last"
     )
-    assert shipped.order_index("deploy") == len(PREFLIGHT) + 1
+    assert shipped.order_index("deploy") == len(PREFLIGHT) + CUTOVER.index("deploy")
 
 
 def test_shipped_runbook_steps_and_gates(shipped):

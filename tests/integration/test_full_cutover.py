@@ -1,0 +1,96 @@
+"""A full rehearsal cutover v1 -> v2 driven through the bot: signed commands and approvals in
+the sandbox, real Docker, the local registry, alembic and HTTP probes."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from bot.ids import Action
+from tests.support.harness import BASE_CONFIG, Bot, text_of
+from tests.support.toml_out import target_table
+
+pytestmark = pytest.mark.docker
+
+
+def config_for(paybox) -> str:
+    # The target table must come first: BASE_CONFIG's tables would otherwise swallow it.
+    return target_table(paybox.target()) + BASE_CONFIG
+
+
+def wait_card(bot, ts: str, *words: str, timeout: float = 240.0):
+    def find():
+        m = bot.workspace.message("C_CUTOVER", ts)
+        t = text_of(m) if m else ""
+        return m if any(w in t for w in words) else None
+    find.__qualname__ = f"card {ts} showing one of {words}"
+    return bot.workspace.wait_for(find, timeout)
+
+
+def request_and_approve(bot, requester: str, text: str, approver: str, title: str):
+    after = bot.seq()
+    reply = bot.command(requester, text)
+    assert "Approval requested" in reply, reply
+    card = bot.workspace.wait_for_message("C_CUTOVER", contains=title, after_seq=after,
+                                          predicate=lambda m: m.ephemeral_to is None)
+    bot.sandbox.click(approver, card, action_id=Action.APPROVE)
+    done = wait_card(bot, card.ts, "succeeded", "failed", "interrupted")
+    assert "succeeded" in text_of(done), text_of(done)
+    return text_of(done)
+
+
+def run_ungated(bot, text: str, title: str) -> str:
+    after = bot.seq()
+    assert "Queued" in bot.command("alice", text)
+    card = bot.workspace.wait_for_message("C_CUTOVER", contains=title, after_seq=after,
+                                          predicate=lambda m: m.ephemeral_to is None)
+    done = wait_card(bot, card.ts, "succeeded", "failed", "interrupted")
+    assert "succeeded" in text_of(done), text_of(done)
+    return text_of(done)
+
+
+def test_full_cutover_v1_to_v2_through_the_bot(stack, clean_db, tmp_path):
+    paybox = stack
+    # A real pull: drop the local copy of v2 first.
+    subprocess.run(["docker", "rmi", "-f", "127.0.0.1:5000/paybox/app:v2"],
+                   capture_output=True, check=False)
+    bot = Bot(clean_db, tmp_path, config=config_for(paybox))
+    try:
+        sha = paybox.revisions["v2"]
+        assert "started cutover run" in bot.command("alice", f"start v2 {sha}")
+
+        on = request_and_approve(bot, "alice",
+                                 'maintenance on --override "preflight checks not built yet"',
+                                 "bob", "Maintenance mode on")
+        assert "maintenance on" in on
+        status, body = paybox.http("GET", f"http://127.0.0.1:{paybox.edge_port}/")
+        assert status == 503 and "Scheduled maintenance" in body
+
+        deployed = request_and_approve(bot, "alice", "deploy v2", "carol", "Deploy")
+        assert "v2" in deployed
+        migrated = run_ungated(bot, "migrate", "Migrations")
+        assert "0002" in migrated, migrated
+        run_ungated(bot, "health", "Health")
+        run_ungated(bot, "smoke", "Smoke")
+        opened = request_and_approve(bot, "alice", "traffic open", "bob", "Open traffic")
+        assert "open" in opened.lower()
+
+        summary = text_of(bot.workspace.wait_for_message("C_CUTOVER", contains="summary",
+                                                         timeout=30))
+    finally:
+        bot.stop()
+
+    running = paybox.running_image("app")
+    assert running["image"].endswith("paybox/app:v2") and running["revision"] == sha
+    assert paybox.alembic_revision() == "0002_payout_idempotency"
+    status, _ = paybox.http("GET", f"http://127.0.0.1:{paybox.edge_port}/api/health")
+    assert status == 200, "traffic must be open again"
+    for line in ("Maintenance mode on", "Deploy", "Open traffic"):
+        assert line in summary, summary
+    assert "<@U_BOB>" in summary and "<@U_CAROL>" in summary
+    assert "v1" in summary and "v2" in summary, "versions before and after"
+    assert "0001_ledger" in summary and "0002_payout_idempotency" in summary
+    assert not bot.workspace.rate_limited
+    for secret in paybox.secret_values:
+        assert not bot.workspace.find_in_outgoing(secret)
