@@ -193,6 +193,21 @@ class Engine:
             latest = repo.latest_executions(conn, run_id=run["id"])
             states = {k: v["state"] for k, v in latest.items()}
             current = latest.get(step.id)
+            superseded = None
+            if current and current["state"] == "awaiting_approval" and \
+                    dict(current["params"]) != args and current["approval_id"]:
+                # New arguments (e.g. another tag): the pending approval is void, not reused.
+                old = repo.get_approval(conn, approval_id=current["approval_id"],
+                                        for_update=True)
+                if old and old["status"] == "pending":
+                    self._close_request(conn, old, status="void", by=actor.user_id,
+                                        note="superseded by a new request")
+                    self._audit(conn, actor=actor.user_id, channel=actor.channel,
+                                action="approval.void", outcome="void", run_id=run["id"],
+                                detail={"step": step.id, "approval": old["id"],
+                                        "new_args": args})
+                    superseded = old["id"]
+                    current = None
             if current and current["state"] in ACTIVE_STATES:
                 raise Refused(f"*{step.title}* is already {blocks.state_word(current['state'])}.")
             if current and current["state"] == "succeeded" and step.gated:
@@ -241,6 +256,8 @@ class Engine:
                         detail={"step": step.id, "args": args, "approval": approval["id"],
                                 "override": override if unmet else None})
             post_card = {"approval": approval, "exe": exe}
+        if superseded:
+            self.refresh_approval(superseded)
         ts = self.refresh_card(post_card["exe"]["id"])
         if ts is None:
             return (f"Approval requested for *{step.title}*, but the card could not be posted; "

@@ -100,7 +100,8 @@ def _approval_lines(approval: Mapping[str, Any], votes: list[Mapping[str, Any]],
     elif status == "expired":
         lines.append("⌛ Expired: nobody approved in time. Ask again to retry.")
     elif status == "void":
-        lines.append("🚫 Void: the parameters or the preflight changed after the request.")
+        lines.append("🚫 Void: " + (approval.get("decision_note")
+                                   or "the parameters or the preflight changed after the request."))
     return lines
 
 

@@ -129,3 +129,52 @@ def test_status_shows_steps_phase_next_and_pending_approvals(toybot):
     assert "`maintenance-on`" in status and "awaiting approval" in status
     assert "Pending approvals" in status and "requested by <@U_ALICE>" in status
     assert "Phase:* Pre-cutover" in status
+
+
+def test_two_of_n_gate_needs_two_distinct_approvers(clean_db, tmp_path, toy):
+    from runbook.model import default_runbook_path
+    from tests.support.harness import BASE_CONFIG, Bot
+
+    rb = default_runbook_path().read_text().replace(
+        'command = "maintenance on"', 'command = "maintenance on"\ngate = { approvals = 2 }', 1)
+    rb = rb.replace('gated = true\ngate = { approvals = 1, groups = [] }\ncommand = "maintenance on"',
+                    'command = "maintenance on"', 1)
+    (tmp_path / "two.toml").write_text(rb)
+    bot = Bot(clean_db, tmp_path, config=f'runbook = "{tmp_path / "two.toml"}"\n' + BASE_CONFIG
+              + toy.config())
+    try:
+        bot.command("alice", "start v2")
+        after = bot.seq()
+        bot.command("alice", OVERRIDE)
+        card = card_for(bot, "Maintenance mode on", after)
+        assert "needs 2 approver(s)" in text_of(card)
+        mark = bot.seq()
+        bot.sandbox.click("bob", card, action_id=Action.APPROVE)
+        assert "1 of 2" in text_of(bot.replies_to("bob", after=mark))
+        partial = wait_card(bot, card, "Approved by <@U_BOB>")
+        assert "awaiting approval" in text_of(partial) and toy.executions() == []
+        mark = bot.seq()
+        bot.sandbox.click("bob", partial, action_id=Action.APPROVE)
+        assert "already" in text_of(bot.replies_to("bob", after=mark)).lower()
+        bot.sandbox.click("carol", partial, action_id=Action.APPROVE)
+        done = wait_card(bot, card, "succeeded")
+        assert "<@U_BOB>, <@U_CAROL>" in text_of(done)
+        assert toy.executions() == ["on"]
+    finally:
+        bot.stop()
+
+
+def test_a_new_request_with_other_arguments_voids_the_pending_one(toybot):
+    toybot.command("alice", "start v2")
+    after = toybot.seq()
+    assert "Approval requested" in toybot.command("alice", 'deploy v2 --override "drill"')
+    first = card_for(toybot, "Deploy the release tag", after)
+    after = toybot.seq()
+    assert "Approval requested" in toybot.command("alice", 'deploy v3 --override "drill"')
+    second = card_for(toybot, "Deploy the release tag", after)
+    assert second.ts != first.ts and "`tag=v3`" in text_of(second)
+    void = wait_card(toybot, first, "Void")
+    assert "superseded by a new request" in text_of(void)
+    assert toybot.sandbox.buttons(void) == []
+    again = toybot.command("alice", 'deploy v3 --override "drill"')
+    assert "already awaiting approval" in again
