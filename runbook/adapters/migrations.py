@@ -1,0 +1,180 @@
+"""Target-database migrations with alembic: in the app image (compose run) or in-process.
+
+``compose-run`` is what the runbook says (``docker compose run --rm app alembic upgrade head``)
+and uses the migrations shipped in the deployed image. ``alembic-api`` drives ``alembic.command``
+against a ``script_location`` on disk and a database URL, capturing alembic's output.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from runbook.adapters.redact import mask, tail
+from runbook.steps.base import StepFailed
+from runbook.target import Migrations
+
+Progress = Callable[[str], None]
+_REVISION_LINE = re.compile(r"^([0-9A-Za-z_]+)(?: \((?:head|effective head|mergepoint)[^)]*\))*\s*$")
+
+
+def sqlalchemy_url(url: str) -> str:
+    """``postgresql://`` -> ``postgresql+psycopg://`` (psycopg 3 is what is installed)."""
+    return re.sub(r"^postgres(?:ql)?://", "postgresql+psycopg://", url)
+
+
+def parse_current(output: str) -> str | None:
+    """The revision printed by ``alembic current`` (None for an empty database)."""
+    revs = [m.group(1) for line in output.splitlines() if (m := _REVISION_LINE.match(line.strip()))]
+    if len(revs) > 1:
+        return ",".join(revs)
+    return revs[0] if revs else None
+
+
+class Migrator(Protocol):
+    def current_revision(self) -> str | None: ...
+    def heads(self) -> list[str]: ...
+    def upgrade(self, target: str = "head") -> str: ...
+    def downgrade(self, revision: str) -> str: ...
+
+
+@dataclass
+class AlembicApiMigrator:
+    """alembic's Python API against ``script_location`` and ``database_url``."""
+
+    cfg: Migrations
+    database_url: str
+    secrets: Mapping[str, str]
+
+    def _config(self, out: io.StringIO) -> Any:
+        from alembic.config import Config
+
+        config = Config(stdout=out)
+        config.set_main_option("script_location", str(self.cfg.script_location))
+        # ConfigParser interpolation: a '%' in a password must be doubled.
+        config.set_main_option("sqlalchemy.url", self.database_url.replace("%", "%%"))
+        config.attributes["configure_logger"] = False
+        return config
+
+    def _engine(self) -> Any:
+        import sqlalchemy as sa
+
+        return sa.create_engine(sqlalchemy_url(self.database_url), poolclass=sa.pool.NullPool)
+
+    def current_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        engine = self._engine()
+        try:
+            with engine.connect() as conn:
+                heads = MigrationContext.configure(conn).get_current_heads()
+        except Exception as e:  # noqa: BLE001 - any driver error becomes a clear step failure
+            raise StepFailed(mask(f"cannot read the target DB's alembic revision: "
+                                  f"{type(e).__name__}: {_first(e)}", self.secrets)) from None
+        finally:
+            engine.dispose()
+        return ",".join(heads) if heads else None
+
+    def heads(self) -> list[str]:
+        from alembic.script import ScriptDirectory
+
+        try:
+            return list(ScriptDirectory.from_config(self._config(io.StringIO())).get_heads())
+        except Exception as e:  # noqa: BLE001 - alembic raises many types here
+            raise StepFailed(f"cannot read migration scripts at {self.cfg.script_location}: "
+                             f"{_first(e)}") from None
+
+    def _run(self, what: str, fn: Callable[..., Any], *args: Any) -> str:
+        out = io.StringIO()
+        log_buf = io.StringIO()
+        handler = logging.StreamHandler(log_buf)
+        handler.setFormatter(logging.Formatter("%(levelname)-5.5s [%(name)s] %(message)s"))
+        logger = logging.getLogger("alembic")
+        old_level = logger.level
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        try:
+            fn(self._config(out), *args)
+        except Exception as e:  # noqa: BLE001 - a failing migration raises anything
+            text = tail(log_buf.getvalue() + out.getvalue(), 10, 1500)
+            raise StepFailed(mask(f"alembic {what} failed: {type(e).__name__}: {_first(e)}"
+                                  + (f"\n{text}" if text else ""), self.secrets)) from None
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(old_level)
+        return mask(log_buf.getvalue() + out.getvalue(), self.secrets)
+
+    def upgrade(self, target: str = "head") -> str:
+        from alembic import command
+
+        return self._run(f"upgrade {target}", command.upgrade, target)
+
+    def downgrade(self, revision: str) -> str:
+        from alembic import command
+
+        return self._run(f"downgrade {revision}", command.downgrade, revision)
+
+
+@dataclass
+class ComposeRunMigrator:
+    """``docker compose run --rm <service> alembic ...`` with the deployed image."""
+
+    cfg: Migrations
+    deployer: Any  # ComposeDeployer
+    tag_env: Mapping[str, str]
+    timeout: Callable[[], float]
+
+    def _alembic(self, *args: str, what: str) -> str:
+        r = self.deployer.compose(
+            "run", "--rm", "--no-deps", "-T", self.cfg.service, *self.cfg.command, *args,
+            env=self.tag_env, timeout=min(self.cfg.timeout_s, max(1.0, self.timeout())),
+            check=False, what=f"alembic {what}",
+        )
+        output = (r.stdout or "") + (r.stderr or "")
+        if r.returncode != 0:
+            raise StepFailed(self.deployer._mask(
+                f"alembic {what} failed (exit {r.returncode}):\n{tail(output, 10, 1500)}"
+            ))
+        return self.deployer._mask(output)
+
+    def current_revision(self) -> str | None:
+        r = self.deployer.compose(
+            "run", "--rm", "--no-deps", "-T", self.cfg.service, *self.cfg.command, "current",
+            env=self.tag_env, timeout=min(self.cfg.timeout_s, max(1.0, self.timeout())),
+            check=False, what="alembic current",
+        )
+        if r.returncode != 0:
+            raise StepFailed(self.deployer._mask(
+                f"alembic current failed (exit {r.returncode}):\n"
+                f"{tail((r.stdout or '') + (r.stderr or ''), 10, 1500)}"
+            ))
+        return parse_current(r.stdout or "")
+
+    def heads(self) -> list[str]:
+        out = self._alembic("heads", what="heads")
+        rev = parse_current(out)
+        return rev.split(",") if rev else []
+
+    def upgrade(self, target: str = "head") -> str:
+        return self._alembic("upgrade", target, what=f"upgrade {target}")
+
+    def downgrade(self, revision: str) -> str:
+        return self._alembic("downgrade", revision, what=f"downgrade {revision}")
+
+
+def _first(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:300]
+
+
+_REVISION_ID = re.compile(r"^(?:[0-9A-Za-z_]{1,64}|head|base|heads|[+-]\d{1,3})$")
+
+
+def validate_revision(rev: str) -> str:
+    """Refuse revision arguments that are not plain alembic identifiers."""
+    if not isinstance(rev, str) or not _REVISION_ID.match(rev):
+        raise StepFailed(f"invalid alembic revision {rev!r}")
+    return rev

@@ -1,0 +1,87 @@
+"""``health``: health JSON, admin login and dashboard, retried until the step deadline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from runbook.adapters import stepkit
+from runbook.adapters.http import (
+    ProbeError,
+    check_admin_login,
+    check_dashboard,
+    check_health,
+    client,
+    describe_health,
+)
+from runbook.steps.base import StepContext, StepFailed, StepResult, step_kind
+from runbook.target import TargetConfig
+
+
+def base_url(ctx: StepContext, target: TargetConfig) -> str:
+    """``params.via = "public"`` probes through the ingress; default is the app directly."""
+    via = str(ctx.params.get("via", "internal")).lower()
+    if via not in ("internal", "public"):
+        raise StepFailed(f"health via must be 'internal' or 'public', got {via!r}")
+    return target.public_url if via == "public" else target.internal_url
+
+
+def run_checks(ctx: StepContext, target: TargetConfig,
+               checks: list[tuple[str, Callable[[], str]]]) -> list[str]:
+    """Run each check with retries until the step deadline; one summary line per check."""
+    lines: list[str] = []
+    retry = stepkit.retrier(ctx, target)
+    for name, check in checks:
+        ctx.progress(f"checking {name}")
+        try:
+            result = retry.run(check, on_retry=lambda n, e, name=name: ctx.progress(
+                f"{name}: attempt {n} failed ({e}); retrying"))
+        except ProbeError as e:
+            passed = "\n".join(lines)
+            raise StepFailed(
+                f"{name} not green after {retry.attempts_made} attempt(s): {e}"
+                + (f"\npassed before it:\n{passed}" if passed else "")
+            ) from None
+        lines.append(f"{name}: ok ({result})")
+        ctx.progress(lines[-1])
+    return lines
+
+
+def health_checks(ctx: StepContext, target: TargetConfig, http, base: str
+                  ) -> list[tuple[str, Callable[[], str]]]:
+    tag = ctx.facts.get("deployed_tag") if target.health.expect_version_from_tag else None
+    rev = ctx.facts.get("deployed_revision") if target.health.expect_revision_from_deploy else None
+    schema = ctx.facts.get("alembic_after")
+
+    def health() -> str:
+        return describe_health(check_health(http, base, target.health, expect_version=tag,
+                                            expect_revision=rev, expect_schema=schema))
+
+    return [
+        (f"health {target.health.path}", health),
+        (f"admin login {target.admin_login.path}",
+         lambda: check_admin_login(http, base, target.admin_login)),
+    ]
+
+
+@step_kind("health", description="Health JSON, admin login and dashboard until the deadline")
+@stepkit.masked_step
+def run(ctx: StepContext) -> StepResult:
+    target = stepkit.target_of(ctx)
+    base = base_url(ctx, target)
+    with client(target.probe) as http:
+        checks = health_checks(ctx, target, http, base)
+        login = target.admin_login
+
+        def dashboard() -> str:
+            # The dashboard needs a session: log in on this client, then load it.
+            form = {login.username_field: login.username,
+                    login.password_field: login.password.get_secret_value()}
+            try:
+                http.post(base + login.path, data=form)
+            except Exception as e:  # noqa: BLE001 - reported as a failed check
+                raise ProbeError(f"login before dashboard: {type(e).__name__}") from None
+            return check_dashboard(http, base, target.dashboard)
+
+        checks.append((f"dashboard {target.dashboard.path}", dashboard))
+        lines = run_checks(ctx, target, checks)
+    return StepResult(summary="\n".join(lines), facts={"health": "green"}, detail="\n".join(lines))
