@@ -84,9 +84,9 @@ if docker info >/dev/null 2>&1; then
 else
   step "starting dockerd in the background (log: $DOCKERD_LOG)"
   if [ -n "$SUDO" ]; then
-    $SUDO sh -c "nohup dockerd >>$DOCKERD_LOG 2>&1 </dev/null &"
+    $SUDO sh -c "setsid nohup dockerd >>$DOCKERD_LOG 2>&1 </dev/null &"
   else
-    nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+    setsid nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
     disown || true
   fi
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
@@ -115,9 +115,9 @@ http:
   addr: $REG_ADDR
 YAML
   if [ -n "$SUDO" ]; then
-    $SUDO sh -c "nohup /usr/bin/docker-registry serve $REG_CONF >>$REG_LOG 2>&1 </dev/null &"
+    $SUDO sh -c "setsid nohup /usr/bin/docker-registry serve $REG_CONF >>$REG_LOG 2>&1 </dev/null &"
   else
-    nohup /usr/bin/docker-registry serve "$REG_CONF" >>"$REG_LOG" 2>&1 </dev/null &
+    setsid nohup /usr/bin/docker-registry serve "$REG_CONF" >>"$REG_LOG" 2>&1 </dev/null &
     disown || true
   fi
   for _ in $(seq 1 30); do curl -fsS -o /dev/null "http://$REG_ADDR/v2/" 2>/dev/null && break; sleep 1; done

@@ -94,3 +94,46 @@ def test_full_cutover_v1_to_v2_through_the_bot(stack, clean_db, tmp_path):
     assert not bot.workspace.rate_limited
     for secret in paybox.secret_values:
         assert not bot.workspace.find_in_outgoing(secret)
+
+
+def test_rollback_from_the_incident_channel_restores_v1_and_the_schema(stack, clean_db,
+                                                                        tmp_path):
+    paybox = stack
+    bot = Bot(clean_db, tmp_path, config=config_for(paybox))
+    try:
+        assert "started cutover run" in bot.command("alice",
+                                                    f"start v2 {paybox.revisions['v2']}")
+        request_and_approve(bot, "alice", 'maintenance on --override "drill"', "bob",
+                            "Maintenance mode on")
+        request_and_approve(bot, "alice", "deploy v2", "carol", "Deploy")
+        run_ungated(bot, "migrate", "Migrations")
+        assert paybox.running_image("app")["image"].endswith(":v2")
+
+        # Payout failures spike: the on-call asks for the rollback from #incident.
+        after = bot.seq()
+        reply = bot.command("alice", "rollback payout failure rate 22%", channel="C_INCIDENT")
+        assert "Rollback requested" in reply, reply
+        card = bot.workspace.wait_for_message("C_INCIDENT", contains="Rollback requested",
+                                              after_seq=after)
+        assert "payout failure rate 22%" in text_of(card)
+        mark = bot.seq()
+        bot.sandbox.click("alice", card, action_id=Action.APPROVE)
+        assert "someone else" in text_of(bot.replies_to("alice", after=mark,
+                                                        channel="C_INCIDENT")).lower()
+        bot.sandbox.click("bob", card, action_id=Action.APPROVE)
+        summary = text_of(bot.workspace.wait_for_message("C_CUTOVER", contains="summary",
+                                                         after_seq=after, timeout=240))
+        status = bot.command("carol", "status")
+    finally:
+        bot.stop()
+
+    for step in ("rb-maintenance-on", "rb-revert-deploy", "rb-restore-or-downgrade",
+                 "rb-verify", "rb-traffic-open"):
+        assert f"`{step}` succeeded" in status or f"`{step}` 🔒 succeeded" in status, status
+    running = paybox.running_image("app")
+    assert running["image"].endswith("paybox/app:v1"), running
+    assert running["revision"] == paybox.revisions["v1"]
+    assert paybox.alembic_revision() == "0001_ledger"
+    code, _ = paybox.http("GET", f"http://127.0.0.1:{paybox.edge_port}/api/health")
+    assert code == 200, "traffic re-opened after the rollback"
+    assert "Rollback" in summary or "Revert" in summary, summary
