@@ -105,10 +105,15 @@ def build_app(*, settings: Any, engine: Engine, client: Any, secrets: dict[str, 
                 return Reply(e.message)
 
         reply = outcome_of(work)
-        try:  # audit before replying: an answered command is a recorded command
-            engine.audit_command(actor=ctx.actor, text=text, outcome=outcome["value"])
-        except Exception as e:  # noqa: BLE001 - the DB may be down; the reply says so
-            log.warning("could not audit command: %s", type(e).__name__)
+        if reply is not None and reply.text == DB_DOWN:
+            # Nothing was done; waiting on the database again would only delay the answer.
+            log.warning("command not audited (database down): %s by %s", text[:80],
+                        ctx.user_id)
+        else:
+            try:  # audit before replying: an answered command is a recorded command
+                engine.audit_command(actor=ctx.actor, text=text, outcome=outcome["value"])
+            except Exception as e:  # noqa: BLE001 - the DB may be down; the reply says so
+                log.warning("could not audit command: %s", type(e).__name__)
         if reply is not None:
             respond(**masked(reply))
 
