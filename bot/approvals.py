@@ -27,14 +27,14 @@ Times must be timezone-aware datetimes; the clock is the caller's ``now``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Protocol
+
+from bot.canonical import canonical_json, sha256_hex
 
 __all__ = [
     "PENDING",
@@ -154,32 +154,14 @@ class Decision:
 # ------------------------------------------------------------------------------- hashing
 
 
-def _canonical(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise TypeError(f"parameter keys must be strings, got {k!r}")
-            out[k] = _canonical(v)
-        return out
-    if isinstance(value, list | tuple):
-        return [_canonical(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    raise TypeError(f"parameter value {value!r} ({type(value).__name__}) is not JSON")
-
-
 def params_hash(run_id: int | str | None, action: str, params: Mapping[str, Any]) -> str:
     """sha256 (hex) of the canonical JSON of ``{"run", "action", "params"}``.
 
     Stable across dict ordering; ``"1"`` and ``1`` differ; tuples hash like lists; keys must
     be strings and values JSON (no NaN) or ``TypeError``/``ValueError`` is raised.
     """
-    doc = {"run": run_id, "action": action, "params": _canonical(params)}
-    text = json.dumps(
-        doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    )
-    return hashlib.sha256(text.encode("ascii")).hexdigest()
+    doc = {"run": run_id, "action": action, "params": params}
+    return sha256_hex(canonical_json(doc, "parameter"))
 
 
 # ------------------------------------------------------------------------------- requests

@@ -43,12 +43,14 @@ content of other runs could be guessed and confirmed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from bot.canonical import canonical_json as _canonical_json
+from bot.canonical import plain, sha256_hex
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -109,28 +111,14 @@ class AuditRow:
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise TypeError(f"audit detail keys must be strings, got {k!r}")
-            out[k] = _plain(v)
-        return out
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    raise TypeError(f"audit detail value {value!r} ({type(value).__name__}) is not JSON")
+    return plain(value, "audit detail")
 
 
 def canonical_json(value: Any) -> str:
-    return json.dumps(
-        _plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    )
+    return _canonical_json(value, "audit detail")
 
 
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("ascii")).hexdigest()
+_sha256 = sha256_hex
 
 
 def format_at(at: datetime) -> str:

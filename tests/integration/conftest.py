@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import secrets as pysecrets
-import socket
 import subprocess
 import time
 import urllib.request
@@ -24,18 +23,7 @@ import pytest
 from runbook.adapters.docker import compose_cli
 from runbook.steps.base import StepContext, StepFailed, StepResult
 from runbook.target import TargetConfig, paybox_target
-
-ROOT = Path(__file__).resolve().parents[2]
-PAYBOX = ROOT / "examples" / "paybox"
-REGISTRY = os.environ.get("PAYBOX_REGISTRY", "127.0.0.1:5000")
-PG_ADMIN_URL = os.environ.get("GOLIVE_TEST_PG_ADMIN_URL",
-                              "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.paybox_env import PAYBOX, PG_ADMIN_URL, REGISTRY, ROOT, free_port
 
 
 def closed_port() -> int:

@@ -13,28 +13,16 @@ import hmac
 import json
 import os
 import secrets
-import socket
 import subprocess
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-PAYBOX = ROOT / "examples" / "paybox"
-REGISTRY = os.environ.get("PAYBOX_REGISTRY", "127.0.0.1:5000")
-PG_ADMIN_URL = os.environ.get("GOLIVE_TEST_PG_ADMIN_URL",
-                              "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.paybox_env import PAYBOX, PG_ADMIN_URL, REGISTRY, free_port
 
 
 @dataclass

@@ -63,15 +63,21 @@ def command(sandbox: SandboxServer, bot: BotProcess, user: str, text: str) -> st
                                        m.via_response_url and m.ephemeral_to in (None, uid)))
 
 
+def maintenance_card(sandbox: SandboxServer, bot: BotProcess):
+    """Open a run and request maintenance on; returns the approval card."""
+    ws = sandbox.workspace
+    command(sandbox, bot, "alice", "start v2")
+    after = ws.seq
+    command(sandbox, bot, "alice", OVERRIDE)
+    return ws.wait_for_message("C_CUTOVER", contains="Approve", after_seq=after,
+                               predicate=lambda m: m.ephemeral_to is None)
+
+
 def test_two_replicas_twenty_parallel_approvals_execute_once(stack, toy):
     sandbox, spawn = stack
     a, b = spawn("a"), spawn("b")
     ws = sandbox.workspace
-    command(sandbox, a, "alice", "start v2")
-    after = ws.seq
-    command(sandbox, a, "alice", OVERRIDE)
-    card = ws.wait_for_message("C_CUTOVER", contains="Approve", after_seq=after,
-                               predicate=lambda m: m.ephemeral_to is None)
+    card = maintenance_card(sandbox, a)
     mark = ws.seq
     clickers = ["U_BOB", "U_CAROL", "U_FRANK"] * 7
     clickers = clickers[:20]
@@ -110,12 +116,9 @@ def test_sigkill_mid_step_leaves_it_interrupted_and_never_reruns_it(stack, toy, 
     cfg.write_text(cfg.read_text().replace('on = ["sh", "-c", "echo on', f'on = ["{slow}"]\n#'))
     a = spawn("a")
     ws = sandbox.workspace
-    command(sandbox, a, "alice", "start v2")
-    after = ws.seq
-    command(sandbox, a, "alice", OVERRIDE)
-    card = ws.wait_for_message("C_CUTOVER", contains="Approve", after_seq=after,
-                               predicate=lambda m: m.ephemeral_to is None)
+    card = maintenance_card(sandbox, a)
     sandbox.bot_url = a.url + "/slack/events"
+    after = ws.seq
     sandbox.click("bob", card, action_id=Action.APPROVE)
     ws.wait_for(lambda: toy.executions() == ["started"] or None, 20)
     a.kill()
