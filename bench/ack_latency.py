@@ -1,0 +1,626 @@
+"""Ack latency of `/golive status` through `golive serve`, against a bare Bolt app baseline.
+
+Run:  .venv/bin/python bench/ack_latency.py [--requests N] [--concurrency C] [--rounds R]
+
+What it does (everything on 127.0.0.1, everything started and stopped here):
+
+* creates a throwaway PostgreSQL database and applies the bot's schema;
+* starts the Slack sandbox (local Web API + response_url endpoint) in its own process, so the
+  bot's lazy replies do not compete with the load generator for this process's GIL;
+* starts `golive serve` (the real console script) and a bare Bolt app served by the same
+  uvicorn + Starlette adapter (`bench/ack_latency.py --serve-bare`), each a separate process
+  (plus a diagnostic bare app with a no-op lazy listener, unless --no-lazy-baseline);
+* runs interleaved rounds bare, bare_lazy, golive, bare, ... each with a warm-up (not counted)
+  and N counted signed `/golive status` slash commands over C keep-alive connections (a minimal
+  asyncio HTTP/1.1 client by default; --client httpx for httpx.AsyncClient);
+* after each golive round waits for the lazy half (audit row + response_url post) to drain, so
+  the next round starts on a quiet machine; checks audit rows, response_url posts and errors;
+* writes bench/results/ack_latency.json and prints a summary table.
+
+Latency is client-side: from just before the POST is sent to the full HTTP response (the ack).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import math
+import multiprocessing as mp
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "ack_latency.json"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+SIGNING_SECRET = "bench-signing-secret-7d41e2"
+BOT_TOKEN = "xoxb-bench-0000-golive-token"
+ADMIN_URL = os.environ.get("GOLIVE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+USERS = [("U_ALICE", "alice"), ("U_BOB", "bob"), ("U_CAROL", "carol")]
+CHANNEL = ("C_CUTOVER", "cutover")
+TARGET_RATIO = 1.5
+TARGET_P99_MS = 100.0
+
+
+# --------------------------------------------------------------------------- bare Bolt server
+
+def build_bare_asgi(lazy_noop: bool = False):
+    """A bare Bolt app behind exactly the adapter code bot/server.py's `events` uses.
+
+    With `lazy_noop`, the listener also has one lazy function that does nothing: a diagnostic
+    baseline that isolates the cost of Bolt's lazy-listener machinery (request deep copy,
+    executor hand-off) from the bot's own work.
+    """
+    from slack_bolt import App
+    from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
+    from slack_bolt.authorization import AuthorizeResult
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    def authorize(**_: Any) -> AuthorizeResult:
+        return AuthorizeResult(enterprise_id=None, team_id=None, bot_token=BOT_TOKEN,
+                               bot_user_id=None, bot_id=None)
+
+    app = App(signing_secret=SIGNING_SECRET, authorize=authorize, process_before_response=True,
+              token_verification_enabled=False)
+
+    def ack_only(ack):
+        ack()
+
+    def lazy_nothing():
+        pass
+
+    if lazy_noop:
+        app.command("/golive")(ack=ack_only, lazy=[lazy_nothing])
+    else:
+        app.command("/golive")(ack_only)
+
+    async def events(request: Request) -> Response:
+        body = await request.body()
+        bolt_resp = await run_in_threadpool(app.dispatch, to_bolt_request(request, body))
+        return to_starlette_response(bolt_resp)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    return Starlette(routes=[Route("/slack/events", events, methods=["POST"]),
+                             Route("/healthz", healthz, methods=["GET"])])
+
+
+def serve_bare(port: int, lazy_noop: bool = False) -> int:
+    import uvicorn
+
+    uvicorn.run(build_bare_asgi(lazy_noop), host="127.0.0.1", port=port, log_level="warning",
+                access_log=False)
+    return 0
+
+
+# --------------------------------------------------------------------------- sandbox process
+
+def sandbox_main(conn) -> None:
+    """Run the Slack sandbox; answer 'issue' / 'stats' / 'stop' over a pipe."""
+    from bot.sandbox import SandboxServer, Workspace
+
+    ws = Workspace.default_demo()
+    server = SandboxServer(ws, signing_secret=SIGNING_SECRET, bot_token=BOT_TOKEN,
+                           host="127.0.0.1").start()
+    conn.send(server.api_url)
+    try:
+        while True:
+            cmd, arg = conn.recv()
+            if cmd == "issue":  # arg: list of (user_id, channel_id)
+                conn.send([server.api.issue_response_url(u, c, None) for u, c in arg])
+            elif cmd == "stats":
+                with ws.lock:
+                    calls = list(ws.api_calls)
+                    msgs = [m for lst in ws._messages.values() for m in lst]
+                    failures = list(ws.delivery_failures)
+                rurl = [c for c in calls if c.method == "response_url"]
+                via = [m for m in msgs if getattr(m, "source", "") == "response_url"]
+                other: dict[str, int] = {}
+                for c in calls:
+                    if c.method != "response_url":
+                        other[c.method] = other.get(c.method, 0) + 1
+                conn.send({
+                    "response_url_posts": len(rurl),
+                    "response_url_ok": sum(1 for c in rurl if c.ok),
+                    "response_url_errors": sorted({f"{c.status} {c.error}" for c in rurl
+                                                   if not c.ok}),
+                    "response_url_messages": len(via),
+                    "replies_something_went_wrong": sum(1 for m in via
+                                                        if "went wrong" in (m.text or "")),
+                    "replies_db_down": sum(1 for m in via
+                                           if "database is not answering" in (m.text or "")),
+                    "sample_reply": via[0].text[:200] if via else None,
+                    "other_api_calls": other,
+                    "delivery_failures": len(failures),
+                })
+            elif cmd == "stop":
+                conn.send("bye")
+                return
+    finally:
+        server.stop()
+
+
+class Sandbox:
+    def __init__(self) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=sandbox_main, args=(child,), daemon=True,
+                                name="bench-sandbox")
+        self.proc.start()
+        if not self.conn.poll(30):
+            raise RuntimeError("sandbox did not start")
+        self.api_url: str = self.conn.recv()
+
+    def issue(self, pairs: list[tuple[str, str]]) -> list[str]:
+        self.conn.send(("issue", pairs))
+        return self.conn.recv()
+
+    def stats(self) -> dict:
+        self.conn.send(("stats", None))
+        return self.conn.recv()
+
+    def stop(self) -> None:
+        try:
+            if self.proc.is_alive():
+                self.conn.send(("stop", None))
+                self.conn.poll(5) and self.conn.recv()
+        except (BrokenPipeError, EOFError, OSError):
+            pass
+        self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(5)
+
+
+# --------------------------------------------------------------------------- database
+
+def create_database() -> tuple[str, str]:
+    import uuid
+
+    import psycopg
+
+    name = f"golive_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = ADMIN_URL.rpartition("/")
+    return name, f"{base}/{name}"
+
+
+def drop_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def audit_commands(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute("SELECT count(*) FROM audit_log WHERE action = 'command'").fetchone()[0]
+
+
+# --------------------------------------------------------------------------- server processes
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProc:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], port: int, logdir: Path):
+        self.name, self.port = name, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = logdir / f"{name}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}):\n"
+                                   + self.log_path.read_text(errors="replace")[-3000:])
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready after {timeout}s")
+
+    def log_problems(self) -> list[str]:
+        self._log.flush()
+        text = self.log_path.read_text(errors="replace")
+        return [ln for ln in text.splitlines()
+                if any(k in ln for k in ("WARNING", "ERROR", "Traceback", "Exception"))]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM to this pid only: uvicorn shuts down gracefully
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+
+# --------------------------------------------------------------------------- load generator
+
+def signed(fields: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+    body = urlencode(fields).encode()
+    ts = str(int(time.time()))
+    digest = hmac.new(SIGNING_SECRET.encode(), b"v0:" + ts.encode() + b":" + body,
+                      hashlib.sha256).hexdigest()
+    return body, {"Content-Type": "application/x-www-form-urlencoded",
+                  "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+                  "X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
+
+
+def slash_fields(i: int, response_url: str) -> dict[str, str]:
+    uid, uname = USERS[i % len(USERS)]
+    return {"token": "bench-verification-token", "team_id": "T0SANDBOX",
+            "team_domain": "sandbox", "channel_id": CHANNEL[0], "channel_name": CHANNEL[1],
+            "user_id": uid, "user_name": uname, "command": "/golive", "text": "status",
+            "api_app_id": "A0SANDBOX", "is_enterprise_install": "false",
+            "response_url": response_url, "trigger_id": f"{i}.{i}.bench{i:08x}"}
+
+
+class RawHTTP:
+    """A minimal HTTP/1.1 keep-alive client connection (asyncio streams).
+
+    The default load generator: at 20 concurrent connections on a 2-core machine, httpx's own
+    per-request CPU cost (~1 ms) queues requests inside the client, and client-side percentiles
+    then measure the client (see bench/README.md). This client costs a few microseconds.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def connect(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        if self.writer is None or self.writer.is_closing():
+            await self.connect()
+        head = [f"POST {path} HTTP/1.1", f"Host: {self.host}:{self.port}",
+                f"Content-Length: {len(body)}"]
+        head += [f"{k}: {v}" for k, v in headers.items()]
+        self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        lines = raw.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        hdrs = {}
+        for line in lines[1:]:
+            if ":" in line:
+                k, v = line.split(":", 1)
+                hdrs[k.strip().lower()] = v.strip()
+        if hdrs.get("transfer-encoding", "").lower() == "chunked":
+            data = b""
+            while True:
+                size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                chunk = await self.reader.readexactly(size + 2)
+                if size == 0:
+                    break
+                data += chunk[:-2]
+        else:
+            data = await self.reader.readexactly(int(hdrs.get("content-length", "0")))
+        if hdrs.get("connection", "").lower() == "close":
+            self.writer.close()
+        return status, data
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def _blast(url: str, response_urls: list[str], concurrency: int, client: str = "raw"
+                 ) -> tuple[list[float], float, dict[str, int]]:
+    """Send one signed slash command per response_url over `concurrency` connections."""
+    from urllib.parse import urlsplit
+
+    import httpx
+
+    latencies: list[float] = [0.0] * len(response_urls)
+    statuses: dict[str, int] = {}
+    nxt = iter(range(len(response_urls)))
+    parts = urlsplit(url)
+
+    def record(i: int, t0: float, key: str) -> None:
+        latencies[i] = time.perf_counter() - t0
+        statuses[key] = statuses.get(key, 0) + 1
+
+    if client == "raw":
+        async def worker() -> None:
+            conn = RawHTTP(parts.hostname, parts.port)
+            await conn.connect()
+            try:
+                for i in nxt:
+                    body, headers = signed(slash_fields(i, response_urls[i]))
+                    t0 = time.perf_counter()
+                    try:
+                        status, data = await conn.post(parts.path, body, headers)
+                        key = str(status) + ("+body" if data else "")
+                    except (OSError, asyncio.IncompleteReadError, ValueError) as e:
+                        key = type(e).__name__
+                        await conn.close()
+                        conn = RawHTTP(parts.hostname, parts.port)
+                    record(i, t0, key)
+            finally:
+                await conn.close()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return latencies, time.perf_counter() - started, statuses
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=30.0) as hc:
+        async def hworker() -> None:
+            for i in nxt:
+                body, headers = signed(slash_fields(i, response_urls[i]))
+                t0 = time.perf_counter()
+                try:
+                    r = await hc.post(url, content=body, headers=headers)
+                    key = str(r.status_code) + ("+body" if r.content else "")
+                except httpx.HTTPError as e:
+                    key = type(e).__name__
+                record(i, t0, key)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(hworker() for _ in range(concurrency)))
+        return latencies, time.perf_counter() - started, statuses
+
+
+def pct(sorted_xs: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    k = max(0, min(len(sorted_xs) - 1, math.ceil(p / 100.0 * len(sorted_xs)) - 1))
+    return sorted_xs[k]
+
+
+def summarize(lat: list[float], wall: float) -> dict[str, float]:
+    xs = sorted(x * 1000.0 for x in lat)
+    return {"n": len(xs), "p50_ms": pct(xs, 50), "p90_ms": pct(xs, 90), "p99_ms": pct(xs, 99),
+            "max_ms": xs[-1], "mean_ms": statistics.fmean(xs), "wall_s": wall,
+            "throughput_rps": len(xs) / wall}
+
+
+def run_round(target: ServerProc, sandbox: Sandbox, *, warmup: int, requests: int,
+              concurrency: int, client: str) -> dict[str, Any]:
+    pairs = [(USERS[i % len(USERS)][0], CHANNEL[0]) for i in range(warmup + requests)]
+    urls = sandbox.issue(pairs)  # valid for 5 uses and 30 minutes: plenty for one round
+    url = f"{target.url}/slack/events"
+    _, _, warm_status = asyncio.run(_blast(url, urls[:warmup], concurrency, client))
+    lat, wall, status = asyncio.run(_blast(url, urls[warmup:], concurrency, client))
+    return {"server": target.name, **summarize(lat, wall), "statuses": status,
+            "warmup_statuses": warm_status}
+
+
+def wait_drained(db_url: str, expected: int, timeout: float = 120.0) -> tuple[int, float]:
+    """Wait until `expected` command audit rows exist (the lazy half has finished)."""
+    started = time.perf_counter()
+    n = audit_commands(db_url)
+    while n < expected and time.perf_counter() - started < timeout:
+        time.sleep(0.1)
+        n = audit_commands(db_url)
+    return n, time.perf_counter() - started
+
+
+# --------------------------------------------------------------------------- orchestration
+
+def machine_facts() -> dict[str, Any]:
+    def ver(pkg: str) -> str | None:
+        try:
+            return metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            return None
+
+    import psycopg
+
+    pg_version = None
+    try:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            pg_version = conn.execute("SHOW server_version").fetchone()[0]
+    except psycopg.Error as e:
+        pg_version = f"unknown ({type(e).__name__})"
+    return {"nproc": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform(), "machine": platform.machine(),
+            "postgres_server": pg_version,
+            "packages": {p: ver(p) for p in ("slack_bolt", "slack_sdk", "uvicorn", "starlette",
+                                             "psycopg", "psycopg-pool", "httpx", "anyio",
+                                             "uvloop", "httptools")}}
+
+
+def median_of(rounds: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in rounds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=2000, help="counted requests per round")
+    ap.add_argument("--warmup", type=int, default=200, help="uncounted requests per round")
+    ap.add_argument("--concurrency", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=3, help="rounds per server (interleaved)")
+    ap.add_argument("--no-lazy-baseline", action="store_true",
+                    help="skip the diagnostic bare+no-op-lazy baseline")
+    ap.add_argument("--client", choices=["raw", "httpx"], default="raw",
+                    help="load generator: minimal asyncio HTTP/1.1 client (default) or "
+                         "httpx.AsyncClient (measures httpx's own queueing too; see README)")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--serve-bare", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--lazy-noop", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.serve_bare:
+        return serve_bare(args.port, args.lazy_noop)
+
+    started_at = datetime.now(UTC)
+    t_start = time.perf_counter()
+    from bot.store import db as bot_db
+    from tests.support.harness import BASE_CONFIG
+
+    tmp = Path(tempfile.mkdtemp(prefix="golive-bench-"))
+    db_name = sandbox = None
+    servers: list[ServerProc] = []
+    try:
+        db_name, db_url = create_database()
+        bot_db.upgrade(db_url)
+        sandbox = Sandbox()
+        cfg = tmp / "golive.toml"
+        cfg.write_text(BASE_CONFIG, encoding="utf-8")
+        env = {**os.environ, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+               "SLACK_API_URL": sandbox.api_url, "DATABASE_URL": db_url,
+               "GOLIVE_CONFIG": str(cfg), "GOLIVE_LOG_LEVEL": "WARNING",
+               "PYTHONUNBUFFERED": "1"}
+        venv_bin = Path(sys.executable).parent
+        golive_bin = venv_bin / "golive"
+        golive_argv = ([str(golive_bin)] if golive_bin.exists()
+                       else [sys.executable, "-m", "bot.cli"])
+        bare = ServerProc("bare", [sys.executable, str(Path(__file__).resolve()), "--serve-bare",
+                                   "--port", str(port := free_port())], env, port, tmp)
+        servers.append(bare)
+        bare_lazy = None
+        if not args.no_lazy_baseline:
+            bare_lazy = ServerProc("bare_lazy", [sys.executable, str(Path(__file__).resolve()),
+                                                 "--serve-bare", "--lazy-noop",
+                                                 "--port", str(port := free_port())],
+                                   env, port, tmp)
+            servers.append(bare_lazy)
+        golive = ServerProc("golive", golive_argv + ["serve", "--host", "127.0.0.1",
+                                                     "--port", str(port := free_port())],
+                            env, port, tmp)
+        servers.append(golive)
+        for srv in servers:
+            srv.wait_ready()
+        order = [bare] + ([bare_lazy] if bare_lazy else []) + [golive]
+
+        rounds: list[dict[str, Any]] = []
+        golive_sent = 0
+        for r in range(args.rounds):
+            for srv in order:
+                res = run_round(srv, sandbox, warmup=args.warmup, requests=args.requests,
+                                concurrency=args.concurrency, client=args.client)
+                res["round"] = r + 1
+                if srv is golive:
+                    golive_sent += args.warmup + args.requests
+                    n, drain = wait_drained(db_url, golive_sent)
+                    res["lazy_drain_s_after_last_ack"] = drain
+                    res["audit_rows_after_round"] = n
+                else:
+                    time.sleep(1.0)
+                rounds.append(res)
+                print(f"round {r + 1} {srv.name:9s}  p50 {res['p50_ms']:7.2f}  "
+                      f"p90 {res['p90_ms']:7.2f}  p99 {res['p99_ms']:7.2f}  "
+                      f"max {res['max_ms']:7.2f} ms  {res['throughput_rps']:7.1f} req/s  "
+                      f"{res['statuses']}"
+                      + (f"  drain {res['lazy_drain_s_after_last_ack']:.2f}s"
+                         if srv is golive else ""), flush=True)
+
+        time.sleep(1.0)  # let the last response_url posts land
+        checks = {"golive_requests_sent": golive_sent,
+                  "audit_command_rows": audit_commands(db_url),
+                  "sandbox": sandbox.stats(),
+                  "golive_log_problems": golive.log_problems()[:20],
+                  "bare_log_problems": bare.log_problems()[:20],
+                  "golive_lazy_drain_s_after_last_ack": [x["lazy_drain_s_after_last_ack"]
+                                                         for x in rounds
+                                                         if x["server"] == "golive"]}
+        names = [srv.name for srv in order]
+        by = {name: [x for x in rounds if x["server"] == name] for name in names}
+        med = {name: {k: median_of(rs, k) for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms",
+                                                     "throughput_rps")}
+               for name, rs in by.items()}
+        ratio = {"p50": med["golive"]["p50_ms"] / med["bare"]["p50_ms"],
+                 "p99": med["golive"]["p99_ms"] / med["bare"]["p99_ms"]}
+        diag = None
+        if "bare_lazy" in med:
+            diag = {"golive_over_bare_lazy_p50": med["golive"]["p50_ms"] / med["bare_lazy"]["p50_ms"],
+                    "golive_over_bare_lazy_p99": med["golive"]["p99_ms"] / med["bare_lazy"]["p99_ms"],
+                    "bare_lazy_over_bare_p50": med["bare_lazy"]["p50_ms"] / med["bare"]["p50_ms"],
+                    "bare_lazy_over_bare_p99": med["bare_lazy"]["p99_ms"] / med["bare"]["p99_ms"]}
+        targets = {"p99_ratio_max": TARGET_RATIO, "p99_ms_max": TARGET_P99_MS,
+                   "p99_ratio_met": ratio["p99"] <= TARGET_RATIO,
+                   "p99_ms_met": med["golive"]["p99_ms"] <= TARGET_P99_MS}
+        targets["all_met"] = targets["p99_ratio_met"] and targets["p99_ms_met"]
+        ok_acks = sum(v for x in by["golive"] for k, v in x["statuses"].items() if k == "200")
+        result = {
+            "benchmark": "ack_latency",
+            "timestamp": started_at.isoformat(timespec="seconds"),
+            "duration_s": round(time.perf_counter() - t_start, 1),
+            "params": {"requests_per_round": args.requests, "warmup_per_round": args.warmup,
+                       "concurrency": args.concurrency, "rounds_per_server": args.rounds,
+                       "order": [f"{x['server']}#{x['round']}" for x in rounds],
+                       "command": "/golive status",
+                       "client": ("minimal asyncio HTTP/1.1 keep-alive client (RawHTTP)"
+                                  if args.client == "raw" else
+                                  "httpx.AsyncClient, max_connections=C"),
+                       "latency": "client-side, POST sent -> full HTTP response (ack)",
+                       "percentiles": "nearest-rank"},
+            "machine": machine_facts(),
+            "rounds": rounds,
+            "median": med,
+            "ratio_golive_over_bare": ratio,
+            "diagnostic_ratios": diag,
+            "targets": targets,
+            "checks": {**checks, "golive_counted_acks_200_empty": ok_acks},
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+        print()
+        print("| server | p50 ms | p90 ms | p99 ms | max ms | req/s |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for name in names:
+            m = med[name]
+            print(f"| {name} (median of {len(by[name])}) | {m['p50_ms']:.2f} | "
+                  f"{m['p90_ms']:.2f} | {m['p99_ms']:.2f} | {m['max_ms']:.2f} | "
+                  f"{m['throughput_rps']:.0f} |")
+        print(f"\nratio golive/bare: p50 {ratio['p50']:.2f}x, p99 {ratio['p99']:.2f}x")
+        if diag:
+            print(f"diagnostic: golive/bare_lazy p50 {diag['golive_over_bare_lazy_p50']:.2f}x, "
+                  f"p99 {diag['golive_over_bare_lazy_p99']:.2f}x; bare_lazy/bare p50 "
+                  f"{diag['bare_lazy_over_bare_p50']:.2f}x, p99 {diag['bare_lazy_over_bare_p99']:.2f}x")
+        print(f"target p99 <= {TARGET_RATIO}x bare: {'MET' if targets['p99_ratio_met'] else 'MISSED'}"
+              f"; p99 <= {TARGET_P99_MS:.0f} ms: {'MET' if targets['p99_ms_met'] else 'MISSED'}")
+        print(f"checks: {json.dumps(checks, indent=1)}")
+        print(f"wrote {args.out}")
+        return 0
+    finally:
+        for srv in servers:
+            srv.stop()
+        if sandbox is not None:
+            sandbox.stop()
+        if db_name is not None:
+            drop_database(db_name)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
