@@ -513,6 +513,10 @@ class Engine:
 
     def run_next(self) -> bool:
         """Claim one runnable queued step and run it to its end; False when none was runnable."""
+        with self.db.connection() as probe:
+            if not repo.has_queued(probe):
+                return False
+        # The step's own connection: its session holds the advisory lock while the step runs.
         conn = psycopg.connect(self.db.url, row_factory=dict_row, connect_timeout=5)
         try:
             claimed = self._claim(conn)

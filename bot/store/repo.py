@@ -164,6 +164,11 @@ def queued_candidates(conn: Conn, *, limit: int = 10) -> list[Row]:
         " LIMIT %s FOR UPDATE SKIP LOCKED", (limit,)).fetchall()
 
 
+def has_queued(conn: Conn) -> bool:
+    return conn.execute("SELECT EXISTS (SELECT 1 FROM step_executions WHERE state = 'queued')"
+                        " AS any").fetchone()["any"]
+
+
 def running_executions(conn: Conn) -> list[Row]:
     return conn.execute("SELECT * FROM step_executions WHERE state = 'running'").fetchall()
 
