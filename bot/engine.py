@@ -27,7 +27,7 @@ from bot import approvals as rule
 from bot.slack import blocks
 from bot.store import repo
 from bot.store.db import Database
-from runbook.model import DONE_STATES, Runbook, Step
+from runbook.model import Gate, Runbook, Step
 from runbook.steps.base import REGISTRY, StepContext, StepFailed, StepNotAvailable
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,6 @@ class Deps:
     mask: Callable[[Any], Any]
     approvers: frozenset[str]
     expiry: timedelta
-    incident_channels: tuple[str, ...] = ()
     rollback_gated: bool = True
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     clock: Callable[[], float] = time.monotonic
@@ -733,9 +732,7 @@ class Engine:
                 repo.set_run_summary_ts(conn, run_id=run_id, ts=ts)
 
 
-def rule_gate_default():
-    from runbook.model import Gate
-
+def rule_gate_default() -> Gate:
     return Gate(approvals=1, groups=())
 
 
@@ -748,6 +745,3 @@ def _request_from_row(a: dict, votes: list[dict]) -> rule.Request:
         approvals=tuple(v["user_id"] for v in votes if v["vote"] == "approve"),
         decided_by=a["decided_by"])
 
-
-def states_done(states: Mapping[str, str], step_ids: list[str]) -> bool:
-    return all(states.get(s) in DONE_STATES for s in step_ids)

@@ -22,4 +22,3 @@ class Block(StrEnum):
     REASON_INPUT = "golive.reason_input"
     HEADER = "golive.header"
     ACTIONS = "golive.actions"
-    PROGRESS = "golive.progress"

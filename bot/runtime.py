@@ -71,7 +71,6 @@ def build_runtime(settings: Settings) -> Runtime:
                 mask=partial(mask_payload, secrets=secrets),
                 approvers=frozenset(cfg.approvers.users),
                 expiry=timedelta(minutes=cfg.approvers.expiry_minutes),
-                incident_channels=tuple(cfg.channels.incident),
                 rollback_gated=cfg.approvers.rollback_requires_approval)
     engine = Engine(db=db, runbook=runbook_for(settings), deps=deps)
     app = build_app(settings=settings, engine=engine, client=client, secrets=secrets)

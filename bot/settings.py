@@ -240,9 +240,3 @@ def load_settings(*, require_slack: bool = True, require_db: bool = True,
         config = config.model_copy(update={"runbook": (path.parent / config.runbook).resolve()})
     return Settings(env=env, config=config, config_path=path)
 
-
-def demo_environ(**overrides: str) -> dict[str, str]:
-    """A copy of the environment for child processes (the demo and tests set their own vars)."""
-    env = dict(os.environ)
-    env.update(overrides)
-    return env

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -39,7 +39,6 @@ class Context:
     user_id: str
     channel: str
     config: Any  # bot.settings.GoliveConfig
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def actor(self):

@@ -312,7 +312,3 @@ def reason_modal(*, callback_id: str, title: str, label: str, private_metadata: 
                                element=PlainTextInputElement(action_id=Block.REASON_INPUT,
                                                              multiline=True, max_length=500))])
     return view.to_dict()
-
-
-def text_block(text: str) -> list[dict]:
-    return _dicts([_section(text)])

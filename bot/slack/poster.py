@@ -19,7 +19,6 @@ from slack_sdk.errors import SlackApiError
 
 log = logging.getLogger(__name__)
 MIN_INTERVAL = 1.0
-LONG_TEXT = 2800  # longer text goes out as a file, not a section
 
 
 @dataclass
