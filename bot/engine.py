@@ -577,10 +577,20 @@ class Engine:
         lines: list[str] = []
         started = self.deps.clock()
         self.refresh_card(exe["id"], progress=lines)
+        # Progress re-renders the card from this snapshot: no database read per line.
+        with self.db.transaction() as snap:
+            running = repo.get_execution(snap, execution_id=exe["id"])
+            approval = repo.get_approval(snap, approval_id=exe["approval_id"]) \
+                if exe["approval_id"] else None
+            votes = repo.approval_votes(snap, approval_id=approval["id"]) if approval else []
 
         def progress(text: str) -> None:
             lines.append(str(self.deps.mask(text))[:500])
-            self.refresh_card(exe["id"], progress=lines)
+            if running and running["message_ts"]:
+                text_, card = blocks.step_card(step=step, exe=running, approval=approval,
+                                               votes=votes, progress=lines, now=self.deps.now())
+                self.deps.poster.update(running["channel"], running["message_ts"], text=text_,
+                                        blocks=card)
 
         params = {**dict(step.params), **dict(exe["params"])}
         ctx = StepContext(run_id=run["id"], step_id=step.id, params=params,
