@@ -25,6 +25,20 @@ def _settings(**kw) -> Settings:
         raise SystemExit(2) from None
 
 
+def _runtime(settings: Settings):
+    """Build the process; an invalid runbook stops start-up with one line per problem."""
+    from bot.runtime import build_runtime
+    from runbook.model import RunbookError
+
+    try:
+        return build_runtime(settings)
+    except RunbookError as e:
+        print("golive: cannot start; the runbook is invalid:", file=sys.stderr)
+        for p in e.problems:
+            print(f"  - {p}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def _logging(settings: Settings) -> None:
     from bot.logs import configure
 
@@ -34,12 +48,11 @@ def _logging(settings: Settings) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from bot.runtime import build_runtime
     from bot.server import build_asgi
 
     settings = _settings()
     _logging(settings)
-    runtime = build_runtime(settings)
+    runtime = _runtime(settings)
     port = args.port if args.port is not None else settings.env.port
     uvicorn.run(build_asgi(runtime), host=args.host, port=port, log_level="warning",
                 access_log=False)
@@ -49,14 +62,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_socket(args: argparse.Namespace) -> int:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    from bot.runtime import build_runtime
-
     settings = _settings()
     if not settings.env.slack_app_token:
         print("golive: SLACK_APP_TOKEN (xapp-...) is required for Socket Mode", file=sys.stderr)
         return 2
     _logging(settings)
-    runtime = build_runtime(settings)
+    runtime = _runtime(settings)
     runtime.start()
     try:
         SocketModeHandler(runtime.app,

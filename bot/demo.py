@@ -137,7 +137,9 @@ def demo_main(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print("\n".join(e.problems), file=sys.stderr)
         return 2
-    server = _serve(settings)
+    from bot.cli import _runtime
+
+    server = _serve(settings, _runtime(settings))
     sandbox.bot_url = f"http://127.0.0.1:{server.port}/slack/events"
     user = workspace.user(args.user).id
     print(BANNER.format(user=workspace.users[user].name, docker=docker_line()), flush=True)
@@ -181,16 +183,14 @@ class _Served:
         self.thread.join(10)
 
 
-def _serve(settings) -> _Served:
+def _serve(settings, runtime) -> _Served:
     """The bot, exactly as `golive serve` runs it, on a free loopback port."""
     import uvicorn
 
     from bot.logs import configure
-    from bot.runtime import build_runtime
     from bot.server import build_asgi
 
     configure("WARNING", settings.secrets())
-    runtime = build_runtime(settings)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(build_asgi(runtime), host="127.0.0.1", port=port,
                                            log_level="warning", access_log=False))

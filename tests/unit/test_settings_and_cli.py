@@ -114,3 +114,15 @@ def test_help_everywhere():
                  ["demo", "--help"], ["config", "--help"], ["manifest", "--help"]):
         r = run_cli(*args, environ={})
         assert r.returncode == 0 and "usage: golive" in r.stdout, args
+
+
+def test_invalid_runbook_stops_serve_with_one_line_per_problem(tmp_path):
+    (tmp_path / "bad.toml").write_text(
+        '[runbook]\nname = "x"\nversion = "1"\n[[phases]]\nid = "p"\ntitle = "P"\n'
+        '[[phases.steps]]\nid = "a"\ntitle = "A"\nkind = "nope"\nrequirs = ["b"]\n')
+    e = env(tmp_path, 'runbook = "bad.toml"\n' + GOOD)
+    r = run_cli("serve", "--port", "1", environ=e)
+    assert r.returncode == 2, r.stderr
+    assert "the runbook is invalid" in r.stderr and "Traceback" not in r.stderr
+    assert "unknown key 'requirs' (did you mean 'requires'?)" in r.stderr
+    assert "unknown kind 'nope'" in r.stderr
