@@ -641,6 +641,13 @@ def main() -> int:
     args = ap.parse_args()
     n = max(1, args.iterations)
     started = time.monotonic()
+    # The bot's modules were imported when this script started: record that commit, not HEAD
+    # at the end (the repo may move while the benchmark runs).
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, check=False,
+                            capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "bot", "runbook", "commands",
+                            "tests"], cwd=ROOT, check=False, capture_output=True,
+                           text=True).stdout.splitlines()
     server = docker_up()
     # Import what both sides use before anything is timed.
     import docker  # noqa: F401
@@ -674,8 +681,8 @@ def main() -> int:
         "machine": {"nproc": os.cpu_count(), "platform": platform.platform(),
                     "docker_server": server},
         "versions": versions(),
-        "git_commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, check=False,
-                                     capture_output=True, text=True).stdout.strip(),
+        "git_commit": commit,
+        "git_dirty_files": dirty,
         "iterations": n,
         "order": "bot, direct, bot, direct, ...",
         "method": {

@@ -48,12 +48,13 @@ def _logging(settings: Settings) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from bot.server import build_asgi
+    from bot.server import build_asgi, tune_gc
 
     settings = _settings()
     _logging(settings)
     runtime = _runtime(settings)
     port = args.port if args.port is not None else settings.env.port
+    tune_gc()  # this process only serves the bot: tune its collector for ack latency
     uvicorn.run(build_asgi(runtime), host=args.host, port=port, log_level="warning",
                 access_log=False)
     return 0

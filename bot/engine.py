@@ -576,21 +576,23 @@ class Engine:
     def _execute(self, conn: psycopg.Connection, exe: dict, run: dict, step: Step) -> None:
         lines: list[str] = []
         started = self.deps.clock()
-        self.refresh_card(exe["id"], progress=lines)
-        # Progress re-renders the card from this snapshot: no database read per line.
-        with self.db.transaction() as snap:
-            running = repo.get_execution(snap, execution_id=exe["id"])
-            approval = repo.get_approval(snap, approval_id=exe["approval_id"]) \
-                if exe["approval_id"] else None
-            votes = repo.approval_votes(snap, approval_id=approval["id"]) if approval else []
+        # "running" shows only if the step is still running a second from now: a quick step
+        # goes straight to its result, and the card's final update is never held back.
+        card_ts = self.refresh_card(exe["id"], delay=1.0)
+        log_ts: list[str] = []  # the live progress log: one thread reply, updated in place
 
         def progress(text: str) -> None:
             lines.append(str(self.deps.mask(text))[:500])
-            if running and running["message_ts"]:
-                text_, card = blocks.step_card(step=step, exe=running, approval=approval,
-                                               votes=votes, progress=lines, now=self.deps.now())
-                self.deps.poster.update(running["channel"], running["message_ts"], text=text_,
-                                        blocks=card)
+            if not card_ts:
+                return
+            body_text, body = blocks.progress_log(step, lines)
+            if not log_ts:
+                ts = self.deps.poster.post(exe["channel"], text=body_text, blocks=body,
+                                           thread_ts=card_ts)
+                if ts:
+                    log_ts.append(ts)
+                return
+            self.deps.poster.update(exe["channel"], log_ts[0], text=body_text, blocks=body)
 
         params = {**dict(step.params), **dict(exe["params"])}
         ctx = StepContext(run_id=run["id"], step_id=step.id, params=params,
@@ -663,7 +665,8 @@ class Engine:
                               approvals=approvals, votes=votes,
                               available={k: v.available for k, v in REGISTRY.items()})
 
-    def refresh_card(self, execution_id: int, *, progress: list[str] | None = None) -> str | None:
+    def refresh_card(self, execution_id: int, *, progress: list[str] | None = None,
+                     delay: float | None = None) -> str | None:
         """Post the step's card if it has none, else update it in place (throttled)."""
         with self.db.transaction() as conn:
             exe = repo.get_execution(conn, execution_id=execution_id)
@@ -679,7 +682,7 @@ class Engine:
         if ts is None and a is not None and a["step_id"] != ROLLBACK:
             ts = a["message_ts"]
         if ts:
-            self.deps.poster.update(exe["channel"], ts, text=text, blocks=card)
+            self.deps.poster.update(exe["channel"], ts, text=text, blocks=card, delay=delay)
             if exe["message_ts"] is None:
                 with self.db.transaction() as conn:
                     repo.set_execution_message(conn, execution_id=execution_id, ts=ts)

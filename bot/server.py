@@ -50,7 +50,6 @@ def build_asgi(runtime: Runtime, *, worker: bool = True) -> Starlette:
     @asynccontextmanager
     async def lifespan(_app: Starlette):
         runtime.start(worker=worker)
-        tune_gc()
         try:
             yield
         finally:

@@ -154,6 +154,13 @@ def step_card(*, step: Step, exe: Mapping[str, Any], approval: Mapping[str, Any]
     return text, _dicts(blocks)
 
 
+def progress_log(step: Step, lines: list[str]) -> tuple[str, list[dict]]:
+    """The live log of a running step (a thread reply under its card)."""
+    body = "```" + clip("\n".join(lines[-25:]), 2800) + "```"
+    return f"{step.title}: progress", _dicts([_context(f"Progress of *{step.title}*"),
+                                              _section(body)])
+
+
 def rollback_card(*, approval: Mapping[str, Any], votes: list[Mapping[str, Any]],
                   runbook: Runbook, now: datetime) -> tuple[str, list[dict]]:
     head = "🚨 Rollback requested"

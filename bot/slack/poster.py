@@ -1,7 +1,9 @@
 """Outgoing messages with Slack's pacing built in: at most one update per second per message.
 
-Progress updates are coalesced: the newest content wins and is sent when the message's
-one-second window opens. Posting a new message is immediate (it returns the ts callers need).
+Updates are coalesced: the newest content wins. An update waits a short debounce (so a step
+that goes queued -> running -> done in a blink costs one update, not three) and never goes out
+within a second of the message's previous update. Posting is immediate (callers need the ts)
+and does not count as an update.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from slack_sdk.errors import SlackApiError
 
 log = logging.getLogger(__name__)
 MIN_INTERVAL = 1.0
+DEBOUNCE = 0.1
 
 
 @dataclass
@@ -31,10 +34,11 @@ class _Slot:
 
 class Poster:
     def __init__(self, client: WebClient, *, clock: Callable[[], float] = time.monotonic,
-                 min_interval: float = MIN_INTERVAL):
+                 min_interval: float = MIN_INTERVAL, debounce: float = DEBOUNCE):
         self.client = client
         self.clock = clock
         self.min_interval = min_interval
+        self.debounce = debounce
         self._slots: dict[tuple[str, str], _Slot] = {}
         self._heap: list[tuple[float, tuple[str, str]]] = []
         self._cv = threading.Condition()
@@ -63,22 +67,25 @@ class Poster:
         except SlackApiError as e:
             log.warning("chat.postMessage failed: %s", e.response.get("error"))
             return None
-        ts = resp.get("ts")
-        if ts:
-            self._slot(channel, ts).last_sent = self.clock()
-        return ts
+        return resp.get("ts")
 
-    def update(self, channel: str, ts: str, *, text: str, blocks: list[dict] | None = None
-               ) -> None:
-        """Update a message in place, coalescing updates inside its one-second window."""
+    def update(self, channel: str, ts: str, *, text: str, blocks: list[dict] | None = None,
+               delay: float | None = None) -> None:
+        """Update a message in place, coalescing updates inside its one-second window.
+
+        ``delay`` holds this content back longer than the debounce (e.g. "running" for a step
+        that may well finish first); a later update with a shorter wait brings it forward.
+        """
         slot = self._slot(channel, ts)
         with slot.lock:
             slot.pending = {"text": text, "blocks": blocks}
             now = self.clock()
-            if slot.due is None:
-                slot.due = max(now, slot.last_sent + self.min_interval)
+            wait = self.debounce if delay is None else max(delay, self.debounce)
+            due = max(now + wait, slot.last_sent + self.min_interval)
+            if slot.due is None or due < slot.due:
+                slot.due = due
                 with self._cv:
-                    heapq.heappush(self._heap, (slot.due, (channel, ts)))
+                    heapq.heappush(self._heap, (due, (channel, ts)))
                     self._cv.notify_all()
 
     def ephemeral(self, channel: str, user: str, *, text: str, blocks: list[dict] | None = None
@@ -111,26 +118,39 @@ class Poster:
             slot = self._slots.setdefault(key, _Slot())
         return slot
 
-    def _send(self, key: tuple[str, str], *, force: bool = False) -> None:
+    def pump(self) -> int:
+        """Send every update that is due now; returns how many went out."""
+        sent = 0
+        while True:
+            with self._cv:
+                if not self._heap or self._heap[0][0] > self.clock():
+                    return sent
+                _, key = heapq.heappop(self._heap)
+            sent += self._send(key)
+
+    def _send(self, key: tuple[str, str], *, force: bool = False) -> bool:
         slot = self._slots.get(key)
         if slot is None:
-            return
+            return False
         with slot.lock:
             now = self.clock()
             if slot.pending is None:
                 slot.due = None
-                return
+                return False
+            if not force and slot.due is not None and now < slot.due:
+                return False  # a stale heap entry: the slot's own due time is later
             if not force and now < slot.last_sent + self.min_interval:
                 slot.due = slot.last_sent + self.min_interval
                 with self._cv:
                     heapq.heappush(self._heap, (slot.due, key))
-                return
+                return False
             payload, slot.pending, slot.due = slot.pending, None, None
             try:
                 self.client.chat_update(channel=key[0], ts=key[1], **payload)
             except SlackApiError as e:
                 log.warning("chat.update failed: %s", e.response.get("error"))
             slot.last_sent = self.clock()
+            return True
 
     def _loop(self) -> None:
         while True:
@@ -140,8 +160,7 @@ class Poster:
                     self._cv.wait(timeout=timeout if timeout is None else max(timeout, 0.005))
                 if self._stop:
                     return
-                _, key = heapq.heappop(self._heap)
             try:
-                self._send(key)
-            except Exception:  # never let the poster thread die
+                self.pump()
+            except Exception:
                 log.exception("poster failed")

@@ -14,6 +14,13 @@ def run(ctx: StepContext) -> StepResult:
     target = stepkit.target_of(ctx)
     goal = validate_revision(str(ctx.params.get("target", "head")))
     migrator = stepkit.make_migrator(ctx, target)
+    one_run = getattr(migrator, "upgrade_reporting", None)
+    report = None
+    if one_run is not None:
+        ctx.progress(f"alembic upgrade {goal} in one {target.migrations.service} container")
+        report = one_run(goal)
+    if report is not None:
+        return _result(goal, report.before, report.after, report.heads, report.output)
     ctx.progress(f"reading the current alembic revision ({target.migrations.mode})")
     before = migrator.current_revision()
     ctx.progress(f"alembic revision now: {before or 'empty database'}; upgrading to {goal}")
@@ -22,11 +29,14 @@ def run(ctx: StepContext) -> StepResult:
         after = migrator.current_revision()
     except StepFailed as e:
         raise StepFailed(e.message, facts={"alembic_before": before}) from None
-    if goal == "head":
-        heads = migrator.heads()
-        if heads and after not in heads and after != ",".join(heads):
-            raise StepFailed(f"after upgrade the database is at {after}, not at head "
-                             f"({', '.join(heads)})", facts={"alembic_before": before})
+    return _result(goal, before, after, migrator.heads() if goal == "head" else [], output)
+
+
+def _result(goal: str, before: str | None, after: str | None, heads: list[str],
+            output: str) -> StepResult:
+    if goal == "head" and heads and after not in heads and after != ",".join(heads):
+        raise StepFailed(f"after upgrade the database is at {after}, not at head "
+                         f"({', '.join(heads)})", facts={"alembic_before": before})
     changed = "unchanged" if before == after else "upgraded"
     return StepResult(
         summary=f"alembic {changed}: {before or 'base'} -> {after or 'base'}",
