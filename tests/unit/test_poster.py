@@ -61,7 +61,7 @@ def test_never_more_than_one_update_per_second_per_message(setup):
 
 
 def test_flush_sends_what_is_pending(setup):
-    ws, poster, clock = setup
+    ws, poster, _clock = setup
     ts = poster.post("C_CUTOVER", text="a")
     poster.update("C_CUTOVER", ts, text="b")
     poster.flush()
