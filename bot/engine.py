@@ -153,7 +153,7 @@ class Engine:
         if run:
             return run
         if not auto_start:
-            raise Refused("No cutover run is active. Start one with `/golive start <rc-tag>`.")
+            raise Refused("No cutover run is active. Start one with `/golive start &lt;rc-tag&gt;`.")
         run = repo.insert_run(conn, channel=actor.channel, rc_tag=None, rc_sha=None,
                               started_by=actor.user_id, now=self.deps.now())
         self._audit(conn, actor=actor.user_id, channel=actor.channel, action="run.start",

@@ -4,6 +4,7 @@ from commands.base import Context, Invocation, Reply
 
 
 def render_help(commands) -> str:
+    """Slack mrkdwn: usages carry their angle brackets escaped (&lt; &gt;), as Slack needs."""
     lines = ["*golive* runs the go-live cutover from this channel. Subcommands:"]
     for c in commands:
         lock = " 🔒" if c.gated else ""

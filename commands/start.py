@@ -10,7 +10,7 @@ SHA = re.compile(r"^[0-9a-f]{7,64}$")
 
 def validate(inv: Invocation) -> None:
     if not inv.words or len(inv.words) > 2:
-        raise UsageError("Usage: `/golive start <rc-tag> [commit-sha]`")
+        raise UsageError("Usage: `/golive start &lt;rc-tag&gt; [commit-sha]`")
     try:
         validate_tag(inv.words[0])
     except ValueError as e:

@@ -27,7 +27,7 @@ def validate(inv: Invocation) -> None:
             raise UsageError(f"Usage: `/golive {inv.name} {'|'.join(sorted(allowed))}`")
     elif inv.name == "deploy":
         if len(inv.words) != 1:
-            raise UsageError("Usage: `/golive deploy <tag>`, e.g. `/golive deploy v2.3.1`")
+            raise UsageError("Usage: `/golive deploy &lt;tag&gt;`, e.g. `/golive deploy v2.3.1`")
         try:
             validate_tag(inv.words[0])
         except ValueError as e:

@@ -234,7 +234,7 @@ def _step_line(view: RunView, step: Step) -> str:
 def status_blocks(view: RunView | None) -> tuple[str, list[dict]]:
     """`/golive status`: the run, its phase, each step with its state, pending approvals."""
     if view is None:
-        text = "No cutover run yet. Start one with `/golive start <rc-tag> [sha]`."
+        text = "No cutover run yet. Start one with `/golive start &lt;rc-tag&gt; [sha]`."
         return text, _dicts([_section(text)])
     run = view.run
     states = view.states()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import time
 from urllib.parse import urlencode
 
 import psycopg
 import pytest
 
+from bot.sandbox.workspace import message_text
 from tests.support.harness import SIGNING_SECRET, text_of
 
 GARBAGE = [
@@ -25,7 +27,11 @@ def test_help_lists_every_subcommand_with_usage(bot):
     after = bot.seq()
     d = bot.slash("alice", "help")
     assert d.status == 200
-    reply = text_of(bot.replies_to("alice", after=after, contains="Subcommands"))
+    msg = bot.replies_to("alice", after=after, contains="Subcommands")
+    raw = message_text(msg)
+    # Slack reads <...> as a link or mention: literal angle brackets must arrive escaped.
+    assert not re.search(r"<(?![@#!]|https?:)", raw), f"unescaped '<' in mrkdwn: {raw[:300]}"
+    reply = text_of(msg)
     for usage in ("/golive preflight", "/golive maintenance on|off", "/golive deploy <tag>",
                   "/golive migrate", "/golive health", "/golive traffic open",
                   "/golive canary", "/golive rollback", "/golive status", "/golive help"):

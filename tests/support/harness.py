@@ -6,6 +6,7 @@ everything the bot says is read back from the sandbox, as a user would see it.
 
 from __future__ import annotations
 
+import html
 import socket
 import threading
 from pathlib import Path
@@ -123,7 +124,7 @@ class Bot:
             channel, after_seq=after, timeout=timeout,
             predicate=lambda m: (m.via_response_url or m.source == "ack")
             and m.ephemeral_to in (None, uid))
-        return message_text(msg)
+        return text_of(msg)
 
     def seq(self) -> int:
         return self.workspace.seq
@@ -138,4 +139,5 @@ class Bot:
 
 
 def text_of(msg: Message) -> str:
-    return message_text(msg)
+    """What the user reads: Slack shows &lt; &gt; &amp; as < > &."""
+    return html.unescape(message_text(msg))
