@@ -518,7 +518,10 @@ class Engine:
         # The step's own connection: its session holds the advisory lock while the step runs.
         conn = psycopg.connect(self.db.url, row_factory=dict_row, connect_timeout=5)
         try:
-            claimed = self._claim(conn)
+            cancelled: list[int] = []
+            claimed = self._claim(conn, cancelled)
+            for exe_id in cancelled:  # their cards must not keep saying "queued"
+                self.refresh_card(exe_id)
             if claimed is None:
                 return False
             self._execute(conn, *claimed)
@@ -526,7 +529,10 @@ class Engine:
         finally:
             conn.close()  # also releases the advisory lock if anything above failed
 
-    def _claim(self, conn: psycopg.Connection) -> tuple[dict, dict, Step] | None:
+    def _claim(self, conn: psycopg.Connection, cancelled: list[int]
+               ) -> tuple[dict, dict, Step] | None:
+        """Claim one runnable step; queued steps that can never run are cancelled on the way
+        (their ids land in ``cancelled``)."""
         with conn.transaction():
             for exe in repo.queued_candidates(conn):
                 run = repo.get_run(conn, run_id=exe["run_id"])
@@ -540,6 +546,7 @@ class Engine:
                         repo.transition(conn, execution_id=exe["id"], from_states=("queued",),
                                         to="cancelled", now=self.deps.now(),
                                         error=f"cancelled: {', '.join(unmet)} did not succeed")
+                        cancelled.append(exe["id"])
                     continue
                 if exe["approval_id"] and step.phase != ROLLBACK:
                     a = repo.get_approval(conn, approval_id=exe["approval_id"])
@@ -552,6 +559,7 @@ class Engine:
                         self._audit(conn, actor="golive", channel=exe["channel"],
                                     action="approval.void", outcome="void", run_id=exe["run_id"],
                                     detail={"step": step.id, "approval": exe["approval_id"]})
+                        cancelled.append(exe["id"])
                         continue
                 try:
                     with conn.transaction():

@@ -178,3 +178,46 @@ def test_a_new_request_with_other_arguments_voids_the_pending_one(toybot):
     assert toybot.sandbox.buttons(void) == []
     again = toybot.command("alice", 'deploy v3 --override "drill"')
     assert "already awaiting approval" in again
+
+
+def test_group_membership_is_checked_at_click_time(toybot, toy):
+    toybot.command("alice", "start v2")
+    after = toybot.seq()
+    toybot.command("alice", OVERRIDE)
+    card = card_for(toybot, "Maintenance mode on", after)
+    toybot.workspace.usergroup("S_APPROVERS").users.remove("U_BOB")  # bob left the group
+    mark = toybot.seq()
+    toybot.sandbox.click("bob", card, action_id=Action.APPROVE)
+    assert "not" in text_of(toybot.replies_to("bob", after=mark)).lower()
+    assert toy.executions() == []
+    toybot.sandbox.click("carol", card, action_id=Action.APPROVE)
+    assert "Approved by <@U_CAROL>" in text_of(wait_card(toybot, card, "succeeded"))
+
+
+def test_approval_is_void_when_preflight_changes_before_execution(clean_db, tmp_path, toy):
+    import psycopg
+
+    from tests.support.harness import BASE_CONFIG, Bot
+
+    bot = Bot(clean_db, tmp_path, config=BASE_CONFIG + toy.config(), worker=False)
+    try:
+        bot.command("alice", "start v2")
+        after = bot.seq()
+        bot.command("alice", OVERRIDE)
+        card = card_for(bot, "Maintenance mode on", after)
+        bot.sandbox.click("bob", card, action_id=Action.APPROVE)
+        wait_card(bot, card, "Approved by <@U_BOB>")
+        # Between approval and execution a preflight check goes red.
+        with psycopg.connect(clean_db) as conn:
+            conn.execute(
+                "INSERT INTO step_executions (run_id, step_id, attempt, state, requested_by,"
+                " channel) SELECT id, 'rc-evidence', 1, 'failed', 'U_CAROL', 'C_CUTOVER'"
+                " FROM runs WHERE status = 'active'")
+        assert bot.engine.run_next() is False, "the void step must not run"
+        void = wait_card(bot, card, "approval void")
+        assert "cancelled" in text_of(void) and "preflight" in text_of(void)
+        status = bot.command("carol", "status")
+        assert "approval void" in status, status
+        assert toy.executions() == []
+    finally:
+        bot.stop()
