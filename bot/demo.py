@@ -151,7 +151,7 @@ def demo_main(args: argparse.Namespace) -> int:
             for line in sys.stdin:
                 print(f"{console.prompt}{line.rstrip()}", flush=True)
                 console.handle_line(line.rstrip("\n"))
-                _settle(workspace, quiet_for=1.2)
+                _settle(workspace, quiet_for=1.2, busy=lambda: _engine_busy(server.runtime))
     except (KeyboardInterrupt, EOFError):
         pass
     finally:
@@ -161,8 +161,9 @@ def demo_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _settle(workspace, quiet_for: float = 1.5, limit: float = 20.0) -> None:
-    """Before leaving, let in-flight bot work land (scripted demos pipe commands in)."""
+def _settle(workspace, quiet_for: float = 1.5, limit: float = 300.0,
+            busy=lambda: False) -> None:
+    """Wait until the channel is quiet and no step is queued or running (scripted tours)."""
     start = time.monotonic()
     last = workspace.seq
     quiet_since = time.monotonic()
@@ -170,8 +171,19 @@ def _settle(workspace, quiet_for: float = 1.5, limit: float = 20.0) -> None:
         time.sleep(0.1)  # the console's own pacing, not test synchronisation
         if workspace.seq != last:
             last, quiet_since = workspace.seq, time.monotonic()
-        elif time.monotonic() - quiet_since >= quiet_for:
+        elif time.monotonic() - quiet_since >= quiet_for and not busy():
             return
+
+
+def _engine_busy(runtime) -> bool:
+
+    try:
+        with runtime.db.connection() as conn:
+            return bool(conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM step_executions WHERE state IN"
+                " ('queued', 'running')) AS busy").fetchone()["busy"])
+    except Exception:  # noqa: BLE001 - a demo convenience; never block on it
+        return False
 
 
 class _Served:

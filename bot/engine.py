@@ -184,7 +184,7 @@ class Engine:
                 self._audit(conn, actor=actor.user_id, channel=actor.channel,
                             action="step.request", outcome="not_available",
                             run_id=run["id"] if run else None, detail={"step": step.id})
-            return (f"*{step.title}* is not available yet: the `{step.kind}` step kind is "
+            return (f"*{blocks.esc(step.title)}* is not available yet: the `{step.kind}` step kind is "
                     "listed in the runbook but not built. It was not run.")
         post_card: dict | None = None
         with self.db.transaction() as conn:
@@ -208,9 +208,9 @@ class Engine:
                     superseded = old["id"]
                     current = None
             if current and current["state"] in ACTIVE_STATES:
-                raise Refused(f"*{step.title}* is already {blocks.state_word(current['state'])}.")
+                raise Refused(f"*{blocks.esc(step.title)}* is already {blocks.state_word(current['state'])}.")
             if current and current["state"] == "succeeded" and step.gated:
-                raise Refused(f"*{step.title}* already succeeded in run #{run['id']}; "
+                raise Refused(f"*{blocks.esc(step.title)}* already succeeded in run #{run['id']}; "
                               "a gated step never runs twice.")
             unmet = self.runbook.unmet_requirements(step.id, states)
             if unmet and not override:
@@ -219,7 +219,7 @@ class Engine:
                 self._audit(conn, actor=actor.user_id, channel=actor.channel,
                             action="step.request", outcome="refused_order", run_id=run["id"],
                             detail={"step": step.id, "unmet": unmet})
-                raise Refused(f"*{step.title}* cannot run yet: it needs {names} first. "
+                raise Refused(f"*{blocks.esc(step.title)}* cannot run yet: it needs {names} first. "
                               "To override, add `--override \"reason\"` (two people must agree).")
             gated = step.gated or bool(override and unmet)
             if not gated:
@@ -230,7 +230,7 @@ class Engine:
                 self._audit(conn, actor=actor.user_id, channel=actor.channel,
                             action="step.queued", outcome="ok", run_id=run["id"],
                             detail={"step": step.id, "args": args, "execution": exe["id"]})
-                return f"Queued *{step.title}* (run #{run['id']})."
+                return f"Queued *{blocks.esc(step.title)}* (run #{run['id']})."
             bound = self._bound_params(step.id, args, override if unmet else None,
                                        self._preflight_verdict(states))
             gate = step.gate or rule_gate_default()
@@ -244,7 +244,7 @@ class Engine:
                         groups=list(gate.groups), reason=override if unmet else None,
                         channel=actor.channel, now=now, expires_at=now + self.deps.expiry)
             except psycopg.errors.UniqueViolation:
-                raise Refused(f"*{step.title}* already has a pending approval request.") from None
+                raise Refused(f"*{blocks.esc(step.title)}* already has a pending approval request.") from None
             exe = repo.insert_execution(conn, run_id=run["id"], step_id=step.id,
                                         state="awaiting_approval", params=args,
                                         requested_by=actor.user_id, channel=actor.channel,
@@ -259,9 +259,9 @@ class Engine:
             self.refresh_approval(superseded)
         ts = self.refresh_card(post_card["exe"]["id"])
         if ts is None:
-            return (f"Approval requested for *{step.title}*, but the card could not be posted; "
+            return (f"Approval requested for *{blocks.esc(step.title)}*, but the card could not be posted; "
                     "`/golive status` shows it.")
-        return f"Approval requested for *{step.title}*: someone other than you must approve."
+        return f"Approval requested for *{blocks.esc(step.title)}*: someone other than you must approve."
 
     # ------------------------------------------------------------------ rollback
     def request_rollback(self, *, actor: Actor, reason: str) -> str:

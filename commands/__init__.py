@@ -1,5 +1,6 @@
 """One table of every /golive subcommand: name, usage, one-line summary, handler."""
 
+from bot.slack.blocks import esc
 from commands import finish, help, rollback, start, status, steps
 from commands.base import Command, Context, Invocation, Reply, UsageError, tokenize
 
@@ -49,8 +50,7 @@ def parse(text: str) -> tuple[Command, Invocation]:
     inv = tokenize(text)
     cmd = COMMANDS.get(inv.name)
     if cmd is None:
-        shown = inv.name[:40]
-        raise UsageError(f"Unknown subcommand `{shown}`.")
+        raise UsageError(f"Unknown subcommand `{esc(inv.name[:40])}`.")
     if inv.override and not cmd.gated and cmd.name not in ("migrate", "health", "smoke",
                                                            "canary", "watch", "preflight"):
         raise UsageError(f"`/golive {cmd.name}` does not take `--override`.")

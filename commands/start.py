@@ -2,6 +2,7 @@
 
 import re
 
+from bot.slack.blocks import esc
 from commands.base import Context, Invocation, Reply, UsageError
 from runbook.docker_ref import validate_tag
 
@@ -14,7 +15,8 @@ def validate(inv: Invocation) -> None:
     try:
         validate_tag(inv.words[0])
     except ValueError as e:
-        raise UsageError(f"`{inv.words[0][:80]}` is not a valid image tag: {e}") from None
+        raise UsageError(f"`{esc(inv.words[0][:80])}` is not a valid image tag: {esc(e)}"
+                             ) from None
     if len(inv.words) == 2 and not SHA.match(inv.words[1].lower()):
         raise UsageError("The commit SHA must be 7 to 64 hex characters.")
 

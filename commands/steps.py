@@ -4,6 +4,7 @@ preflight, maintenance on|off, deploy <tag>, migrate, health, smoke, traffic ope
 They differ only in the words they accept, so one handler serves them all.
 """
 
+from bot.slack.blocks import esc
 from commands.base import Context, Invocation, Reply, UsageError
 from runbook.docker_ref import validate_tag
 
@@ -31,7 +32,8 @@ def validate(inv: Invocation) -> None:
         try:
             validate_tag(inv.words[0])
         except ValueError as e:
-            raise UsageError(f"`{inv.words[0][:80]}` is not a valid image tag: {e}") from None
+            raise UsageError(f"`{esc(inv.words[0][:80])}` is not a valid image tag: {esc(e)}"
+                             ) from None
     elif inv.words:
         raise UsageError(f"`/golive {inv.name}` takes no arguments.")
 

@@ -43,6 +43,12 @@ STATE_ICONS = {
 }
 
 
+def esc(text: object) -> str:
+    """Text from steps and people, made literal for mrkdwn: `<!channel>` must not ping anyone,
+    `<title>` must not become a link (Slack's three escapes)."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def state_word(state: str) -> str:
     return STATE_WORDS.get(state, state)
 
@@ -76,7 +82,7 @@ def _duration(exe: Mapping[str, Any]) -> str:
 def _args_text(params: Mapping[str, Any]) -> str:
     args = params.get("args", params)
     shown = {k: v for k, v in dict(args).items() if k != "reason"}
-    return ", ".join(f"`{k}={v}`" for k, v in shown.items()) or "no arguments"
+    return ", ".join(f"`{esc(k)}={esc(v)}`" for k, v in shown.items()) or "no arguments"
 
 
 def _approval_lines(approval: Mapping[str, Any], votes: list[Mapping[str, Any]],
@@ -93,15 +99,17 @@ def _approval_lines(approval: Mapping[str, Any], votes: list[Mapping[str, Any]],
         lines.append(f"Expires in {mins} min")
     elif status == "rejected":
         lines.append(f"❌ Rejected by <@{approval['decided_by']}>"
-                     + (f": {approval['decision_note']}" if approval.get("decision_note") else ""))
+                     + (f": {esc(approval['decision_note'])}" if approval.get("decision_note")
+                        else ""))
     elif status == "cancelled":
         who = f" by <@{approval['decided_by']}>" if approval.get("decided_by") else ""
         lines.append(f"⛔ Cancelled{who}")
     elif status == "expired":
         lines.append("⌛ Expired: nobody approved in time. Ask again to retry.")
     elif status == "void":
-        lines.append("🚫 Void: " + (approval.get("decision_note")
-                                   or "the parameters or the preflight changed after the request."))
+        lines.append("🚫 Void: " + esc(approval.get("decision_note")
+                                       or "the parameters or the preflight changed after the "
+                                          "request."))
     return lines
 
 
@@ -133,7 +141,7 @@ def step_card(*, step: Step, exe: Mapping[str, Any], approval: Mapping[str, Any]
         ok = sum(1 for p in pre.split(",") if p.endswith(("=succeeded", "=skipped")))
         fields.append(f"*Preflight:* {ok}/{len(pre.split(','))} checks passed or skipped")
     if exe.get("override_reason"):
-        fields.append(f"*Order override:* _{exe['override_reason']}_")
+        fields.append(f"*Order override:* _{esc(exe['override_reason'])}_")
     blocks: list[Any] = [HeaderBlock(block_id=Block.HEADER, text=head[:150]),
                          _section("\n".join(fields))]
     if approval:
@@ -142,11 +150,11 @@ def step_card(*, step: Step, exe: Mapping[str, Any], approval: Mapping[str, Any]
             blocks.append(_approval_buttons(approval["id"], step.title))
     lines = progress if progress is not None else (exe.get("progress") or "").splitlines()
     if lines:
-        blocks.append(_section("```" + clip("\n".join(lines[-15:]), 2800) + "```"))
+        blocks.append(_section("```" + clip(esc("\n".join(lines[-15:])), 2800) + "```"))
     if exe.get("summary"):
-        blocks.append(_section(f"*Result:* {exe['summary']}"))
+        blocks.append(_section(f"*Result:* {esc(exe['summary'])}"))
     if exe.get("error"):
-        blocks.append(_section(f"*Why:* {exe['error']}"))
+        blocks.append(_section(f"*Why:* {esc(exe['error'])}"))
     dur = _duration(exe)
     if dur:
         blocks.append(_context(f"took {dur}"))
@@ -156,16 +164,16 @@ def step_card(*, step: Step, exe: Mapping[str, Any], approval: Mapping[str, Any]
 
 def progress_log(step: Step, lines: list[str]) -> tuple[str, list[dict]]:
     """The live log of a running step (a thread reply under its card)."""
-    body = "```" + clip("\n".join(lines[-25:]), 2800) + "```"
-    return f"{step.title}: progress", _dicts([_context(f"Progress of *{step.title}*"),
+    body = "```" + clip(esc("\n".join(lines[-25:])), 2800) + "```"
+    return f"{step.title}: progress", _dicts([_context(f"Progress of *{esc(step.title)}*"),
                                               _section(body)])
 
 
 def rollback_card(*, approval: Mapping[str, Any], votes: list[Mapping[str, Any]],
                   runbook: Runbook, now: datetime) -> tuple[str, list[dict]]:
     head = "🚨 Rollback requested"
-    plan = "\n".join(f"{i}. {s.title}" for i, s in enumerate(runbook.rollback, 1))
-    why = f"\n*Reason:* _{approval['reason']}_" if approval.get("reason") else ""
+    plan = "\n".join(f"{i}. {esc(s.title)}" for i, s in enumerate(runbook.rollback, 1))
+    why = f"\n*Reason:* _{esc(approval['reason'])}_" if approval.get("reason") else ""
     blocks: list[Any] = [HeaderBlock(text=head), _section(f"*Plan:*\n{plan}{why}"),
                          _context("\n".join(_approval_lines(approval, votes, now)))]
     if approval["status"] == "pending":
@@ -176,7 +184,7 @@ def rollback_card(*, approval: Mapping[str, Any], votes: list[Mapping[str, Any]]
 
 
 def interrupted_card(*, step: Step, exe: Mapping[str, Any]) -> tuple[str, list[dict]]:
-    text = (f"⚠️ *{step.title}* was interrupted: outcome unknown. It will not be re-run on its "
+    text = (f"⚠️ *{esc(step.title)}* was interrupted: outcome unknown. It will not be re-run on its "
             "own. Check the target, then choose:")
     v = str(exe["id"])
     blocks = [_section(text), ActionsBlock(block_id=Block.ACTIONS, elements=[
@@ -224,9 +232,9 @@ def _step_line(view: RunView, step: Step) -> str:
     exe = view.latest().get(step.id)
     extra = ""
     if exe and exe.get("summary") and state == "succeeded":
-        extra = f" — {exe['summary']}"
+        extra = f" — {esc(exe['summary'])}"
     elif exe and exe.get("error") and state in ("failed", "interrupted", "cancelled"):
-        extra = f" — {exe['error']}"
+        extra = f" — {esc(exe['error'])}"
     gate = " 🔒" if step.gated else ""
     return f"{STATE_ICONS.get(state, '')} `{step.id}`{gate} {state_word(state)}{extra}"[:400]
 
@@ -238,19 +246,26 @@ def status_blocks(view: RunView | None) -> tuple[str, list[dict]]:
         return text, _dicts([_section(text)])
     run = view.run
     states = view.states()
-    nxt = view.runbook.next_steps(states)
-    nxt = [s for s in nxt if states.get(s.id) not in ("running", "queued", "awaiting_approval")]
+    # Steps that cannot run (not built) are neither "next" nor what keeps a phase open.
+    open_ = [s for s in view.runbook.next_steps(states)
+             if view.state_of(s) not in ("running", "queued", "awaiting_approval",
+                                         "not_available")]
+    runnable = [s for s in view.runbook.cutover_steps() if view.state_of(s) != "not_available"
+                and not s.params.get("manual")]
+    nxt = [s for s in open_ if s in runnable]
     phase = next((p.title for p in view.runbook.phases
-                  if any(states.get(s.id) not in ("succeeded", "skipped") for s in p.steps)),
-                 "done")
+                  if any(s in runnable and states.get(s.id) not in ("succeeded", "skipped")
+                         for s in p.steps)), "done")
     head = f"Cutover run #{run['id']} — {run['status']}"
-    info = [f"*RC:* `{run.get('rc_tag') or 'not set'}`"
+    info = [f"*RC:* `{esc(run.get('rc_tag') or 'not set')}`"
             + (f" · sha `{run['rc_sha'][:12]}`" if run.get("rc_sha") else "")
             + f" · started by <@{run['started_by']}>",
             f"*Phase:* {phase}"]
     if nxt:
         cmd = nxt[0].command
-        info.append(f"*Next:* {nxt[0].title}" + (f" — `/golive {cmd}`" if cmd else ""))
+        info.append(f"*Next:* {esc(nxt[0].title)}" + (f" — `/golive {cmd}`" if cmd else ""))
+    elif phase == "done":
+        info.append("*Next:* the cutover steps are done; `/golive finish` closes the run")
     blocks: list[Any] = [HeaderBlock(text=head[:150]), _section("\n".join(info))]
     for phase_ in view.runbook.phases:
         lines = [_step_line(view, s) for s in phase_.steps]
@@ -260,7 +275,7 @@ def status_blocks(view: RunView | None) -> tuple[str, list[dict]]:
         blocks.append(_section("*Rollback*\n" + "\n".join(_step_line(view, s) for s in rb)))
     pending = [a for a in view.approvals if a["status"] == "pending"]
     if pending:
-        lines = [f"• {a['action']} — requested by <@{a['requester']}>, "
+        lines = [f"• {esc(a['action'])} — requested by <@{a['requester']}>, "
                  f"{len([v for v in view.votes.get(a['id'], []) if v['vote'] == 'approve'])}"
                  f"/{a['required']} approvals" for a in pending]
         blocks.append(_section("*Pending approvals*\n" + "\n".join(lines)))
@@ -285,7 +300,7 @@ def run_summary(view: RunView) -> tuple[str, list[dict]]:
         who = approvers.get(exe["approval_id"] or -1, [])
         by = f" · approved by {', '.join(f'<@{u}>' for u in who)}" if who else ""
         dur = _duration(exe)
-        lines.append(f"{STATE_ICONS.get(exe['state'], '')} {step.title} — "
+        lines.append(f"{STATE_ICONS.get(exe['state'], '')} {esc(step.title)} — "
                      f"{state_word(exe['state'])}{f' in {dur}' if dur else ''}{by}")
     versions = []
     prev, new = facts.get("previous_images") or {}, facts.get("deployed_images") or {}

@@ -128,7 +128,9 @@ def test_status_shows_steps_phase_next_and_pending_approvals(toybot):
     assert "`rc-evidence`" in status and "not available yet" in status
     assert "`maintenance-on`" in status and "awaiting approval" in status
     assert "Pending approvals" in status and "requested by <@U_ALICE>" in status
-    assert "Phase:* Pre-cutover" in status
+    # Preflight checks are not built, so the first phase with runnable steps is the cutover.
+    assert "Phase:* Cutover (T-0)" in status
+    assert "Next:* Release freeze" not in status
 
 
 def test_two_of_n_gate_needs_two_distinct_approvers(clean_db, tmp_path, toy):
@@ -221,3 +223,16 @@ def test_approval_is_void_when_preflight_changes_before_execution(clean_db, tmp_
         assert toy.executions() == []
     finally:
         bot.stop()
+
+
+def test_text_from_people_and_steps_cannot_ping_or_link(toybot):
+    from bot.sandbox.workspace import message_text
+
+    toybot.command("alice", "start v2")
+    after = toybot.seq()
+    toybot.command("alice", 'maintenance on --override "<!channel> see <https://evil.example|docs>"')
+    card = card_for(toybot, "Maintenance mode on", after)
+    raw = message_text(card)
+    assert "<!channel>" not in raw and "<https://evil" not in raw, raw
+    assert "&lt;!channel&gt;" in raw
+    assert "<!channel> see <https://evil.example|docs>" in text_of(card), "shown literally"
