@@ -146,7 +146,11 @@ class Engine:
             repo.end_run(conn, run_id=run["id"], status=status, now=self.deps.now())
             self._audit(conn, actor=actor.user_id, channel=actor.channel, action="run.finish",
                         outcome=status, run_id=run["id"])
-        return {**run, "status": status}
+            head = repo.audit_head(conn)
+        # The chain head, posted where the database cannot rewrite it, pins the audit log:
+        # a later truncation or rewrite no longer verifies against this hash.
+        return {**run, "status": status, "audit_head": head["last_hash"],
+                "audit_rows": head["last_id"]}
 
     def _run_for(self, conn: psycopg.Connection, actor: Actor, *, auto_start: bool) -> dict:
         run = repo.active_run(conn, for_update=True)

@@ -5,4 +5,6 @@ from commands.base import Context, Invocation, Reply
 
 def handle(ctx: Context, inv: Invocation) -> Reply:
     run = ctx.engine.finish_run(actor=ctx.actor)
-    return Reply(f"<@{ctx.user_id}> closed run #{run['id']}: {run['status']}.", in_channel=True)
+    return Reply(f"<@{ctx.user_id}> closed run #{run['id']}: {run['status']}. Audit chain head "
+                 f"after {run['audit_rows']} rows: `{run['audit_head']}` (keep it: "
+                 f"`golive audit verify` checks the log against it).", in_channel=True)

@@ -236,3 +236,15 @@ def test_text_from_people_and_steps_cannot_ping_or_link(toybot):
     assert "<!channel>" not in raw and "<https://evil" not in raw, raw
     assert "&lt;!channel&gt;" in raw
     assert "<!channel> see <https://evil.example|docs>" in text_of(card), "shown literally"
+
+
+def test_finish_posts_the_audit_chain_head_that_verify_accepts(toybot, clean_db):
+    import psycopg
+
+    toybot.command("alice", "start v2")
+    reply = toybot.command("alice", "finish")
+    assert "closed run #1: completed" in reply
+    with psycopg.connect(clean_db) as conn:
+        row = conn.execute("SELECT id, hash FROM audit_log WHERE action = 'run.finish'"
+                           ).fetchone()
+    assert f"after {row[0]} rows: `{row[1]}`" in reply, "the head as of the finish row"

@@ -126,3 +126,13 @@ def test_invalid_runbook_stops_serve_with_one_line_per_problem(tmp_path):
     assert "the runbook is invalid" in r.stderr and "Traceback" not in r.stderr
     assert "unknown key 'requirs' (did you mean 'requires'?)" in r.stderr
     assert "unknown kind 'nope'" in r.stderr
+
+
+def test_the_shipped_example_config_is_valid():
+    text = (ROOT / "golive.example.toml").read_text()
+    environ = {"PAYBOX_DATABASE_URL": "postgresql://u:p@db/paybox", "PAYBOX_OPS_TOKEN": "t0k",
+               "PAYBOX_ADMIN_PASSWORD": "pw"}
+    cfg = parse_config(text, source="golive.example.toml", environ=environ)
+    assert cfg.channels.incident == ["C0456INCIDENT"]
+    assert cfg.approvers.groups["sre"] == "S0SRETEAM"
+    assert cfg.target.admin_login.password.get_secret_value() == "pw"
