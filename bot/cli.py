@@ -175,6 +175,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 rows = [_audit_row(r) for r in repo.audit_rows(conn)]
                 head = repo.audit_head(conn)
                 problems = audit.verify_chain(rows, head=head["last_hash"] if rows else None)
+                if args.head:  # a hash kept outside the database (e.g. posted by /golive finish)
+                    upto = [i for i, r in enumerate(rows) if r.hash == args.head]
+                    if not upto:
+                        problems.append(f"no audit row has the hash {args.head}: the log was "
+                                        "rewritten or truncated since it was recorded")
                 print("\n".join(problems) if problems else
                       f"audit log verifies: {len(rows)} rows, head {head['last_hash'][:16]}…")
                 return 1 if problems else 0
@@ -244,6 +249,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("action", choices=["verify", "export"])
     s.add_argument("--run", type=int, help="run id (export)")
     s.add_argument("--file", help="verify an exported JSONL file offline")
+    s.add_argument("--head", help="a chain hash recorded elsewhere (verify): must still be in "
+                                  "the chain")
     s.add_argument("--out", help="output path (export)")
     s.set_defaults(fn=cmd_audit)
 

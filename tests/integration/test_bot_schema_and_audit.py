@@ -55,9 +55,9 @@ def test_db_commands_report_an_outage_in_one_line():
 
 def test_audit_log_is_append_only_in_the_database(bot, clean_db):
     bot.command("alice", "status")
-    with psycopg.connect(clean_db) as conn:
-        with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
-            conn.execute("UPDATE audit_log SET outcome = 'forged'")
+    with psycopg.connect(clean_db) as conn, pytest.raises(psycopg.errors.RaiseException,
+                                                          match="append-only"):
+        conn.execute("UPDATE audit_log SET outcome = 'forged'")
 
 
 def test_audit_verify_detects_edits_and_deletions_and_exports_verify_offline(
@@ -98,3 +98,19 @@ def test_audit_verify_detects_edits_and_deletions_and_exports_verify_offline(
         conn.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
     r = golive("audit", "verify", url=clean_db)
     assert r.returncode == 1, r.stdout
+
+
+def test_a_posted_chain_head_detects_a_rewritten_log(bot, clean_db):
+    bot.command("alice", "start v2")
+    reply = bot.command("alice", "finish")
+    posted = reply.split("rows: `")[1].split("`")[0]
+    assert golive("audit", "verify", "--head", posted, url=clean_db).returncode == 0
+    # Rewrite history consistently (recompute every hash): only the posted head can tell.
+    with psycopg.connect(clean_db, autocommit=True) as conn:
+        conn.execute("TRUNCATE audit_log")
+        conn.execute("UPDATE audit_head SET last_id = 0, last_hash = repeat('0', 64)")
+    bot.command("bob", "status")
+    r = golive("audit", "verify", url=clean_db)
+    assert r.returncode == 0, "a consistent rewrite verifies on its own"
+    r = golive("audit", "verify", "--head", posted, url=clean_db)
+    assert r.returncode == 1 and "rewritten or truncated" in r.stdout, r.stdout
