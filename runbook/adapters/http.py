@@ -177,6 +177,16 @@ def check_page(http: httpx.Client, base_url: str, path: str, expect_text: str | 
     return f"HTTP {r.status_code}" + (f", found {expect_text!r}" if expect_text else "")
 
 
+def login_session(http: httpx.Client, base_url: str, cfg: AdminLogin, before: str) -> None:
+    """Log in on this client (its cookie jar keeps the session) ahead of a protected page."""
+    form = {cfg.username_field: cfg.username,
+            cfg.password_field: cfg.password.get_secret_value()}
+    try:
+        http.post(base_url + cfg.path, data=form)
+    except Exception as e:  # noqa: BLE001 - reported as a failed check
+        raise ProbeError(f"login before {before}: {type(e).__name__}") from None
+
+
 def check_dashboard(http: httpx.Client, base_url: str, cfg: Dashboard) -> str:
     return check_page(http, base_url, cfg.path, cfg.expect_text)
 

@@ -12,6 +12,7 @@ from runbook.adapters.http import (
     check_health,
     client,
     describe_health,
+    login_session,
 )
 from runbook.steps.base import StepContext, StepFailed, StepResult, step_kind
 from runbook.target import TargetConfig
@@ -73,13 +74,7 @@ def run(ctx: StepContext) -> StepResult:
         login = target.admin_login
 
         def dashboard() -> str:
-            # The dashboard needs a session: log in on this client, then load it.
-            form = {login.username_field: login.username,
-                    login.password_field: login.password.get_secret_value()}
-            try:
-                http.post(base + login.path, data=form)
-            except Exception as e:  # noqa: BLE001 - reported as a failed check
-                raise ProbeError(f"login before dashboard: {type(e).__name__}") from None
+            login_session(http, base, login, "dashboard")
             return check_dashboard(http, base, target.dashboard)
 
         checks.append((f"dashboard {target.dashboard.path}", dashboard))

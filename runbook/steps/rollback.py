@@ -6,7 +6,7 @@ import dataclasses
 
 from runbook.adapters import stepkit
 from runbook.adapters.docker import ImageInfo, short
-from runbook.adapters.http import ProbeError, check_page, client
+from runbook.adapters.http import check_page, client, login_session
 from runbook.adapters.migrations import validate_revision
 from runbook.adapters.redact import tail
 from runbook.steps.base import StepContext, StepFailed, StepNotAvailable, StepResult, step_kind
@@ -93,12 +93,7 @@ def verify_readonly(ctx: StepContext) -> StepResult:
 
         def page(path: str):
             def check() -> str:
-                form = {login.username_field: login.username,
-                        login.password_field: login.password.get_secret_value()}
-                try:
-                    http.post(base + login.path, data=form)
-                except Exception as e:  # noqa: BLE001 - reported as a failed check
-                    raise ProbeError(f"login before {path}: {type(e).__name__}") from None
+                login_session(http, base, login, path)
                 return check_page(http, base, path)
             return check
 
