@@ -333,14 +333,19 @@ class WebApi:
         )
         return {"channel": channel, "ts": msg.ts, "message": msg.to_api(self.ws.team_id)}
 
-    def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
+    def _own_message(self, params: dict[str, Any], refusal: str) -> tuple[str, str]:
+        """The (channel, ts) of a message the bot posted, as chat.update/delete require."""
         channel = self._channel_id(params)
         ts = str(params.get("ts") or "")
         msg = self.ws.message(channel, ts)
         if msg is None or msg.ephemeral_to is not None:
             raise ApiError("message_not_found")
         if msg.user != self.ws.bot_user_id:
-            raise ApiError("cant_update_message")
+            raise ApiError(refusal)
+        return channel, ts
+
+    def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = self._own_message(params, "cant_update_message")
         text, blocks = self.message_content(params, require=False)
         now = self.clock()
         with self._lock:
@@ -378,13 +383,7 @@ class WebApi:
         return {"message_ts": msg.ts}
 
     def _chat_delete(self, params: dict[str, Any]) -> dict[str, Any]:
-        channel = self._channel_id(params)
-        ts = str(params.get("ts") or "")
-        msg = self.ws.message(channel, ts)
-        if msg is None or msg.ephemeral_to is not None:
-            raise ApiError("message_not_found")
-        if msg.user != self.ws.bot_user_id:
-            raise ApiError("cant_delete_message")
+        channel, ts = self._own_message(params, "cant_delete_message")
         self.ws.delete_message(channel, ts)
         return {"channel": channel, "ts": ts}
 
