@@ -63,6 +63,8 @@ class Deps:
     approvers: frozenset[str]
     expiry: timedelta
     rollback_gated: bool = True
+    step_grace: float = 30.0
+    """Seconds past a step's own timeout before the engine stops waiting for it."""
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
@@ -615,7 +617,7 @@ class Engine:
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"step-{step.id}")
         future = pool.submit(REGISTRY[step.kind].run, ctx)
         try:
-            result = future.result(timeout=step.timeout_s + 30)
+            result = future.result(timeout=step.timeout_s + self.deps.step_grace)
             summary, detail, facts = result.summary, result.detail, dict(result.facts)
         except concurrent.futures.TimeoutError:
             outcome, error = "interrupted", (f"timed out after {step.timeout_s}s; outcome "
