@@ -25,6 +25,19 @@ from commands.help import render_help
 
 log = logging.getLogger(__name__)
 
+class _StartupNoise(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment itself and then warns that it will not
+    use it (we give it a client and an authorize function). True, and not worth a warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not msg.startswith(("As you gave `client` as well",
+                                   "As `installation_store` or `authorize` has been used"))
+
+
+BOLT_LOG = logging.getLogger("golive.bolt")
+BOLT_LOG.addFilter(_StartupNoise())
+
 DB_DOWN = ("The bot's database is not answering, so nothing was changed. "
            "Try again in a moment; `/golive status` shows where things stand.")
 
@@ -42,7 +55,8 @@ def build_app(*, settings: Any, engine: Engine, client: Any, secrets: dict[str, 
 
     app = App(signing_secret=settings.signing_secret, client=client, authorize=authorize,
               process_before_response=True, request_verification_enabled=True,
-              token_verification_enabled=False, ignoring_self_events_enabled=False)
+              token_verification_enabled=False, ignoring_self_events_enabled=False,
+              logger=BOLT_LOG)
     config = settings.config
 
     def masked(reply: Reply) -> dict:

@@ -26,9 +26,20 @@ def _settings(**kw) -> Settings:
 
 
 def _runtime(settings: Settings):
-    """Build the process; an invalid runbook stops start-up with one line per problem."""
+    """Build the process; an invalid runbook or an old schema stops start-up clearly."""
     from bot.runtime import build_runtime
+    from bot.store import db
     from runbook.model import RunbookError
+
+    try:
+        current, head = db.current_revision(settings.database_url), db.head_revision()
+    except Exception:  # noqa: BLE001 - the database is down: start anyway, /healthz says so
+        current = head = None
+    if current != head:
+        print(f"golive: cannot start; the bot's database schema is at "
+              f"{current or 'nothing (empty database)'}, this version needs {head}. "
+              "Run `golive db upgrade` (the Procfile's release phase) first.", file=sys.stderr)
+        raise SystemExit(2)
 
     try:
         return build_runtime(settings)

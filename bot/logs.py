@@ -30,3 +30,5 @@ def configure(level: str = "INFO", secrets: Mapping[str, str] | None = None) -> 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # alembic narrates every plugin it loads at INFO; the bot only reads its revision.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))

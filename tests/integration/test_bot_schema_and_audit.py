@@ -114,3 +114,16 @@ def test_a_posted_chain_head_detects_a_rewritten_log(bot, clean_db):
     assert r.returncode == 0, "a consistent rewrite verifies on its own"
     r = golive("audit", "verify", "--head", posted, url=clean_db)
     assert r.returncode == 1 and "rewritten or truncated" in r.stdout, r.stdout
+
+
+def test_serve_refuses_an_unmigrated_database_and_names_the_fix(empty_db, tmp_path):
+    cfg = tmp_path / "golive.toml"
+    cfg.write_text('[channels]\ncutover = "C0X"\n[approvers]\nusers = ["U0B"]\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "GOLIVE_"))}
+    env.update(DATABASE_URL=empty_db, SLACK_BOT_TOKEN="xoxb-1", SLACK_SIGNING_SECRET="s",
+               GOLIVE_CONFIG=str(cfg))
+    r = subprocess.run([sys.executable, "-m", "bot.cli", "serve", "--port", "1"], env=env,
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 2, r.stderr
+    assert "schema is at nothing (empty database)" in r.stderr
+    assert "golive db upgrade" in r.stderr and "Traceback" not in r.stderr
