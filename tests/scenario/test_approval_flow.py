@@ -70,6 +70,9 @@ def test_approval_flow_requester_cannot_approve_second_person_runs_it_once(toybo
     assert toybot.sandbox.buttons(done) == []
     assert toy.executions() == ["on"]
     assert not toybot.workspace.rate_limited, "more than one update per second per message"
+    metrics = toybot.get("/metrics").text
+    for method in ("chat.postMessage", "chat.update", "users.info", "usergroups.users.list"):
+        assert f'golive_slack_api_calls_total{{method="{method}"}}' in metrics, method
 
 
 def test_reject_with_a_reason_through_the_modal(toybot, toy):
