@@ -20,6 +20,10 @@ def _rmi(ref: str) -> None:
 
 def test_deploy_v2_pulls_runs_v2_and_records_previous(stack, run_step, registry):
     v2 = f"{registry}/paybox/app:v2"
+    users = subprocess.run(["docker", "ps", "-q", "--filter", f"ancestor={v2}"],
+                           capture_output=True, text=True, check=False).stdout.split()
+    assert not users, (f"another container still runs {v2} ({users}), so its layers stay "
+                       "local and no real pull can happen: stop it (e.g. examples/paybox/down.sh)")
     _rmi(v2)
     before = stack.running_image()
     out = run_step(deploy, params={"tag": "v2"}, facts={"rc_sha": stack.revisions["v2"]})

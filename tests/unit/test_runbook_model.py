@@ -41,7 +41,7 @@ def problems_of(text: str, **kw) -> list[str]:
     return err.problems
 
 
-def one_problem(text: str, *needles: str, **kw) -> str:
+def assert_one_problem(text: str, *needles: str, **kw) -> str:
     problems = problems_of(text, **kw)
     hits = [p for p in problems if all(n in p for n in needles)]
     assert hits, f"expected a problem mentioning {needles}, got: {problems}"
@@ -171,24 +171,24 @@ def test_load_from_text_and_from_str_path(tmp_path):
 
 
 def test_unknown_kind_lists_known_ones():
-    msg = one_problem(rb(step("a", kind="deploi")), "step 'a'", "unknown kind 'deploi'")
+    msg = assert_one_problem(rb(step("a", kind="deploi")), "step 'a'", "unknown kind 'deploi'")
     assert "did you mean 'deploy'" in msg and "known kinds:" in msg and "migrate" in msg, msg
 
 
 def test_duplicate_id():
-    one_problem(rb(step("a") + step("a")), "step 'a'", "duplicate id")
+    assert_one_problem(rb(step("a") + step("a")), "step 'a'", "duplicate id")
 
 
 def test_requires_missing_step():
-    msg = one_problem(rb(step("a", extra='requires = ["bb"]')), "step 'a'", "requires 'bb'")
+    msg = assert_one_problem(rb(step("a", extra='requires = ["bb"]')), "step 'a'", "requires 'bb'")
     assert "not a step" in msg, msg
 
 
 def test_cycle_is_named():
     text = rb(step("a", extra='requires = ["c"]') + step("b", extra='requires = ["a"]')
               + step("c", extra='requires = ["b"]'))
-    one_problem(text, "dependency cycle: a -> c -> b -> a")
-    one_problem(rb(step("x", extra='requires = ["x"]')), "step 'x'", "cycle: x -> x")
+    assert_one_problem(text, "dependency cycle: a -> c -> b -> a")
+    assert_one_problem(rb(step("x", extra='requires = ["x"]')), "step 'x'", "cycle: x -> x")
 
 
 @pytest.mark.parametrize("gate, needle", [
@@ -199,7 +199,7 @@ def test_cycle_is_named():
     ("gated = true\ngate = { groups = ['dba'] }", "unknown approver group 'dba'"),
 ])
 def test_bad_gate(gate, needle):
-    msg = one_problem(rb(step("a", extra=gate)), "step 'a'", needle, approver_groups={"sre"})
+    msg = assert_one_problem(rb(step("a", extra=gate)), "step 'a'", needle, approver_groups={"sre"})
     if "dba" in needle:
         assert "configured groups: sre" in msg, msg
 
@@ -215,7 +215,7 @@ def test_gate_defaults_and_groups_without_config():
 
 @pytest.mark.parametrize("timeout", ["0", "-5", str(6 * 3600 + 1), '"10m"', "1.5"])
 def test_bad_timeout(timeout):
-    one_problem(rb(step("a", extra=f"timeout = {timeout}")), "step 'a'", "bad timeout")
+    assert_one_problem(rb(step("a", extra=f"timeout = {timeout}")), "step 'a'", "bad timeout")
 
 
 def test_six_hours_is_allowed():
@@ -224,7 +224,7 @@ def test_six_hours_is_allowed():
 
 
 def test_unknown_key_typo():
-    msg = one_problem(rb(step("b") + step("a", extra='requirs = ["b"]')), "step 'a'",
+    msg = assert_one_problem(rb(step("b") + step("a", extra='requirs = ["b"]')), "step 'a'",
                       "unknown key 'requirs'")
     assert "did you mean 'requires'" in msg, msg
 
@@ -234,20 +234,20 @@ def test_missing_title_and_kind():
     problems = problems_of(text)
     assert any("step 'a': missing 'title'" in p for p in problems), problems
     assert any("step 'a': missing 'kind'" in p for p in problems), problems
-    one_problem(rb('\n[[phases.steps]]\ntitle = "x"\nkind = "health"\n'),
+    assert_one_problem(rb('\n[[phases.steps]]\ntitle = "x"\nkind = "health"\n'),
                 "step #1 of phase 'main'", "missing 'id'")
 
 
 def test_rollback_step_requiring_a_cutover_step():
     text = rb(step("a"), '\n[rollback]\n[[rollback.steps]]\nid = "r"\ntitle = "R"\n'
               'kind = "traffic"\nrequires = ["a"]\n')
-    one_problem(text, "step 'r'", "rollback step requires 'a'")
+    assert_one_problem(text, "step 'r'", "rollback step requires 'a'")
 
 
 def test_cutover_step_requiring_a_rollback_step():
     text = rb(step("a", extra='requires = ["r"]'),
               '\n[rollback]\n[[rollback.steps]]\nid = "r"\ntitle = "R"\nkind = "traffic"\n')
-    one_problem(text, "step 'a'", "requires rollback step 'r'")
+    assert_one_problem(text, "step 'a'", "requires rollback step 'r'")
 
 
 def test_bad_param_choice_and_triggers():
