@@ -19,33 +19,20 @@ def config_for(paybox) -> str:
     return target_table(paybox.target()) + BASE_CONFIG
 
 
-def wait_card(bot, ts: str, *words: str, timeout: float = 240.0):
-    def find():
-        m = bot.workspace.message("C_CUTOVER", ts)
-        t = text_of(m) if m else ""
-        return m if any(w in t for w in words) else None
-    find.__qualname__ = f"card {ts} showing one of {words}"
-    return bot.workspace.wait_for(find, timeout)
+DONE = ("succeeded", "failed", "interrupted")
 
 
 def request_and_approve(bot, requester: str, text: str, approver: str, title: str):
-    after = bot.seq()
-    reply = bot.command(requester, text)
-    assert "Approval requested" in reply, reply
-    card = bot.workspace.wait_for_message("C_CUTOVER", contains=title, after_seq=after,
-                                          predicate=lambda m: m.ephemeral_to is None)
+    card = bot.request(requester, text, contains=title, reply="Approval requested")
     bot.sandbox.click(approver, card, action_id=Action.APPROVE)
-    done = wait_card(bot, card.ts, "succeeded", "failed", "interrupted")
+    done = bot.card_showing(card, *DONE, timeout=240)
     assert "succeeded" in text_of(done), text_of(done)
     return text_of(done)
 
 
 def run_ungated(bot, text: str, title: str) -> str:
-    after = bot.seq()
-    assert "Queued" in bot.command("alice", text)
-    card = bot.workspace.wait_for_message("C_CUTOVER", contains=title, after_seq=after,
-                                          predicate=lambda m: m.ephemeral_to is None)
-    done = wait_card(bot, card.ts, "succeeded", "failed", "interrupted")
+    card = bot.request("alice", text, contains=title, reply="Queued")
+    done = bot.card_showing(card, *DONE, timeout=240)
     assert "succeeded" in text_of(done), text_of(done)
     return text_of(done)
 

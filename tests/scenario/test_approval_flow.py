@@ -16,12 +16,7 @@ def card_for(bot, title: str, after: int = 0):
 
 
 def wait_card(bot, msg, contains: str, timeout: float = 15.0):
-    """Wait until the card (updated in place) shows ``contains``."""
-    def find():
-        cur = bot.workspace.message("C_CUTOVER", msg.ts)
-        return cur if cur and contains in text_of(cur) else None
-    find.__qualname__ = f"card {msg.ts} showing {contains!r}"
-    return bot.workspace.wait_for(find, timeout)
+    return bot.card_showing(msg, contains, timeout=timeout)
 
 
 def test_out_of_order_request_is_refused_with_the_reason(toybot):

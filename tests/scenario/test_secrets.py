@@ -35,15 +35,9 @@ env = { PAYBOX_OPS_TOKEN = "${PAYBOX_OPS_TOKEN}" }
               env={"PAYBOX_ADMIN_PASSWORD": ADMIN_PW, "PAYBOX_OPS_TOKEN": OPS_TOKEN})
     try:
         bot.command("alice", "start v2")
-        after = bot.seq()
-        bot.command("alice", 'maintenance on --override "rehearsal"')
-        card = bot.workspace.wait_for_message("C_CUTOVER", contains="Approve", after_seq=after,
-                                              predicate=lambda m: m.ephemeral_to is None)
+        card = bot.request("alice", 'maintenance on --override "rehearsal"')
         bot.sandbox.click("bob", card, action_id=Action.APPROVE)
-        def card_failed():
-            m = bot.workspace.message("C_CUTOVER", card.ts)
-            return m if m and "failed" in text_of(m) else None
-        failed = bot.workspace.wait_for(card_failed, 20)
+        failed = bot.card_showing(card, "failed")
         shown = text_of(failed)
         assert "exited 3" in shown and "admin password is ****" in shown, shown
         bot.command("alice", "status")

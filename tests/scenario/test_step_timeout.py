@@ -39,9 +39,7 @@ def test_a_step_past_its_timeout_becomes_interrupted_and_the_channel_is_told(
     try:
         bot.command("alice", "start v2")
         after = bot.seq()
-        bot.command("alice", 'maintenance on --override "drill"')
-        card = bot.workspace.wait_for_message("C_CUTOVER", contains="Approve", after_seq=after,
-                                              predicate=lambda m: m.ephemeral_to is None)
+        card = bot.request("alice", 'maintenance on --override "drill"')
         bot.sandbox.click("bob", card, action_id=Action.APPROVE)
         notice = bot.workspace.wait_for_message("C_CUTOVER", contains="was interrupted",
                                                 after_seq=after, timeout=15)

@@ -126,6 +126,24 @@ class Bot:
             and m.ephemeral_to in (None, uid))
         return text_of(msg)
 
+    def request(self, user: str, text: str, *, contains: str = "Approve",
+                reply: str = "", channel: str = "C_CUTOVER") -> Message:
+        """Send a request (its answer must contain ``reply``); return the card it posted."""
+        after = self.seq()
+        answer = self.command(user, text, channel=channel)
+        assert reply in answer, answer
+        return self.workspace.wait_for_message(channel, contains=contains, after_seq=after,
+                                               predicate=lambda m: m.ephemeral_to is None)
+
+    def card_showing(self, card: Message, *words: str, timeout: float = 20.0,
+                     channel: str = "C_CUTOVER") -> Message:
+        """Wait until the card (updated in place) shows one of ``words``."""
+        def find():
+            m = self.workspace.message(channel, card.ts)
+            return m if m and any(w in text_of(m) for w in words) else None
+        find.__qualname__ = f"card {card.ts} showing one of {words}"
+        return self.workspace.wait_for(find, timeout)
+
     def seq(self) -> int:
         return self.workspace.seq
 
