@@ -74,7 +74,9 @@ class Poster:
         """Update a message in place, coalescing updates inside its one-second window.
 
         ``delay`` holds this content back longer than the debounce (e.g. "running" for a step
-        that may well finish first); a later update with a shorter wait brings it forward.
+        that may well finish first), pushing back whatever was pending; a later update without
+        a delay brings it forward again. Only delayed updates push back, so a stream of
+        ordinary updates can never starve a message.
         """
         slot = self._slot(channel, ts)
         with slot.lock:
@@ -82,7 +84,9 @@ class Poster:
             now = self.clock()
             wait = self.debounce if delay is None else max(delay, self.debounce)
             due = max(now + wait, slot.last_sent + self.min_interval)
-            if slot.due is None or due < slot.due:
+            if delay is not None and slot.due is not None:
+                due = max(due, slot.due)
+            if slot.due is None or due != slot.due and (delay is not None or due < slot.due):
                 slot.due = due
                 with self._cv:
                     heapq.heappush(self._heap, (due, (channel, ts)))

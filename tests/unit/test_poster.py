@@ -94,3 +94,20 @@ def test_delayed_running_state_shows_when_the_step_is_long(setup):
     clock.advance(0.1)
     assert poster.pump() == 1, "the result is not held back after a long run"
     assert texts(ws, ts) == ["queued", "running", "succeeded"]
+
+
+def test_a_delayed_update_pushes_back_what_was_pending(setup):
+    """An approval click is pending when the step starts: the delayed 'running' replaces it,
+    and a quick result goes out alone, right away."""
+    ws, poster, clock = setup
+    ts = poster.post("C_CUTOVER", text="awaiting approval")
+    poster.update("C_CUTOVER", ts, text="approved")  # due after the debounce
+    clock.advance(0.01)
+    poster.update("C_CUTOVER", ts, text="running", delay=1.0)
+    clock.advance(0.1)
+    assert poster.pump() == 0, "the click's update must not drag 'running' out early"
+    clock.advance(0.05)
+    poster.update("C_CUTOVER", ts, text="succeeded")
+    clock.advance(0.1)
+    assert poster.pump() == 1
+    assert texts(ws, ts) == ["awaiting approval", "succeeded"]
