@@ -176,12 +176,11 @@ def _settle(workspace, quiet_for: float = 1.5, limit: float = 300.0,
 
 
 def _engine_busy(runtime) -> bool:
+    from bot.store import repo
 
     try:
         with runtime.db.connection() as conn:
-            return bool(conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM step_executions WHERE state IN"
-                " ('queued', 'running')) AS busy").fetchone()["busy"])
+            return repo.has_steps_in(conn, ("queued", "running"))
     except Exception:  # noqa: BLE001 - a demo convenience; never block on it
         return False
 

@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 
 ACTIVE_STATES = ("awaiting_approval", "queued", "running")
 ROLLBACK = "rollback"
-SUMMARY_AFTER = "traffic-open"
 
 
 class Refused(Exception):
@@ -385,8 +384,8 @@ class Engine:
                                 decided_by=by, note=note) is None:
             return False
         if status != "approved":
-            for exe in repo.executions(conn, run_id=a["run_id"]):
-                if exe["approval_id"] == a["id"] and exe["state"] == "awaiting_approval":
+            for exe in repo.executions_of_approval(conn, approval_id=a["id"]):
+                if exe["state"] == "awaiting_approval":
                     repo.transition(conn, execution_id=exe["id"],
                                     from_states=("awaiting_approval",), to="cancelled",
                                     now=self.deps.now(), error=f"approval {status}")
@@ -400,8 +399,8 @@ class Engine:
                                  approval_id=a["id"], reason=a["reason"] or "")
             return [a["id"]]
         out = []
-        for exe in repo.executions(conn, run_id=a["run_id"]):
-            if exe["approval_id"] == a["id"] and exe["state"] == "awaiting_approval":
+        for exe in repo.executions_of_approval(conn, approval_id=a["id"]):
+            if exe["state"] == "awaiting_approval":
                 repo.transition(conn, execution_id=exe["id"], from_states=("awaiting_approval",),
                                 to="queued", now=self.deps.now())
                 out.append(exe["id"])
@@ -519,7 +518,7 @@ class Engine:
     def run_next(self) -> bool:
         """Claim one runnable queued step and run it to its end; False when none was runnable."""
         with self.db.connection() as probe:
-            if not repo.has_queued(probe):
+            if not repo.has_steps_in(probe, ("queued",)):
                 return False
         # The step's own connection: its session holds the advisory lock while the step runs.
         conn = psycopg.connect(self.db.url, row_factory=dict_row, connect_timeout=5)
@@ -660,9 +659,13 @@ class Engine:
                                     thread_ts=exe["message_ts"])
         if outcome == "interrupted":
             self.announce_interrupted(exe["id"])
-        if outcome == "succeeded" and step.id in (SUMMARY_AFTER, self.runbook.rollback[-1].id
-                                                  if self.runbook.rollback else ""):
-            self.post_summary(run["id"])
+        if outcome == "succeeded":
+            view = self.view(run_id=run["id"])
+            # The summary closes the cutover (the same "done" that status shows) or a rollback.
+            rollback_done = step.phase == ROLLBACK and step == self.runbook.rollback[-1]
+            if view and (rollback_done or (step.phase != ROLLBACK and view.cutover_done()
+                                           and not view.run.get("summary_ts"))):
+                self.post_summary(view)
 
     # ------------------------------------------------------------------ rendering
     def view(self, *, run_id: int | None = None) -> blocks.RunView | None:
@@ -674,7 +677,7 @@ class Engine:
                 return None
             exes = repo.executions(conn, run_id=run["id"])
             approvals = repo.approvals_of_run(conn, run_id=run["id"])
-            votes = {a["id"]: repo.approval_votes(conn, approval_id=a["id"]) for a in approvals}
+            votes = repo.votes_of_run(conn, run_id=run["id"])
         return blocks.RunView(run=run, runbook=self.runbook, executions=exes,
                               approvals=approvals, votes=votes,
                               available={k: v.available for k, v in REGISTRY.items()})
@@ -688,20 +691,20 @@ class Engine:
                 return None
             a = repo.get_approval(conn, approval_id=exe["approval_id"]) \
                 if exe["approval_id"] else None
-            votes = repo.approval_votes(conn, approval_id=a["id"]) if a else []
-        step = self.runbook.step(exe["step_id"])
-        text, card = blocks.step_card(step=step, exe=exe, approval=a, votes=votes,
-                                      progress=progress, now=self.deps.now())
         ts = exe["message_ts"]
         if ts is None and a is not None and a["step_id"] != ROLLBACK:
             ts = a["message_ts"]
         if ts:
-            self.deps.poster.update(exe["channel"], ts, text=text, blocks=card, delay=delay)
+            # Rendered when sent, from the database: the last update is always the truth,
+            # whichever replica sends it.
+            self.deps.poster.update(exe["channel"], ts, delay=delay,
+                                    render=lambda: self._step_card(execution_id, progress))
             if exe["message_ts"] is None:
                 with self.db.transaction() as conn:
                     repo.set_execution_message(conn, execution_id=execution_id, ts=ts)
             return ts
-        ts = self.deps.poster.post(exe["channel"], text=text, blocks=card)
+        content = self._step_card(execution_id, progress)
+        ts = self.deps.poster.post(exe["channel"], **content) if content else None
         if ts:
             with self.db.transaction() as conn:
                 repo.set_execution_message(conn, execution_id=execution_id, ts=ts)
@@ -709,11 +712,24 @@ class Engine:
                     repo.set_approval_message(conn, approval_id=a["id"], ts=ts)
         return ts
 
+    def _step_card(self, execution_id: int, progress: list[str] | None) -> dict | None:
+        """The step's card as the database says now."""
+        with self.db.transaction() as conn:
+            exe = repo.get_execution(conn, execution_id=execution_id)
+            if exe is None:
+                return None
+            a = repo.get_approval(conn, approval_id=exe["approval_id"]) \
+                if exe["approval_id"] else None
+            votes = repo.approval_votes(conn, approval_id=a["id"]) if a else []
+        text, card = blocks.step_card(step=self.runbook.step(exe["step_id"]), exe=exe,
+                                      approval=a, votes=votes, progress=progress,
+                                      now=self.deps.now())
+        return {"text": text, "blocks": card}
+
     def refresh_approval(self, approval_id: int) -> None:
         with self.db.transaction() as conn:
             a = repo.get_approval(conn, approval_id=approval_id)
-            exes = [e for e in repo.executions(conn, run_id=a["run_id"])
-                    if e["approval_id"] == approval_id] if a else []
+            exes = repo.executions_of_approval(conn, approval_id=approval_id)
         if a is None:
             return
         if a["step_id"] == ROLLBACK:
@@ -725,18 +741,28 @@ class Engine:
     def refresh_rollback_card(self, approval_id: int) -> None:
         with self.db.transaction() as conn:
             a = repo.get_approval(conn, approval_id=approval_id)
-            if a is None:
-                return
-            votes = repo.approval_votes(conn, approval_id=approval_id)
-        text, card = blocks.rollback_card(approval=a, votes=votes, runbook=self.runbook,
-                                          now=self.deps.now())
-        if a["message_ts"]:
-            self.deps.poster.update(a["channel"], a["message_ts"], text=text, blocks=card)
+        if a is None:
             return
-        ts = self.deps.poster.post(a["channel"], text=text, blocks=card)
+        if a["message_ts"]:
+            self.deps.poster.update(a["channel"], a["message_ts"],
+                                    render=lambda: self._rollback_card(approval_id))
+            return
+        content = self._rollback_card(approval_id)
+        ts = self.deps.poster.post(a["channel"], **content) if content else None
         if ts:
             with self.db.transaction() as conn:
                 repo.set_approval_message(conn, approval_id=approval_id, ts=ts)
+
+    def _rollback_card(self, approval_id: int) -> dict | None:
+        """The rollback request's card as the database says now."""
+        with self.db.transaction() as conn:
+            a = repo.get_approval(conn, approval_id=approval_id)
+            if a is None:
+                return None
+            votes = repo.approval_votes(conn, approval_id=approval_id)
+        text, card = blocks.rollback_card(approval=a, votes=votes, runbook=self.runbook,
+                                          now=self.deps.now())
+        return {"text": text, "blocks": card}
 
     def announce_interrupted(self, execution_id: int) -> None:
         with self.db.transaction() as conn:
@@ -748,10 +774,8 @@ class Engine:
         self.deps.poster.post(exe["channel"], text=text, blocks=card,
                               thread_ts=None)
 
-    def post_summary(self, run_id: int) -> None:
-        view = self.view(run_id=run_id)
-        if view is None:
-            return
+    def post_summary(self, view: blocks.RunView) -> None:
+        run_id = view.run["id"]
         text, card = blocks.run_summary(view)
         ts = self.deps.poster.post(view.run["channel"], text=text, blocks=card)
         if ts:

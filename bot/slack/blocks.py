@@ -226,6 +226,27 @@ class RunView:
     def states(self) -> dict[str, str]:
         return {k: v["state"] for k, v in self.latest().items()}
 
+    def runnable(self) -> list[Step]:
+        """Cutover steps that can run and are not manual: what makes the cutover done."""
+        return [s for s in self.runbook.cutover_steps()
+                if self.state_of(s) != "not_available" and not s.params.get("manual")]
+
+    def next_steps(self) -> list[Step]:
+        """Runnable steps whose requirements are met and that nobody has asked for yet."""
+        runnable = self.runnable()
+        return [s for s in self.runbook.next_steps(self.states()) if s in runnable
+                and self.state_of(s) not in ("running", "queued", "awaiting_approval")]
+
+    def phase_title(self) -> str:
+        """The first phase with a runnable step not done yet, or "done"."""
+        runnable, states = self.runnable(), self.states()
+        return next((p.title for p in self.runbook.phases
+                     if any(s in runnable and states.get(s.id) not in ("succeeded", "skipped")
+                            for s in p.steps)), "done")
+
+    def cutover_done(self) -> bool:
+        return self.phase_title() == "done"
+
 
 def _step_line(view: RunView, step: Step) -> str:
     state = view.state_of(step)
@@ -245,17 +266,8 @@ def status_blocks(view: RunView | None) -> tuple[str, list[dict]]:
         text = "No cutover run yet. Start one with `/golive start &lt;rc-tag&gt; [sha]`."
         return text, _dicts([_section(text)])
     run = view.run
-    states = view.states()
     # Steps that cannot run (not built) are neither "next" nor what keeps a phase open.
-    open_ = [s for s in view.runbook.next_steps(states)
-             if view.state_of(s) not in ("running", "queued", "awaiting_approval",
-                                         "not_available")]
-    runnable = [s for s in view.runbook.cutover_steps() if view.state_of(s) != "not_available"
-                and not s.params.get("manual")]
-    nxt = [s for s in open_ if s in runnable]
-    phase = next((p.title for p in view.runbook.phases
-                  if any(s in runnable and states.get(s.id) not in ("succeeded", "skipped")
-                         for s in p.steps)), "done")
+    nxt, phase = view.next_steps(), view.phase_title()
     head = f"Cutover run #{run['id']} — {run['status']}"
     info = [f"*RC:* `{esc(run.get('rc_tag') or 'not set')}`"
             + (f" · sha `{run['rc_sha'][:12]}`" if run.get("rc_sha") else "")

@@ -15,6 +15,16 @@ from slack_sdk.http_retry.builtin_handlers import (
 from runbook.adapters.redact import mask
 
 
+class RateLimitRetry(RateLimitErrorRetryHandler):
+    """Retry rate-limited calls, except chat.update: re-sending its old body could overwrite
+    a newer card; the poster re-renders and reschedules those itself."""
+
+    def _can_retry(self, *, state, request, response=None, error=None) -> bool:
+        if request.url.endswith("/chat.update"):
+            return False
+        return super()._can_retry(state=state, request=request, response=response, error=error)
+
+
 def mask_payload(value: Any, secrets: Mapping[str, str]) -> Any:
     """Mask every string inside a JSON-like payload."""
     if isinstance(value, str):
@@ -32,7 +42,7 @@ class MaskingWebClient(WebClient):
     def __init__(self, *, secrets: Mapping[str, str], on_call: Callable[[str, str | None], None]
                  | None = None, **kwargs: Any):
         kwargs.setdefault("retry_handlers", [ConnectionErrorRetryHandler(max_retry_count=2),
-                                             RateLimitErrorRetryHandler(max_retry_count=3)])
+                                             RateLimitRetry(max_retry_count=3)])
         kwargs.setdefault("timeout", 10)
         super().__init__(**kwargs)
         self._secrets = dict(secrets)

@@ -24,10 +24,13 @@ MIN_INTERVAL = 1.0
 DEBOUNCE = 0.1
 
 
+Render = Callable[[], dict[str, Any] | None]
+
+
 @dataclass
 class _Slot:
     last_sent: float = float("-inf")
-    pending: dict[str, Any] | None = None
+    pending: dict[str, Any] | Render | None = None
     due: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -69,9 +72,13 @@ class Poster:
             return None
         return resp.get("ts")
 
-    def update(self, channel: str, ts: str, *, text: str, blocks: list[dict] | None = None,
-               delay: float | None = None) -> None:
+    def update(self, channel: str, ts: str, *, text: str = "", blocks: list[dict] | None = None,
+               render: Render | None = None, delay: float | None = None) -> None:
         """Update a message in place, coalescing updates inside its one-second window.
+
+        ``render`` (instead of ``text``/``blocks``) builds the content when it is sent: several
+        replicas may update one card, and only a render of the current state can be trusted
+        to be the last word (a snapshot taken earlier could overwrite a newer one).
 
         ``delay`` holds this content back longer than the debounce (e.g. "running" for a step
         that may well finish first), pushing back whatever was pending; a later update without
@@ -80,7 +87,7 @@ class Poster:
         """
         slot = self._slot(channel, ts)
         with slot.lock:
-            slot.pending = {"text": text, "blocks": blocks}
+            slot.pending = render if render is not None else {"text": text, "blocks": blocks}
             now = self.clock()
             wait = self.debounce if delay is None else max(delay, self.debounce)
             due = max(now + wait, slot.last_sent + self.min_interval)
@@ -148,10 +155,29 @@ class Poster:
                 with self._cv:
                     heapq.heappush(self._heap, (slot.due, key))
                 return False
-            payload, slot.pending, slot.due = slot.pending, None, None
+            pending, slot.pending, slot.due = slot.pending, None, None
+            try:
+                payload = pending() if callable(pending) else pending
+            except Exception as e:  # noqa: BLE001 - e.g. the database is down: skip this one
+                log.warning("could not render an update: %s", type(e).__name__)
+                return False
+            if payload is None:
+                return False
             try:
                 self.client.chat_update(channel=key[0], ts=key[1], **payload)
             except SlackApiError as e:
+                if e.response.status_code == 429:
+                    # Another replica updated this message within the second: try again,
+                    # re-rendered then, unless something newer is already pending.
+                    retry = float(e.response.headers.get("Retry-After", 1) or 1)
+                    if slot.pending is None:
+                        slot.pending = pending
+                    slot.due = now + max(retry, self.min_interval)
+                    with self._cv:
+                        heapq.heappush(self._heap, (slot.due, key))
+                        self._cv.notify_all()
+                    slot.last_sent = now
+                    return False
                 log.warning("chat.update failed: %s", e.response.get("error"))
             slot.last_sent = self.clock()
             return True

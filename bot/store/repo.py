@@ -164,9 +164,15 @@ def queued_candidates(conn: Conn, *, limit: int = 10) -> list[Row]:
         " LIMIT %s FOR UPDATE SKIP LOCKED", (limit,)).fetchall()
 
 
-def has_queued(conn: Conn) -> bool:
-    return conn.execute("SELECT EXISTS (SELECT 1 FROM step_executions WHERE state = 'queued')"
-                        " AS any").fetchone()["any"]
+def has_steps_in(conn: Conn, states: tuple[str, ...]) -> bool:
+    """Whether any step execution (any run) is in one of ``states``."""
+    return conn.execute("SELECT EXISTS (SELECT 1 FROM step_executions WHERE state = ANY(%s))"
+                        " AS any", (list(states),)).fetchone()["any"]
+
+
+def executions_of_approval(conn: Conn, *, approval_id: int) -> list[Row]:
+    return conn.execute("SELECT * FROM step_executions WHERE approval_id = %s ORDER BY id",
+                        (approval_id,)).fetchall()
 
 
 def running_executions(conn: Conn) -> list[Row]:
@@ -225,6 +231,15 @@ def expired_pending(conn: Conn, *, now: datetime) -> list[Row]:
 def approval_votes(conn: Conn, *, approval_id: int) -> list[Row]:
     return conn.execute("SELECT * FROM approval_votes WHERE approval_id = %s ORDER BY at",
                         (approval_id,)).fetchall()
+
+
+def votes_of_run(conn: Conn, *, run_id: int) -> dict[int, list[Row]]:
+    """Every vote on the run's approvals, by approval id (one query for status)."""
+    out: dict[int, list[Row]] = {}
+    for v in conn.execute("SELECT v.* FROM approval_votes v JOIN approvals a ON a.id ="
+                          " v.approval_id WHERE a.run_id = %s ORDER BY v.at", (run_id,)):
+        out.setdefault(v["approval_id"], []).append(v)
+    return out
 
 
 def insert_vote(conn: Conn, *, approval_id: int, user_id: str, vote: str, now: datetime) -> bool:

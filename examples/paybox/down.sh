@@ -10,18 +10,6 @@ echo "[paybox-down] docker compose -p $PROJECT down -v --remove-orphans"
 if [ "${PAYBOX_DROP_DB:-}" = 1 ]; then
   # drops the database named in PAYBOX_DATABASE_URL (default: paybox)
   export PAYBOX_DATABASE_URL="${PAYBOX_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/paybox}"
-  "${DC[@]}" run --rm --no-deps -T app python3 - <<'PY'
-import os, re, psycopg
-url = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", os.environ["PAYBOX_DATABASE_URL"])
-info = psycopg.conninfo.conninfo_to_dict(url)
-name = info.get("dbname") or "paybox"
-info["dbname"] = "postgres"
-with psycopg.connect(psycopg.conninfo.make_conninfo(**info), autocommit=True, connect_timeout=5) as c:
-    if c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-        c.execute('DROP DATABASE "%s" WITH (FORCE)' % name.replace('"', '""'))
-        print("[paybox-down] dropped database %s" % name)
-    else:
-        print("[paybox-down] database %s does not exist" % name)
-PY
+  "${DC[@]}" run --rm --no-deps -T app python3 - drop paybox-down < "$HERE/scripts/ledger_db.py"
 fi
 "${DC[@]}" down -v --remove-orphans

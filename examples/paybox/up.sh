@@ -18,19 +18,7 @@ say "project=$PROJECT app tag=$PAYBOX_APP_TAG app port=${PAYBOX_APP_PORT:-18081}
 say "pulling images"
 "${DC[@]}" pull -q
 say "ensuring the ledger database exists"
-"${DC[@]}" run --rm --no-deps -T app python3 - <<'PY'
-import os, re, psycopg
-url = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", os.environ["PAYBOX_DATABASE_URL"])
-info = psycopg.conninfo.conninfo_to_dict(url)
-name = info.get("dbname") or "paybox"
-info["dbname"] = "postgres"
-with psycopg.connect(psycopg.conninfo.make_conninfo(**info), autocommit=True, connect_timeout=5) as c:
-    if c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-        print("[paybox-up] database %s exists" % name)
-    else:
-        c.execute('CREATE DATABASE "%s"' % name.replace('"', '""'))
-        print("[paybox-up] database %s created" % name)
-PY
+"${DC[@]}" run --rm --no-deps -T app python3 - create paybox-up < "$HERE/scripts/ledger_db.py"
 say "starting app + edge (docker compose up -d --wait)"
 "${DC[@]}" up -d --wait --quiet-pull
 say "applying migration $MIGRATION (docker compose run --rm app alembic upgrade $MIGRATION)"

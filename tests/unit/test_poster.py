@@ -111,3 +111,22 @@ def test_a_delayed_update_pushes_back_what_was_pending(setup):
     clock.advance(0.1)
     assert poster.pump() == 1
     assert texts(ws, ts) == ["awaiting approval", "succeeded"]
+
+
+def test_rendered_updates_send_the_state_at_send_time_and_survive_a_429(setup):
+    """Two replicas update one card: the one that loses the second to a 429 re-renders
+    later, so a stale snapshot can never be the last word."""
+    ws, poster, clock = setup
+    state = {"now": "approved"}
+    ts = poster.post("C_CUTOVER", text="awaiting approval")
+    other = Poster(poster.client, clock=clock)  # the other replica
+    other.update("C_CUTOVER", ts, text="running")
+    clock.advance(0.1)
+    assert other.pump() == 1
+    poster.update("C_CUTOVER", ts, render=lambda: {"text": state["now"], "blocks": None})
+    clock.advance(0.1)
+    assert poster.pump() == 0, "rate-limited: the sandbox saw a second update within 1 s"
+    state["now"] = "succeeded"  # the step finished meanwhile
+    clock.advance(1.0)
+    assert poster.pump() == 1
+    assert texts(ws, ts)[-1] == "succeeded", texts(ws, ts)
