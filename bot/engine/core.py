@@ -1,0 +1,126 @@
+"""The cutover engine: a persisted state machine per run, and the worker that runs steps.
+
+Every side effect sits behind a committed state transition:
+  request -> (awaiting_approval -> approved) -> queued -> running -> succeeded | failed
+A step is marked ``running`` in the same transaction that takes a session advisory lock for it;
+the lock lives as long as the worker's connection, so a reaper that can take the lock knows the
+worker died and marks the step ``interrupted`` (never re-run silently).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from bot import approvals as rule
+from bot.store import repo
+from bot.store.db import Database
+from runbook.model import Gate, Runbook
+
+log = logging.getLogger(__name__)
+
+ACTIVE_STATES = ("awaiting_approval", "queued", "running")
+ROLLBACK = "rollback"
+
+
+class Refused(Exception):
+    """A request the engine will not carry out; ``message`` is for the user."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Actor:
+    user_id: str
+    channel: str
+
+
+@dataclass
+class Deps:
+    """What the engine talks to besides the database (built by the composition root)."""
+
+    poster: Any  # bot.slack.poster.Poster
+    directory: Any  # bot.slack.directory.Directory
+    target: Any  # runbook.target.TargetConfig
+    secrets: Mapping[str, str]
+    mask: Callable[[Any], Any]
+    approvers: frozenset[str]
+    expiry: timedelta
+    rollback_gated: bool = True
+    step_grace: float = 30.0
+    """Seconds past a step's own timeout before the engine stops waiting for it."""
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+
+class EngineCore:
+    """State and helpers every part of the engine shares."""
+
+    def __init__(self, *, db: Database, runbook: Runbook, deps: Deps):
+        self.db = db
+        self.runbook = runbook
+        self.deps = deps
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ small helpers
+    def _audit(self, conn: psycopg.Connection, *, actor: str, action: str, outcome: str,
+               run_id: int | None = None, channel: str | None = None,
+               detail: Mapping[str, Any] | None = None) -> None:
+        repo.append_audit(conn, now=self.deps.now(), actor=actor, action=action, outcome=outcome,
+                          run_id=run_id, channel=channel, detail=detail, mask=self.deps.mask)
+
+    def audit_command(self, *, actor: Actor, text: str, outcome: str,
+                      detail: Mapping[str, Any] | None = None) -> None:
+        """Record a received command and how it ended (every command is audited)."""
+        with self.db.transaction() as conn:
+            run = repo.active_run(conn)
+            self._audit(conn, actor=actor.user_id, channel=actor.channel, action="command",
+                        outcome=outcome, run_id=run["id"] if run else None,
+                        detail={"text": text[:500], **(detail or {})})
+
+    def states(self, conn: psycopg.Connection, run_id: int) -> dict[str, str]:
+        return {k: v["state"] for k, v in repo.latest_executions(conn, run_id=run_id).items()}
+
+    def _preflight_verdict(self, states: Mapping[str, str]) -> str:
+        pre = [s.id for s in self.runbook.phases[0].steps] if self.runbook.phases else []
+        return ",".join(f"{sid}={states.get(sid, 'pending')}" for sid in pre)
+
+    @staticmethod
+    def _bound_params(step_id: str, args: Mapping[str, Any], override: str | None,
+                      verdict: str) -> dict[str, Any]:
+        return {"step": step_id, "args": dict(args), "override": override, "preflight": verdict}
+
+    def _policy(self) -> rule.Policy:
+        return rule.Policy(approvers=self.deps.approvers,
+                           groups=self.deps.directory.group_members(), expiry=self.deps.expiry)
+
+
+def rule_gate_default() -> Gate:
+    return Gate(approvals=1, groups=())
+
+
+def _request_from_row(a: dict, votes: list[dict]) -> rule.Request:
+    return rule.Request(
+        id=str(a["id"]), run_id=a["run_id"], action=a["action"], params=a["params"],
+        params_hash=a["params_hash"], requester=a["requester"], created_at=a["created_at"],
+        expires_at=a["expires_at"], status=a["status"], required=a["required"],
+        groups=tuple(a["groups"] or ()),
+        approvals=tuple(v["user_id"] for v in votes if v["vote"] == "approve"),
+        decided_by=a["decided_by"])
+
+
