@@ -1,9 +1,10 @@
-"""The runbook as data: load ``cutover.toml``, validate it, and answer questions about it.
+"""The runbook as data: ``cutover.toml`` as pydantic models, and questions about it.
 
-Pure: no I/O beyond reading the TOML file when given a path, no Slack, no database.
-
-Validation collects *every* problem and raises one :class:`RunbookError` whose ``str`` has one
-line per problem, each naming the file and the step (or phase / trigger) it is about.
+Pure: tomllib and pydantic only; no I/O beyond reading the TOML file when given a path.
+Validation reports *every* problem at once, one line each naming the file and the step (or
+phase / trigger / table): typo'd keys are ``extra="forbid"`` errors, validators check kinds,
+gates, groups and timeouts, and :class:`Runbook`'s validator checks across steps (ids,
+requirements, cycles). The field types, checks and wording live in ``runbook.validation``.
 
 Step states are plain strings owned by the engine; this module only needs to know which of
 them count as *done*: ``succeeded`` and ``skipped`` (:data:`DONE_STATES`).
@@ -11,94 +12,62 @@ them count as *done*: ``succeeded`` and ``skipped`` (:data:`DONE_STATES`).
 
 from __future__ import annotations
 
-import difflib
+import hashlib
+import json
+import operator
 import os
 import tomllib
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
+from pydantic_core import InitErrorDetails
+
+from runbook import validation as val
+from runbook.validation import MAX_APPROVALS, MAX_TIMEOUT_S, ROLLBACK_PHASE, RunbookError
 
 __all__ = [
-    "DEFAULT_TIMEOUTS",
-    "DEFAULT_TIMEOUT_S",
-    "DONE_STATES",
-    "MAX_APPROVALS",
-    "MAX_TIMEOUT_S",
-    "Gate",
-    "Phase",
-    "Runbook",
-    "RunbookError",
-    "Step",
-    "Trigger",
-    "default_runbook_path",
-    "default_timeout",
-    "load_runbook",
-    "normalize_command",
+    "DEFAULT_TIMEOUTS", "DEFAULT_TIMEOUT_S", "DONE_STATES", "MAX_APPROVALS", "MAX_TIMEOUT_S",
+    "Gate", "Phase", "Runbook", "RunbookError", "Step", "Trigger", "default_runbook_path",
+    "default_timeout", "load_runbook", "normalize_command",
 ]
 
 DONE_STATES: frozenset[str] = frozenset({"succeeded", "skipped"})
 """Step states that satisfy a ``requires`` entry."""
 
-MAX_TIMEOUT_S = 6 * 60 * 60
-MAX_APPROVALS = 10
-ROLLBACK_PHASE = "rollback"
-
-DEFAULT_TIMEOUTS: Mapping[str, int] = MappingProxyType(
-    {
-        "check.release_freeze": 120,
-        "check.prod_config": 120,
-        "check.backup_drill": 1800,
-        "check.migration_dry_run": 1200,
-        "check.rc_evidence": 120,
-        "maintenance": 120,
-        "deploy": 900,
-        "migrate": 1800,
-        "health": 300,
-        "smoke": 600,
-        "traffic": 120,
-        "canary": 1800,
-        "watch.ledger": 1800,
-        "watch.webhooks": 1800,
-        "watch.error_budget": 1800,
-        "rollback.revert_deploy": 900,
-        "rollback.data": 3600,
-        "rollback.verify_readonly": 300,
-    }
-)
+DEFAULT_TIMEOUTS: Mapping[str, int] = MappingProxyType({
+    "check.release_freeze": 120, "check.prod_config": 120, "check.backup_drill": 1800,
+    "check.migration_dry_run": 1200, "check.rc_evidence": 120, "maintenance": 120,
+    "deploy": 900, "migrate": 1800, "health": 300, "smoke": 600, "traffic": 120,
+    "canary": 1800, "watch.ledger": 1800, "watch.webhooks": 1800, "watch.error_budget": 1800,
+    "rollback.revert_deploy": 900, "rollback.data": 3600, "rollback.verify_readonly": 300,
+})
 """Default ``timeout`` per kind. Kinds not listed fall back by prefix, then to 600 s."""
 
 _PREFIX_TIMEOUTS = {"check.": 300, "watch.": 1800, "rollback.": 900}
 DEFAULT_TIMEOUT_S = 600
 
-# Light validation of the few params whose values the shipped kinds switch on.
-_PARAM_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("maintenance", "mode"): ("on", "off"),
-    ("traffic", "action"): ("open", "close"),
-    ("rollback.data", "strategy"): ("restore", "downgrade"),
-}
-
-_TOP_KEYS = ("runbook", "phases", "rollback")
-_RUNBOOK_KEYS = ("name", "version", "description")
-_PHASE_KEYS = ("id", "title", "steps")
-_STEP_KEYS = (
-    "id", "title", "kind", "params", "timeout", "requires", "gated", "gate", "args", "command",
-    "description",
-)
-_GATE_KEYS = ("approvals", "groups")
-_ROLLBACK_KEYS = ("title", "gated", "approvals", "groups", "triggers", "steps")
-_TRIGGER_KEYS = ("id", "title", "metric", "op", "threshold", "manual")
-_OPS = (">", ">=", "<", "<=", "==", "!=")
+_COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
+            "==": operator.eq, "!=": operator.ne}
+_GATE_CONFLICT = "sets a gate (approvals/groups) but 'gated = false'; remove one"
 
 
 def default_timeout(kind: str) -> int:
+    """The ``timeout`` a step of ``kind`` gets when the runbook does not set one."""
     if kind in DEFAULT_TIMEOUTS:
         return DEFAULT_TIMEOUTS[kind]
-    for prefix, seconds in _PREFIX_TIMEOUTS.items():
-        if kind.startswith(prefix):
-            return seconds
-    return DEFAULT_TIMEOUT_S
+    return next((s for p, s in _PREFIX_TIMEOUTS.items() if kind.startswith(p)), DEFAULT_TIMEOUT_S)
 
 
 def normalize_command(command: str) -> str:
@@ -106,114 +75,231 @@ def normalize_command(command: str) -> str:
     return " ".join(command.lower().split())
 
 
-# ------------------------------------------------------------------------------------ types
+class _Model(BaseModel):
+    # Frozen: a loaded runbook never changes; forbid: a typo'd key is a reported problem.
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-@dataclass(frozen=True)
+# A dataclass, not a model: callers build gates positionally (``Gate(2, ("sre",))``), and a
+# model's custom ``__init__`` would drop the validation context (the configured groups).
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class Gate:
-    approvals: int = 1
+    approvals: val.Approvals = 1
     """Distinct approvers needed, the requester never counts."""
-    groups: tuple[str, ...] = ()
+    groups: val.Groups = ()
     """Approver group names from the bot config; empty = any configured approver."""
 
 
-@dataclass(frozen=True)
-class Step:
-    id: str
-    title: str
-    kind: str
-    phase: str
-    params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
-    timeout_s: int = DEFAULT_TIMEOUT_S
-    requires: tuple[str, ...] = ()
-    gate: Gate | None = None
-    args: tuple[str, ...] = ()
-    command: str | None = None
+class Step(_Model):
+    id: val.NonBlank
+    title: val.NonBlank
+    kind: Annotated[val.NonBlank, AfterValidator(val.known_kind)]
+    params: val.Params = Field(default_factory=lambda: MappingProxyType({}))
+    timeout_s: val.Seconds = Field(alias="timeout")
+    requires: val.StepIds = ()
+    gated_key: bool | None = Field(None, alias="gated", strict=True)
+    gate_table: Gate | None = Field(None, alias="gate")
+    args: tuple[val.ArgName, ...] = ()
+    command: Annotated[val.NonBlank, AfterValidator(normalize_command)] | None = None
+    description: str = ""
+    _phase: str = PrivateAttr("")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_timeout(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "timeout" not in data:
+            kind = data.get("kind")
+            return {**data, "timeout": default_timeout(kind if isinstance(kind, str) else "")}
+        return data
+
+    @model_validator(mode="after")
+    def _gate_or_not(self) -> Step:
+        if self.gated_key is False and self.gate_table is not None:
+            raise ValueError(_GATE_CONFLICT)
+        return self
+
+    @property
+    def phase(self) -> str:
+        """The phase id (``rollback`` for the rollback plan)."""
+        return self._phase
+
+    @property
+    def gate(self) -> Gate | None:
+        """The approval rule: ``gated = true`` alone means one approver, a gate table implies it."""
+        if self.gated_key is False:
+            return None
+        return self.gate_table or (Gate() if self.gated_key else None)
 
     @property
     def gated(self) -> bool:
         return self.gate is not None
 
+    def __hash__(self) -> int:  # params are a mapping: hash what identifies the step
+        return hash((self.id, self.kind, self._phase))
 
-@dataclass(frozen=True)
-class Phase:
-    id: str
+
+class _TitledById(_Model):
+    @model_validator(mode="before")
+    @classmethod
+    def _title_defaults_to_id(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "title" not in data:
+            return {**data, "title": data["id"] if isinstance(data.get("id"), str) else ""}
+        return data
+
+
+class Phase(_TitledById):
+    id: Annotated[val.NonBlank, AfterValidator(val.not_rollback)]
     title: str
-    steps: tuple[Step, ...]
+    steps: Annotated[tuple[Step, ...], val.not_empty(val.NO_STEPS)]
+
+    def model_post_init(self, context: Any, /) -> None:
+        for s in self.steps:
+            s._phase = self.id
 
 
-_COMPARE = {
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-}
-
-
-@dataclass(frozen=True)
-class Trigger:
+class Trigger(_TitledById):
     """A rollback trigger. Metric triggers compare a watched metric; manual ones are declared
     by a human (``/golive rollback`` with the trigger id)."""
 
-    id: str
+    id: val.NonBlank
     title: str
-    metric: str | None = None
-    op: str | None = None
-    threshold: float | None = None
-    manual: bool = False
+    metric: val.NonBlank | None = None
+    op: Literal[">", ">=", "<", "<=", "==", "!="] | None = None
+    threshold: float | None = Field(None, strict=True)
+    manual: bool = Field(False, strict=True)
+
+    @model_validator(mode="after")
+    def _metric_or_manual(self) -> Trigger:
+        rule = {"metric": self.metric, "op": self.op, "threshold": self.threshold}
+        if self.manual and any(x is not None for x in rule.values()):
+            raise ValueError("a manual trigger has no metric, op or threshold")
+        if not self.manual and None in rule.values():
+            raise ValueError("\n".join(val.MESSAGES["trigger"][k].replace("{got}", "None")
+                                       for k, x in rule.items() if x is None))
+        return self
 
     def fired(self, metrics: Mapping[str, float]) -> bool | None:
         """True/False for a metric trigger whose metric is present; None if it cannot say
         (manual trigger, or the metric was not measured)."""
-        if self.manual or self.metric is None or self.op is None or self.threshold is None:
-            return None
-        if self.metric not in metrics or metrics[self.metric] is None:
+        if self.manual or None in (self.op, self.threshold) or metrics.get(self.metric) is None:
             return None
         return bool(_COMPARE[self.op](metrics[self.metric], self.threshold))
 
 
-@dataclass(frozen=True)
-class Runbook:
-    name: str
-    version: str
-    phases: tuple[Phase, ...]
-    rollback: tuple[Step, ...]
-    rollback_gate: Gate | None
-    triggers: tuple[Trigger, ...]
-    source: str = ""
+class _Meta(_Model):
+    name: val.NonBlank
+    version: val.NumberAsText = ""
+    description: str = ""
 
-    def __post_init__(self) -> None:
-        ordered = tuple(s for p in self.phases for s in p.steps) + self.rollback
-        object.__setattr__(self, "_ordered", ordered)
-        object.__setattr__(self, "_index", {s.id: i for i, s in enumerate(ordered)})
 
-    # -- lookup
+class _RollbackPlan(_Model):
+    title: str = "Rollback"
+    gated: bool = Field(True, strict=True)
+    approvals: val.Approvals = 1
+    groups: val.Groups = ()
+    triggers: tuple[Trigger, ...] = ()
+    steps: Annotated[tuple[Step, ...], val.not_empty(val.NO_STEPS)]
+
+    @model_validator(mode="after")
+    def _gate_or_not(self) -> _RollbackPlan:
+        if not self.gated and self.model_fields_set & {"approvals", "groups"}:
+            raise ValueError(_GATE_CONFLICT)
+        return self
+
+    def model_post_init(self, context: Any, /) -> None:
+        for s in self.steps:
+            s._phase = ROLLBACK_PHASE
+
+
+class Runbook(_Model):
+    """A validated runbook: the phases in order, then the rollback plan."""
+
+    meta: _Meta = Field(alias="runbook")
+    phases: Annotated[tuple[Phase, ...], val.not_empty(val.NO_PHASES)]
+    plan: _RollbackPlan = Field(
+        default_factory=lambda: _RollbackPlan.model_construct(steps=()), alias="rollback")
+    _source: str = PrivateAttr("")
+    _version: str = PrivateAttr("")
+    _ordered: tuple[Step, ...] = PrivateAttr(())
+    _index: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _cross_checks(cls, data: Any, handler: Any) -> Runbook:
+        """Checks across steps, on the raw document so they run even when a step is invalid."""
+        found = [InitErrorDetails(type="value_error", loc=loc, input=None,
+                                  ctx={"error": ValueError(text)})
+                 for loc, text in (val.cross_problems(data) if isinstance(data, dict) else [])]
+        try:
+            runbook = handler(data)
+        except ValidationError as e:
+            raise ValidationError.from_exception_data(cls.__name__, [*e.errors(), *found]) from None
+        if found:
+            raise ValidationError.from_exception_data(cls.__name__, found)
+        return runbook
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._ordered = tuple(s for p in self.phases for s in p.steps) + self.plan.steps
+        self._index = {s.id: i for i, s in enumerate(self._ordered)}
+        self._source = str((context or {}).get("source", ""))
+        canonical = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True,
+                               separators=(",", ":"), ensure_ascii=False)
+        self._version = hashlib.sha256(canonical.encode()).hexdigest()
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    @property
+    def version(self) -> str:
+        """sha256 of the canonical content (not the file name): any edit but a comment or
+        layout changes it, so approvals bound to it void when the runbook changes."""
+        return self._version
+
+    @property
+    def declared_version(self) -> str:
+        """The ``[runbook] version`` as written."""
+        return self.meta.version
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @property
+    def rollback(self) -> tuple[Step, ...]:
+        return self.plan.steps
+
+    @property
+    def rollback_gate(self) -> Gate | None:
+        return Gate(self.plan.approvals, self.plan.groups) if self.plan.gated else None
+
+    @property
+    def triggers(self) -> tuple[Trigger, ...]:
+        return self.plan.triggers
+
     def all_steps(self) -> tuple[Step, ...]:
         """Every step in runbook order; the rollback plan comes last."""
-        return self._ordered  # type: ignore[attr-defined]
+        return self._ordered
 
     def cutover_steps(self) -> tuple[Step, ...]:
         """Every step of the phases (not the rollback plan), in order."""
         return tuple(s for p in self.phases for s in p.steps)
 
     def step(self, step_id: str) -> Step:
-        try:
-            return self._ordered[self._index[step_id]]  # type: ignore[attr-defined]
-        except KeyError:
-            raise KeyError(f"no step {step_id!r} in runbook {self.name!r}") from None
+        """The step with this id (KeyError if unknown)."""
+        return self._ordered[self.order_index(step_id)]
 
     def phase(self, phase_id: str) -> Phase:
-        for p in self.phases:
-            if p.id == phase_id:
-                return p
-        raise KeyError(f"no phase {phase_id!r} in runbook {self.name!r}")
+        """The phase with this id (KeyError if unknown)."""
+        found = [p for p in self.phases if p.id == phase_id]
+        if not found:
+            raise KeyError(f"no phase {phase_id!r} in runbook {self.name!r}")
+        return found[0]
 
     def order_index(self, step_id: str) -> int:
         """Position of the step in :meth:`all_steps` (KeyError if unknown)."""
         try:
-            return self._index[step_id]  # type: ignore[attr-defined]
+            return self._index[step_id]
         except KeyError:
             raise KeyError(f"no step {step_id!r} in runbook {self.name!r}") from None
 
@@ -225,26 +311,19 @@ class Runbook:
     def steps_for_command(self, command: str) -> tuple[Step, ...]:
         """All steps triggered by ``command`` (``preflight`` has several), in order."""
         wanted = normalize_command(command)
-        return tuple(
-            s for s in self._ordered  # type: ignore[attr-defined]
-            if s.command is not None and normalize_command(s.command) == wanted
-        )
+        return tuple(s for s in self._ordered if s.command == wanted)
 
     def commands(self) -> tuple[str, ...]:
         """Distinct commands in runbook order."""
-        seen: dict[str, None] = {}
-        for s in self._ordered:  # type: ignore[attr-defined]
-            if s.command is not None:
-                seen.setdefault(normalize_command(s.command), None)
-        return tuple(seen)
+        return tuple(dict.fromkeys(s.command for s in self._ordered if s.command is not None))
 
     def trigger(self, trigger_id: str) -> Trigger:
-        for t in self.triggers:
-            if t.id == trigger_id:
-                return t
-        raise KeyError(f"no rollback trigger {trigger_id!r}")
+        """The rollback trigger with this id (KeyError if unknown)."""
+        found = [t for t in self.triggers if t.id == trigger_id]
+        if not found:
+            raise KeyError(f"no rollback trigger {trigger_id!r}")
+        return found[0]
 
-    # -- progress
     def unmet_requirements(self, step_id: str, states: Mapping[str, str]) -> list[str]:
         """The step's ``requires`` (declared order) whose state is not succeeded/skipped."""
         return [r for r in self.step(step_id).requires if states.get(r) not in DONE_STATES]
@@ -256,29 +335,20 @@ class Runbook:
         progress or failed is "not done", so it is listed; the caller has its state.
         """
         plan = self.rollback if rollback else self.cutover_steps()
-        return [
-            s for s in plan
-            if states.get(s.id) not in DONE_STATES and not self.unmet_requirements(s.id, states)
-        ]
+        return [s for s in plan
+                if states.get(s.id) not in DONE_STATES and not self.unmet_requirements(s.id, states)]
 
 
-class RunbookError(ValueError):
-    """The runbook is invalid; ``problems`` has one human-readable line per problem."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = list(problems)
-        super().__init__("\n".join(self.problems))
-
-    def __str__(self) -> str:
-        return "\n".join(self.problems)
+# The file keys each kind of table allows, for "unknown key ...; allowed: ..." lines.
+_KEYS = {kind: [f.alias or name for name, f in model.__pydantic_fields__.items()]
+         for kind, model in (("top", Runbook), ("runbook", _Meta), ("phase", Phase),
+                             ("step", Step), ("gate", Gate), ("rollback", _RollbackPlan),
+                             ("trigger", Trigger))}
 
 
 def default_runbook_path() -> Path:
     """The ``cutover.toml`` shipped inside the package."""
     return Path(__file__).with_name("cutover.toml")
-
-
-# ------------------------------------------------------------------------------------ loading
 
 
 def _is_path(value: str | os.PathLike[str]) -> bool:
@@ -287,386 +357,6 @@ def _is_path(value: str | os.PathLike[str]) -> bool:
     if "\n" in value or "=" in value or "[" in value:
         return False
     return value.endswith(".toml") or Path(value).is_file()
-
-
-def _typo_hint(key: str, allowed: Iterable[str]) -> str:
-    close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _str_list(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, str) for v in value)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return tuple(_freeze(v) for v in value)
-    return value
-
-
-class _Loader:
-    def __init__(
-        self, source: str, known_kinds: Collection[str], approver_groups: Collection[str] | None
-    ):
-        self.source = source
-        self.known_kinds = frozenset(known_kinds)
-        self.approver_groups = None if approver_groups is None else frozenset(approver_groups)
-        self.problems: list[str] = []
-
-    def problem(self, where: str, text: str) -> None:
-        self.problems.append(f"{self.source}: {where}: {text}")
-
-    def unknown_keys(self, where: str, table: Mapping[str, Any], allowed: tuple[str, ...]):
-        for key in table:
-            if key not in allowed:
-                self.problem(
-                    where,
-                    f"unknown key {key!r}{_typo_hint(key, allowed)}; allowed: {', '.join(allowed)}",
-                )
-
-    # -- gate
-    def gate(
-        self, where: str, raw: Any, gated: Any, *, approvals_key: str = "gate.approvals"
-    ) -> Gate | None:
-        if gated is not None and not isinstance(gated, bool):
-            self.problem(where, f"'gated' must be true or false, got {gated!r}")
-            gated = None
-        if raw is None:
-            raw = {}
-            explicit = False
-        elif not isinstance(raw, Mapping):
-            self.problem(where, f"'gate' must be a table like {{ approvals = 1 }}, got {raw!r}")
-            return None
-        else:
-            explicit = True
-            self.unknown_keys(where + " gate", raw, _GATE_KEYS)
-        if gated is False:
-            if explicit:
-                self.problem(where, "sets a gate (approvals/groups) but 'gated = false'; remove one")
-            return None
-        if gated is None and not explicit:
-            return None
-        approvals = raw.get("approvals", 1)
-        groups = raw.get("groups", [])
-        ok = True
-        if not _is_int(approvals) or not 1 <= approvals <= MAX_APPROVALS:
-            self.problem(
-                where,
-                f"bad gate: approvals must be a whole number from 1 to {MAX_APPROVALS}, "
-                f"got {approvals!r}",
-            )
-            ok = False
-        if not _str_list(groups):
-            self.problem(where, f"bad gate: groups must be a list of group names, got {groups!r}")
-            ok = False
-        elif self.approver_groups is not None:
-            for g in groups:
-                if g not in self.approver_groups:
-                    known = ", ".join(sorted(self.approver_groups)) or "(none configured)"
-                    self.problem(
-                        where,
-                        f"bad gate: unknown approver group {g!r}{_typo_hint(g, self.approver_groups)}"
-                        f"; configured groups: {known}",
-                    )
-                    ok = False
-        if not ok:
-            return None
-        return Gate(approvals=approvals, groups=tuple(groups))
-
-    # -- step
-    def step(self, raw: Any, phase: str, position: int) -> Step | None:
-        anon = f"step #{position} of phase {phase!r}"
-        if not isinstance(raw, Mapping):
-            self.problem(anon, "must be a table")
-            return None
-        sid = raw.get("id")
-        if not isinstance(sid, str) or not sid.strip():
-            self.problem(anon, "missing 'id'")
-            where = anon
-            sid = None
-        else:
-            where = f"step {sid!r}"
-        self.unknown_keys(where, raw, _STEP_KEYS)
-
-        title = raw.get("title")
-        if not isinstance(title, str) or not title.strip():
-            self.problem(where, "missing 'title'")
-            title = None
-        kind = raw.get("kind")
-        if not isinstance(kind, str) or not kind.strip():
-            self.problem(where, "missing 'kind'")
-            kind = None
-        elif kind not in self.known_kinds:
-            known = ", ".join(sorted(self.known_kinds)) or "(none registered)"
-            self.problem(
-                where,
-                f"unknown kind {kind!r}{_typo_hint(kind, self.known_kinds)}; known kinds: {known}",
-            )
-
-        params = raw.get("params", {})
-        if not isinstance(params, Mapping):
-            self.problem(where, f"'params' must be a table, got {params!r}")
-            params = {}
-        if kind is not None:
-            for (k, name), choices in _PARAM_CHOICES.items():
-                if k == kind and name in params and params[name] not in choices:
-                    self.problem(
-                        where,
-                        f"params.{name} must be one of {', '.join(choices)}, "
-                        f"got {params[name]!r}",
-                    )
-
-        timeout = raw.get("timeout", default_timeout(kind) if kind else DEFAULT_TIMEOUT_S)
-        if not _is_int(timeout) or not 0 < timeout <= MAX_TIMEOUT_S:
-            self.problem(
-                where,
-                f"bad timeout {timeout!r}: must be whole seconds, more than 0 and at most "
-                f"{MAX_TIMEOUT_S} (6 h)",
-            )
-            timeout = DEFAULT_TIMEOUT_S
-
-        requires = raw.get("requires", [])
-        if not _str_list(requires):
-            self.problem(where, f"'requires' must be a list of step ids, got {requires!r}")
-            requires = []
-        for dup in sorted({r for r in requires if requires.count(r) > 1}):
-            self.problem(where, f"requires {dup!r} more than once")
-
-        args = raw.get("args", [])
-        if not _str_list(args) or not all(a.isidentifier() for a in args):
-            self.problem(where, f"'args' must be a list of argument names, got {args!r}")
-            args = []
-
-        command = raw.get("command")
-        if command is not None and (not isinstance(command, str) or not command.strip()):
-            self.problem(where, f"'command' must be a non-empty string, got {command!r}")
-            command = None
-
-        gate = self.gate(where, raw.get("gate"), raw.get("gated"))
-        if sid is None or title is None or kind is None:
-            return None
-        return Step(
-            id=sid,
-            title=title,
-            kind=kind,
-            phase=phase,
-            params=_freeze(dict(params)),
-            timeout_s=timeout,
-            requires=tuple(dict.fromkeys(requires)),
-            gate=gate,
-            args=tuple(args),
-            command=normalize_command(command) if command else None,
-        )
-
-    def steps(self, raw: Any, phase: str, where: str) -> list[Step]:
-        if raw is None:
-            self.problem(where, "has no steps")
-            return []
-        if not isinstance(raw, list):
-            self.problem(where, "'steps' must be an array of tables ([[...steps]])")
-            return []
-        if not raw:
-            self.problem(where, "has no steps")
-        out = []
-        for i, s in enumerate(raw, 1):
-            step = self.step(s, phase, i)
-            if step is not None:
-                out.append(step)
-        return out
-
-    # -- triggers
-    def trigger(self, raw: Any, position: int) -> Trigger | None:
-        anon = f"rollback trigger #{position}"
-        if not isinstance(raw, Mapping):
-            self.problem(anon, "must be a table")
-            return None
-        tid = raw.get("id")
-        if not isinstance(tid, str) or not tid:
-            self.problem(anon, "missing 'id'")
-            return None
-        where = f"rollback trigger {tid!r}"
-        self.unknown_keys(where, raw, _TRIGGER_KEYS)
-        title = raw.get("title", tid)
-        if not isinstance(title, str):
-            self.problem(where, "'title' must be a string")
-            title = tid
-        manual = raw.get("manual", False)
-        if not isinstance(manual, bool):
-            self.problem(where, f"'manual' must be true or false, got {manual!r}")
-            return None
-        metric, op, threshold = raw.get("metric"), raw.get("op"), raw.get("threshold")
-        if manual:
-            if metric is not None or op is not None or threshold is not None:
-                self.problem(where, "a manual trigger has no metric, op or threshold")
-                return None
-            return Trigger(id=tid, title=title, manual=True)
-        ok = True
-        if not isinstance(metric, str) or not metric:
-            self.problem(where, "needs 'metric' (or 'manual = true')")
-            ok = False
-        if op not in _OPS:
-            self.problem(where, f"'op' must be one of {' '.join(_OPS)}, got {op!r}")
-            ok = False
-        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-            self.problem(where, f"'threshold' must be a number, got {threshold!r}")
-            ok = False
-        if not ok:
-            return None
-        return Trigger(id=tid, title=title, metric=metric, op=op, threshold=threshold)
-
-    # -- whole file
-    def load(self, data: Mapping[str, Any]) -> Runbook | None:
-        self.unknown_keys("top level", data, _TOP_KEYS)
-        meta = data.get("runbook", {})
-        if not isinstance(meta, Mapping):
-            self.problem("[runbook]", "must be a table")
-            meta = {}
-        self.unknown_keys("[runbook]", meta, _RUNBOOK_KEYS)
-        name = meta.get("name")
-        if not isinstance(name, str) or not name:
-            self.problem("[runbook]", "missing 'name'")
-            name = "?"
-        version = meta.get("version", "")
-        if not isinstance(version, str | int):
-            self.problem("[runbook]", f"'version' must be a string, got {version!r}")
-            version = ""
-        version = str(version)
-
-        phases: list[Phase] = []
-        raw_phases = data.get("phases")
-        if not isinstance(raw_phases, list) or not raw_phases:
-            self.problem("top level", "no phases: add [[phases]] tables with [[phases.steps]]")
-            raw_phases = []
-        seen_phases: set[str] = set()
-        for i, rp in enumerate(raw_phases, 1):
-            if not isinstance(rp, Mapping):
-                self.problem(f"phase #{i}", "must be a table")
-                continue
-            pid = rp.get("id")
-            if not isinstance(pid, str) or not pid:
-                self.problem(f"phase #{i}", "missing 'id'")
-                continue
-            where = f"phase {pid!r}"
-            self.unknown_keys(where, rp, _PHASE_KEYS)
-            if pid in seen_phases:
-                self.problem(where, "duplicate phase id")
-            if pid == ROLLBACK_PHASE:
-                self.problem(where, "'rollback' is reserved for the [rollback] plan")
-            seen_phases.add(pid)
-            title = rp.get("title", pid)
-            if not isinstance(title, str):
-                self.problem(where, "'title' must be a string")
-                title = pid
-            steps = self.steps(rp.get("steps"), pid, where)
-            phases.append(Phase(id=pid, title=title, steps=tuple(steps)))
-
-        rb = data.get("rollback", {})
-        if not isinstance(rb, Mapping):
-            self.problem("[rollback]", "must be a table")
-            rb = {}
-        self.unknown_keys("[rollback]", rb, _ROLLBACK_KEYS)
-        rb_gate_raw = {k: rb[k] for k in ("approvals", "groups") if k in rb}
-        rollback_gate = self.gate("[rollback]", rb_gate_raw or None, rb.get("gated", True))
-        rollback_steps = self.steps(rb.get("steps"), ROLLBACK_PHASE, "[rollback]") if rb else []
-        triggers: list[Trigger] = []
-        raw_triggers = rb.get("triggers", [])
-        if not isinstance(raw_triggers, list):
-            self.problem("[rollback]", "'triggers' must be a list of tables")
-            raw_triggers = []
-        seen_triggers: set[str] = set()
-        for i, rt in enumerate(raw_triggers, 1):
-            t = self.trigger(rt, i)
-            if t is None:
-                continue
-            if t.id in seen_triggers:
-                self.problem(f"rollback trigger {t.id!r}", "duplicate trigger id")
-            seen_triggers.add(t.id)
-            triggers.append(t)
-
-        self.cross_check([s for p in phases for s in p.steps], rollback_steps)
-        if self.problems:
-            return None
-        return Runbook(
-            name=name,
-            version=version,
-            phases=tuple(phases),
-            rollback=tuple(rollback_steps),
-            rollback_gate=rollback_gate,
-            triggers=tuple(triggers),
-            source=self.source,
-        )
-
-    def cross_check(self, main: list[Step], rollback: list[Step]) -> None:
-        by_id: dict[str, Step] = {}
-        for s in main + rollback:
-            if s.id in by_id:
-                other = by_id[s.id]
-                self.problem(
-                    f"step {s.id!r}",
-                    f"duplicate id (phase {s.phase!r}; first defined in phase {other.phase!r})",
-                )
-                continue
-            by_id[s.id] = s
-        for s in main + rollback:
-            if by_id.get(s.id) is not s:
-                continue
-            for r in s.requires:
-                target = by_id.get(r)
-                if target is None:
-                    self.problem(
-                        f"step {s.id!r}",
-                        f"requires {r!r}, which is not a step in this runbook"
-                        f"{_typo_hint(r, by_id)}",
-                    )
-                elif s.phase == ROLLBACK_PHASE and target.phase != ROLLBACK_PHASE:
-                    self.problem(
-                        f"step {s.id!r}",
-                        f"rollback step requires {r!r}, a step of phase {target.phase!r}; "
-                        "rollback steps may only require rollback steps",
-                    )
-                elif s.phase != ROLLBACK_PHASE and target.phase == ROLLBACK_PHASE:
-                    self.problem(
-                        f"step {s.id!r}",
-                        f"requires rollback step {r!r}; cutover steps may not depend on the "
-                        "rollback plan",
-                    )
-        for cycle in _cycles({sid: [r for r in s.requires if r in by_id]
-                              for sid, s in by_id.items()}):
-            self.problem(
-                f"step {cycle[0]!r}", f"dependency cycle: {' -> '.join(cycle + [cycle[0]])}"
-            )
-
-
-def _cycles(graph: Mapping[str, list[str]]) -> list[list[str]]:
-    """Each elementary cycle found by DFS, once, rotated to start at its smallest id."""
-    found: dict[tuple[str, ...], list[str]] = {}
-    color: dict[str, int] = {}  # 0/absent = new, 1 = on stack, 2 = finished
-    stack: list[str] = []
-
-    def visit(node: str) -> None:
-        color[node] = 1
-        stack.append(node)
-        for nxt in graph.get(node, ()):
-            if color.get(nxt, 0) == 0:
-                visit(nxt)
-            elif color[nxt] == 1:
-                cyc = stack[stack.index(nxt):]
-                i = cyc.index(min(cyc))
-                cyc = cyc[i:] + cyc[:i]
-                found.setdefault(tuple(cyc), cyc)
-        stack.pop()
-        color[node] = 2
-
-    for n in graph:
-        if color.get(n, 0) == 0:
-            visit(n)
-    return list(found.values())
 
 
 def load_runbook(
@@ -698,8 +388,8 @@ def load_runbook(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise RunbookError([f"{name}: invalid TOML: {e}"]) from None
-    loader = _Loader(name, known_kinds, approver_groups)
-    runbook = loader.load(data)
-    if loader.problems or runbook is None:
-        raise RunbookError(loader.problems)
-    return runbook
+    context = {"known_kinds": known_kinds, "approver_groups": approver_groups, "source": name}
+    try:
+        return Runbook.model_validate(data, context=context)
+    except ValidationError as e:
+        raise RunbookError(val.problem_lines(e, data, name, _KEYS)) from None

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from runbook.adapters.redact import mask, tail
-from runbook.steps.base import StepFailed
+from runbook.errors import StepFailed
 from runbook.target import ComposeDeployerConfig, ServiceImage
 
 REVISION_LABEL = "org.opencontainers.image.revision"

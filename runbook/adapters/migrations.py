@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from runbook.adapters.redact import mask, tail
-from runbook.steps.base import StepFailed
+from runbook.errors import StepFailed
 from runbook.target import Migrations
 
 Progress = Callable[[str], None]

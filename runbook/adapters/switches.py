@@ -17,7 +17,7 @@ from runbook.adapters.http import (
     client,
 )
 from runbook.adapters.redact import mask, tail
-from runbook.steps.base import StepFailed
+from runbook.errors import StepFailed
 from runbook.target import (
     CommandSwitch,
     ComposeServiceSwitch,

@@ -13,18 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+# The errors live below the adapters (which raise them); re-exported so imports keep working.
+from runbook.errors import StepFailed, StepNotAvailable
 
-class StepFailed(Exception):
-    """A step failed for a reason the channel should read (no secrets, no stack trace)."""
-
-    def __init__(self, message: str, *, facts: Mapping[str, Any] | None = None):
-        super().__init__(message)
-        self.message = message
-        self.facts = dict(facts or {})
-
-
-class StepNotAvailable(StepFailed):
-    """The step kind is listed in the runbook but not built yet; it never pretends to succeed."""
+__all__ = ["REGISTRY", "Registered", "StepContext", "StepFailed", "StepKind", "StepNotAvailable",
+           "StepResult", "not_available", "step_kind"]
 
 
 @dataclass(frozen=True)

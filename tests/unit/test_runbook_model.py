@@ -272,3 +272,27 @@ def test_all_problems_collected_at_once():
 def test_invalid_toml_is_one_problem():
     problems = problems_of("[runbook\nname=")
     assert len(problems) == 1 and "invalid TOML" in problems[0], problems
+
+
+# ------------------------------------------------------------------------------ version
+
+
+def test_version_is_a_content_hash_that_approvals_can_bind_to(shipped):
+    text = default_runbook_path().read_text()
+    assert len(shipped.version) == 64 and int(shipped.version, 16) >= 0, (
+        f"version must be a sha256 hex digest, got {shipped.version!r}")
+    assert shipped.declared_version == "1", "the [runbook] version as written stays available"
+    same = load_runbook("# a comment\n" + text.replace("\n", "\n\n"), known_kinds=KINDS,
+                        source="elsewhere.toml")
+    assert same.version == shipped.version, "comments, layout and file name must not count"
+    edits = {
+        "a gate": ('gate = { approvals = 1, groups = [] }\nargs = ["tag"]',
+                   'gate = { approvals = 2, groups = [] }\nargs = ["tag"]'),
+        "a param": ('strategy = "downgrade"', 'strategy = "restore"'),
+        "a timeout": ('kind = "smoke"', 'kind = "smoke"\ntimeout = 601'),
+        "a trigger": ("threshold = 0.15", "threshold = 0.2"),
+    }
+    for what, (old, new) in edits.items():
+        assert text.count(old) == 1, f"test setup: {old!r} must occur once"
+        edited = load_runbook(text.replace(old, new), known_kinds=KINDS)
+        assert edited.version != shipped.version, f"changing {what} must change the version"
