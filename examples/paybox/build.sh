@@ -246,4 +246,6 @@ json.dump({"registry": reg, "base": "golive/paybox-base:bookworm", "images": ima
           open(out, "w"), indent=2, sort_keys=True)
 PY
 say "wrote build/revisions.json: v1=${REV[v1]} v2=${REV[v2]}"
+# preflight material: RC evidence per release, prod env files, fake GitHub state
+python3 "$HERE/scripts/make_evidence.py" "$BUILD" "$BUILD/revisions.json"
 say "done in $((SECONDS - T0)) s"
