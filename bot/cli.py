@@ -41,6 +41,7 @@ def _runtime(settings: Settings):
               "Run `golive db upgrade` (the Procfile's release phase) first.", file=sys.stderr)
         raise SystemExit(2)
 
+    _warn_about_audit(settings)
     try:
         return build_runtime(settings)
     except RunbookError as e:
@@ -48,6 +49,27 @@ def _runtime(settings: Settings):
         for p in e.problems:
             print(f"  - {p}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _warn_about_audit(settings: Settings) -> None:
+    """Say loudly when the audit log is not protected against a database user."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from bot.store import repo
+
+    log = logging.getLogger("golive.audit")
+    if settings.audit_key_is_dev:
+        log.warning("GOLIVE_AUDIT_KEY is not set: the audit log is chained with the public "
+                    "development key, so anyone with database access can rewrite it")
+    try:
+        with psycopg.connect(settings.database_url, connect_timeout=5,
+                             row_factory=dict_row) as conn:
+            warning = repo.audit_owner_warning(conn)
+    except psycopg.Error:
+        return  # the database is down: /healthz says so
+    if warning:
+        log.warning("audit log: %s", warning)
 
 
 def _logging(settings: Settings) -> None:
@@ -72,7 +94,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_socket(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
     from slack_bolt.adapter.socket_mode import SocketModeHandler
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
 
     settings = _settings()
     if not settings.env.slack_app_token:
@@ -80,11 +107,23 @@ def cmd_socket(args: argparse.Namespace) -> int:
         return 2
     _logging(settings)
     runtime = _runtime(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # a platform stops the process with SIGTERM
+        signal.signal(sig, lambda *_: stop.set())
+    # The bot's client masks every Slack token it sends, the app token included, so the
+    # link's one Web API call (apps.connections.open) goes through a plain client.
+    handler = SocketModeHandler(runtime.app, settings.env.slack_app_token.get_secret_value(),
+                                web_client=WebClient(base_url=settings.env.slack_api_url))
     runtime.start()
     try:
-        SocketModeHandler(runtime.app,
-                          settings.env.slack_app_token.get_secret_value()).start()
+        handler.connect()
+        stop.wait()
+    except SlackApiError as e:
+        print(f"golive: cannot open the Socket Mode link: {e.response.get('error')}",
+              file=sys.stderr)
+        return 2
     finally:
+        handler.close()
         runtime.stop()
     return 0
 
@@ -92,14 +131,19 @@ def cmd_socket(args: argparse.Namespace) -> int:
 def cmd_db(args: argparse.Namespace) -> int:
     from bot.store import db
 
-    settings = _settings(require_slack=False, require_config=False)
-    url = settings.database_url
+    settings = _settings(require_slack=False, require_config=False, require_db=False)
+    # Migrations run as the owner role; the bot itself runs as the runtime role they grant.
+    url, role = settings.migrations_database_url, settings.env.golive_runtime_role
+    if not url:
+        print("golive: DATABASE_URL (or GOLIVE_MIGRATIONS_DATABASE_URL, the owner role's URL) "
+              "is not set", file=sys.stderr)
+        return 2
     try:
         if args.action == "upgrade":
-            db.upgrade(url, args.revision or "head")
+            db.upgrade(url, args.revision or "head", runtime_role=role)
             print(f"bot schema at {db.current_revision(url)}")
         elif args.action == "downgrade":
-            db.downgrade(url, args.revision or "base")
+            db.downgrade(url, args.revision or "base", runtime_role=role)
             print(f"bot schema at {db.current_revision(url) or 'base (empty)'}")
         else:
             cur = db.current_revision(url)
@@ -169,53 +213,11 @@ def cmd_manifest(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from bot import audit
-    from bot.store import repo
-    from bot.store.db import Database
+    from bot.audit_cli import cmd_audit as run
 
-    if args.action == "verify" and args.file:
-        problems = audit.verify_export(Path(args.file).read_text(encoding="utf-8"))
-        print("\n".join(problems) if problems else f"{args.file}: export verifies")
-        return 1 if problems else 0
-    settings = _settings(require_slack=False, require_config=False)
-    database = Database(settings.database_url, min_size=1, max_size=2)
-    database.open(wait=True)
-    try:
-        with database.connection() as conn:
-            if args.action == "verify":
-                rows = [_audit_row(r) for r in repo.audit_rows(conn)]
-                head = repo.audit_head(conn)
-                problems = audit.verify_chain(rows, head=head["last_hash"] if rows else None)
-                if args.head:  # a hash kept outside the database (e.g. posted by /golive finish)
-                    upto = [i for i, r in enumerate(rows) if r.hash == args.head]
-                    if not upto:
-                        problems.append(f"no audit row has the hash {args.head}: the log was "
-                                        "rewritten or truncated since it was recorded")
-                print("\n".join(problems) if problems else
-                      f"audit log verifies: {len(rows)} rows, head {head['last_hash'][:16]}…")
-                return 1 if problems else 0
-            run_rows = repo.audit_rows(conn, run_id=args.run)
-            if not run_rows:
-                print(f"no audit rows for run {args.run}", file=sys.stderr)
-                return 1
-            stretch = conn.execute("SELECT * FROM audit_log WHERE id >= %s ORDER BY id",
-                                   (run_rows[0]["id"],)).fetchall()
-            lines = audit.export_lines([_audit_row(r) for r in stretch], args.run)
-            out = Path(args.out or f"golive-audit-run-{args.run}.jsonl")
-            out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-            print(f"wrote {out} ({len(run_rows)} rows of run {args.run}); "
-                  f"verify offline with `golive audit verify --file {out}`")
-            return 0
-    finally:
-        database.close()
-
-
-def _audit_row(r: dict):
-    from bot import audit
-
-    return audit.AuditRow(id=r["id"], at=r["at"], run_id=r["run_id"], actor=r["actor"],
-                          channel=r["channel"], action=r["action"], detail=r["detail"],
-                          outcome=r["outcome"], prev_hash=r["prev_hash"], hash=r["hash"])
+    return run(args, _settings(require_slack=False, require_config=False,
+                               require_db=not (args.action == "verify" and args.file),
+                               require_audit_key=True))
 
 
 def cmd_console(args: argparse.Namespace) -> int:
@@ -256,14 +258,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--socket", action="store_true", help="Socket Mode instead of HTTP")
     s.set_defaults(fn=cmd_manifest)
 
-    s = sub.add_parser("audit", help="verify or export the hash-chained audit log")
-    s.add_argument("action", choices=["verify", "export"])
-    s.add_argument("--run", type=int, help="run id (export)")
-    s.add_argument("--file", help="verify an exported JSONL file offline")
-    s.add_argument("--head", help="a chain hash recorded elsewhere (verify): must still be in "
-                                  "the chain")
-    s.add_argument("--out", help="output path (export)")
-    s.set_defaults(fn=cmd_audit)
+    from bot.audit_cli import add_parser as add_audit_parser
+
+    add_audit_parser(sub)
+    sub.choices["audit"].set_defaults(fn=cmd_audit)
 
     for name, fn, what in (("console", cmd_console, "a terminal onto the sandbox workspace"),
                            ("demo", cmd_demo, "sandbox + bot + console on an embedded database")):
@@ -276,9 +274,6 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.cmd == "audit" and args.action == "export" and args.run is None:
-        print("golive: audit export needs --run ID", file=sys.stderr)
-        return 2
     logging.captureWarnings(True)
     return int(args.fn(args) or 0)
 

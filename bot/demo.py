@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 DEMO_CONFIG = """\
 # Written by `golive demo`: the sandbox workspace's channels and people.
@@ -30,6 +31,11 @@ users = []
 groups = {{ approvers = "S_APPROVERS" }}
 expiry_minutes = 15
 group_cache_seconds = 30
+
+[operators]
+# Who may start and finish a run and request steps: alice, and the approvers.
+users = ["U_ALICE"]
+groups = ["S_APPROVERS"]
 
 [target]
 name = "paybox"
@@ -94,6 +100,30 @@ def embedded_database(root: Path) -> str:
     return server.get_uri()
 
 
+RUNTIME_ROLE = "golive_runtime"
+
+
+def demo_audit_key(root: Path) -> str:
+    """The demo database's audit key: generated once, kept beside its data, readable by the
+    user only."""
+    path = root / "audit.key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(secrets.token_hex(32) + "\n")
+    return path.read_text(encoding="utf-8").strip()
+
+
+def runtime_url(owner_url: str) -> str:
+    """Let the runtime role the migrations granted log in; the URL the bot connects with."""
+    import psycopg
+
+    with psycopg.connect(owner_url, autocommit=True) as conn:
+        conn.execute(f'ALTER ROLE "{RUNTIME_ROLE}" LOGIN')
+    parts = urlsplit(owner_url)
+    return urlunsplit(parts._replace(netloc=f"{RUNTIME_ROLE}@{parts.netloc.rpartition('@')[2]}"))
+
+
 def docker_line() -> str:
     if shutil.which("docker") is None:
         return "Docker: not installed — deploy/migrate steps will say so and fail cleanly."
@@ -126,8 +156,11 @@ def demo_main(args: argparse.Namespace) -> int:
     root = data_dir(args.data_dir)
     root.mkdir(parents=True, exist_ok=True)
     print("golive demo: starting the database…", flush=True)
-    url = os.environ.get("DATABASE_URL") or embedded_database(root)
-    db.upgrade(url)
+    # The embedded database gets the production layout: migrations as the owner, the bot as
+    # the runtime role. A DATABASE_URL of your own is used as given (one role).
+    owner = os.environ.get("DATABASE_URL") or embedded_database(root)
+    db.upgrade(owner, runtime_role=RUNTIME_ROLE)
+    url = owner if os.environ.get("DATABASE_URL") else runtime_url(owner)
 
     workspace = Workspace.default_demo()
     token, signing = f"xoxb-demo-{secrets.token_hex(8)}", secrets.token_hex(16)
@@ -136,6 +169,8 @@ def demo_main(args: argparse.Namespace) -> int:
     cfg.write_text(DEMO_CONFIG.format(root=repo_root()), encoding="utf-8")
     environ = {**os.environ, "SLACK_BOT_TOKEN": token, "SLACK_SIGNING_SECRET": signing,
                "SLACK_API_URL": sandbox.api_url, "DATABASE_URL": url,
+               "GOLIVE_MIGRATIONS_DATABASE_URL": owner, "GOLIVE_RUNTIME_ROLE": RUNTIME_ROLE,
+               "GOLIVE_AUDIT_KEY": os.environ.get("GOLIVE_AUDIT_KEY") or demo_audit_key(root),
                "GOLIVE_CONFIG": str(cfg)}
     try:
         settings = load_settings(environ=environ)

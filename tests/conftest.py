@@ -9,19 +9,28 @@ from tests.support import pg
 
 @pytest.fixture(scope="session")
 def bot_db_url():
-    """A fresh database with the bot's schema at head."""
+    """A fresh database with the bot's schema at head; the owner's URL (migrations, helpers).
+    The bot itself connects as the runtime role (``runtime_db``; the harness derives it)."""
     from bot.store import db
 
     name, url = pg.create_database()
-    db.upgrade(url)
+    db.upgrade(url, runtime_role=pg.ensure_runtime_role())
     yield url
     pg.drop_database(name)
+    pg.drop_runtime_role()
 
 
 @pytest.fixture
 def clean_db(bot_db_url):
+    """The emptied database, owner URL: tests poke rows directly through it."""
     pg.reset_state(bot_db_url)
     return bot_db_url
+
+
+@pytest.fixture
+def runtime_db(clean_db):
+    """The emptied database as the bot's runtime role sees it (no UPDATE/DELETE on audit)."""
+    return pg.runtime_url(clean_db)
 
 
 @pytest.fixture

@@ -1,13 +1,57 @@
-"""A throwaway PostgreSQL database per test session, on the server CI provides."""
+"""A throwaway PostgreSQL database per test session, on the server CI provides.
+
+Two roles, as in production: the database's owner (the admin URL's user) runs migrations and
+the helpers that poke the database directly; the bot connects as a runtime role that the
+migrations grant only what the bot needs. The runtime role is unique per test process because
+several test sessions may share one server.
+"""
 
 from __future__ import annotations
 
 import os
 import uuid
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
 ADMIN_URL = os.environ.get("GOLIVE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+RUNTIME_ROLE = f"golive_rt_{uuid.uuid4().hex[:10]}"
+TEST_AUDIT_KEY = "golive-test-audit-key-not-secret-0123456789"
+_role_created = False
+
+
+def ensure_runtime_role() -> str:
+    """Create this process's runtime role (LOGIN, no password: the test server trusts loopback)."""
+    global _role_created
+    if not _role_created:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE ROLE "{RUNTIME_ROLE}" LOGIN')
+        _role_created = True
+    return RUNTIME_ROLE
+
+
+def drop_runtime_role() -> None:
+    """Drop the runtime role once the databases granting it are gone (best effort)."""
+    global _role_created
+    if _role_created:
+        try:
+            with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+                conn.execute(f'DROP ROLE IF EXISTS "{RUNTIME_ROLE}"')
+            _role_created = False
+        except psycopg.Error:
+            pass  # still granted in a database someone keeps: the role stays, harmless
+
+
+def as_role(url: str, role: str) -> str:
+    """``url`` with its user (and password) replaced by ``role``."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{role}@{host}"))
+
+
+def runtime_url(url: str) -> str:
+    """The same database as the bot's runtime role sees it."""
+    return as_role(url, ensure_runtime_role())
 
 
 def db_url(name: str) -> str:
@@ -28,8 +72,29 @@ def drop_database(name: str) -> None:
 
 
 def reset_state(url: str) -> None:
-    """Empty the bot's tables between tests (TRUNCATE bypasses the append-only row trigger)."""
+    """Empty the bot's tables between tests, as the superuser: replica mode skips the audit
+    log's triggers (TRUNCATE refused, rows append-only) for this connection only."""
     with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
         conn.execute("TRUNCATE audit_log, approval_votes, step_executions, approvals, runs"
                      " RESTART IDENTITY CASCADE")
+        if conn.execute("SELECT to_regclass('outbox')").fetchone()[0]:
+            conn.execute("TRUNCATE outbox RESTART IDENTITY")
         conn.execute("UPDATE audit_head SET last_id = 0, last_hash = repeat('0', 64)")
+
+
+def wait_for_rows(url: str, sql: str, params=None, *, timeout: float = 10.0) -> list[tuple]:
+    """Poll ``sql`` until it returns rows (work the bot finishes after it has answered, e.g. a
+    command's audit row written by the lazy listener); AssertionError names the query."""
+    import threading
+    import time
+
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as conn:
+        while True:
+            rows = conn.execute(sql, params).fetchall()
+            if rows or time.monotonic() > deadline:
+                break
+            threading.Event().wait(0.02)  # the database has no change notification to wait on
+    assert rows, f"no rows after {timeout}s for: {sql}"
+    return rows
