@@ -18,6 +18,7 @@ from bot.sandbox.blocks import (
     parse_blocks,
     validate_blocks,
 )
+from bot.sandbox.faults import Fault, Faults
 from bot.sandbox.workspace import APP_ID, RateLimitEvent, View, Workspace
 
 TRIGGER_TTL = 3.0  # seconds a trigger_id stays valid (Slack: 3 s)
@@ -101,6 +102,25 @@ def _as_json(value: Any, name: str) -> Any:
     return value
 
 
+def _metadata(params: dict[str, Any]) -> dict[str, Any] | None:
+    """The message metadata of a chat.postMessage/chat.update call (event_type + payload)."""
+    meta = _as_json(params.get("metadata"), "metadata")
+    if not meta:
+        return None
+    if not isinstance(meta, dict) or not meta.get("event_type") or \
+            not isinstance(meta.get("event_payload", {}), dict):
+        raise ApiError("invalid_metadata_format")
+    return {"event_type": str(meta["event_type"]), "event_payload": meta.get("event_payload", {})}
+
+
+def _with_metadata(msg: Any, ws: Workspace, include: bool) -> dict[str, Any]:
+    """The message as history/replies show it; metadata only when asked for, as in Slack."""
+    out = msg.to_api(ws.team_id, ws.files)
+    if include and msg.metadata:
+        out["metadata"] = json.loads(json.dumps(msg.metadata))
+    return out
+
+
 class WebApi:
     """Implements the Web API methods the bot uses, plus response_url and trigger bookkeeping."""
 
@@ -114,9 +134,12 @@ class WebApi:
         self._triggers: dict[str, Trigger] = {}
         self._responses: dict[str, ResponseTarget] = {}
         self._last_update: dict[tuple[str, str], float] = {}
+        self.faults = Faults()
+        self.socket_url: Callable[[], str] | None = None  # set when the app uses Socket Mode
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "api.test": lambda p: {"args": {k: v for k, v in p.items() if k != "token"}},
             "auth.test": self._auth_test,
+            "apps.connections.open": self._apps_connections_open,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
             "chat.postEphemeral": self._chat_post_ephemeral,
@@ -142,8 +165,23 @@ class WebApi:
 
     # ----------------------------------------------------------------- dispatch
 
+    def fail_next(self, method: str, *, status: int = 500, error: str = "internal_error",
+                  times: int = 1, headers: dict[str, str] | None = None) -> None:
+        """Answer the next ``times`` calls of ``method`` with ``status`` and ``error`` (an outage
+        of one method: HTTP 500, or 429 with ``headers={"Retry-After": "1"}``)."""
+        self.faults.add(Fault(method, status=status, error=error, times=times,
+                              headers=dict(headers or {})))
+
+    def inject(self, fault: Fault) -> Fault:
+        """Activate a fault rule (random errors, 429s, applied-then-500, an outage with
+        ``Fault()``); ``faults.remove(rule)`` ends it."""
+        return self.faults.add(fault)
+
     def call(self, method: str, params: dict[str, Any]) -> ApiResult:
         """Run one Web API method; errors become Slack-shaped results, never exceptions."""
+        fault = self.faults.pick(method)
+        if fault is not None and not fault.applied:
+            return ApiResult(fault.status, fault.body(), dict(fault.headers))
         handler = self._methods.get(method)
         if handler is None:
             return ApiResult(200, ApiError("unknown_method").body())
@@ -154,6 +192,8 @@ class WebApi:
                 body = handler(params)
         except ApiError as exc:
             return ApiResult(exc.status, exc.body(), exc.headers)
+        if fault is not None:  # applied, and the answer is lost
+            return ApiResult(fault.status, fault.body(), dict(fault.headers))
         return ApiResult(200, {"ok": True, **body})
 
     # ----------------------------------------------------------------- triggers / response_url
@@ -319,10 +359,16 @@ class WebApi:
             "is_enterprise_install": False,
         }
 
+    def _apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.socket_url is None:
+            raise ApiError("invalid_auth")  # no app-level token exists without Socket Mode
+        return {"url": self.socket_url()}
+
     def _chat_post_message(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = self._channel_id(params)
         text, blocks = self.message_content(params, require=True)
         thread_ts = self._thread_ts(channel, params.get("thread_ts"))
+        metadata = _metadata(params)
         msg = self.ws.post_message(
             channel,
             self.ws.bot_user_id,
@@ -331,6 +377,7 @@ class WebApi:
             thread_ts=thread_ts,
             reply_broadcast=bool(thread_ts) and _as_bool(params.get("reply_broadcast", False)),
         )
+        msg.metadata = metadata
         return {"channel": channel, "ts": msg.ts, "message": msg.to_api(self.ws.team_id)}
 
     def _own_message(self, params: dict[str, Any], refusal: str) -> tuple[str, str]:
@@ -347,6 +394,7 @@ class WebApi:
     def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
         channel, ts = self._own_message(params, "cant_update_message")
         text, blocks = self.message_content(params, require=False)
+        metadata = _metadata(params)
         now = self.clock()
         with self._lock:
             last = self._last_update.get((channel, ts))
@@ -359,6 +407,8 @@ class WebApi:
         msg = self.ws.update_message(
             channel, ts, text=text if "text" in params else None, blocks=blocks
         )
+        if metadata is not None:  # like Slack, an update without metadata keeps the old
+            msg.metadata = metadata
         return {
             "channel": channel,
             "ts": ts,
@@ -463,8 +513,9 @@ class WebApi:
         ]
         msgs.reverse()  # newest first, like Slack
         page = msgs[:limit]
+        meta = _as_bool(params.get("include_all_metadata", False))
         out = [
-            self._with_thread_info(channel, m.to_api(self.ws.team_id, self.ws.files)) for m in page
+            self._with_thread_info(channel, _with_metadata(m, self.ws, meta)) for m in page
         ]
         return {
             "messages": out,
@@ -494,7 +545,8 @@ class WebApi:
             raise ApiError("thread_not_found")
         root = parent.thread_ts or parent.ts
         msgs = [m for m in self.ws.thread(channel, root) if m.ephemeral_to is None]
-        out = [m.to_api(self.ws.team_id, self.ws.files) for m in msgs]
+        meta = _as_bool(params.get("include_all_metadata", False))
+        out = [_with_metadata(m, self.ws, meta) for m in msgs]
         if out and out[0]["ts"] == root:
             out[0] = self._with_thread_info(channel, out[0])
         return {"messages": out, "has_more": False, "response_metadata": {"next_cursor": ""}}

@@ -150,6 +150,7 @@ class Message:
     source: str = "api"  # api | response_url | ack | user | upload
     at: float = 0.0  # monotonic time the current version was written
     seq: int = 0  # workspace-wide order of creation
+    metadata: dict[str, Any] | None = None  # chat.postMessage's event_type + event_payload
 
     @property
     def edited(self) -> bool:

@@ -1,34 +1,47 @@
-"""Who is who: users.info and usergroups.users.list, with a short cache for group members."""
+"""Who is who, asked fresh at every decision: users.info and usergroups.users.list.
+
+Nothing is cached: a click decides with the membership Slack has now (one Tier 2 call per
+group per click, far inside the limits), and a lookup that fails refuses the click rather than
+deciding it with a guess (fail closed).
+"""
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.approvals import Actor
 
+GROUPS_UNAVAILABLE = "Could not check group membership, try again. Nothing was decided."
+ACCOUNT_UNAVAILABLE = "Could not check your account, try again. Nothing was decided."
+
+
+class DirectoryUnavailable(Exception):
+    """Slack could not say who the clicker is or who is in a group; ``message`` is for them."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
 
 class Directory:
-    def __init__(self, client: WebClient, *, groups: Mapping[str, str], cache_seconds: float = 60,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(self, client: WebClient, *, groups: Mapping[str, str]):
         self.client = client
         self.groups = dict(groups)  # approver group name -> usergroup id
-        self.cache_seconds = cache_seconds
-        self.clock = clock
-        self._cache: dict[str, tuple[float, frozenset[str]]] = {}
-        self._lock = threading.Lock()
 
     def actor(self, user_id: str) -> Actor:
-        """The user's account flags, checked at click time (deleted, bot, guest)."""
+        """The user's account flags now (deleted, bot, guest); DirectoryUnavailable if Slack
+        cannot say."""
         try:
             user = self.client.users_info(user=user_id)["user"]
-        except SlackApiError:
-            # Unknown to Slack: treat as deactivated, so it can never approve.
-            return Actor(user_id=user_id, deleted=True)
+        except SlackApiError as e:
+            if e.response is not None and e.response.get("error") == "user_not_found":
+                return Actor(user_id=user_id, deleted=True)  # a definite answer: no such user
+            raise DirectoryUnavailable(ACCOUNT_UNAVAILABLE) from e
+        except Exception as e:  # connection errors, timeouts: same refusal
+            raise DirectoryUnavailable(ACCOUNT_UNAVAILABLE) from e
         return Actor(
             user_id=user_id,
             deleted=bool(user.get("deleted")),
@@ -37,19 +50,12 @@ class Directory:
         )
 
     def group_members(self) -> dict[str, frozenset[str]]:
-        """Approver group name -> member ids, cached for ``cache_seconds``."""
+        """Approver group name -> member ids, as Slack has them now; DirectoryUnavailable if
+        any group cannot be read."""
         return {name: self._members(gid) for name, gid in self.groups.items()}
 
     def _members(self, group_id: str) -> frozenset[str]:
-        now = self.clock()
-        with self._lock:
-            hit = self._cache.get(group_id)
-            if hit and now - hit[0] < self.cache_seconds:
-                return hit[1]
         try:
-            users = frozenset(self.client.usergroups_users_list(usergroup=group_id)["users"])
-        except SlackApiError:
-            users = frozenset()
-        with self._lock:
-            self._cache[group_id] = (now, users)
-        return users
+            return frozenset(self.client.usergroups_users_list(usergroup=group_id)["users"])
+        except Exception as e:  # any failure refuses the click, never cached
+            raise DirectoryUnavailable(GROUPS_UNAVAILABLE) from e

@@ -13,7 +13,9 @@ _URL_CREDENTIALS = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)
 # Slack tokens: bot, app-level, user, refresh, config tokens.
 _SLACK_TOKEN = re.compile(r"\bxox[abposre]-[A-Za-z0-9-]{6,}")
 _SLACK_APP_TOKEN = re.compile(r"\bxapp-[A-Za-z0-9-]{6,}")
-_MIN_SECRET_LEN = 4
+# Shorter values are not masked: replacing every "1234" or "admin" would garble ordinary output,
+# and values that short are not worth hiding (README, "Secrets").
+MIN_SECRET_LEN = 6
 
 
 def _variants(value: str) -> set[str]:
@@ -26,7 +28,7 @@ def _variants(value: str) -> set[str]:
             out.add(unquote(parts.password))
     except ValueError:
         pass
-    return {v for v in out if len(v) >= _MIN_SECRET_LEN}
+    return {v for v in out if len(v) >= MIN_SECRET_LEN}
 
 
 def mask(text: str, secrets: Mapping[str, str] | Iterable[str] | None = None) -> str:
