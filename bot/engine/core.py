@@ -57,9 +57,17 @@ class Deps:
     mask: Callable[[Any], Any]
     approvers: frozenset[str]
     expiry: timedelta
+    audit_key: bytes
+    """The audit chain's HMAC key (GOLIVE_AUDIT_KEY): kept out of the database."""
     rollback_gated: bool = True
     step_grace: float = 30.0
-    """Seconds past a step's own timeout before the engine stops waiting for it."""
+    """Seconds past a step's own timeout before the engine kills the step's process group."""
+    lease_s: float = 10.0
+    """A running step whose heartbeat is older than this (and whose lock is free) is dead."""
+    heartbeat_s: float = 1.0
+    """How often the worker renews a running step's heartbeat."""
+    approval_ttl: timedelta = timedelta(minutes=10)
+    """An approved step that has not started this long after its approval lapses."""
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
@@ -81,7 +89,8 @@ class EngineCore:
     def _audit(self, conn: psycopg.Connection, *, actor: str, action: str, outcome: str,
                run_id: int | None = None, channel: str | None = None,
                detail: Mapping[str, Any] | None = None) -> None:
-        repo.append_audit(conn, now=self.deps.now(), actor=actor, action=action, outcome=outcome,
+        repo.append_audit(conn, key=self.deps.audit_key, now=self.deps.now(), actor=actor,
+                          action=action, outcome=outcome,
                           run_id=run_id, channel=channel, detail=detail, mask=self.deps.mask)
 
     def audit_command(self, *, actor: Actor, text: str, outcome: str,
@@ -100,14 +109,28 @@ class EngineCore:
         pre = [s.id for s in self.runbook.phases[0].steps] if self.runbook.phases else []
         return ",".join(f"{sid}={states.get(sid, 'pending')}" for sid in pre)
 
-    @staticmethod
-    def _bound_params(step_id: str, args: Mapping[str, Any], override: str | None,
+    def _bound_params(self, step_id: str, args: Mapping[str, Any], override: str | None,
                       verdict: str) -> dict[str, Any]:
-        return {"step": step_id, "args": dict(args), "override": override, "preflight": verdict}
+        """What an approval binds: the request, the parameters the step(s) will really run with
+        (runbook params merged with the request's), the step kind and the runbook version."""
+        steps = self.runbook.rollback if step_id == ROLLBACK else (self.runbook.step(step_id),)
+        effective = {s.id: {"kind": s.kind, "params": _plain({**dict(s.params), **dict(args)})}
+                     for s in steps}
+        return {"step": step_id, "args": _plain(dict(args)), "override": override,
+                "preflight": verdict, "effective": effective, "runbook": self.runbook.version}
 
     def _policy(self) -> rule.Policy:
         return rule.Policy(approvers=self.deps.approvers,
                            groups=self.deps.directory.group_members(), expiry=self.deps.expiry)
+
+
+def _plain(value: Any) -> Any:
+    """Mappings and sequences as plain JSON-able dicts and lists (runbook params are frozen)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def rule_gate_default() -> Gate:

@@ -1,19 +1,34 @@
-"""The worker: claims queued steps and runs each exactly once; the reaper of dead workers' steps."""
+"""The worker: claims queued steps and runs each exactly once; the reaper of dead workers' steps.
+
+Never two live executions of one step, whatever the timing:
+- the claim is a compare-and-set ``queued -> running`` under the row lock (``FOR UPDATE SKIP
+  LOCKED``), in the transaction that takes the step's session advisory lock and sets its
+  heartbeat; the database allows one running step per run and one live attempt per step;
+- the step runs in its own process group (``bot.engine.isolation``); at its deadline the
+  worker kills the group and reaps it, and only then records ``interrupted`` and releases the
+  lock; the child kills itself if the worker dies or stops renewing the heartbeat;
+- the reaper takes a running step for dead only when its lock is free *and* its heartbeat is
+  older than the lease (see ``reap_interrupted``).
+When a step fails or is interrupted, every queued step of its run is cancelled in the same
+transaction: nothing queued starts on its own until a person asks again.
+"""
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import threading
+import time
 
 import psycopg
-from psycopg.rows import dict_row
 
+from bot import approvals as rule
 from bot.engine.core import ROLLBACK, EngineCore
+from bot.engine.isolation import Ended, StepProcess
 from bot.slack import blocks
 from bot.store import repo
+from bot.store.db import DatabaseUnavailable
 from runbook.model import Step
-from runbook.steps.base import REGISTRY, StepContext, StepFailed, StepNotAvailable
+from runbook.steps.base import REGISTRY, StepContext
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +37,17 @@ class Worker(EngineCore):
     """See the module docstring."""
 
     def reap_interrupted(self) -> int:
-        """Running steps whose worker is gone become interrupted; the channel is told."""
+        """Running steps whose worker is gone become interrupted; the channel is told.
+
+        Gone means both: nobody holds the step's advisory lock, and its heartbeat is older than
+        ``deps.lease_s`` by the database's clock. A worker whose step connection dropped (a
+        network blip, a proxy restart) loses the lock but keeps renewing the heartbeat over
+        fresh connections, so its live step is left alone. A worker that cannot renew for
+        ``_fence_s`` has the step's process group killed by the step process itself, before
+        the lease runs out, so when a reaper acts nothing of the step runs any more.
+        """
         found: list[int] = []
+        held: list[int] = []
         with self.db.connection() as conn:
             conn.autocommit = True
             try:
@@ -32,9 +56,9 @@ class Worker(EngineCore):
                         continue  # its worker is alive and holds the lock
                     try:
                         with conn.transaction():
-                            moved = repo.transition(
-                                conn, execution_id=exe["id"], from_states=("running",),
-                                to="interrupted", now=self.deps.now(),
+                            moved = repo.interrupt_if_stale(
+                                conn, execution_id=exe["id"], lease_s=self.deps.lease_s,
+                                now=self.deps.now(),
                                 error="outcome unknown: the bot stopped while this step ran")
                             if moved:
                                 self._audit(conn, actor="golive", channel=exe["channel"],
@@ -42,15 +66,35 @@ class Worker(EngineCore):
                                             run_id=exe["run_id"],
                                             detail={"step": exe["step_id"],
                                                     "worker": exe["claimed_by"]})
+                                held += self._hold_run(conn, moved, "interrupted")
                                 found.append(exe["id"])
                     finally:
                         repo.unlock_execution(conn, execution_id=exe["id"])
             finally:
                 conn.autocommit = False
-        for exe_id in found:
+        for exe_id in found + held:
             self.refresh_card(exe_id)
+        for exe_id in found:
             self.announce_interrupted(exe_id)
         return len(found)
+
+    def _hold_run(self, conn: psycopg.Connection, exe: dict, outcome: str) -> list[int]:
+        """Cancel every queued step of ``exe``'s run: a person decides again (override or not)."""
+        rows = repo.hold_queued(conn, run_id=exe["run_id"], now=self.deps.now(),
+                               error=f"cancelled: {exe['step_id']} {outcome}; request it "
+                                     "again if it should still run")
+        if rows:
+            self._audit(conn, actor="golive", channel=exe["channel"], action="step.held",
+                        outcome="cancelled", run_id=exe["run_id"],
+                        detail={"after": exe["step_id"], "outcome": outcome,
+                                "steps": [r["step_id"] for r in rows]})
+        return [r["id"] for r in rows]
+
+    @property
+    def _fence_s(self) -> float:
+        """A step process that has not heard of a renewed heartbeat this long kills itself:
+        well inside the lease, so it is dead before any reaper may take the step for dead."""
+        return max(2 * self.deps.heartbeat_s, self.deps.lease_s * 0.6)
 
     # ------------------------------------------------------------------ the worker
     def start_worker(self) -> None:
@@ -89,15 +133,20 @@ class Worker(EngineCore):
             if not repo.has_steps_in(probe, ("queued",)):
                 return False
         # The step's own connection: its session holds the advisory lock while the step runs.
-        conn = psycopg.connect(self.db.url, row_factory=dict_row, connect_timeout=5)
+        conn = self.db.connect()
         try:
             cancelled: list[int] = []
-            claimed = self._claim(conn, cancelled)
+            renewed_at = time.monotonic()  # no later than the heartbeat the claim sets
+            token = self.db.watchdog.arm(conn, 2 * self.db.timeout)
+            try:
+                claimed = self._claim(conn, cancelled)
+            finally:
+                self.db.watchdog.disarm(token)
             for exe_id in cancelled:  # their cards must not keep saying "queued"
                 self.refresh_card(exe_id)
             if claimed is None:
                 return False
-            self._execute(conn, *claimed)
+            self._execute(conn, *claimed, renewed_at=renewed_at)
             return True
         finally:
             conn.close()  # also releases the advisory lock if anything above failed
@@ -112,6 +161,16 @@ class Worker(EngineCore):
                 if run is None:
                     continue
                 step = self.runbook.step(exe["step_id"])
+                void = self._void_reason(conn, exe, step)
+                if void:
+                    repo.transition(conn, execution_id=exe["id"], from_states=("queued",),
+                                    to="cancelled", now=self.deps.now(), error=void)
+                    self._audit(conn, actor="golive", channel=exe["channel"],
+                                action="step.cancelled", outcome="cancelled",
+                                run_id=exe["run_id"], detail={"step": step.id, "why": void,
+                                                              "approval": exe["approval_id"]})
+                    cancelled.append(exe["id"])
+                    continue
                 states = self.states(conn, exe["run_id"])
                 unmet = self.runbook.unmet_requirements(step.id, states)
                 if unmet and not exe["override_reason"]:
@@ -121,19 +180,6 @@ class Worker(EngineCore):
                                         error=f"cancelled: {', '.join(unmet)} did not succeed")
                         cancelled.append(exe["id"])
                     continue
-                if exe["approval_id"] and step.phase != ROLLBACK:
-                    a = repo.get_approval(conn, approval_id=exe["approval_id"])
-                    if a is None or a["status"] != "approved" or \
-                            self._current_hash(conn, a) != a["params_hash"]:
-                        repo.transition(conn, execution_id=exe["id"], from_states=("queued",),
-                                        to="cancelled", now=self.deps.now(),
-                                        error="approval void: the parameters or preflight "
-                                              "changed after approval")
-                        self._audit(conn, actor="golive", channel=exe["channel"],
-                                    action="approval.void", outcome="void", run_id=exe["run_id"],
-                                    detail={"step": step.id, "approval": exe["approval_id"]})
-                        cancelled.append(exe["id"])
-                        continue
                 try:
                     with conn.transaction():
                         conn.execute("SELECT pg_advisory_lock(%s, %s)",
@@ -142,10 +188,13 @@ class Worker(EngineCore):
                                                 from_states=("queued",), to="running",
                                                 now=self.deps.now(),
                                                 claimed_by=self.deps.worker_id)
+                        if moved is not None:
+                            repo.heartbeat(conn, execution_id=exe["id"])
                 except psycopg.errors.UniqueViolation:
                     conn.execute("SELECT pg_advisory_unlock(%s, %s)", (repo.LOCK_NS, exe["id"]))
                     continue  # another step of this run is running
                 if moved is None:
+                    conn.execute("SELECT pg_advisory_unlock(%s, %s)", (repo.LOCK_NS, exe["id"]))
                     continue
                 self._audit(conn, actor="golive", channel=exe["channel"], action="step.started",
                             outcome="running", run_id=exe["run_id"],
@@ -154,7 +203,36 @@ class Worker(EngineCore):
                 return moved, run, step
         return None
 
-    def _execute(self, conn: psycopg.Connection, exe: dict, run: dict, step: Step) -> None:
+    def _void_reason(self, conn: psycopg.Connection, exe: dict, step: Step) -> str | None:
+        """Why a queued step may no longer start, or None: something in its run failed after
+        it was queued, or its approval lapsed or no longer matches what would run."""
+        failed = repo.failure_since(conn, run_id=exe["run_id"], since=exe["queued_at"])
+        if failed is not None:
+            return (f"cancelled: {failed['step_id']} {failed['state']} after this was queued; "
+                    "request it again if it should still run")
+        if not exe["approval_id"]:
+            return None
+        a = repo.get_approval(conn, approval_id=exe["approval_id"])
+        if a is None or a["status"] != "approved":
+            return "approval void: the approval is no longer in force"
+        first_of_plan = step.phase != ROLLBACK or step == self.runbook.rollback[0]
+        if first_of_plan and a["decided_at"] + self.deps.approval_ttl < self.deps.now():
+            minutes = round(self.deps.approval_ttl.total_seconds() / 60)
+            return (f"approval lapsed: the step did not start within {minutes} minutes of "
+                    "its approval; request it again")
+        if step.phase == ROLLBACK:
+            bound = self._bound_params(ROLLBACK, dict(exe["params"]), None, "")
+        else:
+            verdict = self._preflight_verdict(self.states(conn, exe["run_id"]))
+            bound = self._bound_params(step.id, dict(exe["params"]), exe["override_reason"],
+                                       verdict)
+        if rule.params_hash(a["run_id"], a["step_id"], bound) != a["params_hash"]:
+            return ("approval void: the parameters, the runbook or preflight changed after "
+                    "approval")
+        return None
+
+    def _execute(self, conn: psycopg.Connection, exe: dict, run: dict, step: Step, *,
+                 renewed_at: float) -> None:
         lines: list[str] = []
         started = self.deps.clock()
         # "running" shows only if the step is still running a second from now: a quick step
@@ -180,47 +258,34 @@ class Worker(EngineCore):
                           facts=dict(run["facts"]), target=self.deps.target, progress=progress,
                           deadline=self.deps.clock() + step.timeout_s, clock=self.deps.clock,
                           sleep=self.deps.sleep, secrets=self.deps.secrets)
+        ended = self._supervise(exe["id"], step, ctx, progress, renewed_at)
         outcome, summary, detail, error, facts = "succeeded", "", "", None, {}
-        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"step-{step.id}")
-        future = pool.submit(REGISTRY[step.kind].run, ctx)
-        try:
-            result = future.result(timeout=step.timeout_s + self.deps.step_grace)
-            summary, detail, facts = result.summary, result.detail, dict(result.facts)
-        except concurrent.futures.TimeoutError:
-            outcome, error = "interrupted", (f"timed out after {step.timeout_s}s; outcome "
-                                             "unknown, the step may still be running")
-        except StepNotAvailable as e:
-            outcome, error = "failed", e.message
-        except StepFailed as e:
-            outcome, error, facts = "failed", e.message, dict(e.facts)
-        except Exception as e:  # a bug in a step: record it, never crash the worker
-            log.exception("step %s crashed", step.id)
-            outcome, error = "failed", f"unexpected error: {type(e).__name__}: {e}"
-        finally:
-            pool.shutdown(wait=False)
+        if ended.kind == "result":
+            summary, detail, facts = ended.value.summary, ended.value.detail, dict(ended.value.facts)
+        elif ended.kind == "timeout":
+            outcome, error = "interrupted", (f"timed out after {step.timeout_s}s; the step was "
+                                             "stopped (its processes killed), outcome unknown")
+        elif ended.kind == "vanished":
+            outcome, error = "interrupted", ("outcome unknown: the step's process ended without "
+                                             "a result (it stops itself when the bot loses its "
+                                             "database)")
+        elif ended.kind in ("failed", "not_available"):
+            outcome, error, facts = "failed", ended.message, dict(ended.facts)
+        else:  # a bug in a step: record it, never crash the worker
+            log.error("step %s crashed: %s", step.id, self.deps.mask(ended.message))
+            outcome, error = "failed", f"unexpected error: {ended.message}"
         mask = self.deps.mask
         duration = self.deps.clock() - started
-        with conn.transaction():
-            repo.transition(conn, execution_id=exe["id"], from_states=("running",), to=outcome,
-                            now=self.deps.now(), summary=mask(summary) or None,
-                            detail=mask(detail) or None, error=mask(error) if error else None,
-                            progress=mask("\n".join(lines[-50:])))
-            repo.merge_run_facts(conn, run_id=run["id"], facts=mask(facts))
-            self._audit(conn, actor="golive", channel=exe["channel"], action="step.finished",
-                        outcome=outcome, run_id=run["id"],
-                        detail={"step": step.id, "attempt": exe["attempt"],
-                                "seconds": round(duration, 3), "summary": summary,
-                                "error": error})
-            if outcome != "succeeded":
-                for other in repo.latest_executions(conn, run_id=run["id"]).values():
-                    if other["state"] == "queued" and step.id in self.runbook.step(
-                            other["step_id"]).requires and not other["override_reason"]:
-                        repo.transition(conn, execution_id=other["id"], from_states=("queued",),
-                                        to="cancelled", now=self.deps.now(),
-                                        error=f"cancelled: {step.id} {outcome}")
-        conn.execute("SELECT pg_advisory_unlock(%s, %s)", (repo.LOCK_NS, exe["id"]))
-        conn.commit()
+        held = self._record(exe, run, step, outcome=outcome, summary=summary, detail=detail,
+                            error=error, facts=facts, lines=lines, duration=duration)
+        try:
+            conn.execute("SELECT pg_advisory_unlock(%s, %s)", (repo.LOCK_NS, exe["id"]))
+            conn.commit()
+        except psycopg.Error:
+            pass  # the step connection dropped: its lock went with it
         self.refresh_card(exe["id"], progress=lines)
+        for other in held:
+            self.refresh_card(other)
         if detail and len(detail) > 2800:
             self.deps.poster.upload(exe["channel"], filename=f"{step.id}-output.txt",
                                     content=mask(detail), title=f"{step.title}: output",
@@ -235,4 +300,75 @@ class Worker(EngineCore):
                                            and not view.run.get("summary_ts"))):
                 self.post_summary(view)
 
-    # ------------------------------------------------------------------ rendering
+    def _supervise(self, exe_id: int, step: Step, ctx: StepContext, progress, renewed_at: float
+                   ) -> Ended:
+        """Run the step in its own process group until it ends or its deadline (+ grace)
+        passes; either way the group is killed and reaped before this returns."""
+        proc = StepProcess(REGISTRY[step.kind].run, ctx, fence_s=self._fence_s,
+                           renewed_at=renewed_at)
+        stop = threading.Event()
+        beat = threading.Thread(target=self._beat, args=(exe_id, proc, stop),
+                                name=f"golive-heartbeat-{exe_id}", daemon=True)
+        beat.start()
+        deadline = self.deps.clock() + step.timeout_s + self.deps.step_grace
+        try:
+            while True:
+                left = deadline - self.deps.clock()
+                if left <= 0:
+                    return Ended("timeout")
+                msg = proc.next(min(left, 0.5))
+                if isinstance(msg, Ended):
+                    return msg
+                if msg is not None:
+                    try:
+                        progress(msg[1])
+                    except Exception:  # Slack trouble must not stop supervision
+                        log.warning("step %s: progress not posted", step.id, exc_info=True)
+        finally:
+            proc.kill()  # the group, and anything the step left behind: now it is over
+            stop.set()
+            beat.join()
+
+    def _beat(self, exe_id: int, proc: StepProcess, stop: threading.Event) -> None:
+        """Renew the step's heartbeat over fresh connections; tell the step process each time."""
+        while not stop.wait(self.deps.heartbeat_s):
+            sent = time.monotonic()  # the renewal is no older than this, whatever the network
+            try:
+                with self.db.connection() as c:
+                    alive = repo.heartbeat(c, execution_id=exe_id)
+            except (DatabaseUnavailable, psycopg.Error) as e:
+                log.warning("heartbeat of step %s not renewed: %s", exe_id, type(e).__name__)
+                continue
+            if alive:
+                proc.renew(sent)
+
+    def _record(self, exe: dict, run: dict, step: Step, *, outcome: str, summary: str,
+                detail: str, error: str | None, facts: dict, lines: list[str],
+                duration: float) -> list[int]:
+        """Record the outcome (the step is already over); returns the steps it held. Retried
+        while the database is away; if it never answers, the reaper records "outcome unknown"."""
+        mask = self.deps.mask
+        give_up = time.monotonic() + self.deps.lease_s
+        while True:
+            try:
+                with self.db.transaction() as tx:
+                    moved = repo.transition(
+                        tx, execution_id=exe["id"], from_states=("running",), to=outcome,
+                        now=self.deps.now(), summary=mask(summary) or None,
+                        detail=mask(detail) or None, error=mask(error) if error else None,
+                        progress=mask("\n".join(lines[-50:])))
+                    if moved is None:
+                        log.error("step %s ended %s but was no longer running", step.id, outcome)
+                        return []
+                    repo.merge_run_facts(tx, run_id=run["id"], facts=mask(facts))
+                    self._audit(tx, actor="golive", channel=exe["channel"],
+                                action="step.finished", outcome=outcome, run_id=run["id"],
+                                detail={"step": step.id, "attempt": exe["attempt"],
+                                        "seconds": round(duration, 3), "summary": summary,
+                                        "error": error})
+                    return self._hold_run(tx, moved, outcome) if outcome != "succeeded" else []
+            except DatabaseUnavailable as e:
+                if time.monotonic() >= give_up:
+                    log.error("step %s ended %s; not recorded (%s)", step.id, outcome, e)
+                    return []
+                self._stop.wait(0.5)

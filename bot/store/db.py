@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
+import os
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -27,27 +35,30 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
-def alembic_config(url: str):
+def alembic_config(url: str, *, runtime_role: str | None = None):
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     # ConfigParser interpolation treats % specially (percent-encoded passwords).
     cfg.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
+    if runtime_role:
+        cfg.set_main_option("golive.runtime_role", runtime_role)
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Apply the bot's migrations up to ``revision``."""
+def upgrade(url: str, revision: str = "head", *, runtime_role: str | None = None) -> None:
+    """Apply the bot's migrations up to ``revision`` as the owner role at ``url``, granting
+    ``runtime_role`` (default golive_runtime) what the bot needs."""
     from alembic import command
 
-    command.upgrade(alembic_config(url), revision)
+    command.upgrade(alembic_config(url, runtime_role=runtime_role), revision)
 
 
-def downgrade(url: str, revision: str) -> None:
+def downgrade(url: str, revision: str, *, runtime_role: str | None = None) -> None:
     from alembic import command
 
-    command.downgrade(alembic_config(url), revision)
+    command.downgrade(alembic_config(url, runtime_role=runtime_role), revision)
 
 
 def current_revision(url: str) -> str | None:
@@ -69,48 +80,161 @@ def head_revision() -> str:
     return head
 
 
-class Database:
-    """A connection pool that fails fast with DatabaseUnavailable instead of hanging."""
+# Every call gets a deadline, enforced twice: the server cancels a slow statement
+# (statement_timeout) and TCP keepalives / tcp_user_timeout drop a dead peer; and because a
+# silent partition (a middlebox that accepts and ACKs but forwards nothing) defeats both, a
+# client-side watchdog shuts the socket down when a checkout overruns its deadline, so
+# psycopg raises OperationalError at once and the pool discards the connection.
+CALL_TIMEOUT_S = 3.0
+"""Default deadline of one ``Database.connection()`` checkout, from asking to giving back."""
+CHECK_TIMEOUT_S = 0.8
+"""Deadline of the pool's liveness check of an idle connection before handing it out."""
+CONNECT_TIMEOUT_S = 2  # libpq's minimum useful value
 
-    def __init__(self, url: str, *, min_size: int = 2, max_size: int = 16, timeout: float = 5.0):
+
+def connection_kwargs(url: str, *, statement_timeout_s: float | None) -> dict[str, Any]:
+    """Connection options every bot connection gets: keepalives, tcp_user_timeout, and a
+    server-side statement timeout (added to any ``options`` the URL already carries)."""
+    opts = conninfo_to_dict(url).get("options") or ""
+    if statement_timeout_s is not None:
+        opts = f"{opts} -c statement_timeout={int(statement_timeout_s * 1000)}".strip()
+    kw: dict[str, Any] = {"row_factory": dict_row, "connect_timeout": CONNECT_TIMEOUT_S,
+                          "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
+                          "keepalives_count": 3, "tcp_user_timeout": 10_000}
+    if opts:
+        kw["options"] = opts
+    return kw
+
+
+def sever(conn: psycopg.Connection) -> None:
+    """Shut the connection's socket down under a blocked call: it fails at once."""
+    try:
+        fd = conn.pgconn.socket
+    except Exception:  # noqa: BLE001 - already closed or broken: nothing to cut
+        return
+    try:
+        with socket.socket(fileno=os.dup(fd)) as s:
+            s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class Watchdog:
+    """One thread that severs connections whose deadline passed (no thread per call)."""
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self._heap: list[tuple[float, int]] = []
+        self._armed: dict[int, psycopg.Connection] = {}
+        self._ids = itertools.count()
+        self._cv = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self.severed = 0
+
+    def arm(self, conn: psycopg.Connection, seconds: float) -> int:
+        """Watch ``conn`` for ``seconds``; returns a token for ``disarm``."""
+        token = next(self._ids)
+        with self._cv:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="golive-db-watchdog",
+                                                daemon=True)
+                self._thread.start()
+            self._armed[token] = conn
+            heapq.heappush(self._heap, (self.clock() + seconds, token))
+            self._cv.notify()
+        return token
+
+    def disarm(self, token: int) -> None:
+        with self._cv:
+            self._armed.pop(token, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while self._heap and self._heap[0][1] not in self._armed:
+                    heapq.heappop(self._heap)
+                wait = self._heap[0][0] - self.clock() if self._heap else None
+                if wait is None or wait > 0:
+                    self._cv.wait(wait)
+                    continue
+                _, token = heapq.heappop(self._heap)
+                conn = self._armed.pop(token)
+                self.severed += 1
+            log.warning("database call overran its deadline; dropping the connection")
+            sever(conn)
+
+
+class Database:
+    """A connection pool whose every checkout has a deadline: a call that misses it raises
+    DatabaseUnavailable instead of hanging (see CALL_TIMEOUT_S)."""
+
+    def __init__(self, url: str, *, min_size: int = 2, max_size: int = 16,
+                 timeout: float = CALL_TIMEOUT_S, statement_timeout: float | None = None):
         self.url = url
         self.timeout = timeout
+        self.statement_timeout = statement_timeout if statement_timeout is not None \
+            else max(0.5, timeout - 0.5)
+        self.watchdog = Watchdog()
+        self._caller = threading.local()  # the checking-out caller's deadline, for _check
+        self.kwargs = connection_kwargs(url, statement_timeout_s=self.statement_timeout)
         self.pool = ConnectionPool(
             url,
             min_size=min_size,
             max_size=max_size,
-            kwargs={"row_factory": dict_row, "connect_timeout": 3, "autocommit": False},
-            check=ConnectionPool.check_connection,
+            kwargs={**self.kwargs, "autocommit": False},
+            check=self._check,
             open=False,
             name="golive",
         )
 
+    def _check(self, conn: psycopg.Connection) -> None:
+        left = getattr(self._caller, "deadline", float("inf")) - time.monotonic()
+        token = self.watchdog.arm(conn, max(0.05, min(CHECK_TIMEOUT_S, left)))
+        try:
+            ConnectionPool.check_connection(conn)
+        finally:
+            self.watchdog.disarm(token)
+
     def open(self, wait: bool = False) -> None:
-        self.pool.open(wait=wait, timeout=self.timeout)
+        self.pool.open(wait=wait, timeout=max(self.timeout, 5.0))
 
     def close(self) -> None:
         self.pool.close()
 
     @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection]:
-        """A pooled connection; commit on success, roll back on error."""
+    def connection(self, *, timeout: float | None = None) -> Iterator[psycopg.Connection]:
+        """A pooled connection; commit on success, roll back on error. The whole checkout,
+        waiting included, must end within ``timeout`` (default ``self.timeout``) seconds or it
+        raises DatabaseUnavailable; a longer job passes its own (and sets its own
+        statement_timeout)."""
+        budget = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
+        token: int | None = None
+        self._caller.deadline = deadline
         try:
-            with self.pool.connection(timeout=self.timeout) as conn:
+            with self.pool.connection(timeout=budget) as conn:
+                token = self.watchdog.arm(conn, max(0.05, deadline - time.monotonic()))
                 yield conn
         except (PoolTimeout, psycopg.OperationalError) as e:
             raise DatabaseUnavailable(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
+        finally:
+            if token is not None:
+                self.watchdog.disarm(token)
 
     transaction = connection
+
+    def connect(self) -> psycopg.Connection:
+        """A dedicated connection (not pooled) with the same options; the caller closes it."""
+        try:
+            return psycopg.connect(self.url, **self.kwargs)
+        except psycopg.OperationalError as e:
+            raise DatabaseUnavailable(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
 
     def ping(self, timeout: float = 1.5) -> bool:
         """True when the database answers within ``timeout`` seconds."""
         try:
-            with self.pool.connection(timeout=timeout) as conn:
+            with self.connection(timeout=timeout) as conn:
                 conn.execute("SELECT 1")
             return True
-        except PoolTimeout:
-            return False
-        except DatabaseUnavailable:
-            return False
-        except psycopg.Error:
+        except (DatabaseUnavailable, psycopg.Error):
             return False

@@ -24,16 +24,22 @@ def _identity(x: Any) -> Any:
 
 # --- audit -----------------------------------------------------------------------------------
 
-def append_audit(conn: Conn, *, now: datetime, actor: str, action: str, outcome: str,
-                 run_id: int | None = None, channel: str | None = None,
+def append_audit(conn: Conn, *, key: bytes, now: datetime, actor: str, action: str,
+                 outcome: str, run_id: int | None = None, channel: str | None = None,
                  detail: Mapping[str, Any] | None = None, mask: Mask = _identity) -> int:
-    """Append one row to the hash chain (locks the chain head until the caller commits)."""
+    """Append one row to the keyed hash chain (locks the chain head until the caller commits).
+
+    Text PostgreSQL cannot store (NUL) is kept in its escaped form, so every event leaves a row.
+    """
+    # FOR UPDATE serialises appends: without it two writers read the same head, pick the same id
+    # and the second one's transaction (with the state change it records) rolls back.
     head = conn.execute("SELECT last_id, last_hash FROM audit_head FOR UPDATE").fetchone()
     assert head is not None, "audit_head row missing: run `golive db upgrade`"
     new_id = head["last_id"] + 1
-    clean = json.loads(json.dumps(mask(dict(detail or {})), default=str))
+    clean = audit.storable(json.loads(json.dumps(mask(dict(detail or {})), default=str)))
+    actor, channel, action, outcome = audit.storable([actor, channel, action, outcome])
     at = now
-    h = audit.row_hash(head["last_hash"], id=new_id, at=at, run_id=run_id, actor=actor,
+    h = audit.row_hash(head["last_hash"], key=key, id=new_id, at=at, run_id=run_id, actor=actor,
                        channel=channel, action=action, detail=clean, outcome=outcome)
     conn.execute(
         "INSERT INTO audit_log (id, at, run_id, actor, channel, action, detail, outcome,"
@@ -51,9 +57,34 @@ def audit_rows(conn: Conn, *, run_id: int | None = None) -> list[Row]:
 
 
 def audit_head(conn: Conn) -> Row:
+    """The chain head (``last_id``, ``last_hash``); exact inside the appending transaction."""
     row = conn.execute("SELECT last_id, last_hash FROM audit_head").fetchone()
     assert row is not None
     return row
+
+
+def step_result_audit(conn: Conn, *, run_id: int, step_id: str, attempt: int) -> Row | None:
+    """The audit row recording a step's result: its id and hash anchor the step's card."""
+    return conn.execute(
+        "SELECT id, hash FROM audit_log WHERE run_id = %s AND action = 'step.finished'"
+        " AND detail->>'step' = %s AND detail->>'attempt' = %s ORDER BY id DESC LIMIT 1",
+        (run_id, step_id, str(attempt))).fetchone()
+
+
+def audit_owner_warning(conn: Conn) -> str | None:
+    """Why this connection's role could rewrite the audit log unnoticed by the database (it owns
+    audit_log, or is a superuser), or None when it is a plain runtime role."""
+    row = conn.execute(
+        "SELECT current_user AS me, r.rolsuper AS su,"
+        " pg_has_role(current_user, c.relowner, 'USAGE') AS owns"
+        " FROM pg_roles r, pg_class c WHERE r.rolname = current_user"
+        " AND c.oid = to_regclass('audit_log')").fetchone()
+    if row is None or not (row["su"] or row["owns"]):
+        return None
+    why = "a superuser" if row["su"] else "the owner of audit_log"
+    return (f"connected as {row['me']}, {why}: it can disable the audit log's triggers; run "
+            "the bot as the runtime role (DATABASE_URL) and migrate as the owner "
+            "(GOLIVE_MIGRATIONS_DATABASE_URL)")
 
 
 # --- runs ------------------------------------------------------------------------------------
@@ -194,18 +225,58 @@ def unlock_execution(conn: Conn, *, execution_id: int) -> None:
 LOCK_NS = 0x601  # advisory lock namespace for running steps
 
 
+def heartbeat(conn: Conn, *, execution_id: int) -> bool:
+    """Renew a running step's heartbeat (database time); False once it is no longer running."""
+    return conn.execute("UPDATE step_executions SET heartbeat_at = now() WHERE id = %s"
+                        " AND state = 'running' RETURNING id", (execution_id,)).fetchone() \
+        is not None
+
+
+def interrupt_if_stale(conn: Conn, *, execution_id: int, lease_s: float, now: datetime,
+                       error: str) -> Row | None:
+    """Compare-and-set running -> interrupted, only if its heartbeat is older than ``lease_s``
+    by the database's clock (or was never set); None otherwise."""
+    return conn.execute(
+        "UPDATE step_executions SET state = 'interrupted', finished_at = %s, error = %s"
+        " WHERE id = %s AND state = 'running' AND (heartbeat_at IS NULL"
+        "   OR heartbeat_at < now() - make_interval(secs => %s)) RETURNING *",
+        (now, error, execution_id, lease_s)).fetchone()
+
+
+def hold_queued(conn: Conn, *, run_id: int, now: datetime, error: str) -> list[Row]:
+    """Cancel every queued step of a run (something in it failed; a person decides again)."""
+    return conn.execute(
+        "UPDATE step_executions SET state = 'cancelled', finished_at = %s, error = %s"
+        " WHERE run_id = %s AND state = 'queued' RETURNING *", (now, error, run_id)).fetchall()
+
+
+def failure_since(conn: Conn, *, run_id: int, since: datetime) -> Row | None:
+    """The first step of the run that failed or was interrupted after ``since``, if any."""
+    return conn.execute(
+        "SELECT * FROM step_executions WHERE run_id = %s AND state IN ('failed', 'interrupted')"
+        " AND finished_at > %s ORDER BY finished_at LIMIT 1", (run_id, since)).fetchone()
+
+
+def active_rollback(conn: Conn, *, run_id: int, step_ids: list[str]) -> Row | None:
+    """A step of the rollback plan that is still awaiting approval, queued or running."""
+    return conn.execute(
+        "SELECT * FROM step_executions WHERE run_id = %s AND step_id = ANY(%s)"
+        " AND state IN ('awaiting_approval', 'queued', 'running') LIMIT 1",
+        (run_id, step_ids)).fetchone()
+
+
 # --- approvals -------------------------------------------------------------------------------
 
 def insert_approval(conn: Conn, *, run_id: int, step_id: str, action: str,
                     params: Mapping[str, Any], params_hash: str, requester: str, required: int,
                     groups: list[str], reason: str | None, channel: str, now: datetime,
-                    expires_at: datetime) -> Row:
+                    expires_at: datetime, kind: str = "step") -> Row:
     row = conn.execute(
         "INSERT INTO approvals (run_id, step_id, action, params, params_hash, requester,"
-        " required, groups, reason, channel, created_at, expires_at)"
-        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING *",
+        " required, groups, reason, channel, created_at, expires_at, kind)"
+        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING *",
         (run_id, step_id, action, Jsonb(dict(params)), params_hash, requester, required,
-         groups, reason, channel, now, expires_at)).fetchone()
+         groups, reason, channel, now, expires_at, kind)).fetchone()
     assert row is not None
     return row
 
@@ -265,3 +336,17 @@ def set_approval_message(conn: Conn, *, approval_id: int, ts: str) -> None:
 def approvals_of_run(conn: Conn, *, run_id: int) -> list[Row]:
     return conn.execute("SELECT * FROM approvals WHERE run_id = %s ORDER BY id",
                         (run_id,)).fetchall()
+
+
+# --- inbox (every verified request, before its ack) ------------------------------------------
+
+def inbox_insert(conn: Conn, *, sig_key: str, kind: str, channel: str | None, body: bytes,
+                 purge_older_than_s: float | None = None) -> int | None:
+    """Record a verified request; None when its signature was seen before (a replay)."""
+    if purge_older_than_s is not None:
+        conn.execute("DELETE FROM inbox WHERE state = 'done' AND received_at < now() -"
+                     " make_interval(secs => %s)", (purge_older_than_s,))
+    row = conn.execute("INSERT INTO inbox (sig_key, kind, channel, body) VALUES (%s, %s, %s, %s)"
+                       " ON CONFLICT (sig_key) DO NOTHING RETURNING id",
+                       (sig_key, kind, channel, body)).fetchone()
+    return row["id"] if row else None

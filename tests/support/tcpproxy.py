@@ -16,6 +16,7 @@ class TcpProxy:
         self.listener.listen(64)
         self._up = threading.Event()
         self._up.set()
+        self._silent = threading.Event()
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -30,6 +31,10 @@ class TcpProxy:
             if not self._up.is_set():
                 client.close()  # outage: refuse at once, like a dead server's RST
                 continue
+            if self._silent.is_set():
+                with self._lock:
+                    self._conns.append(client)  # accepted (the kernel ACKs), never answered
+                continue
             try:
                 server = socket.create_connection(self.upstream, timeout=5)
             except OSError:
@@ -40,11 +45,11 @@ class TcpProxy:
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
-                dst.sendall(data)
+                if not self._silent.is_set():  # a silent partition swallows everything
+                    dst.sendall(data)
         except OSError:
             pass
         finally:
@@ -66,7 +71,13 @@ class TcpProxy:
             except OSError:
                 pass
 
+    def silence(self) -> None:
+        """A silent partition: connections stay open and new ones are accepted, but nothing
+        is forwarded either way (no RST, no FIN: only a deadline can notice)."""
+        self._silent.set()
+
     def restore(self) -> None:
+        self._silent.clear()
         self._up.set()
 
     def close(self) -> None:
