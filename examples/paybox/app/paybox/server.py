@@ -38,16 +38,37 @@ class State:
             "deposits": 0, "webhooks_verified": 0, "webhooks_invalid": 0,
             "logins_ok": 0, "logins_failed": 0,
         }
+        self.by_status = {}  # (method, status) -> count, for the Prometheus text format
 
     def bump(self, key, n=1):
         with self.lock:
             self.metrics[key] += n
 
-    def count_status(self, status):
+    def count_status(self, status, method="GET"):
         cls = f"{status // 100}xx"
         with self.lock:
             self.metrics["requests_total"] += 1
             self.metrics["requests"][cls] = self.metrics["requests"].get(cls, 0) + 1
+            key = (method, status)
+            self.by_status[key] = self.by_status.get(key, 0) + 1
+
+    def prometheus_text(self):
+        """Counters in the Prometheus text exposition format (0.0.4), written by hand: the
+        image is built offline from Debian packages, without prometheus-client."""
+        with self.lock:
+            by_status = sorted(self.by_status.items())
+            m = dict(self.metrics)
+        out = ["# HELP paybox_http_requests_total HTTP requests answered, by method and status.",
+               "# TYPE paybox_http_requests_total counter"]
+        out += [f'paybox_http_requests_total{{method="{meth}",status="{st}"}} {n}'
+                for (meth, st), n in by_status]
+        for key, help_ in (("payouts_attempted", "Payouts attempted."),
+                           ("payouts_failed", "Payouts the PSP declined."),
+                           ("webhooks_verified", "Webhooks whose signature verified."),
+                           ("webhooks_invalid", "Webhooks whose signature did not verify.")):
+            out += [f"# HELP paybox_{key}_total {help_}", f"# TYPE paybox_{key}_total counter",
+                    f"paybox_{key}_total {m[key]}"]
+        return "\n".join(out) + "\n"
 
     def snapshot(self):
         with self.lock:
@@ -193,7 +214,8 @@ class Handler(BaseHTTPRequestHandler):
         try:
             knobs = self.state.knobs
             if (knobs["error_5xx_rate"] > 0 and not path.startswith("/ops/")
-                    and path != "/api/health" and random.random() < knobs["error_5xx_rate"]):
+                    and path not in ("/api/health", "/metrics")
+                    and random.random() < knobs["error_5xx_rate"]):
                 self._json_error(500, "injected_error", "error_5xx_rate knob")
             else:
                 route = ROUTES.get((method, path))
@@ -216,9 +238,10 @@ class Handler(BaseHTTPRequestHandler):
                 except Exception:  # noqa: BLE001, S110
                     pass
         finally:
-            if self._status:
-                self.state.count_status(self._status)
-            if path != "/api/health" or self._status != 200:
+            # scrapes are not traffic: counting them would dilute the 5xx ratio
+            if self._status and path != "/metrics":
+                self.state.count_status(self._status, method)
+            if path not in ("/api/health", "/metrics") or self._status != 200:
                 ms = (time.time() - t0) * 1000
                 log(f"access {method} {path} {self._status} {ms:.1f}ms")
 
@@ -370,6 +393,10 @@ class Handler(BaseHTTPRequestHandler):
             log(f"webhook psp event={event[:120]} Signature Invalid")
             self._json_error(401, "invalid_signature")
 
+    def prometheus_metrics(self):
+        # unauthenticated like most /metrics endpoints: counters only, loopback-bound
+        self._send(200, self.state.prometheus_text(), "text/plain; version=0.0.4")
+
     # ---------- ops (X-Ops-Token) ----------
     def ops_metrics(self):
         if self._ops_ok():
@@ -425,6 +452,7 @@ ROUTES = {
     ("GET", "/api/accounts"): Handler.account,
     ("POST", "/webhooks/psp"): Handler.webhook,
     ("GET", "/ops/metrics"): Handler.ops_metrics,
+    ("GET", "/metrics"): Handler.prometheus_metrics,
     ("GET", "/ops/ledger/check"): Handler.ops_ledger_check,
     ("GET", "/ops/knobs"): Handler.ops_knobs_get,
     ("POST", "/ops/knobs"): Handler.ops_knobs_set,
