@@ -1,0 +1,132 @@
+"""The ``[canary]`` table of the bot's TOML config: amounts, the account, the ledger queries,
+the report template and who signs off (runbook 2C)."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from runbook.watches.config import DEFAULT_INVARIANTS
+
+SHIPPED_TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "canary_report.md"
+
+DEFAULT_QUERIES = {
+    "balances": "SELECT available_cents AS available, held_cents AS held "
+                "FROM accounts WHERE id = %(account)s",
+    # paybox credits a deposit in the same transaction that records it: a row is settled
+    "deposit": "SELECT id::text AS id, account_id AS account, amount_cents AS amount, "
+               "'settled' AS status, created_at AS at FROM transactions "
+               "WHERE kind = 'deposit' AND (reference = %(reference)s OR id::text = %(reference)s)",
+    # to_jsonb keeps the query valid on schema 0001, before payouts.idempotency_key existed
+    "withdrawal": "SELECT p.id::text AS id, p.account_id AS account, p.amount_cents AS amount, "
+                  "p.status, p.created_at AS at, p.updated_at AS settled_at, "
+                  "(SELECT -sum(t.amount_cents) FROM transactions t WHERE t.payout_id = p.id) "
+                  "AS entries FROM payouts p WHERE p.id::text = %(reference)s "
+                  "OR to_jsonb(p) ->> 'idempotency_key' = %(reference)s",
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CanaryQueries(_Model):
+    """SQL against the target's database; ``%(account)s`` and ``%(reference)s`` are bound."""
+
+    balances: str = DEFAULT_QUERIES["balances"]
+    """One row with ``available`` and ``held`` (minor units) for ``%(account)s``."""
+    deposit: str = DEFAULT_QUERIES["deposit"]
+    """The deposit with ``%(reference)s``: ``id``, ``account``, ``amount``, ``status``, ``at``."""
+    withdrawal: str = DEFAULT_QUERIES["withdrawal"]
+    """The payout with ``%(reference)s``: as ``deposit``, optionally ``settled_at``, ``entries``."""
+    settled_statuses: list[str] = Field(default_factory=lambda: ["settled", "completed",
+                                                                 "succeeded"])
+    invariants: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_INVARIANTS))
+    """Name -> SQL returning the violating rows (the ledger watch's defaults)."""
+
+
+_SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$|^[UWS]_[A-Z0-9_]+$")
+
+
+class Role(_Model):
+    """Who may sign for a role: Slack user IDs and/or user group IDs (resolved by the shell)."""
+
+    users: list[str] = Field(default_factory=list)
+    groups: list[str] = Field(default_factory=list)
+    min: int = Field(1, ge=0, le=10)
+    """Signatures this role must contribute to a GO."""
+
+    @field_validator("users", "groups")
+    @classmethod
+    def _ids(cls, v: list[str]) -> list[str]:
+        bad = [x for x in v if not _SLACK_ID.fullmatch(x)]
+        if bad:
+            raise ValueError(f"not Slack user or user group IDs: {', '.join(bad)}")
+        return v
+
+
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+class CanaryConfig(_Model):
+    """``[canary]``: the real-money smoke test after traffic opens, and its sign-off."""
+
+    enabled: bool = True
+    currency: str = "USD"
+    minor_units: int = Field(2, ge=0, le=4)
+    deposit_amount: Decimal = Field(Decimal(10), gt=0)
+    withdraw_amount: Decimal = Field(Decimal(10), gt=0)
+    fee: Decimal = Field(Decimal(0), ge=0)
+    """Charged on the withdrawal: ``available`` must fall by amount + fee."""
+    account: str = "canary"
+    """The account the people use for the canary; nothing else should move it meanwhile."""
+    database_url: SecretStr | None = None
+    """The target's database; unset: ``[target.migrations] database_url``."""
+    timeout_s: float = Field(10.0, gt=0, le=120)
+    queries: CanaryQueries = Field(default_factory=CanaryQueries)
+    template: Path | None = None
+    """A Jinja2 Markdown template; unset: the shipped ``runbook/templates/canary_report.md``.
+    Relative paths are resolved from the config file's folder."""
+    required_signoffs: int = Field(2, ge=1, le=10)
+    roles: dict[str, Role] = Field(default_factory=dict)
+    """Role name -> who may sign for it; empty: the approvers sign."""
+    min_verified_webhooks: int = Field(1, ge=0)
+    """``Signature Verified`` lines naming the canary's references needed for evidence."""
+    max_budget_consumption: float = Field(1.0, gt=0)
+    """Share of the error budget the canary window may consume (1.0 = all of it)."""
+    error_budget: float | None = Field(None, gt=0, le=1)
+    """Allowed 5xx ratio; unset: ``[thresholds] error_rate_5xx``."""
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, v: str) -> str:
+        if not _CURRENCY.fullmatch(v):
+            raise ValueError(f"currency must be an ISO 4217 code like USD, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CanaryConfig:
+        for name in ("deposit_amount", "withdraw_amount", "fee"):
+            value: Decimal = getattr(self, name)
+            if value != value.quantize(Decimal(1).scaleb(-self.minor_units)):
+                raise ValueError(f"{name} {value} has more than {self.minor_units} decimals")
+        floor = sum(r.min for r in self.roles.values())
+        if floor > self.required_signoffs:
+            raise ValueError(f"roles need {floor} signatures but required_signoffs is "
+                             f"{self.required_signoffs}")
+        return self
+
+    def cents(self, amount: Decimal) -> int:
+        """``amount`` in minor units."""
+        return int(amount.scaleb(self.minor_units))
+
+    def template_file(self, base_dir: Path | None = None) -> Path:
+        """The report template to use (relative paths from ``base_dir``)."""
+        if self.template is None:
+            return SHIPPED_TEMPLATE
+        if self.template.is_absolute() or base_dir is None:
+            return self.template
+        return (base_dir / self.template).resolve()

@@ -1,0 +1,1 @@
+"""Shipped report templates (Jinja2); data files only."""
