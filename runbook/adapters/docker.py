@@ -436,7 +436,10 @@ class ComposeDeployer:
         progress(f"compose service {service} started")
 
     def stop_service(self, service: str, progress: Progress, *, timeout: float = 120.0) -> None:
-        self.compose("stop", service, timeout=timeout, what=f"docker compose stop {service}")
+        # Stop AND remove: an exited container would count as unhealthy in wait_healthy and
+        # fail the next deploy or revert.
+        self.compose("rm", "--stop", "--force", service, timeout=timeout,
+                     what=f"docker compose rm --stop {service}")
         progress(f"compose service {service} stopped")
 
     def revert(self, previous: Mapping[str, ImageInfo], progress: Progress,

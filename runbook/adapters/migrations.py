@@ -250,3 +250,23 @@ def validate_revision(rev: str) -> str:
     if not isinstance(rev, str) or not _REVISION_ID.match(rev):
         raise StepFailed(f"invalid alembic revision {rev!r}")
     return rev
+
+
+def revision_chain(script_location: Any) -> dict[str, tuple[tuple[str, ...], str]]:
+    """Each migration script's revision -> (its down_revisions, its one-line doc)."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    try:
+        scripts = list(ScriptDirectory.from_config(config).walk_revisions())
+    except Exception as e:  # noqa: BLE001 - alembic raises many types for a bad directory
+        raise StepFailed(f"cannot read migration scripts at {script_location}: "
+                         f"{_first(e)}") from None
+    out: dict[str, tuple[tuple[str, ...], str]] = {}
+    for s in scripts:
+        down = s.down_revision
+        downs = () if down is None else (down,) if isinstance(down, str) else tuple(down)
+        out[s.revision] = (downs, (s.doc or "").strip().splitlines()[0] if s.doc else "")
+    return out

@@ -9,8 +9,9 @@ from runbook.adapters.docker import ImageInfo, short
 from runbook.adapters.http import check_page, client, login_session
 from runbook.adapters.migrations import validate_revision
 from runbook.adapters.redact import tail
-from runbook.steps.base import StepContext, StepFailed, StepNotAvailable, StepResult, step_kind
+from runbook.steps.base import StepContext, StepFailed, StepResult, step_kind
 from runbook.steps.health import base_url, health_checks, run_checks
+from runbook.steps.restore import restore_snapshot
 
 
 @step_kind("rollback.revert_deploy",
@@ -42,13 +43,12 @@ def revert_deploy(ctx: StepContext) -> StepResult:
 
 
 @step_kind("rollback.data",
-           description="Downgrade migrations to alembic_before (strategy restore: not built)")
+           description="Downgrade migrations to alembic_before, or restore the preflight snapshot")
 @stepkit.masked_step
 def data(ctx: StepContext) -> StepResult:
     strategy = str(ctx.params.get("strategy", "downgrade")).lower()
     if strategy == "restore":
-        raise StepNotAvailable("`rollback.data` strategy restore is not available yet: DB restore "
-                               "from the snapshot; restore it by hand or use strategy downgrade")
+        return restore_snapshot(ctx)
     if strategy != "downgrade":
         raise StepFailed(f"rollback.data strategy must be 'downgrade' or 'restore', "
                          f"got {strategy!r}")

@@ -29,9 +29,19 @@ def run(ctx: StepContext) -> StepResult:
     did = flip(target.traffic, open_, label="traffic", progress=ctx.progress,
                secrets=ctx.secrets, timeout=stepkit.remaining_or_fail(ctx, "the switch"),
                deployer_factory=lambda: stepkit.make_deployer(ctx))
+    facts = {"traffic": "open" if open_ else "closed"}
+    if open_ and target.maintenance is not None:
+        # Nothing else lifts the maintenance page the cutover (or rollback) put up: with the
+        # page still on, open ingress would only show it. Ingress first, so the switch that
+        # lifts the page can live behind it (the paybox edge does).
+        did += "\n" + flip(target.maintenance, False, label="maintenance",
+                           progress=ctx.progress, secrets=ctx.secrets,
+                           timeout=stepkit.remaining_or_fail(ctx, "the maintenance switch"),
+                           deployer_factory=lambda: stepkit.make_deployer(ctx))
+        facts["maintenance"] = "off"
     verified = verify_traffic(target, stepkit.retrier(ctx, target), open_, ctx.progress)
     return StepResult(
         summary=f"traffic {'open' if open_ else 'closed'}: {verified}",
-        facts={"traffic": "open" if open_ else "closed"},
+        facts=facts,
         detail=f"{did}\nverified: {verified}",
     )

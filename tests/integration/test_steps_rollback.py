@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from runbook.steps.base import StepNotAvailable
 from runbook.steps.deploy import run as deploy
 from runbook.steps.migrate import run as migrate
 from runbook.steps.rollback import data, revert_deploy, verify_readonly
@@ -32,11 +31,11 @@ def test_full_rollback_after_deploy_and_migrate(stack, run_step):
     assert "read-only /dashboard: ok" in ver.result.summary
 
 
-def test_restore_strategy_is_not_available(stack, run_step):
+def test_restore_without_a_preflight_snapshot_refuses(stack, run_step):
+    # The restore itself is tested against real PostgreSQL in test_rollback_restore.py.
     out = run_step(data, facts={"alembic_before": "0001_ledger"},
                    params={"strategy": "restore"}, expect_failure=True)
-    assert isinstance(out.error, StepNotAvailable)
-    assert "not available yet: DB restore" in out.message
+    assert "no preflight snapshot recorded" in out.message
 
 
 def test_revert_without_recorded_images_fails_clearly(stack, run_step):
