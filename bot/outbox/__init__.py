@@ -1,0 +1,48 @@
+"""Durable Slack delivery: the outbox table, the write side the engine calls inside its
+transactions (``Outbox.touch``), and the sender that delivers it (``Sender``).
+
+Keys name logical messages: ``card:exe:17`` (a step's card, also its approval card),
+``card:approval:4`` (a rollback request's card), ``interrupted:exe:17``, ``summary:run:3``,
+``progress:exe:17`` (a thread reply under ``card:exe:17``), ``upload:exe:17`` (long output as a
+file). The composition root registers one renderer per prefix on the sender.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from bot.outbox import store
+from bot.outbox.sender import EVENT_TYPE, Sender
+
+__all__ = ["EVENT_TYPE", "Outbox", "Sender", "store"]
+
+
+class Outbox:
+    """The write side: ``touch`` in the transaction of the state change a message shows."""
+
+    def __init__(self, *, now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 debounce: float = 0.1, min_interval: float = 1.0):
+        self.now = now
+        self.debounce = debounce
+        self.min_interval = min_interval
+
+    def touch(self, conn: psycopg.Connection, *, key: str, channel: str,
+              thread_key: str | None = None, delay: float = 0.0, data: Any = None) -> None:
+        """Message ``key`` must show the current state (posted if new, else updated in place).
+
+        ``delay`` holds it back (e.g. "running", shown only if still true a second later);
+        ``thread_key`` makes it a reply in that message's thread; ``data`` is handed to the
+        renderer (newest wins). Delivered after the caller commits; rolled back with it.
+        """
+        store.touch(conn, key=key, channel=channel, now=self.now(), thread_key=thread_key,
+                    delay=delay, debounce=self.debounce, min_interval=self.min_interval,
+                    data=data)
+
+    @staticmethod
+    def ts(conn: psycopg.Connection, key: str) -> str | None:
+        """The ts of message ``key`` once posted (None before)."""
+        return store.ts_of(conn, key)
