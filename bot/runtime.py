@@ -65,12 +65,12 @@ def build_runtime(settings: Settings) -> Runtime:
     db = Database(settings.database_url)
     cfg = settings.config
     poster = Poster(client)
-    directory = Directory(client, groups=cfg.approvers.groups,
-                          cache_seconds=cfg.approvers.group_cache_seconds)
+    directory = Directory(client, groups=cfg.approvers.groups)
     deps = Deps(poster=poster, directory=directory, target=cfg.target, secrets=secrets,
                 mask=partial(mask_payload, secrets=secrets),
                 approvers=frozenset(cfg.approvers.users),
                 expiry=timedelta(minutes=cfg.approvers.expiry_minutes),
+                audit_key=settings.audit_key,
                 rollback_gated=cfg.approvers.rollback_requires_approval)
     engine = Engine(db=db, runbook=runbook_for(settings), deps=deps)
     app = build_app(settings=settings, engine=engine, client=client, secrets=secrets)

@@ -3,40 +3,92 @@
 from __future__ import annotations
 
 import gc
+import logging
 import sys
+import threading
 import time
+import uuid
 from contextlib import asynccontextmanager
+from itertools import count
 
+import httpx
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
+from slack_sdk.signature import SignatureVerifier
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot import ingress
 from bot.runtime import Runtime
+from bot.store import repo
+from bot.store.db import DatabaseUnavailable
 
-
-def _kind(body: bytes) -> str:
-    if body.startswith(b"payload="):
-        return "interaction"
-    if b"command=" in body:
-        return "command"
-    return "other"
+log = logging.getLogger(__name__)
+PURGE_EVERY = 200  # requests between purges of remembered signatures
+ACK_DB_BUDGET_S = 1.0
 
 
 def build_asgi(runtime: Runtime, *, worker: bool = True) -> Starlette:
     app, metrics = runtime.app, runtime.metrics
 
+    verifier = SignatureVerifier(runtime.settings.signing_secret)
+    seen = count()
+
+    def remember(inbound: ingress.Inbound, key: str, body: bytes) -> int | None:
+        purge = ingress.REPLAY_WINDOW_S * 2 if next(seen) % PURGE_EVERY == 0 else None
+        # The ack must come within Slack's 3 s even when the database is silent.
+        with runtime.db.transaction(timeout=ACK_DB_BUDGET_S) as conn:
+            return repo.inbox_insert(conn, sig_key=key, kind=inbound.kind,
+                                     channel=inbound.channel, body=body,
+                                     purge_older_than_s=purge)
+
+    def answer(kind: str, started: float, resp: Response) -> Response:
+        metrics.ack_seconds.labels(kind).observe(time.perf_counter() - started)
+        metrics.requests.labels(kind, str(resp.status_code)).inc()
+        return resp
+
     async def events(request: Request) -> Response:
         started = time.perf_counter()
         body = await request.body()
-        # Bolt's dispatch is synchronous: run it off the event loop so acks don't queue.
-        bolt_resp = await run_in_threadpool(app.dispatch, to_bolt_request(request, body))
-        kind = _kind(body)
-        metrics.ack_seconds.labels(kind).observe(time.perf_counter() - started)
-        metrics.requests.labels(kind, str(bolt_resp.status)).inc()
-        return to_starlette_response(bolt_resp)
+        headers = request.headers
+        inbound = ingress.inspect(body, headers.get("content-type", ""))
+        if not verifier.is_valid(body, headers.get("x-slack-request-timestamp", ""),
+                                 headers.get("x-slack-signature", "")):
+            return answer(inbound.kind, started, JSONResponse({"error": "invalid request"},
+                                                              status_code=401))
+        if inbound.problem:
+            log.warning("refused a malformed %s request: %s", inbound.kind, inbound.problem)
+            return answer(inbound.kind, started, JSONResponse({"error": "malformed request"},
+                                                              status_code=400))
+        if inbound.needs_database:
+            try:
+                inbox_id = await run_in_threadpool(remember, inbound,
+                                                   ingress.signature_key(headers), body)
+            except DatabaseUnavailable:
+                return answer(inbound.kind, started, database_down(inbound))
+            if inbox_id is None:
+                log.warning("refused a replayed %s request", inbound.kind)
+                return answer(inbound.kind, started, JSONResponse(
+                    {"error": "this request was already received"}, status_code=401))
+        try:
+            # Bolt's dispatch is synchronous: run it off the event loop so acks don't queue.
+            bolt_resp = await run_in_threadpool(app.dispatch, to_bolt_request(request, body))
+        except Exception as e:  # noqa: BLE001 - the boundary: never a 5xx or a traceback
+            err = uuid.uuid4().hex[:8]
+            log.error("request %s failed before its ack: %s (error id %s)", inbound.kind,
+                      type(e).__name__, err)
+            return answer(inbound.kind, started, JSONResponse(
+                {"response_type": "ephemeral",
+                 "text": f"Something went wrong on our side (error id `{err}`); nothing was "
+                         "done."} if inbound.kind == "command" else {}))
+        if bolt_resp.status == 404 or bolt_resp.status >= 500:
+            # No listener for it, or a listener failed before its ack (Bolt has logged why):
+            # Slack expects an ack, and a 404/5xx only shows the user an opaque error.
+            log.warning("acked a %s request Bolt answered %s", inbound.kind, bolt_resp.status)
+            return answer(inbound.kind, started, Response(status_code=200))
+        return answer(inbound.kind, started, to_starlette_response(bolt_resp))
 
     async def healthz(request: Request) -> Response:
         ok = await run_in_threadpool(runtime.db.ping)
@@ -59,6 +111,30 @@ def build_asgi(runtime: Runtime, *, worker: bool = True) -> Starlette:
                              Route("/healthz", healthz, methods=["GET"]),
                              Route("/metrics", prometheus, methods=["GET"])],
                      lifespan=lifespan)
+
+
+def database_down(inbound: ingress.Inbound) -> Response:
+    """The answer when the request cannot even be recorded: say so, change nothing."""
+    from bot.app import DB_DOWN
+
+    if inbound.kind == "command":
+        return JSONResponse({"response_type": "ephemeral", "text": DB_DOWN})
+    if (inbound.payload or {}).get("type") == "view_submission":
+        block = ingress.first_input_block(inbound)
+        if block:
+            return JSONResponse({"response_action": "errors", "errors": {block: DB_DOWN}})
+    url = ingress.response_url_of(inbound)
+    if url:  # a click: tell the clicker through its response_url, off the ack path
+        threading.Thread(target=_say, args=(url, DB_DOWN), daemon=True).start()
+    return Response(status_code=200)
+
+
+def _say(url: str, text: str) -> None:
+    try:
+        httpx.post(url, json={"response_type": "ephemeral", "replace_original": False,
+                              "text": text}, timeout=5)
+    except httpx.HTTPError as e:
+        log.warning("could not tell the clicker the database is down: %s", type(e).__name__)
 
 
 def tune_gc() -> None:

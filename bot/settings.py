@@ -14,10 +14,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runbook.break_glass import RollbackSettings
+from runbook.canary.config import CanaryConfig
+from runbook.checks.config import PreflightConfig
 from runbook.target import TargetConfig
+from runbook.watches.config import WatchesConfig
 
 SLACK_ID = re.compile(r"^[UWBS][A-Z0-9]{2,}$|^[UWBS]_[A-Z0-9_]+$")
 CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$|^[CGD]_[A-Z0-9_]+$")
@@ -41,9 +53,26 @@ class Env(BaseSettings):
     slack_app_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
     database_url: SecretStr | None = None
+    golive_migrations_database_url: SecretStr | None = None
+    golive_runtime_role: str = "golive_runtime"
+    golive_audit_key: SecretStr | None = None
     golive_config: Path | None = None
     golive_log_level: str = "INFO"
     port: int = 3000
+
+    @field_validator("golive_audit_key")
+    @classmethod
+    def _audit_key(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+        return v
+
+    @field_validator("golive_runtime_role")
+    @classmethod
+    def _role_name(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", v):
+            raise ValueError("must be a lowercase PostgreSQL role name")
+        return v
 
     @field_validator("slack_api_url")
     @classmethod
@@ -82,7 +111,8 @@ class Approvers(BaseModel):
     groups: dict[str, str] = Field(default_factory=dict)
     """Approver group name (used by runbook gates) -> Slack user group ID (S...)."""
     expiry_minutes: int = Field(15, ge=1, le=24 * 60)
-    group_cache_seconds: int = Field(60, ge=0, le=3600)
+    group_cache_seconds: int | None = Field(None, ge=0, le=3600)
+    """Ignored, kept so older configs load: membership is looked up fresh on every click."""
     rollback_requires_approval: bool = True
 
     @field_validator("users")
@@ -95,6 +125,25 @@ class Approvers(BaseModel):
     def _groups(cls, v: dict[str, str]) -> dict[str, str]:
         _slack_ids(list(v.values()), SLACK_ID, "user group")
         return v
+
+
+class Operators(BaseModel):
+    """Who may start and finish a run and request steps; absent: the approvers."""
+
+    model_config = ConfigDict(extra="forbid")
+    users: list[str] = Field(default_factory=list)
+    groups: list[str] = Field(default_factory=list)
+    """Slack user group IDs (S...); membership is looked up at request time."""
+
+    @field_validator("users")
+    @classmethod
+    def _users(cls, v: list[str]) -> list[str]:
+        return _slack_ids(v, SLACK_ID, "user")
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, v: list[str]) -> list[str]:
+        return _slack_ids(v, SLACK_ID, "user group")
 
 
 class Thresholds(BaseModel):
@@ -113,8 +162,59 @@ class GoliveConfig(BaseModel):
     runbook: Path | None = None
     channels: Channels
     approvers: Approvers
+    operators: Operators | None = None
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    watches: WatchesConfig = Field(default_factory=WatchesConfig)
+    """The post-cutover watches; unset thresholds come from ``thresholds``."""
     target: TargetConfig = Field(default_factory=TargetConfig)
+    preflight: PreflightConfig = Field(default_factory=PreflightConfig)
+    canary: CanaryConfig = Field(default_factory=CanaryConfig)
+    """The real-money canary and its sign-off (runbook 2C)."""
+    rollback: RollbackSettings = Field(default_factory=RollbackSettings)
+    """``[rollback.break_glass]``: when one person may roll back alone (runbook 3)."""
+    secrets: list[str] = Field(default_factory=list)
+    """Environment variables whose values are secret wherever ``${VAR}`` puts them."""
+    _expanded_secrets: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, v: list[str]) -> list[str]:
+        bad = [n for n in v if not _VAR_NAME.fullmatch(n)]
+        if bad:
+            raise ValueError(f"not environment variable names: {', '.join(bad)}")
+        return v
+
+    def effective_operators(self) -> Operators:
+        """``[operators]``, or the approvers (their users and groups) when it is absent."""
+        if self.operators is not None:
+            return self.operators
+        return Operators(users=list(self.approvers.users),
+                         groups=list(self.approvers.groups.values()))
+
+    def secret_values(self) -> dict[str, str]:
+        """Every value the config marks secret (SecretStr fields, secret-looking env keys) and
+        every value ``${VAR}`` expanded from a variable named in ``secrets``."""
+        out = {f"config.{k}": v for k, v in _secret_strs(self).items()}
+        out.update(self.target.secrets())
+        out.update({f"${{{k}}}": v for k, v in self._expanded_secrets.items()})
+        return {k: v for k, v in out.items() if v}
+
+
+def _secret_strs(value: Any, where: str = "") -> dict[str, str]:
+    """Every SecretStr value inside a config model, by its dotted path."""
+    out: dict[str, str] = {}
+    if isinstance(value, SecretStr):
+        out[where] = value.get_secret_value()
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            out.update(_secret_strs(getattr(value, name), f"{where}.{name}" if where else name))
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            out.update(_secret_strs(v, f"{where}.{k}"))
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            out.update(_secret_strs(v, f"{where}.{i}"))
+    return out
 
 
 @dataclass(frozen=True)
@@ -136,26 +236,49 @@ class Settings:
     def database_url(self) -> str:
         return self.env.database_url.get_secret_value() if self.env.database_url else ""
 
+    @property
+    def migrations_database_url(self) -> str:
+        """The owner role's URL for migrations; DATABASE_URL when unset (one-role setups)."""
+        v = self.env.golive_migrations_database_url
+        return v.get_secret_value() if v else self.database_url
+
+    @property
+    def audit_key(self) -> bytes:
+        """The audit chain's HMAC key; outside production a public development key when
+        GOLIVE_AUDIT_KEY is unset (production refuses to start without it)."""
+        v = self.env.golive_audit_key
+        return (v.get_secret_value() if v else DEV_AUDIT_KEY).encode()
+
+    @property
+    def audit_key_is_dev(self) -> bool:
+        return self.env.golive_audit_key is None
+
     def secrets(self) -> dict[str, str]:
         """Every secret value this process knows, by name, for masking outgoing text."""
         out: dict[str, str] = {}
-        for name in ("slack_bot_token", "slack_signing_secret", "slack_app_token", "database_url"):
+        for name in ("slack_bot_token", "slack_signing_secret", "slack_app_token", "database_url",
+                     "golive_migrations_database_url", "golive_audit_key"):
             v = getattr(self.env, name)
             if v is not None and v.get_secret_value():
                 out[name.upper()] = v.get_secret_value()
-        out.update(self.config.target.secrets())
+        out.update(self.config.secret_values())
         return out
 
 
+_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _expand(value: Any, environ: dict[str, str], missing: list[str], where: str = "") -> Any:
+def _expand(value: Any, environ: dict[str, str], missing: list[str], where: str = "",
+            used: dict[str, str] | None = None) -> Any:
+    """Expand ``${VAR}`` / ``${VAR:-default}``; ``used`` collects each variable expanded."""
     if isinstance(value, str):
 
         def sub(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
             if name in environ:
+                if used is not None:
+                    used[name] = environ[name]
                 return environ[name]
             if default is not None:
                 return default
@@ -164,9 +287,10 @@ def _expand(value: Any, environ: dict[str, str], missing: list[str], where: str 
 
         return _VAR.sub(sub, value)
     if isinstance(value, dict):
-        return {k: _expand(v, environ, missing, f"{where}.{k}" if where else k) for k, v in value.items()}
+        return {k: _expand(v, environ, missing, f"{where}.{k}" if where else k, used)
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, environ, missing, where) for v in value]
+        return [_expand(v, environ, missing, where, used) for v in value]
     return value
 
 
@@ -189,20 +313,33 @@ def parse_config(text: str, *, source: str = "config", environ: dict[str, str] |
     except tomllib.TOMLDecodeError as e:
         raise ConfigError([f"{source}: not valid TOML: {e}"]) from None
     missing: list[str] = []
-    raw = _expand(raw, dict(os.environ if environ is None else environ), missing)
+    used: dict[str, str] = {}
+    names = raw.pop("secrets", None)  # variable names, not values: never expanded
+    raw = _expand(raw, dict(os.environ if environ is None else environ), missing, used=used)
+    if names is not None:
+        raw["secrets"] = names
     try:
         cfg = GoliveConfig.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(missing + _problems(e, f"{source}: ")) from None
     if missing:
         raise ConfigError([f"{source}: {m}" for m in missing])
+    cfg._expanded_secrets = {n: v for n, v in used.items() if n in set(cfg.secrets)}
     return cfg
 
 
+DEV_AUDIT_KEY = "golive-public-development-audit-key (not secret, not for production)"
+AUDIT_KEY_MISSING = ("GOLIVE_AUDIT_KEY is not set (the audit log's HMAC key, kept outside the "
+                     "database; at least 32 characters, e.g. `openssl rand -hex 32`)")
+
+
 def load_settings(*, require_slack: bool = True, require_db: bool = True,
-                  require_config: bool = True, environ: dict[str, str] | None = None
-                  ) -> Settings:
-    """Read the environment and the config file; raise ConfigError listing every problem."""
+                  require_config: bool = True, environ: dict[str, str] | None = None,
+                  require_audit_key: bool | None = None) -> Settings:
+    """Read the environment and the config file; raise ConfigError listing every problem.
+
+    The audit key is required (``require_audit_key``, default: when Slack is) in production.
+    """
     environ = dict(os.environ if environ is None else environ)
     problems: list[str] = []
     try:
@@ -220,6 +357,9 @@ def load_settings(*, require_slack: bool = True, require_db: bool = True,
     elif env.database_url and not env.database_url.get_secret_value().startswith(
             ("postgresql://", "postgres://")):
         problems.append("DATABASE_URL must start with postgresql://")
+    mig = env.golive_migrations_database_url
+    if mig and not mig.get_secret_value().startswith(("postgresql://", "postgres://")):
+        problems.append("GOLIVE_MIGRATIONS_DATABASE_URL must start with postgresql://")
     config: GoliveConfig | None = None
     path = env.golive_config
     if path is None and not require_config:
@@ -234,6 +374,9 @@ def load_settings(*, require_slack: bool = True, require_db: bool = True,
                                   environ=environ)
         except ConfigError as e:
             problems.extend(e.problems)
+    if (require_slack if require_audit_key is None else require_audit_key) and config \
+            and config.environment == "production" and not env.golive_audit_key:
+        problems.append(AUDIT_KEY_MISSING)
     if problems or config is None:
         raise ConfigError(problems)
     if path is not None and config.runbook is not None and not config.runbook.is_absolute():

@@ -39,7 +39,9 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("rollback", "/golive rollback [reason]",
             "request the rollback plan (also from an incident channel)", rollback.handle,
             gated=True),
-    Command("finish", "/golive finish", "close the active run", finish.handle, no_args),
+    Command("finish", '/golive finish [--abort "reason"]',
+            "close the active run (refused while work is open; --abort ends it as aborted)",
+            finish.handle, finish.validate),
 ]}
 
 __all__ = ["COMMANDS", "Command", "Context", "Invocation", "Reply", "UsageError", "parse"]

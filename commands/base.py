@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,10 +59,20 @@ class Command:
 
 
 MAX_TEXT = 2000
+_SLACK_ENTITY = re.compile(r"&(amp|lt|gt);")
+_ENTITY_CHAR = {"amp": "&", "lt": "<", "gt": ">"}
+
+
+def unescape_slack(text: str) -> str:
+    """Undo the three escapes Slack applies to slash-command text (``&amp; &lt; &gt;``), in one
+    pass, so what the user typed is what the bot escapes (once) when it shows it."""
+    return _SLACK_ENTITY.sub(lambda m: _ENTITY_CHAR[m.group(1)], text)
 
 
 def tokenize(text: str) -> Invocation:
-    """Split the command text; raise UsageError (never anything else) on bad input."""
+    """Split the command text (as Slack sends it); raise UsageError (never anything else) on
+    bad input."""
+    text = unescape_slack(text)
     if len(text) > MAX_TEXT:
         raise UsageError(f"That command is {len(text)} characters long; the limit is {MAX_TEXT}.")
     if any(ord(c) < 32 and c not in "\t\n" for c in text):

@@ -1,11 +1,46 @@
-"""/golive finish: close the active run (completed, or rolled back)."""
+"""/golive finish [--abort "reason"]: close the active run.
 
-from commands.base import Context, Invocation, Reply
+Refused while an approval is pending or a step is queued or running; ``--abort`` ends the run
+as ``aborted`` instead, cancelling what is queued and voiding pending approvals.
+"""
+
+from bot.slack.blocks import audit_head_context, clip, esc
+from commands.base import Context, Invocation, Reply, UsageError
+
+USAGE = 'Usage: `/golive finish` or `/golive finish --abort "reason"`'
+OUTCOMES = {"completed": "completed", "incomplete": "incomplete", "aborted": "aborted",
+            "rolled_back": "rolled back"}
+
+
+def abort_reason(inv: Invocation) -> str | None:
+    """The ``--abort`` reason, None without the flag; UsageError when it is off."""
+    words = list(inv.words)
+    if not words:
+        return None
+    if words[0].startswith("--abort="):
+        words = ["--abort", words[0].split("=", 1)[1], *words[1:]]
+    if words[0] != "--abort" or len(words) != 2 or not words[1].strip():
+        raise UsageError(USAGE + ": `--abort` needs one quoted reason.")
+    return words[1].strip()[:500]
+
+
+def validate(inv: Invocation) -> None:
+    abort_reason(inv)
 
 
 def handle(ctx: Context, inv: Invocation) -> Reply:
-    run = ctx.engine.finish_run(actor=ctx.actor)
-    return Reply(f"<@{ctx.user_id}> closed run #{run['id']}: {run['status']}. Audit chain head "
-                 f"after {run['audit_rows']} rows: `{run['audit_head']}` (keep it: "
-                 "`golive audit verify --head &lt;hash&gt;` checks the log against it).",
+    reason = abort_reason(inv)
+    run = ctx.engine.finish_run(actor=ctx.actor, abort=reason)
+    lines = [f"<@{ctx.user_id}> closed run #{run['id']}: {OUTCOMES.get(run['status'], run['status'])}"
+             + (f" — {esc(reason)}" if reason else "") + "."]
+    if run["status"] != "completed" and run["not_run"]:
+        lines.append("Did not run: " + ", ".join(f"`{s}`" for s in run["not_run"]) + ".")
+    if run["voided"]:
+        lines.append("Void: " + ", ".join(esc(a) for a in run["voided"]) + ".")
+    lines.append(f"Audit chain head after {run['audit_rows']} rows: `{run['audit_head']}` (keep "
+                 "it: `golive audit verify --head &lt;hash&gt;` checks the log against it).")
+    text = "\n".join(lines)
+    # The short head on the card is an anchor `golive audit verify --head` accepts.
+    return Reply(text, blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": clip(text)}},
+                               audit_head_context(run["audit_rows"], run["audit_head"])],
                  in_channel=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from bot.engine.core import ROLLBACK, EngineCore
 from bot.slack import blocks
 from bot.store import repo
@@ -75,6 +77,10 @@ class Cards(EngineCore):
             exes = repo.executions_of_approval(conn, approval_id=approval_id)
         if a is None:
             return
+        if a["kind"] == "mark_done":
+            self._refresh_request_card(approval_id, self._mark_done_card)
+            self.refresh_card(a["params"]["execution"])
+            return
         if a["step_id"] == ROLLBACK:
             self.refresh_rollback_card(approval_id)
             return
@@ -82,15 +88,20 @@ class Cards(EngineCore):
             self.refresh_card(e["id"])
 
     def refresh_rollback_card(self, approval_id: int) -> None:
+        self._refresh_request_card(approval_id, self._rollback_card)
+
+    def _refresh_request_card(self, approval_id: int,
+                              render: Callable[[int], dict | None]) -> None:
+        """A request with a card of its own (rollback, mark done): post it, or update it."""
         with self.db.transaction() as conn:
             a = repo.get_approval(conn, approval_id=approval_id)
         if a is None:
             return
         if a["message_ts"]:
             self.deps.poster.update(a["channel"], a["message_ts"],
-                                    render=lambda: self._rollback_card(approval_id))
+                                    render=lambda: render(approval_id))
             return
-        content = self._rollback_card(approval_id)
+        content = render(approval_id)
         ts = self.deps.poster.post(a["channel"], **content) if content else None
         if ts:
             with self.db.transaction() as conn:
@@ -105,6 +116,18 @@ class Cards(EngineCore):
             votes = repo.approval_votes(conn, approval_id=approval_id)
         text, card = blocks.rollback_card(approval=a, votes=votes, runbook=self.runbook,
                                           now=self.deps.now())
+        return {"text": text, "blocks": card}
+
+    def _mark_done_card(self, approval_id: int) -> dict | None:
+        """The card asking a second person to treat an interrupted step as done."""
+        with self.db.transaction() as conn:
+            a = repo.get_approval(conn, approval_id=approval_id)
+            if a is None:
+                return None
+            votes = repo.approval_votes(conn, approval_id=approval_id)
+        text, card = blocks.mark_done_card(approval=a, votes=votes,
+                                           step=self.runbook.step(a["step_id"]),
+                                           now=self.deps.now())
         return {"text": text, "blocks": card}
 
     def announce_interrupted(self, execution_id: int) -> None:

@@ -44,29 +44,60 @@ class Requests(EngineCore):
                         detail={"rc_tag": rc_tag, "rc_sha": rc_sha})
         return run
 
-    def finish_run(self, *, actor: Actor) -> dict:
+    def finish_run(self, *, actor: Actor, abort: str | None = None) -> dict:
+        """Close the active run: refused while work is open, unless ``abort`` (a reason) ends
+        it as ``aborted``, cancelling queued steps and voiding pending approvals."""
         with self.db.transaction() as conn:
             run = repo.active_run(conn, for_update=True)
             if not run:
                 raise Refused("No cutover run is active.")
-            busy = [s for s, v in repo.latest_executions(conn, run_id=run["id"]).items()
-                    if v["state"] in ("queued", "running")]
-            if busy:
-                raise Refused(f"Wait for {', '.join(busy)} to finish first.")
-            states = self.states(conn, run["id"])
-            rolled = any(states.get(s.id) == "succeeded" for s in self.runbook.rollback)
-            status = "rolled_back" if rolled else "completed"
-            for a in repo.pending_approvals(conn, run_id=run["id"]):
-                self._close_request(conn, a, status="cancelled", by=actor.user_id,
-                                    note="run finished")
-            repo.end_run(conn, run_id=run["id"], status=status, now=self.deps.now())
+            latest = repo.latest_executions(conn, run_id=run["id"])
+            running = [s for s, v in latest.items() if v["state"] == "running"]
+            queued = [v for v in latest.values() if v["state"] == "queued"]
+            pending = repo.pending_approvals(conn, run_id=run["id"])
+            if running:
+                raise Refused(f"`{'`, `'.join(running)}` is running; wait for it to finish "
+                              "(a running step is never abandoned mid-way).")
+            if not abort and (queued or pending):
+                raise Refused(f"Run #{run['id']} still has open work: "
+                              f"{self._open_work(queued, pending)}. Wait for it or cancel it, "
+                              "or end the run with `/golive finish --abort \"reason\"`.")
+            now = self.deps.now()
+            for exe in queued:
+                repo.transition(conn, execution_id=exe["id"], from_states=("queued",),
+                                to="cancelled", now=now, error=f"run aborted: {abort}")
+            for a in pending:
+                self._close_request(conn, a, status="void", by=actor.user_id,
+                                    note=f"run aborted by <@{actor.user_id}>: {abort}")
+            view = blocks.RunView(run=run, runbook=self.runbook,
+                                  executions=repo.executions(conn, run_id=run["id"]),
+                                  approvals=[], votes={},
+                                  available={k: v.available for k, v in REGISTRY.items()})
+            status = "aborted" if abort else view.outcome()
+            not_run = [s.id for s in view.not_run()]
+            repo.end_run(conn, run_id=run["id"], status=status, now=now)
             self._audit(conn, actor=actor.user_id, channel=actor.channel, action="run.finish",
-                        outcome=status, run_id=run["id"])
+                        outcome=status, run_id=run["id"],
+                        detail={"reason": abort, "not_run": not_run,
+                                "voided": [a["id"] for a in pending],
+                                "cancelled": [e["step_id"] for e in queued]})
             head = repo.audit_head(conn)
+        for a in pending:  # the cards lose their buttons now, not at the next click
+            self.refresh_approval(a["id"])
+        for exe in queued:
+            self.refresh_card(exe["id"])
         # The chain head, posted where the database cannot rewrite it, pins the audit log:
         # a later truncation or rewrite no longer verifies against this hash.
         return {**run, "status": status, "audit_head": head["last_hash"],
-                "audit_rows": head["last_id"]}
+                "audit_rows": head["last_id"], "not_run": not_run,
+                "voided": [a["action"] for a in pending]}
+
+    @staticmethod
+    def _open_work(queued: list[dict], pending: list[dict]) -> str:
+        items = [f"`{e['step_id']}` queued" for e in queued]
+        items += [f"{blocks.esc(a['action'])} awaiting approval (requested by "
+                  f"<@{a['requester']}>)" for a in pending]
+        return "; ".join(items)
 
     def _run_for(self, conn: psycopg.Connection, actor: Actor, *, auto_start: bool) -> dict:
         run = repo.active_run(conn, for_update=True)
@@ -129,9 +160,12 @@ class Requests(EngineCore):
                     current = None
             if current and current["state"] in ACTIVE_STATES:
                 raise Refused(f"*{blocks.esc(step.title)}* is already {blocks.state_word(current['state'])}.")
-            if current and current["state"] == "succeeded" and step.gated:
-                raise Refused(f"*{blocks.esc(step.title)}* already succeeded in run #{run['id']}; "
-                              "a gated step never runs twice.")
+            if current and current["state"] == "succeeded" and step.gated and not override:
+                cmd = step.command or step.id
+                raise Refused(f"*{blocks.esc(step.title)}* already ran and succeeded in run "
+                              f"#{run['id']} (attempt {current['attempt']}), so it was not "
+                              "requested again. A re-run needs a reason and a second person: "
+                              f"`/golive {blocks.esc(cmd)} --override \"why\"`.")
             unmet = self.runbook.unmet_requirements(step.id, states)
             if unmet and not override:
                 names = ", ".join(f"`{u}` ({blocks.state_word(states.get(u, 'pending'))})"
@@ -141,7 +175,8 @@ class Requests(EngineCore):
                             detail={"step": step.id, "unmet": unmet})
                 raise Refused(f"*{blocks.esc(step.title)}* cannot run yet: it needs {names} first. "
                               "To override, add `--override \"reason\"` (two people must agree).")
-            gated = step.gated or bool(override and unmet)
+            # Every override is a two-person decision, whatever the step.
+            gated = step.gated or bool(override)
             if not gated:
                 exe = repo.insert_execution(conn, run_id=run["id"], step_id=step.id,
                                             state="queued", params=args,
@@ -151,7 +186,7 @@ class Requests(EngineCore):
                             action="step.queued", outcome="ok", run_id=run["id"],
                             detail={"step": step.id, "args": args, "execution": exe["id"]})
                 return f"Queued *{blocks.esc(step.title)}* (run #{run['id']})."
-            bound = self._bound_params(step.id, args, override if unmet else None,
+            bound = self._bound_params(step.id, args, override,
                                        self._preflight_verdict(states))
             gate = step.gate or rule_gate_default()
             now = self.deps.now()
@@ -161,7 +196,7 @@ class Requests(EngineCore):
                         conn, run_id=run["id"], step_id=step.id, action=step.title,
                         params=bound, params_hash=rule.params_hash(run["id"], step.id, bound),
                         requester=actor.user_id, required=gate.approvals,
-                        groups=list(gate.groups), reason=override if unmet else None,
+                        groups=list(gate.groups), reason=override,
                         channel=actor.channel, now=now, expires_at=now + self.deps.expiry)
             except psycopg.errors.UniqueViolation:
                 raise Refused(f"*{blocks.esc(step.title)}* already has a pending approval request.") from None
@@ -169,11 +204,11 @@ class Requests(EngineCore):
                                         state="awaiting_approval", params=args,
                                         requested_by=actor.user_id, channel=actor.channel,
                                         now=now, approval_id=approval["id"],
-                                        override_reason=override if unmet else None)
+                                        override_reason=override)
             self._audit(conn, actor=actor.user_id, channel=actor.channel,
                         action="approval.requested", outcome="pending", run_id=run["id"],
                         detail={"step": step.id, "args": args, "approval": approval["id"],
-                                "override": override if unmet else None})
+                                "override": override})
             post_card = {"approval": approval, "exe": exe}
         if superseded:
             self.refresh_approval(superseded)
@@ -214,7 +249,7 @@ class Requests(EngineCore):
                         params=bound, params_hash=rule.params_hash(run["id"], ROLLBACK, bound),
                         requester=actor.user_id, required=gate.approvals,
                         groups=list(gate.groups), reason=reason, channel=actor.channel,
-                        now=now, expires_at=now + self.deps.expiry)
+                        now=now, expires_at=now + self.deps.expiry, kind="rollback")
             except psycopg.errors.UniqueViolation:
                 raise Refused("A rollback request is already pending.") from None
             self._audit(conn, actor=actor.user_id, channel=actor.channel,
@@ -226,6 +261,11 @@ class Requests(EngineCore):
 
     def _queue_rollback(self, conn: psycopg.Connection, *, run: dict, actor: Actor,
                         approval_id: int | None, reason: str) -> None:
+        plan = [s.id for s in self.runbook.rollback]
+        active = repo.active_rollback(conn, run_id=run["id"], step_ids=plan)
+        if active is not None:  # the unique index refuses it anyway; say why first
+            raise Refused(f"A rollback of run #{run['id']} is already {active['state']} "
+                          f"(`{active['step_id']}`); it is not queued twice.")
         now = self.deps.now()
         for exe in repo.latest_executions(conn, run_id=run["id"]).values():
             if exe["state"] in ("queued", "awaiting_approval") and exe["step_id"] not in {
@@ -237,18 +277,41 @@ class Requests(EngineCore):
                     if a and a["status"] == "pending":
                         self._close_request(conn, a, status="cancelled", by=actor.user_id,
                                             note="rollback started")
-        for step in self.runbook.rollback:
-            repo.insert_execution(conn, run_id=run["id"], step_id=step.id, state="queued",
-                                  params={"reason": reason}, requested_by=actor.user_id,
-                                  channel=run["channel"], now=now, approval_id=approval_id)
+        try:
+            with conn.transaction():
+                for step in self.runbook.rollback:
+                    repo.insert_execution(conn, run_id=run["id"], step_id=step.id,
+                                          state="queued", params={"reason": reason},
+                                          requested_by=actor.user_id, channel=run["channel"],
+                                          now=now, approval_id=approval_id)
+        except psycopg.errors.UniqueViolation:
+            raise Refused(f"A rollback of run #{run['id']} is already queued or running; it "
+                          "is not queued twice.") from None
         self._audit(conn, actor=actor.user_id, channel=actor.channel, action="rollback.queued",
                     outcome="ok", run_id=run["id"], detail={"reason": reason})
         self._wake.set()
 
     # ------------------------------------------------------------------ approvals
+    def approval(self, approval_id: int) -> dict | None:
+        """One approval request as stored (what a card's click refers to)."""
+        with self.db.transaction() as conn:
+            return repo.get_approval(conn, approval_id=approval_id)
+
+    def audit_refusal(self, *, actor: Actor, action: str, refusal: str, reason: str) -> None:
+        """Record a refused button or modal with its reason (commands: ``audit_command``)."""
+        with self.db.transaction() as conn:
+            run = repo.active_run(conn)
+            self._audit(conn, actor=actor.user_id, channel=actor.channel,
+                        action=f"refused.{action}", outcome=refusal,
+                        run_id=run["id"] if run else None, detail={"reason": reason})
+
     def click(self, *, approval_id: int, kind: str, user_id: str, channel: str,
-              reason: str = "") -> rule.Decision:
-        """One Approve/Reject/Cancel click, decided under a row lock (exactly once)."""
+              reason: str = "", message_ts: str | None = None) -> rule.Decision:
+        """One Approve/Reject/Cancel click, decided under a row lock (exactly once).
+
+        ``message_ts``/``channel`` are where the click came from: a click counts only on the
+        approval's own card, so a button whose value names another approval decides nothing.
+        """
         actor = self.deps.directory.actor(user_id)  # Slack calls stay outside the transaction
         policy = self._policy()
         queued_exe: list[int] = []
@@ -256,6 +319,10 @@ class Requests(EngineCore):
             a = repo.get_approval(conn, approval_id=approval_id, for_update=True)
             if a is None:
                 raise Refused("That approval request does not exist.")
+            if a["message_ts"] is None or (a["message_ts"], a["channel"]) != (message_ts,
+                                                                              channel):
+                raise Refused("That button does not belong to this request's card, so nothing "
+                              "was decided. Use the buttons on the request's own card.")
             votes = repo.approval_votes(conn, approval_id=approval_id)
             request = _request_from_row(a, votes)
             current_hash = self._current_hash(conn, a)
@@ -286,6 +353,13 @@ class Requests(EngineCore):
         return decision
 
     def _current_hash(self, conn: psycopg.Connection, a: dict) -> str:
+        if a["kind"] == "mark_done":
+            # Still the same interrupted attempt, and still the newest: else the request is void.
+            exe = repo.get_execution(conn, execution_id=a["params"]["execution"])
+            latest = repo.latest_executions(conn, run_id=a["run_id"]).get(a["step_id"])
+            still = exe is not None and exe["state"] == "interrupted" and latest is not None \
+                and latest["id"] == exe["id"]
+            return a["params_hash"] if still else "the step changed since the request"
         if a["step_id"] == ROLLBACK:
             return a["params_hash"]
         params = dict(a["params"])
@@ -307,6 +381,11 @@ class Requests(EngineCore):
         return True
 
     def _after_approval(self, conn: psycopg.Connection, a: dict, user_id: str) -> list[int]:
+        if a["kind"] == "mark_done":
+            exe = self._treat_as_done(conn, execution_id=a["params"]["execution"],
+                                      requester=a["requester"], reason=a["reason"] or "",
+                                      channel=a["channel"], approved_by=user_id)
+            return [exe["id"]] if exe else []
         if a["step_id"] == ROLLBACK:
             run = repo.get_run(conn, run_id=a["run_id"], for_update=True)
             assert run is not None
@@ -335,36 +414,15 @@ class Requests(EngineCore):
         return len(rows)
 
     # ------------------------------------------------------------------ interrupted steps
-    def retry(self, *, execution_id: int, user_id: str, channel: str) -> str:
-        with self.db.transaction() as conn:
-            exe = repo.get_execution(conn, execution_id=execution_id, for_update=True)
-            if exe is None or exe["state"] not in ("interrupted", "failed"):
-                raise Refused("Only an interrupted or failed step can be retried.")
-            latest = repo.latest_executions(conn, run_id=exe["run_id"]).get(exe["step_id"])
-            if latest and latest["id"] != exe["id"]:
-                raise Refused("This step has been requested again since; see `/golive status`.")
-        step = self.runbook.step(exe["step_id"])
-        if step.phase == ROLLBACK:
-            raise Refused("Retry the rollback with `/golive rollback`.")
-        line = self._request_step(actor=Actor(user_id, channel), step=step,
-                                  args=dict(exe["params"]), override=exe["override_reason"],
-                                  auto_start=False)
-        self._wake.set()
-        return line
-
-    def mark_done(self, *, execution_id: int, user_id: str, channel: str, reason: str) -> str:
-        if not reason.strip():
-            raise Refused("Say why the step can be treated as done.")
-        with self.db.transaction() as conn:
-            exe = repo.transition(conn, execution_id=execution_id, from_states=("interrupted",),
-                                  to="succeeded", now=self.deps.now(),
-                                  summary=f"marked done by <@{user_id}>: {reason.strip()}")
-            if exe is None:
-                raise Refused("Only an interrupted step can be marked done.")
-            self._audit(conn, actor=user_id, channel=channel, action="step.mark_done",
-                        outcome="succeeded", run_id=exe["run_id"],
-                        detail={"step": exe["step_id"], "reason": reason})
-        self.refresh_card(execution_id)
-        self._wake.set()
-        return f"Marked *{exe['step_id']}* done."
-
+    def _treat_as_done(self, conn: psycopg.Connection, *, execution_id: int, requester: str,
+                       reason: str, channel: str, approved_by: str | None) -> dict | None:
+        exe = repo.transition(conn, execution_id=execution_id, from_states=("interrupted",),
+                              to="succeeded", now=self.deps.now(),
+                              summary=blocks.marked_done_summary(requester, reason))
+        if exe is None:
+            raise Refused("Only an interrupted step can be marked done.")
+        self._audit(conn, actor=approved_by or requester, channel=channel,
+                    action="step.mark_done", outcome="succeeded", run_id=exe["run_id"],
+                    detail={"step": exe["step_id"], "reason": reason, "requested_by": requester,
+                            "approved_by": approved_by})
+        return exe

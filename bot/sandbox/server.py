@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import httpx
 
 from bot.sandbox.blocks import Button, iter_buttons
+from bot.sandbox.socketmode import SocketModeServer
 from bot.sandbox.webapi import ApiError, ApiResult, WebApi
 from bot.sandbox.workspace import APP_ID, ApiCall, DeliveryRecord, Message, View, Workspace
 
@@ -41,10 +42,11 @@ class Delivery:
     response_url: str | None = None
     error: str | None = None  # transport error, or the error Slack would show the user
     response_action: str | None = None
+    via: str = "http"  # or "socket": the envelope went over an app's Socket Mode link
 
     @property
     def ok(self) -> bool:
-        """True if the bot acknowledged with HTTP 200."""
+        """True if the bot acknowledged: HTTP 200, or its ack on the Socket Mode link."""
         return self.status == 200 and self.error is None
 
     def json(self) -> Any:
@@ -205,6 +207,8 @@ class SandboxServer:
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._client: httpx.Client | None = None
+        self.app_token: str | None = None
+        self.socket: SocketModeServer | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -236,7 +240,21 @@ class SandboxServer:
             self._thread.join(timeout=5)
         if self._client is not None:
             self._client.close()
+        if self.socket is not None:
+            self.socket.stop()
         self._httpd = self._thread = self._client = None
+
+    def enable_socket_mode(self, app_token: str) -> SocketModeServer:
+        """Turn the app into a Socket Mode app: apps.connections.open accepts ``app_token``
+        and commands, clicks and submissions go over its WebSocket link instead of HTTP."""
+        if not app_token.startswith("xapp-"):
+            raise ValueError("an app-level token starts with xapp-")
+        if self.socket is None:
+            self.socket = SocketModeServer(app_id=APP_ID, host=self.host,
+                                           ack_limit=SLACK_ACK_LIMIT).start()
+            self.api.socket_url = self.socket.issue_url
+        self.app_token = app_token
+        return self.socket
 
     def __enter__(self) -> Self:
         return self.start()
@@ -273,9 +291,14 @@ class SandboxServer:
             auth = headers.get("authorization", "")
             if auth.startswith("Bearer "):
                 token = auth[len("Bearer ") :]
+            # apps.connections.open takes the app-level token, and only it takes one.
+            app_level = method == "apps.connections.open"
+            expected = (self.app_token if app_level else self.bot_token) or ""
             if not token:
                 result = ApiResult(200, ApiError("not_authed").body())
-            elif not hmac.compare_digest(str(token), self.bot_token):
+            elif app_level != str(token).startswith("xapp-"):
+                result = ApiResult(200, ApiError("not_allowed_token_type").body())
+            elif not expected or not hmac.compare_digest(str(token), expected):
                 result = ApiResult(200, ApiError("invalid_auth").body())
             else:
                 result = self.api.call(method, params)
@@ -381,12 +404,23 @@ class SandboxServer:
         except httpx.HTTPError as exc:
             status, text, error = 0, "", f"dispatch_failed ({type(exc).__name__}: {exc})"
         elapsed = time.perf_counter() - started
-        slow = elapsed > SLACK_ACK_LIMIT
-        record = DeliveryRecord(kind, user, status, elapsed, text, error)
-        self.workspace.record_delivery(record, failed=error is not None, slow=slow)
-        return Delivery(kind=kind, status=status, body=text, elapsed=elapsed, error=error)
+        return self._recorded(Delivery(kind=kind, status=status, body=text, elapsed=elapsed,
+                                       error=error), user)
+
+    def _recorded(self, delivery: Delivery, user: str) -> Delivery:
+        record = DeliveryRecord(delivery.kind, user, delivery.status, delivery.elapsed,
+                                delivery.body, delivery.error)
+        self.workspace.record_delivery(record, failed=delivery.error is not None,
+                                       slow=delivery.elapsed > SLACK_ACK_LIMIT)
+        return delivery
 
     def _deliver_signed(self, fields: Mapping[str, str], *, kind: str, user: str) -> Delivery:
+        if self.socket is not None:
+            # A Socket Mode app: the same fields, unsigned, as an envelope on its link.
+            sent = self.socket.deliver_form(fields)
+            return self._recorded(Delivery(kind=kind, status=sent.status, body=sent.body,
+                                           elapsed=sent.elapsed, error=sent.error,
+                                           via="socket"), user)
         body = urlencode(fields).encode()
         headers = {
             "Content-Type": "application/x-www-form-urlencoded",
@@ -425,7 +459,8 @@ class SandboxServer:
             "user_id": user_id,
             "user_name": self.workspace.users[user_id].name,
             "command": command,
-            "text": text,
+            # Slack escapes &, < and > in what the user typed before sending it.
+            "text": text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"),
             "api_app_id": APP_ID,
             "is_enterprise_install": "false",
             "response_url": response_url,
@@ -484,8 +519,11 @@ class SandboxServer:
         action_id: str | None = None,
         value: str | None = None,
         index: int | None = None,
+        edit: Callable[[dict[str, Any]], None] | None = None,
     ) -> Delivery:
-        """Click a button of `message` (by action_id, value or 1-based index) as `user`."""
+        """Click a button of `message` (by action_id, value or 1-based index) as `user`.
+
+        ``edit`` may change the payload before it is signed (a tampered client's click)."""
         user_id = self._active_user(user)
         with self.workspace.lock:
             current = self.workspace.message(message.channel, message.ts)
@@ -544,11 +582,18 @@ class SandboxServer:
         if not is_ephemeral:
             # Slack omits the message body for clicks on ephemeral messages.
             payload["message"] = msg_api
+        if edit is not None:
+            edit(payload)
         delivery = self._deliver_signed(
             {"payload": json.dumps(payload)}, kind="block_actions", user=user_id
         )
         delivery.trigger_id, delivery.response_url = trigger_id, response_url
         return delivery
+
+    def send_payload(self, payload: Any, *, user: str = "") -> Delivery:
+        """Deliver any interaction payload (malformed ones too), correctly signed."""
+        return self._deliver_signed({"payload": json.dumps(payload)}, kind="raw_payload",
+                                    user=user)
 
     @staticmethod
     def _pick(

@@ -3,6 +3,7 @@ which check Slack's limits (50 blocks, 3,000 characters a section) before Slack 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -47,6 +48,24 @@ def esc(text: object) -> str:
     """Text from steps and people, made literal for mrkdwn: `<!channel>` must not ping anyone,
     `<title>` must not become a link (Slack's three escapes)."""
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+_MARKED_DONE = re.compile(r"marked done by <@([UW][A-Z0-9_]+)>: ")
+
+
+def marked_done_summary(user_id: str, reason: str) -> str:
+    """The summary of a step someone marked done; ``summary_mrkdwn`` renders its mention."""
+    return f"marked done by <@{user_id}>: {reason.strip()}"
+
+
+def summary_mrkdwn(summary: object) -> str:
+    """A step's summary as mrkdwn: the bot's own ``marked done by <@U…>`` mention stays a
+    mention; the rest (a person's reason, a step's output) is escaped like all such text."""
+    text = str(summary)
+    m = _MARKED_DONE.match(text)
+    if m is None:
+        return esc(text)
+    return f"marked done by <@{m.group(1)}>: {esc(text[m.end():])}"
 
 
 def state_word(state: str) -> str:
@@ -141,7 +160,10 @@ def step_card(*, step: Step, exe: Mapping[str, Any], approval: Mapping[str, Any]
         ok = sum(1 for p in pre.split(",") if p.endswith(("=succeeded", "=skipped")))
         fields.append(f"*Preflight:* {ok}/{len(pre.split(','))} checks passed or skipped")
     if exe.get("override_reason"):
-        fields.append(f"*Order override:* _{esc(exe['override_reason'])}_")
+        fields.append(f"*Override:* _{esc(exe['override_reason'])}_")
+    if approval and exe["attempt"] > 1:
+        fields.append(f"*Re-run:* attempt {exe['attempt']} needs its own approval; an earlier "
+                      "approval does not carry over.")
     blocks: list[Any] = [HeaderBlock(block_id=Block.HEADER, text=head[:150]),
                          _section("\n".join(fields))]
     if approval:
@@ -152,7 +174,7 @@ def step_card(*, step: Step, exe: Mapping[str, Any], approval: Mapping[str, Any]
     if lines:
         blocks.append(_section("```" + clip(esc("\n".join(lines[-15:])), 2800) + "```"))
     if exe.get("summary"):
-        blocks.append(_section(f"*Result:* {esc(exe['summary'])}"))
+        blocks.append(_section(f"*Result:* {summary_mrkdwn(exe['summary'])}"))
     if exe.get("error"):
         blocks.append(_section(f"*Why:* {esc(exe['error'])}"))
     dur = _duration(exe)
@@ -183,13 +205,31 @@ def rollback_card(*, approval: Mapping[str, Any], votes: list[Mapping[str, Any]]
     return f"{head} — {approval['status']}", _dicts(blocks)
 
 
+def mark_done_card(*, approval: Mapping[str, Any], votes: list[Mapping[str, Any]], step: Step,
+                   now: datetime) -> tuple[str, list[dict]]:
+    """A second person's decision to treat an interrupted gated step as done."""
+    head = f"🟡 Treat `{step.id}` as done?"
+    body = (f"Treat *{esc(step.title)}* (`{step.id}`, attempt {approval['params']['attempt']}) "
+            f"as done: reason _{esc(approval['reason'] or '')}_\nIt was interrupted with its "
+            "outcome unknown; approving records it as succeeded without running it again.")
+    blocks: list[Any] = [_section(f"*{head}*\n{body}"),
+                         _context("\n".join(_approval_lines(approval, votes, now)))]
+    if approval["status"] == "pending":
+        blocks.append(_approval_buttons(approval["id"], f"treat {step.id} as done"))
+    elif approval["status"] == "approved":
+        blocks.append(_section(f"✅ `{step.id}` is recorded as done."))
+    return f"Treat {step.id} as done? — {approval['status']}", _dicts(blocks)
+
+
 def interrupted_card(*, step: Step, exe: Mapping[str, Any]) -> tuple[str, list[dict]]:
     text = (f"⚠️ *{esc(step.title)}* was interrupted: outcome unknown. It will not be re-run on its "
             "own. Check the target, then choose:")
     v = str(exe["id"])
     blocks = [_section(text), ActionsBlock(block_id=Block.ACTIONS, elements=[
         ButtonElement(text="Retry", action_id=Action.RETRY, value=v,
-                      confirm=ConfirmObject(title="Retry?", text=f"Run {step.title[:200]} again?",
+                      confirm=ConfirmObject(title="Retry?", text=f"Run {step.title[:200]} again?"
+                                            + (" It needs a new approval." if step.gated
+                                               else ""),
                                             confirm="Retry", deny="Back")),
         ButtonElement(text="Mark done…", action_id=Action.MARK_DONE, value=v),
         ButtonElement(text="Start rollback", action_id=Action.START_ROLLBACK, value=v,
@@ -247,13 +287,37 @@ class RunView:
     def cutover_done(self) -> bool:
         return self.phase_title() == "done"
 
+    def not_run(self) -> list[Step]:
+        """Runnable cutover steps that did not succeed (or get skipped)."""
+        states = self.states()
+        return [s for s in self.runnable() if states.get(s.id) not in ("succeeded", "skipped")]
+
+    def outcome(self) -> str:
+        """The run's outcome as of now: completed only when every runnable step is done."""
+        if self.run["status"] not in ("active", "completed"):
+            return str(self.run["status"])
+        if any(self.states().get(s.id) == "succeeded" for s in self.runbook.rollback):
+            return "rolled_back"
+        return "incomplete" if self.not_run() else "completed"
+
+
+def _outcome_line(view: RunView) -> str | None:
+    outcome = view.outcome()
+    if view.run["status"] == "active" and outcome == "incomplete":
+        return None  # still running: "incomplete" would only mean "not finished yet"
+    missing = view.not_run()
+    line = f"*Outcome:* {outcome.replace('_', ' ')}"
+    if missing and outcome != "completed":
+        line += " — did not run: " + ", ".join(f"`{s.id}`" for s in missing)
+    return line[:2900]
+
 
 def _step_line(view: RunView, step: Step) -> str:
     state = view.state_of(step)
     exe = view.latest().get(step.id)
     extra = ""
     if exe and exe.get("summary") and state == "succeeded":
-        extra = f" — {esc(exe['summary'])}"
+        extra = f" — {summary_mrkdwn(exe['summary'])}"
     elif exe and exe.get("error") and state in ("failed", "interrupted", "cancelled"):
         extra = f" — {esc(exe['error'])}"
     gate = " 🔒" if step.gated else ""
@@ -276,8 +340,10 @@ def status_blocks(view: RunView | None) -> tuple[str, list[dict]]:
     if nxt:
         cmd = nxt[0].command
         info.append(f"*Next:* {esc(nxt[0].title)}" + (f" — `/golive {cmd}`" if cmd else ""))
-    elif phase == "done":
+    elif phase == "done" and run["status"] == "active":
         info.append("*Next:* the cutover steps are done; `/golive finish` closes the run")
+    if run["status"] != "active":
+        info.append(_outcome_line(view) or "")
     blocks: list[Any] = [HeaderBlock(text=head[:150]), _section("\n".join(info))]
     for phase_ in view.runbook.phases:
         lines = [_step_line(view, s) for s in phase_.steps]
@@ -322,7 +388,9 @@ def run_summary(view: RunView) -> tuple[str, list[dict]]:
         versions.append(f"schema: `{facts.get('alembic_before')}` → "
                         f"`{facts.get('alembic_after')}`")
     head = f"Cutover run #{run['id']} summary"
-    blocks: list[Any] = [HeaderBlock(text=head), _section("\n".join(lines) or "No steps ran.")]
+    outcome = _outcome_line(view) or f"*Outcome:* {view.outcome().replace('_', ' ')}"
+    blocks: list[Any] = [HeaderBlock(text=head), _section(outcome),
+                         _section("\n".join(lines) or "No steps ran.")]
     if versions:
         blocks.append(_section("*Versions*\n" + "\n".join(versions)))
     return head, _dicts(blocks)
@@ -346,3 +414,13 @@ def reason_modal(*, callback_id: str, title: str, label: str, private_metadata: 
                                element=PlainTextInputElement(action_id=Block.REASON_INPUT,
                                                              multiline=True, max_length=500))])
     return view.to_dict()
+
+
+def audit_head_context(head_id: int, head_hash: str) -> dict:
+    """The context line anchoring the audit chain on a card (step results, finish): the short
+    head ``42:3f9a1c2b4d5e6f70`` that `golive audit verify --head` accepts."""
+    from bot.audit_anchor import short_anchor
+
+    anchor = short_anchor(head_id, head_hash)
+    return _context(f"🔗 audit head `{anchor}` · `golive audit verify --head {anchor}` "
+                    "checks the log against it").to_dict()

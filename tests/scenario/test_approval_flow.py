@@ -241,7 +241,7 @@ def test_finish_posts_the_audit_chain_head_that_verify_accepts(toybot, clean_db)
 
     toybot.command("alice", "start v2")
     reply = toybot.command("alice", "finish")
-    assert "closed run #1: completed" in reply
+    assert "closed run #1: incomplete" in reply, "nothing ran, so the run is not completed"
     with psycopg.connect(clean_db) as conn:
         row = conn.execute("SELECT id, hash FROM audit_log WHERE action = 'run.finish'"
                            ).fetchone()

@@ -1,13 +1,18 @@
-"""The real bot, served over HTTP by uvicorn, talking to the sandbox workspace.
+"""The real bot, served over HTTP by uvicorn (or as `golive socket`), talking to the sandbox.
 
-Nothing here reaches into the bot: commands and clicks arrive as signed HTTP requests and
-everything the bot says is read back from the sandbox, as a user would see it.
+Nothing here reaches into the bot: commands and clicks arrive as signed HTTP requests (or as
+envelopes on the bot's Socket Mode link) and everything the bot says is read back from the
+sandbox, as a user would see it.
 """
 
 from __future__ import annotations
 
 import html
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,9 +25,11 @@ from bot.sandbox import SandboxServer, Workspace
 from bot.sandbox.workspace import Message, message_text
 from bot.server import build_asgi
 from bot.settings import load_settings
+from tests.support import pg
 
 SIGNING_SECRET = "sandbox-signing-secret-3f9a1c"
 BOT_TOKEN = "xoxb-sandbox-0000-golive-token"
+APP_TOKEN = "xapp-1-A0GOLIVE-0000-sandbox-app-token"
 
 BASE_CONFIG = """
 environment = "rehearsal"
@@ -36,6 +43,11 @@ users = []
 groups = { approvers = "S_APPROVERS" }
 expiry_minutes = 15
 group_cache_seconds = 0
+
+[operators]
+# alice runs the cutover; bob and carol (the approvers) may too.
+users = ["U_ALICE"]
+groups = ["S_APPROVERS"]
 """
 
 
@@ -49,10 +61,11 @@ def free_socket() -> socket.socket:
 class UvicornThread:
     """Serve an ASGI app on an already-bound socket in a background thread."""
 
-    def __init__(self, asgi: Any, sock: socket.socket):
+    def __init__(self, asgi: Any, sock: socket.socket, *, log_level: str = "warning",
+                 access_log: bool = False, lifespan: str = "on"):
         self.sock = sock
-        self.server = uvicorn.Server(uvicorn.Config(asgi, log_level="warning", lifespan="on",
-                                                    access_log=False))
+        self.server = uvicorn.Server(uvicorn.Config(asgi, log_level=log_level, lifespan=lifespan,
+                                                    access_log=access_log))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]},
                                        daemon=True)
 
@@ -78,6 +91,18 @@ class UvicornThread:
         self.thread.join(10)
 
 
+def bot_environ(sandbox: SandboxServer, db_url: str, tmp_path: Path, config: str,
+                env: dict[str, str] | None) -> dict[str, str]:
+    """The bot's environment: the sandbox's Slack, the config written to ``tmp_path``."""
+    cfg_path = tmp_path / "golive.toml"
+    cfg_path.write_text(config, encoding="utf-8")
+    # The bot connects as the runtime role, as in production; db_url is the owner's.
+    return {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": sandbox.api_url, "DATABASE_URL": pg.runtime_url(db_url),
+            "GOLIVE_MIGRATIONS_DATABASE_URL": db_url, "GOLIVE_AUDIT_KEY": pg.TEST_AUDIT_KEY,
+            "GOLIVE_CONFIG": str(cfg_path), **(env or {})}
+
+
 class Bot:
     """One bot process in-thread + the sandbox it talks to."""
 
@@ -88,11 +113,7 @@ class Bot:
         self.sandbox = sandbox or SandboxServer(self.workspace, signing_secret=SIGNING_SECRET,
                                                 bot_token=BOT_TOKEN).start()
         self._own_sandbox = sandbox is None
-        cfg_path = tmp_path / "golive.toml"
-        cfg_path.write_text(config, encoding="utf-8")
-        self.environ = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-                        "SLACK_API_URL": self.sandbox.api_url, "DATABASE_URL": db_url,
-                        "GOLIVE_CONFIG": str(cfg_path), **(env or {})}
+        self.environ = bot_environ(self.sandbox, db_url, tmp_path, config, env)
         self.settings = load_settings(environ=self.environ)
         self.runtime: Runtime = build_runtime(self.settings)
         self.http = UvicornThread(build_asgi(self.runtime, worker=worker), free_socket()).start()
@@ -154,6 +175,62 @@ class Bot:
         self.http.stop()
         if self._own_sandbox:
             self.sandbox.stop()
+
+
+class SocketBot(Bot):
+    """`golive socket` in its own process: Socket Mode against the sandbox, no HTTP endpoint.
+
+    Commands and clicks reach it as envelopes on its WebSocket link; everything it says is
+    read back from the sandbox, as with :class:`Bot`. ``engine`` and ``get`` are not available
+    (the bot lives in another process)."""
+
+    def __init__(self, db_url: str, tmp_path: Path, *, config: str = BASE_CONFIG,
+                 env: dict[str, str] | None = None, workspace: Workspace | None = None):
+        self.workspace = workspace or Workspace.default_demo()
+        self.sandbox = SandboxServer(self.workspace, signing_secret=SIGNING_SECRET,
+                                     bot_token=BOT_TOKEN).start()
+        self._own_sandbox = True
+        self.links = self.sandbox.enable_socket_mode(APP_TOKEN)
+        self.environ = bot_environ(self.sandbox, db_url, tmp_path, config,
+                                   {"SLACK_APP_TOKEN": APP_TOKEN, **(env or {})})
+        self.log = tmp_path / "golive-socket.log"
+        self.proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "socket"],
+                                     env={**os.environ, **self.environ},
+                                     stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        try:
+            self.link = self.links.wait_for_link(timeout=30, alive=lambda: self.proc.poll()
+                                                 is None)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(f"golive socket did not connect: {self.output()}") from None
+
+    def output(self) -> str:
+        """The tail of the process's log."""
+        return self.log.read_text(errors="replace")[-3000:]
+
+    def reconnected(self, after: int, timeout: float = 15.0) -> Any:
+        """Wait for the app's next link (more than ``after`` links opened so far)."""
+        return self.links.wait_for_link(after=after, timeout=timeout,
+                                        alive=lambda: self.proc.poll() is None)
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        """SIGTERM, as a platform stops a process; its exit code."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+            raise
+
+    def stop(self) -> None:
+        try:
+            self.terminate()
+        except subprocess.TimeoutExpired:
+            pass
+        self.sandbox.stop()
 
 
 def text_of(msg: Message) -> str:

@@ -29,7 +29,8 @@ def env(tmp_path: Path, text: str = GOOD, **extra: str) -> dict[str, str]:
     cfg.write_text(text)
     return {"SLACK_BOT_TOKEN": "xoxb-1-secret-token", "SLACK_SIGNING_SECRET": "s3cret-signing",
             "DATABASE_URL": "postgresql://bot:dbpass@127.0.0.1/golive",
-            "GOLIVE_CONFIG": str(cfg), "ADMIN_PW": "hunter2-admin", **extra}
+            "GOLIVE_CONFIG": str(cfg), "ADMIN_PW": "hunter2-admin",
+            "GOLIVE_AUDIT_KEY": "audit-key-for-settings-tests-0123456789", **extra}
 
 
 def test_missing_settings_are_reported_one_line_each(tmp_path):

@@ -1,10 +1,10 @@
-"""Request guard: replayed signatures (placeholder).
+"""The inbox: every verified Slack request, written before it is acked.
 
 Revision ID: 0003_request_guard
 Revises: 0002_audit_hardening
 Create Date: 2026-12-02
 """
-from alembic import op  # noqa: F401
+from alembic import op
 
 revision = "0003_request_guard"
 down_revision = "0002_audit_hardening"
@@ -13,8 +13,25 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.execute("""
+    -- A captured request stays correctly signed for Slack's 5-minute window. Its key (sha256
+    -- of timestamp and signature) is unique, so a second delivery collides here whichever
+    -- replica receives it. The raw body is kept (bytea: a NUL in a user's text cannot be
+    -- stored in jsonb) so a request acked just before a crash can still be handled.
+    CREATE TABLE inbox (
+        id           bigserial PRIMARY KEY,
+        sig_key      text NOT NULL UNIQUE,
+        received_at  timestamptz NOT NULL DEFAULT now(),
+        kind         text NOT NULL,
+        channel      text,
+        body         bytea NOT NULL,
+        state        text NOT NULL DEFAULT 'new' CHECK (state IN ('new', 'done')),
+        handled_at   timestamptz
+    );
+    CREATE INDEX inbox_received_at ON inbox (received_at);
+    CREATE INDEX inbox_new ON inbox (channel, id) WHERE state = 'new';
+    """)
 
 
 def downgrade() -> None:
-    pass
+    op.execute("DROP TABLE inbox")

@@ -1,0 +1,108 @@
+"""The door every Slack request passes before Bolt sees it: shape, signature, replay.
+
+Bolt verifies signatures too, but a captured request stays correctly signed for Slack's
+five-minute window, and Bolt answers a malformed payload with a traceback and HTTP 500.
+So, before dispatch:
+
+1. ``inspect`` (pure) reads what kind of request this is and refuses a payload that is not a
+   JSON object with a ``type``: HTTP 400, one log line, nothing dispatched.
+2. A request whose signature verifies is remembered by the hash of its signature in the
+   database (every replica sees the same table); the same signature a second time is a
+   replay and gets HTTP 401. Forged or stale requests are left to Bolt, which answers 401.
+3. ``/golive help`` (and an empty ``/golive``) skips the database: help never waits on it,
+   and replaying help changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import parse_qs
+
+REPLAY_WINDOW_S = 5 * 60
+"""Slack's own window: Bolt refuses a request older than this, so remembering longer is moot."""
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """What the door knows about one request body."""
+
+    kind: str
+    """``command``, ``interaction`` or ``other``."""
+    problem: str | None = None
+    """Why the body is malformed (HTTP 400), or None."""
+    payload: Mapping | None = None
+    """An interaction's parsed payload."""
+    text: str = ""
+    """A command's text."""
+    channel: str | None = None
+    """The channel it came from, when the body names one."""
+
+    @property
+    def needs_database(self) -> bool:
+        """False for help, which is answered without the database."""
+        if self.kind != "command":
+            return True
+        words = self.text.split()
+        return bool(words) and words[0].lower() != "help"
+
+
+def inspect(body: bytes, content_type: str = "") -> Inbound:
+    """Classify a request body; pure, never raises."""
+    if "json" in content_type.lower():
+        return Inbound("other")
+    try:
+        form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
+    except UnicodeDecodeError:
+        return Inbound("other", problem="body is not UTF-8")
+    if "payload" in form:
+        raw = form["payload"][0]
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            return Inbound("interaction", problem="payload is not JSON")
+        if not isinstance(payload, dict):
+            return Inbound("interaction", problem=f"payload is a JSON {type(payload).__name__}, "
+                                                  "not an object")
+        if not isinstance(payload.get("type"), str):
+            return Inbound("interaction", problem="payload has no type")
+        return Inbound("interaction", payload=payload, channel=_payload_channel(payload))
+    if "command" in form:
+        return Inbound("command", text=(form.get("text") or [""])[0],
+                       channel=(form.get("channel_id") or [None])[0])
+    return Inbound("other")
+
+
+def _payload_channel(payload: Mapping) -> str | None:
+    chan = payload.get("channel")
+    if isinstance(chan, dict) and isinstance(chan.get("id"), str):
+        return chan["id"]
+    container = payload.get("container")
+    if isinstance(container, dict) and isinstance(container.get("channel_id"), str):
+        return container["channel_id"]
+    return None
+
+
+def signature_key(headers: Mapping[str, str]) -> str:
+    """The replay key of a signed request: sha256 of its timestamp and signature."""
+    ts = headers.get("x-slack-request-timestamp", "")
+    sig = headers.get("x-slack-signature", "")
+    return hashlib.sha256(f"{ts}:{sig}".encode()).hexdigest()
+
+
+def response_url_of(inbound: Inbound) -> str | None:
+    """Where a refusal can still be said to the user of an interaction."""
+    url = (inbound.payload or {}).get("response_url")
+    return url if isinstance(url, str) and url.startswith(("http://", "https://")) else None
+
+
+def first_input_block(inbound: Inbound) -> str | None:
+    """A view submission's first input block id, to attach an error message to."""
+    view = (inbound.payload or {}).get("view")
+    blocks = view.get("blocks") if isinstance(view, dict) else None
+    for b in blocks if isinstance(blocks, list) else ():
+        if isinstance(b, dict) and b.get("type") == "input" and isinstance(b.get("block_id"), str):
+            return b["block_id"]
+    return None

@@ -1,0 +1,212 @@
+"""Who may do what, where: one pure function for every entry point.
+
+``decide(action=, actor=, channel=, rules=) -> Verdict`` answers "may this person do this
+action here, and if not, why". It never looks anything up: the caller resolves the facts
+(the account's flags, operator membership) and supplies the configured channels. A fact the
+caller could not resolve (``operator=None``) refuses: the policy fails closed.
+
+The rules, one row per entry point (:data:`RULES`):
+
+* **Channels.** Everything works only in the cutover channel, except ``/golive rollback``,
+  ``status`` and ``help`` (and the Start rollback button, which is the same action as the
+  command), which also work in the incident channels. Clicks and modals on a rollback
+  request's card work where that card can be: the cutover or an incident channel.
+* **People.** ``status`` and ``help`` are open to everyone. Starting and finishing a run,
+  requesting steps, rollback, Retry and Mark done need an *operator*. Approve, Reject and
+  Cancel need an active human account here; who may approve is the two-person rule's
+  business (:mod:`bot.approvals`). Guests, bots and deactivated accounts are refused
+  everywhere except ``status`` and ``help``, checked in :func:`bot.approvals.is_eligible`'s
+  order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bot import approvals
+
+__all__ = ["RULES", "Action", "ActorFacts", "Refusal", "Rule", "Rules", "Verdict", "Where",
+           "Who", "command_action", "decide", "needs_account",
+           "needs_operator"]
+
+
+class Action(StrEnum):
+    """Every entry point: each subcommand, each button, each modal submission."""
+
+    HELP = "help"
+    STATUS = "status"
+    START = "start"
+    FINISH = "finish"
+    PREFLIGHT = "preflight"
+    MAINTENANCE = "maintenance"
+    DEPLOY = "deploy"
+    MIGRATE = "migrate"
+    HEALTH = "health"
+    SMOKE = "smoke"
+    TRAFFIC = "traffic"
+    CANARY = "canary"
+    WATCH = "watch"
+    ROLLBACK = "rollback"
+    APPROVE = "button.approve"
+    REJECT = "button.reject"
+    REJECT_SUBMIT = "modal.reject"
+    CANCEL = "button.cancel"
+    RETRY = "button.retry"
+    MARK_DONE = "button.mark_done"
+    MARK_DONE_SUBMIT = "modal.mark_done"
+    START_ROLLBACK = "button.start_rollback"
+
+
+class Where(StrEnum):
+    CUTOVER = "cutover"
+    CUTOVER_OR_INCIDENT = "cutover_or_incident"
+
+
+class Who(StrEnum):
+    ANYONE = "anyone"
+    ACTIVE = "active"
+    """An active human account (not a guest, bot or deactivated)."""
+    OPERATOR = "operator"
+    """An active human account that is an operator."""
+
+
+class Refusal(StrEnum):
+    WRONG_CHANNEL = "wrong_channel"
+    DEACTIVATED = "deactivated"
+    BOT_ACCOUNT = "bot_account"
+    GUEST_ACCOUNT = "guest_account"
+    NOT_AN_OPERATOR = "not_an_operator"
+    UNKNOWN_MEMBERSHIP = "unknown_membership"
+
+
+@dataclass(frozen=True)
+class Rule:
+    where: Where
+    who: Who
+    what: str
+    """How a refusal names the action, e.g. "`/golive start`"."""
+
+
+_STEP = Who.OPERATOR
+RULES: dict[Action, Rule] = {
+    Action.HELP: Rule(Where.CUTOVER_OR_INCIDENT, Who.ANYONE, "`/golive help`"),
+    Action.STATUS: Rule(Where.CUTOVER_OR_INCIDENT, Who.ANYONE, "`/golive status`"),
+    Action.START: Rule(Where.CUTOVER, Who.OPERATOR, "`/golive start`"),
+    Action.FINISH: Rule(Where.CUTOVER, Who.OPERATOR, "`/golive finish`"),
+    **{a: Rule(Where.CUTOVER, _STEP, f"`/golive {a.value}`") for a in (
+        Action.PREFLIGHT, Action.MAINTENANCE, Action.DEPLOY, Action.MIGRATE, Action.HEALTH,
+        Action.SMOKE, Action.TRAFFIC, Action.CANARY, Action.WATCH)},
+    Action.ROLLBACK: Rule(Where.CUTOVER_OR_INCIDENT, Who.OPERATOR, "rollback"),
+    Action.APPROVE: Rule(Where.CUTOVER, Who.ACTIVE, "Approve"),
+    Action.REJECT: Rule(Where.CUTOVER, Who.ACTIVE, "Reject"),
+    Action.REJECT_SUBMIT: Rule(Where.CUTOVER, Who.ACTIVE, "Reject"),
+    Action.CANCEL: Rule(Where.CUTOVER, Who.ACTIVE, "Cancel request"),
+    Action.RETRY: Rule(Where.CUTOVER, Who.OPERATOR, "Retry"),
+    Action.MARK_DONE: Rule(Where.CUTOVER, Who.OPERATOR, "Mark done"),
+    Action.MARK_DONE_SUBMIT: Rule(Where.CUTOVER, Who.OPERATOR, "Mark done"),
+}
+# The button and the command are one action: one rule, so they cannot drift apart.
+RULES[Action.START_ROLLBACK] = RULES[Action.ROLLBACK]
+
+_VOTES = (Action.APPROVE, Action.REJECT, Action.REJECT_SUBMIT, Action.CANCEL)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The configured channels (Slack ids)."""
+
+    cutover: str
+    incident: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class ActorFacts:
+    """What the caller found out about the person, just before asking."""
+
+    account: approvals.Actor
+    """The account's flags (deleted, bot, guest), from users.info."""
+    operator: bool | None = False
+    """Whether the person is an operator; None when the lookup failed (refuses)."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    reason: str
+    """For the person when refused (Slack mrkdwn); empty when allowed."""
+    refusal: Refusal | None = None
+
+
+ALLOWED = Verdict(True, "")
+
+
+def command_action(name: str) -> Action | None:
+    """The action of a ``/golive`` subcommand, or None for an unknown one."""
+    try:
+        action = Action(name)
+    except ValueError:
+        return None
+    return action if not action.value.startswith(("button.", "modal.")) else None
+
+
+def needs_account(action: Action) -> bool:
+    """Whether ``decide`` needs the account's flags for ``action`` (a lookup the caller
+    can skip for actions open to everyone)."""
+    return RULES[action].who is not Who.ANYONE
+
+
+def needs_operator(action: Action) -> bool:
+    """Whether ``decide`` needs operator membership for ``action``."""
+    return RULES[action].who is Who.OPERATOR
+
+
+def _channels_text(rule: Rule, rules: Rules, about_rollback: bool) -> str:
+    cutover = f"<#{rules.cutover}>"
+    if rule.where is Where.CUTOVER and not about_rollback:
+        return f"only in the cutover channel {cutover}"
+    incident = ", ".join(f"<#{c}>" for c in sorted(rules.incident))
+    if not incident:
+        return f"only in the cutover channel {cutover}"
+    return f"only in the cutover channel {cutover} or an incident channel ({incident})"
+
+
+_ACCOUNT_TEXT = {
+    approvals.Refusal.DEACTIVATED: (Refusal.DEACTIVATED, "Deactivated accounts cannot use"),
+    approvals.Refusal.BOT_ACCOUNT: (Refusal.BOT_ACCOUNT, "Bot accounts cannot use"),
+    approvals.Refusal.GUEST_ACCOUNT: (Refusal.GUEST_ACCOUNT, "Guest accounts cannot use"),
+}
+
+
+def decide(*, action: Action, actor: ActorFacts, channel: str, rules: Rules,
+           about_rollback: bool = False) -> Verdict:
+    """May ``actor`` do ``action`` in ``channel``? Channel first, then the account, then
+    operator membership. ``about_rollback``: the click or modal concerns a rollback request."""
+    rule = RULES[action]
+    where = rule.where
+    if about_rollback and action in _VOTES:
+        where = Where.CUTOVER_OR_INCIDENT
+    allowed = {rules.cutover} | (set(rules.incident) if where is Where.CUTOVER_OR_INCIDENT
+                                 else set())
+    if channel not in allowed:
+        return Verdict(False, f"{rule.what} works {_channels_text(rule, rules, about_rollback)}.",
+                       Refusal.WRONG_CHANNEL)
+    if rule.who is Who.ANYONE:
+        return ALLOWED
+    uid = actor.account.user_id
+    # Operators are "approvers of the right to operate": the same account checks, same order.
+    as_policy = approvals.Policy(approvers=frozenset({uid}) if actor.operator else frozenset())
+    refusal = approvals.is_eligible(actor.account, as_policy)
+    if refusal in _ACCOUNT_TEXT:
+        code, text = _ACCOUNT_TEXT[refusal]
+        return Verdict(False, f"{text} {rule.what}.", code)
+    if rule.who is Who.ACTIVE:
+        return ALLOWED
+    if actor.operator is None:
+        return Verdict(False, "Could not check whether you are an operator, so nothing was "
+                              "done. Try again in a moment.", Refusal.UNKNOWN_MEMBERSHIP)
+    if refusal is approvals.Refusal.NOT_AN_APPROVER:
+        return Verdict(False, f"Only operators can use {rule.what}; you are not one. "
+                              "`/golive status` and `/golive help` are open to everyone.",
+                       Refusal.NOT_AN_OPERATOR)
+    return ALLOWED

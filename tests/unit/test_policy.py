@@ -1,0 +1,140 @@
+"""The policy: who may do what, where (pure; no Slack, no database)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot import approvals
+from bot.policy import (
+    RULES,
+    Action,
+    ActorFacts,
+    Refusal,
+    Rules,
+    Who,
+    command_action,
+    decide,
+    needs_account,
+    needs_operator,
+)
+
+RULES_ = Rules(cutover="C_CUT", incident=frozenset({"C_INC"}))
+OPERATOR = ActorFacts(approvals.Actor("U_OP"), operator=True)
+MEMBER = ActorFacts(approvals.Actor("U_MEMBER"), operator=False)
+GUEST_OP = ActorFacts(approvals.Actor("U_G", is_guest=True), operator=True)
+BOT_OP = ActorFacts(approvals.Actor("U_B", is_bot=True), operator=True)
+GONE_OP = ActorFacts(approvals.Actor("U_D", deleted=True), operator=True)
+UNKNOWN = ActorFacts(approvals.Actor("U_X"), operator=None)
+
+COMMANDS = [a for a in Action if command_action(a.value) is a]
+OPERATOR_ONLY = [a for a in Action if RULES[a].who is Who.OPERATOR]
+INCIDENT_OK = {Action.ROLLBACK, Action.START_ROLLBACK, Action.STATUS, Action.HELP}
+
+
+def verdict(action, actor=OPERATOR, channel="C_CUT", **kw):
+    return decide(action=action, actor=actor, channel=channel, rules=RULES_, **kw)
+
+
+def test_every_entry_point_has_a_rule():
+    assert set(RULES) == set(Action)
+
+
+@pytest.mark.parametrize("action", list(Action))
+def test_everything_works_in_the_cutover_channel_for_an_operator(action):
+    assert verdict(action).allowed, action
+
+
+@pytest.mark.parametrize("action", list(Action))
+def test_only_rollback_status_and_help_work_in_an_incident_channel(action):
+    v = verdict(action, channel="C_INC")
+    assert v.allowed == (action in INCIDENT_OK), action
+    if not v.allowed:
+        assert v.refusal is Refusal.WRONG_CHANNEL and "<#C_CUT>" in v.reason, v.reason
+
+
+@pytest.mark.parametrize("action", list(Action))
+def test_nothing_works_anywhere_else_and_the_refusal_names_the_channel(action):
+    v = verdict(action, channel="C_RANDOM")
+    assert not v.allowed and v.refusal is Refusal.WRONG_CHANNEL
+    assert "<#C_CUT>" in v.reason
+    if action in INCIDENT_OK:
+        assert "<#C_INC>" in v.reason, "rollback, status and help also name the incident channel"
+
+
+def test_start_from_the_incident_channel_is_refused_naming_the_cutover_channel():
+    v = verdict(Action.START, channel="C_INC")
+    assert not v.allowed and "`/golive start` works only in the cutover channel <#C_CUT>" \
+        in v.reason
+
+
+@pytest.mark.parametrize("action", OPERATOR_ONLY)
+def test_non_operators_are_refused_what_operators_may_do(action):
+    v = verdict(action, actor=MEMBER)
+    assert not v.allowed and v.refusal is Refusal.NOT_AN_OPERATOR, action
+    assert "operator" in v.reason
+
+
+def test_operators_are_needed_for_start_finish_steps_rollback_retry_and_mark_done():
+    assert set(OPERATOR_ONLY) == {
+        Action.START, Action.FINISH, Action.PREFLIGHT, Action.MAINTENANCE, Action.DEPLOY,
+        Action.MIGRATE, Action.HEALTH, Action.SMOKE, Action.TRAFFIC, Action.CANARY,
+        Action.WATCH, Action.ROLLBACK, Action.START_ROLLBACK, Action.RETRY, Action.MARK_DONE,
+        Action.MARK_DONE_SUBMIT}
+
+
+@pytest.mark.parametrize("actor", [MEMBER, GUEST_OP, BOT_OP, GONE_OP, UNKNOWN])
+@pytest.mark.parametrize("action", [Action.STATUS, Action.HELP])
+def test_status_and_help_are_open_to_everyone(action, actor):
+    assert verdict(action, actor=actor).allowed
+    assert verdict(action, actor=actor, channel="C_INC").allowed
+    assert not needs_account(action) and not needs_operator(action)
+
+
+@pytest.mark.parametrize("actor,refusal", [(GUEST_OP, Refusal.GUEST_ACCOUNT),
+                                           (BOT_OP, Refusal.BOT_ACCOUNT),
+                                           (GONE_OP, Refusal.DEACTIVATED)])
+@pytest.mark.parametrize("action", [a for a in Action if a not in (Action.STATUS, Action.HELP)])
+def test_guests_bots_and_deactivated_accounts_are_refused_even_when_listed(action, actor,
+                                                                           refusal):
+    v = verdict(action, actor=actor)
+    assert not v.allowed and v.refusal is refusal, (action, v)
+
+
+def test_a_failed_membership_lookup_refuses():
+    v = verdict(Action.START, actor=UNKNOWN)
+    assert not v.allowed and v.refusal is Refusal.UNKNOWN_MEMBERSHIP
+    assert verdict(Action.APPROVE, actor=UNKNOWN).allowed, "votes do not need operators"
+
+
+def test_the_start_rollback_button_obeys_exactly_the_command_rules():
+    assert RULES[Action.START_ROLLBACK] is RULES[Action.ROLLBACK]
+    for actor in (OPERATOR, MEMBER, GUEST_OP, UNKNOWN):
+        for channel in ("C_CUT", "C_INC", "C_RANDOM"):
+            a = verdict(Action.ROLLBACK, actor=actor, channel=channel)
+            b = verdict(Action.START_ROLLBACK, actor=actor, channel=channel)
+            assert (a.allowed, a.refusal) == (b.allowed, b.refusal), (actor, channel)
+
+
+def test_votes_on_a_rollback_card_also_work_in_an_incident_channel():
+    for action in (Action.APPROVE, Action.REJECT, Action.REJECT_SUBMIT, Action.CANCEL):
+        assert not verdict(action, actor=MEMBER, channel="C_INC").allowed
+        assert verdict(action, actor=MEMBER, channel="C_INC", about_rollback=True).allowed
+        assert not verdict(action, actor=MEMBER, channel="C_X", about_rollback=True).allowed
+    assert not verdict(Action.RETRY, channel="C_INC", about_rollback=True).allowed
+
+
+def test_channel_is_checked_before_the_person():
+    v = verdict(Action.START, actor=GUEST_OP, channel="C_RANDOM")
+    assert v.refusal is Refusal.WRONG_CHANNEL
+
+
+def test_command_action_maps_subcommands_only():
+    assert command_action("start") is Action.START
+    assert command_action("button.retry") is None and command_action("nope") is None
+    assert set(COMMANDS) >= {Action.ROLLBACK, Action.FINISH, Action.DEPLOY}
+
+
+def test_every_subcommand_has_an_action():
+    from commands import COMMANDS
+
+    assert all(command_action(name) is not None for name in COMMANDS), list(COMMANDS)
