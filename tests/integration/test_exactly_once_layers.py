@@ -6,6 +6,7 @@ approval's expiry and binding at claim time."""
 from __future__ import annotations
 
 import threading
+import time
 
 import psycopg
 import pytest
@@ -165,6 +166,42 @@ def test_the_reaper_leaves_a_live_step_whose_connection_dropped(engine_bot, clea
     sql(clean_db, "UPDATE step_executions SET heartbeat_at = now() - interval '1 minute'")
     assert engine_bot.engine.reap_interrupted() == 1
     assert state_of(clean_db, exe) == "interrupted"
+
+
+def until(probe, what: str, timeout: float = 30.0) -> None:
+    """Poll ``probe`` (a database read) until it holds; fail saying ``what`` did not happen."""
+    deadline = time.monotonic() + timeout
+    while not probe():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_a_running_step_is_held_by_its_workers_lock_even_with_a_stale_heartbeat(
+        clean_db, tmp_path, toy):
+    """The worker's claim takes the step's advisory lock: while the worker lives, no reaper
+    takes its step for dead, even when the heartbeat has gone stale (renewals stalled)."""
+    release = tmp_path / "release"
+    slow = toy.config().replace('on = ["sh", "-c", "',
+                                f'on = ["sh", "-c", "while [ ! -e {release} ]; do sleep 0.05;'
+                                ' done; ', 1)
+    bot = Bot(clean_db, tmp_path, config=BASE_CONFIG + slow, worker=False)
+    bot.engine.deps.heartbeat_s = 3600  # no renewal during the test: the heartbeat goes stale
+    worker = threading.Thread(target=bot.engine.run_next, name="worker")
+    try:
+        bot.command("alice", "start v2")
+        exe = add_step(clean_db, run_id_of(clean_db), "maintenance-on", "queued")
+        worker.start()
+        until(lambda: state_of(clean_db, exe) == "running", "the worker never started the step")
+        sql(clean_db, "UPDATE step_executions SET heartbeat_at = now() - interval '1 hour'")
+        assert bot.engine.reap_interrupted() == 0, (
+            "a step its worker is still running was reaped: the claim took no lock")
+        assert state_of(clean_db, exe) == "running"
+    finally:
+        release.touch()
+        worker.join(60)
+        bot.stop()
+    assert state_of(clean_db, exe) == "succeeded", "the step must run to its end, once"
+    assert toy.executions() == ["on"]
 
 
 # ------------------------------------------------------------------ held after a failure

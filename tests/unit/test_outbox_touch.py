@@ -130,3 +130,21 @@ def test_a_delivery_of_an_older_version_leaves_the_newer_one_due(conn, clock):
     after = store.get(conn, "card:exe:1")
     assert after["sent_version"] == 1 and after["version"] == 2
     assert after["due_at"] is not None, "the newer state must still go out"
+
+
+def test_a_sender_whose_lease_was_taken_over_cannot_record_the_delivery(conn, clock):
+    outbox = Outbox(now=clock)
+    touch(conn, outbox)
+    clock.advance(1)
+    with conn.transaction():
+        (stale,) = store.claim(conn, me="a", now=clock(), lease=60, limit=1)
+        store.drop_leases(conn, holder="a")  # "a" was taken for dead; its row is ready again
+        assert [r["key"] for r in store.claim(conn, me="b", now=clock(), lease=60,
+                                              limit=1)] == ["card:exe:1"]
+    with conn.transaction():
+        recorded = store.complete(conn, stale, me="a", now=clock(), ts="1.5", updated=False,
+                                  min_interval=1.0)
+    assert not recorded, "a sender that lost its lease recorded a delivery"
+    after = store.get(conn, "card:exe:1")
+    assert after["leased_by"] == "b" and after["ts"] is None, (
+        "the row must stay leased to the sender that holds it now, undelivered")

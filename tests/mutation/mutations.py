@@ -1,0 +1,231 @@
+"""The mutations ``run.py`` applies, one at a time. Each removes one layer of defence.
+
+``name``: unique; ``issue``: the case of issue 7 it stands for ("extra" = chosen here);
+``edits``: (file, snippet that must occur exactly once, replacement); ``tests``: the smallest
+set of tests that must fail when the layer is gone (files or node ids).
+"""
+
+# ruff: noqa: ISC004 - snippets are long string literals split over lines, on purpose
+
+from __future__ import annotations
+
+LAYERS = "tests/integration/test_exactly_once_layers.py"
+WHO_MAY = "tests/scenario/test_who_may.py"
+APPROVALS = "tests/unit/test_approvals.py"
+POLICY = "tests/unit/test_policy.py"
+AUDIT = "tests/unit/test_audit_chain.py"
+INGRESS = "tests/scenario/test_ingress.py"
+REPLAY = [f"{INGRESS}::test_a_replayed_finish_cannot_close_the_next_run",
+          f"{INGRESS}::test_a_replay_to_another_replica_is_refused_too"]
+SECRETS = "tests/scenario/test_secrets.py"
+OUTBOX = ["tests/unit/test_outbox_touch.py", "tests/integration/test_outbox.py"]
+
+WORKER = "bot/engine/worker.py"
+REPO = "bot/store/repo.py"
+CORE = "bot/store/migrations/versions/0001_core.py"
+EXACTLY_ONCE = "bot/store/migrations/versions/0004_exactly_once.py"
+REQUESTS = "bot/engine/requests.py"
+RULE = "bot/approvals.py"
+
+CLAIM_READ = ('" LIMIT %s FOR UPDATE SKIP LOCKED", (limit,)', '" LIMIT %s", (limit,)')
+CLAIM_CAS = ('from_states=("queued",), to="running",',
+             'from_states=("queued", "running", "succeeded"), to="running",')
+
+
+def _off(file: str, condition: str) -> tuple[str, str, str]:
+    """An ``if`` whose check is switched off: ``if <condition>:`` -> ``if False:``."""
+    return (file, f"if {condition}:", "if False:")
+
+
+MUTATIONS: list[dict] = [
+    # ------------------------------------------------------------ the cases issue 7 lists
+    {"name": "claim-without-row-lock-and-cas",
+     "issue": "the worker's claim without its row lock and without the compare-and-set on queued",
+     "edits": [(REPO, *CLAIM_READ), (WORKER, *CLAIM_CAS)],
+     "tests": [LAYERS]},
+    {"name": "index-one-running-step-per-run",
+     "issue": "the 'one running step per run' index made non-unique",
+     "edits": [(CORE, "CREATE UNIQUE INDEX step_executions_one_running",
+                "CREATE INDEX step_executions_one_running")],
+     "tests": [LAYERS]},
+    {"name": "index-one-pending-approval-per-step",
+     "issue": "the 'one pending approval per step' index made non-unique",
+     "edits": [(CORE, "CREATE UNIQUE INDEX approvals_one_pending",
+                "CREATE INDEX approvals_one_pending")],
+     "tests": [LAYERS]},
+    {"name": "index-one-active-run",
+     "issue": "the 'one active run' index made non-unique",
+     "edits": [(CORE, "CREATE UNIQUE INDEX runs_one_active", "CREATE INDEX runs_one_active")],
+     "tests": [LAYERS]},
+    {"name": "worker-without-advisory-lock",
+     "issue": "the worker's advisory lock removed",
+     "edits": [(WORKER, 'conn.execute("SELECT pg_advisory_lock(%s, %s)",\n'
+                        '                                     (repo.LOCK_NS, exe["id"]))',
+                "pass")],
+     "tests": [LAYERS]},
+    {"name": "reaper-ignores-advisory-lock",
+     "issue": "a reaper that ignores the advisory lock and marks a step another replica is "
+              "still running as interrupted",
+     "edits": [_off(WORKER, 'not repo.try_lock_execution(conn, execution_id=exe["id"])')],
+     "tests": [LAYERS]},
+    {"name": "audit-head-without-for-update",
+     "issue": "the audit head read without FOR UPDATE",
+     "edits": [(REPO, '"SELECT last_id, last_hash FROM audit_head FOR UPDATE"',
+                '"SELECT last_id, last_hash FROM audit_head"')],
+     "tests": ["tests/integration/test_audit_roles.py"
+               "::test_concurrent_appends_both_commit_with_gapless_ids"]},
+    {"name": "masking-client-bypassed",
+     "issue": "the masking Web API client bypassed",
+     "edits": [_off("bot/slack/client.py", 'api_method != "auth.test"')],
+     "tests": [SECRETS]},
+    {"name": "respond-unmasked",
+     "issue": "respond unmasked",
+     "edits": [("bot/slack/client.py",
+                "            return mask_payload(value, self._secrets)\n",
+                "            return value\n")],
+     "tests": [SECRETS]},
+    {"name": "log-masking-off",
+     "issue": "the log filter off",
+     "edits": [("bot/logs.py",
+                "    logging.setLogRecordFactory(MaskingRecordFactory(secrets, base))\n", ""),
+               ("bot/logs.py", "    handler.addFilter(MaskingFilter(secrets))\n", "")],
+     "tests": [SECRETS]},
+    {"name": "override-adds-no-gate",
+     "issue": "an override that adds no gate",
+     "edits": [(REQUESTS, "gated = step.gated or bool(override)", "gated = step.gated")],
+     "tests": [WHO_MAY]},
+    {"name": "succeeded-gated-step-requested-again",
+     "issue": "a succeeded gated step requested again",
+     "edits": [_off(REQUESTS, 'current and current["state"] == "succeeded" and step.gated '
+                              'and not override')],
+     "tests": [WHO_MAY]},
+    {"name": "users-info-fails-open",
+     "issue": "users.info failing open",
+     "edits": [("bot/slack/directory.py",
+                "            raise DirectoryUnavailable(ACCOUNT_UNAVAILABLE) from e\n"
+                "        except Exception as e:  # connection errors, timeouts: same refusal\n"
+                "            raise DirectoryUnavailable(ACCOUNT_UNAVAILABLE) from e\n",
+                "            return Actor(user_id=user_id)\n"
+                "        except Exception:\n"
+                "            return Actor(user_id=user_id)\n")],
+     "tests": ["tests/scenario/test_membership.py"]},
+    {"name": "rollback-without-approval",
+     "issue": "rollback without approval",
+     "edits": [(REQUESTS, "if not self.deps.rollback_gated:", "if True:")],
+     "tests": [WHO_MAY]},
+    {"name": "queued-step-after-failure-further-up",
+     "issue": "a queued step whose requirement failed further up",
+     "edits": [(WORKER, 'failed = repo.failure_since(conn, run_id=exe["run_id"], '
+                        'since=exe["queued_at"])', "failed = None")],
+     "tests": [LAYERS]},
+    # ------------------------------------------------------------ each layer of the claim alone
+    {"name": "claim-without-row-lock",
+     "issue": "extra: the claim's row lock alone (SKIP LOCKED) removed",
+     "edits": [(REPO, *CLAIM_READ)],
+     "tests": [LAYERS]},
+    {"name": "claim-without-cas",
+     "issue": "extra: the claim's compare-and-set on queued alone removed",
+     "edits": [(WORKER, *CLAIM_CAS)],
+     "tests": [LAYERS]},
+    {"name": "index-one-live-attempt-per-step",
+     "issue": "extra: the 'one live attempt per step' index made non-unique",
+     "edits": [(EXACTLY_ONCE, "CREATE UNIQUE INDEX step_executions_one_active",
+                "CREATE INDEX step_executions_one_active")],
+     "tests": [LAYERS]},
+    {"name": "reaper-ignores-heartbeat",
+     "issue": "extra: the reaper's heartbeat (lease) check removed",
+     "edits": [(REPO, ' AND state = \'running\' AND (heartbeat_at IS NULL"\n'
+                      '        "   OR heartbeat_at < now() - make_interval(secs => %s)) RETURNING *",\n'
+                      "        (now, error, execution_id, lease_s)",
+                ' AND state = \'running\' RETURNING *",\n'
+                "        (now, error, execution_id)")],
+     "tests": [LAYERS]},
+    {"name": "failure-holds-nothing",
+     "issue": "extra: a failed or interrupted step no longer cancels the queued steps of its run",
+     "edits": [(WORKER, "rows = repo.hold_queued(conn,", "rows = [] if True else repo.hold_queued(conn,")],
+     "tests": [LAYERS]},
+    # ------------------------------------------------------------ bot/approvals.py
+    {"name": "approvals-already-decided", "issue": "extra: decide, check 1 (not pending)",
+     "edits": [_off(RULE, "request.status != PENDING")], "tests": [APPROVALS]},
+    {"name": "approvals-expiry", "issue": "extra: decide, check 2 (expired)",
+     "edits": [_off(RULE, "now >= request.expires_at")], "tests": [APPROVALS]},
+    {"name": "approvals-params-changed", "issue": "extra: decide, check 3 (parameters changed)",
+     "edits": [_off(RULE, "click.current_params_hash != request.params_hash")],
+     "tests": [APPROVALS]},
+    {"name": "approvals-cancel-by-anyone", "issue": "extra: decide, check 4 (only the requester "
+                                                    "cancels)",
+     "edits": [_off(RULE, "uid != request.requester")], "tests": [APPROVALS]},
+    {"name": "approvals-self-approval", "issue": "extra: is_eligible, self-approval",
+     "edits": [_off(RULE, "requester is not None and user.user_id == requester")],
+     "tests": [APPROVALS]},
+    {"name": "approvals-deactivated", "issue": "extra: is_eligible, deactivated accounts",
+     "edits": [_off(RULE, "user.deleted")], "tests": [APPROVALS]},
+    {"name": "approvals-bot", "issue": "extra: is_eligible, bot accounts",
+     "edits": [_off(RULE, "user.is_bot")], "tests": [APPROVALS]},
+    {"name": "approvals-guest", "issue": "extra: is_eligible, guest accounts",
+     "edits": [_off(RULE, "user.is_guest")], "tests": [APPROVALS]},
+    {"name": "approvals-not-an-approver", "issue": "extra: is_eligible, not an approver",
+     "edits": [_off(RULE, "uid not in policy.approvers and not any(uid in m for m in "
+                          "policy.groups.values())")], "tests": [APPROVALS]},
+    {"name": "approvals-not-in-group", "issue": "extra: is_eligible, not in the request's groups",
+     "edits": [_off(RULE, "groups and not any(uid in policy.groups.get(g, frozenset()) for g "
+                          "in groups)")], "tests": [APPROVALS]},
+    {"name": "approvals-double-vote", "issue": "extra: decide, check 8 (already voted)",
+     "edits": [_off(RULE, "uid in request.approvals")], "tests": [APPROVALS]},
+    {"name": "approvals-count", "issue": "extra: decide, check 9 (N distinct approvers)",
+     "edits": [(RULE, "if len(approvals) >= request.required:", "if len(approvals) >= 1:")],
+     "tests": [APPROVALS]},
+    # ------------------------------------------------------------ bot/policy.py
+    {"name": "policy-channel", "issue": "extra: policy, the channel check",
+     "edits": [_off("bot/policy.py", "channel not in allowed")], "tests": [POLICY]},
+    {"name": "policy-incident-for-everything", "issue": "extra: policy, incident channels "
+                                                        "allowed for every action",
+     "edits": [("bot/policy.py", "(set(rules.incident) if where is Where.CUTOVER_OR_INCIDENT\n"
+                                 "                                 else set())",
+                "set(rules.incident)")], "tests": [POLICY]},
+    {"name": "policy-account", "issue": "extra: policy, the account check (guest/bot/deactivated)",
+     "edits": [_off("bot/policy.py", "refusal in _ACCOUNT_TEXT")], "tests": [POLICY]},
+    {"name": "policy-operator", "issue": "extra: policy, the operator check",
+     "edits": [_off("bot/policy.py", "refusal is approvals.Refusal.NOT_AN_APPROVER")],
+     "tests": [POLICY]},
+    {"name": "policy-unknown-membership-fails-open",
+     "issue": "extra: policy, a failed operator lookup counts as an operator",
+     "edits": [("bot/policy.py", "frozenset({uid}) if actor.operator else frozenset()",
+                "frozenset({uid}) if actor.operator is not False else frozenset()"),
+               _off("bot/policy.py", "actor.operator is None")], "tests": [POLICY]},
+    # ------------------------------------------------------------ the outbox's lease
+    {"name": "outbox-lease-ignored", "issue": "extra: outbox, a leased row is claimable again",
+     "edits": [("bot/outbox/store.py",
+                "AND (o.lease_until IS NULL OR o.lease_until <= %(now)s)", "")],
+     "tests": OUTBOX},
+    {"name": "outbox-no-skip-locked", "issue": "extra: outbox, the claim's SKIP LOCKED removed",
+     "edits": [("bot/outbox/store.py", "FOR UPDATE OF o SKIP LOCKED)", ")")],
+     "tests": OUTBOX},
+    {"name": "outbox-complete-without-lease",
+     "issue": "extra: outbox, a sender records a delivery of a row it no longer holds",
+     "edits": [("bot/outbox/store.py",
+                '        WHERE id = %(id)s AND leased_by = %(me)s\n        """,\n'
+                '        {"ts": ts,',
+                '        WHERE id = %(id)s\n        """,\n        {"ts": ts,')],
+     "tests": OUTBOX},
+    # ------------------------------------------------------------ the replay guard
+    {"name": "replay-not-refused", "issue": "extra: the door lets a replayed request through",
+     "edits": [_off("bot/server.py", "inbox_id is None")], "tests": REPLAY},
+    {"name": "replay-key-unique-per-request",
+     "issue": "extra: the replay key no longer depends only on timestamp and signature",
+     "edits": [("bot/ingress.py", 'f"{ts}:{sig}".encode()', 'f"{ts}:{sig}:{id(headers)}".encode()')],
+     "tests": REPLAY},
+    # ------------------------------------------------------------ the audit HMAC
+    {"name": "audit-hmac-ignores-key", "issue": "extra: audit, rows hashed without the key",
+     "edits": [("bot/audit.py", "if key is None:", "if True:")],
+     "tests": [AUDIT]},
+    {"name": "audit-verify-accepts-keyless-rows-after-keyed",
+     "issue": "extra: audit verify accepts an unkeyed row after keyed ones",
+     "edits": [_off("bot/audit.py", "self.keyed_seen")], "tests": [AUDIT]},
+    {"name": "audit-verify-accepts-all-keyless-log",
+     "issue": "extra: audit verify accepts a log with no keyed row (a keyless rewrite)",
+     "edits": [_off("bot/audit.py", "self.first is not None and not self.keyed_seen")],
+     "tests": [AUDIT]},
+    {"name": "audit-verify-ignores-head", "issue": "extra: audit verify ignores the kept head",
+     "edits": [("bot/audit.py", "elif prev[1] != head:", "elif False:")], "tests": [AUDIT]},
+]
