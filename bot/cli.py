@@ -165,8 +165,10 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     settings = _settings()
     try:
         from bot.runtime import runbook_for
+        from commands import build_commands
 
         rb = runbook_for(settings)
+        build_commands(rb)  # a step command clashing with the bot's own is a runbook problem
     except RunbookError as e:
         print("golive: the runbook is invalid:", file=sys.stderr)
         for p in e.problems:

@@ -12,7 +12,8 @@ The rules, one row per entry point (:data:`RULES`):
   command), which also work in the incident channels. Clicks and modals on a rollback
   request's card work where that card can be: the cutover or an incident channel.
 * **People.** ``status`` and ``help`` are open to everyone. Starting and finishing a run,
-  requesting steps, rollback, Retry and Mark done need an *operator*. Approve, Reject and
+  requesting steps (every subcommand the runbook's step commands define is one action,
+  :attr:`Action.STEP`), rollback, Retry and Mark done need an *operator*. Approve, Reject and
   Cancel need an active human account here; who may approve is the two-person rule's
   business (:mod:`bot.approvals`). Guests, bots and deactivated accounts are refused
   everywhere except ``status`` and ``help``, checked in :func:`bot.approvals.is_eligible`'s
@@ -38,15 +39,8 @@ class Action(StrEnum):
     STATUS = "status"
     START = "start"
     FINISH = "finish"
-    PREFLIGHT = "preflight"
-    MAINTENANCE = "maintenance"
-    DEPLOY = "deploy"
-    MIGRATE = "migrate"
-    HEALTH = "health"
-    SMOKE = "smoke"
-    TRAFFIC = "traffic"
-    CANARY = "canary"
-    WATCH = "watch"
+    STEP = "step"
+    """Any subcommand derived from the runbook's step commands (``deploy``, ``maintenance``)."""
     ROLLBACK = "rollback"
     APPROVE = "button.approve"
     REJECT = "button.reject"
@@ -94,9 +88,7 @@ RULES: dict[Action, Rule] = {
     Action.STATUS: Rule(Where.CUTOVER_OR_INCIDENT, Who.ANYONE, "`/golive status`"),
     Action.START: Rule(Where.CUTOVER, Who.OPERATOR, "`/golive start`"),
     Action.FINISH: Rule(Where.CUTOVER, Who.OPERATOR, "`/golive finish`"),
-    **{a: Rule(Where.CUTOVER, _STEP, f"`/golive {a.value}`") for a in (
-        Action.PREFLIGHT, Action.MAINTENANCE, Action.DEPLOY, Action.MIGRATE, Action.HEALTH,
-        Action.SMOKE, Action.TRAFFIC, Action.CANARY, Action.WATCH)},
+    Action.STEP: Rule(Where.CUTOVER, _STEP, "a runbook step"),
     Action.ROLLBACK: Rule(Where.CUTOVER_OR_INCIDENT, Who.OPERATOR, "rollback"),
     Action.APPROVE: Rule(Where.CUTOVER, Who.ACTIVE, "Approve"),
     Action.REJECT: Rule(Where.CUTOVER, Who.ACTIVE, "Reject"),
@@ -141,13 +133,17 @@ class Verdict:
 ALLOWED = Verdict(True, "")
 
 
-def command_action(name: str) -> Action | None:
-    """The action of a ``/golive`` subcommand, or None for an unknown one."""
+def command_action(name: str, *, runbook_step: bool = False) -> Action | None:
+    """The action of a ``/golive`` subcommand (``runbook_step``: one the runbook's step
+    commands define), or None for an unknown one."""
+    if runbook_step:
+        return Action.STEP
     try:
         action = Action(name)
     except ValueError:
         return None
-    return action if not action.value.startswith(("button.", "modal.")) else None
+    is_entry = action is not Action.STEP and not action.value.startswith(("button.", "modal."))
+    return action if is_entry else None
 
 
 def needs_account(action: Action) -> bool:
@@ -179,10 +175,14 @@ _ACCOUNT_TEXT = {
 
 
 def decide(*, action: Action, actor: ActorFacts, channel: str, rules: Rules,
-           about_rollback: bool = False) -> Verdict:
+           about_rollback: bool = False, what: str | None = None) -> Verdict:
     """May ``actor`` do ``action`` in ``channel``? Channel first, then the account, then
-    operator membership. ``about_rollback``: the click or modal concerns a rollback request."""
+    operator membership. ``about_rollback``: the click or modal concerns a rollback request.
+    ``what``: how a refusal names the action, when more precise than the rule's (a step's
+    subcommand, e.g. "`/golive deploy`")."""
     rule = RULES[action]
+    if what is not None:
+        rule = Rule(rule.where, rule.who, what)
     where = rule.where
     if about_rollback and action in _VOTES:
         where = Where.CUTOVER_OR_INCIDENT

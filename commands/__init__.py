@@ -1,8 +1,18 @@
-"""One table of every /golive subcommand: name, usage, one-line summary, handler."""
+"""The /golive subcommands: name, usage, one-line summary, handler.
+
+``help``, ``status``, ``start``, ``rollback`` and ``finish`` are code; every other subcommand
+comes from the runbook's step commands (:mod:`commands.steps`). :func:`build_commands` makes
+the table once at start-up; :func:`parse` (called in the ack path) only reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
 
 from bot.slack.blocks import esc
 from commands import finish, help, rollback, start, status, steps
 from commands.base import Command, Context, Invocation, Reply, UsageError, tokenize
+from runbook.model import Runbook
 
 
 def no_args(inv: Invocation) -> None:
@@ -10,51 +20,56 @@ def no_args(inv: Invocation) -> None:
         raise UsageError(f"`/golive {inv.name}` takes no arguments.")
 
 
-COMMANDS: dict[str, Command] = {c.name: c for c in [
-    Command("help", "/golive help", "this list", help.handle),
+BEFORE = [
     Command("status", "/golive status", "where the run stands, what is next, pending approvals",
             status.handle, no_args),
     Command("start", "/golive start &lt;rc-tag&gt; [sha]", "open a cutover run for a release candidate",
             start.handle, start.validate),
-    Command("preflight", "/golive preflight",
-            "pre-cutover checks: freeze, prod config, backup drill, migration dry run, RC evidence (not built yet: each says so)",
-            steps.handle, steps.validate),
-    Command("maintenance", "/golive maintenance on|off",
-            "switch the maintenance page on or off (verified)", steps.handle, steps.validate,
-            gated=True),
-    Command("deploy", "/golive deploy &lt;tag&gt;", "pull the images, compose up, wait healthy",
-            steps.handle, steps.validate, gated=True),
-    Command("migrate", "/golive migrate", "alembic upgrade head on the target database",
-            steps.handle, steps.validate),
-    Command("health", "/golive health", "check /api/health, admin login and the dashboard",
-            steps.handle, steps.validate),
-    Command("smoke", "/golive smoke", "run the team's smoke script", steps.handle,
-            steps.validate),
-    Command("traffic", "/golive traffic open", "re-open public traffic (verified)",
-            steps.handle, steps.validate, gated=True),
-    Command("canary", "/golive canary", "real-money canary and its threaded sign-off (not built yet)",
-            steps.handle, steps.validate),
-    Command("watch", "/golive watch", "post-cutover watches: ledger, webhooks, error budget (not built yet)",
-            steps.handle, steps.validate),
+]
+AFTER = [
     Command("rollback", "/golive rollback [reason]",
             "request the rollback plan (also from an incident channel)", rollback.handle,
             gated=True),
     Command("finish", '/golive finish [--abort "reason"]',
             "close the active run (refused while work is open; --abort ends it as aborted)",
             finish.handle, finish.validate),
-]}
+]
+RESERVED: dict[str, str | None] = {"help": None, **{c.name: None for c in BEFORE + AFTER},
+                                   "rollback": "rollback"}
+"""Subcommands the bot provides; the runbook's ``rollback`` steps belong to ``rollback``."""
 
-__all__ = ["COMMANDS", "Command", "Context", "Invocation", "Reply", "UsageError", "parse"]
+
+def _kind_built(kind: str) -> bool:
+    from runbook.steps.base import REGISTRY
+
+    return kind in REGISTRY and REGISTRY[kind].available
 
 
-def parse(text: str) -> tuple[Command, Invocation]:
+def build_commands(runbook: Runbook, *, available: Callable[[str], bool] = _kind_built
+                   ) -> dict[str, Command]:
+    """Every subcommand, in help order: the code's and the runbook's step commands.
+
+    Raises RunbookError when a step's command clashes with a subcommand the bot provides.
+    ``available(kind)``: whether a step kind is built (default: the step-kind registry).
+    """
+    table: dict[str, Command] = {}
+    table["help"] = Command("help", "/golive help", "this list",
+                            lambda ctx, inv: Reply(help.render_help(table.values())))
+    derived = steps.commands(runbook, reserved=RESERVED, available=available)
+    table.update({c.name: c for c in [*BEFORE, *derived, *AFTER]})
+    return table
+
+
+__all__ = ["Command", "Context", "Invocation", "Reply", "UsageError", "build_commands", "parse"]
+
+
+def parse(text: str, commands: Mapping[str, Command]) -> tuple[Command, Invocation]:
     """Text after `/golive` -> the command and its arguments; UsageError on anything off."""
     inv = tokenize(text)
-    cmd = COMMANDS.get(inv.name)
+    cmd = commands.get(inv.name)
     if cmd is None:
         raise UsageError(f"Unknown subcommand `{esc(inv.name[:40])}`.")
-    if inv.override and not cmd.gated and cmd.name not in ("migrate", "health", "smoke",
-                                                           "canary", "watch", "preflight"):
+    if inv.override and not (cmd.gated or cmd.takes_override):
         raise UsageError(f"`/golive {cmd.name}` does not take `--override`.")
     if cmd.validate:
         cmd.validate(inv)

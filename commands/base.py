@@ -56,6 +56,10 @@ class Command:
     handler: Callable[[Context, Invocation], Reply]
     validate: Callable[[Invocation], None] | None = None
     gated: bool = False
+    takes_override: bool = False
+    """Accepts ``--override "reason"`` (past unmet requirements) even when not gated."""
+    from_runbook: bool = False
+    """Derived from the runbook's steps (its policy is a step request's)."""
 
 
 MAX_TEXT = 2000

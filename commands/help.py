@@ -1,9 +1,11 @@
 """/golive help: every subcommand with a one-line description and its usage."""
 
-from commands.base import Context, Invocation, Reply
+from collections.abc import Iterable
+
+from commands.base import Command
 
 
-def render_help(commands) -> str:
+def render_help(commands: Iterable[Command]) -> str:
     """Slack mrkdwn: usages carry their angle brackets escaped (&lt; &gt;), as Slack needs."""
     lines = ["*golive* runs the go-live cutover from this channel. Subcommands:"]
     for c in commands:
@@ -11,9 +13,3 @@ def render_help(commands) -> str:
         lines.append(f"• `{c.usage}`{lock} — {c.summary}")
     lines.append("🔒 = needs a second person to approve; you can never approve your own request.")
     return "\n".join(lines)
-
-
-def handle(ctx: Context, inv: Invocation) -> Reply:
-    from commands import COMMANDS
-
-    return Reply(render_help(COMMANDS.values()))

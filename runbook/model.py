@@ -218,6 +218,8 @@ class Runbook(_Model):
     phases: Annotated[tuple[Phase, ...], val.not_empty(val.NO_PHASES)]
     plan: _RollbackPlan = Field(
         default_factory=lambda: _RollbackPlan.model_construct(steps=()), alias="rollback")
+    help: Mapping[str, val.NonBlank] = Field(default_factory=lambda: MappingProxyType({}))
+    """``[help]``: subcommand word -> what ``/golive help`` says it does (optional)."""
     _source: str = PrivateAttr("")
     _version: str = PrivateAttr("")
     _ordered: tuple[Step, ...] = PrivateAttr(())
@@ -238,12 +240,22 @@ class Runbook(_Model):
             raise ValidationError.from_exception_data(cls.__name__, found)
         return runbook
 
+    @model_validator(mode="after")
+    def _help_names_commands(self) -> Runbook:
+        words = {s.command.split()[0] for s in self.all_steps() if s.command}
+        unknown = sorted(set(self.help) - words)
+        if unknown:
+            raise ValueError(f"[help] names {', '.join(map(repr, unknown))}, which no step's "
+                             f"command starts with; commands: {', '.join(sorted(words))}")
+        return self
+
     def model_post_init(self, context: Any, /) -> None:
         self._ordered = tuple(s for p in self.phases for s in p.steps) + self.plan.steps
         self._index = {s.id: i for i, s in enumerate(self._ordered)}
         self._source = str((context or {}).get("source", ""))
-        canonical = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True,
-                               separators=(",", ":"), ensure_ascii=False)
+        # Help text is no behaviour: editing it must not void approvals bound to the version.
+        canonical = json.dumps(self.model_dump(mode="json", by_alias=True, exclude={"help"}),
+                               sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         self._version = hashlib.sha256(canonical.encode()).hexdigest()
 
     @property

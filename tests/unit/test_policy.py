@@ -76,10 +76,8 @@ def test_non_operators_are_refused_what_operators_may_do(action):
 
 def test_operators_are_needed_for_start_finish_steps_rollback_retry_and_mark_done():
     assert set(OPERATOR_ONLY) == {
-        Action.START, Action.FINISH, Action.PREFLIGHT, Action.MAINTENANCE, Action.DEPLOY,
-        Action.MIGRATE, Action.HEALTH, Action.SMOKE, Action.TRAFFIC, Action.CANARY,
-        Action.WATCH, Action.ROLLBACK, Action.START_ROLLBACK, Action.RETRY, Action.MARK_DONE,
-        Action.MARK_DONE_SUBMIT}
+        Action.START, Action.FINISH, Action.STEP, Action.ROLLBACK, Action.START_ROLLBACK,
+        Action.RETRY, Action.MARK_DONE, Action.MARK_DONE_SUBMIT}
 
 
 @pytest.mark.parametrize("actor", [MEMBER, GUEST_OP, BOT_OP, GONE_OP, UNKNOWN])
@@ -131,10 +129,28 @@ def test_channel_is_checked_before_the_person():
 def test_command_action_maps_subcommands_only():
     assert command_action("start") is Action.START
     assert command_action("button.retry") is None and command_action("nope") is None
-    assert set(COMMANDS) >= {Action.ROLLBACK, Action.FINISH, Action.DEPLOY}
+    assert command_action("step") is None, "STEP is no subcommand name of its own"
+    assert command_action("deploy", runbook_step=True) is Action.STEP
+    assert command_action("cache", runbook_step=True) is Action.STEP
+    assert set(COMMANDS) == {Action.HELP, Action.STATUS, Action.START, Action.FINISH,
+                             Action.ROLLBACK}
 
 
 def test_every_subcommand_has_an_action():
-    from commands import COMMANDS
+    import runbook.steps.catalog  # noqa: F401 - registers the step kinds
+    from commands import build_commands
+    from runbook.model import default_runbook_path, load_runbook
+    from runbook.steps.base import REGISTRY
 
-    assert all(command_action(name) is not None for name in COMMANDS), list(COMMANDS)
+    table = build_commands(load_runbook(default_runbook_path(), known_kinds=REGISTRY.keys()))
+    assert {n for n, c in table.items() if c.from_runbook} >= {"deploy", "maintenance"}, table
+    assert all(command_action(n, runbook_step=c.from_runbook) is not None
+               for n, c in table.items()), list(table)
+
+
+def test_a_step_refusal_names_the_subcommand_asked_for():
+    v = verdict(Action.STEP, channel="C_INC", what="`/golive deploy`")
+    assert not v.allowed and "`/golive deploy` works only in the cutover channel <#C_CUT>" \
+        in v.reason, v.reason
+    v = verdict(Action.STEP, actor=MEMBER, what="`/golive cache`")
+    assert "Only operators can use `/golive cache`" in v.reason, v.reason
