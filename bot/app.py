@@ -23,11 +23,13 @@ from slack_bolt.authorization import AuthorizeResult
 from bot import approvals, policy
 from bot.engine import ROLLBACK, Actor, Engine, Refused
 from bot.ids import Action, Block, Callback
+from bot.inbox import Inbox
+from bot.inbox import Outcome as InboxOutcome
 from bot.slack.blocks import reason_modal
 from bot.slack.client import mask_payload, use_masking_client
 from bot.slack.directory import Directory, DirectoryUnavailable
 from bot.store.db import DatabaseUnavailable
-from commands import COMMANDS, Context, Reply, UsageError, parse
+from commands import Context, Reply, UsageError, build_commands, parse
 from commands.help import render_help
 
 log = logging.getLogger(__name__)
@@ -92,13 +94,35 @@ class Listeners:
     """Every listener, as a method; :data:`TABLE` says which Slack event each one serves."""
 
     def __init__(self, *, engine: Engine, config: Any, operators: Directory,
-                 operator_users: frozenset[str]):
+                 operator_users: frozenset[str], inbox: Inbox):
         self.engine = engine
+        self.commands = build_commands(engine.runbook)  # once: parse runs in the ack path
+        self.inbox = inbox
         self.config = config
         self.rules = policy.Rules(cutover=config.channels.cutover,
                                   incident=frozenset(config.channels.incident))
         self.operators = operators
         self.operator_users = operator_users
+
+    # ------------------------------------------------------------ the inbox
+    def in_order(self, context: Any, channel: str | None, say_down: Callable[[str], Any],
+                 flow: Callable[[Defer], None]) -> None:
+        """Run a lazy half as the one handling of its inbox request (bot/inbox.py): after the
+        channel's earlier requests, in one transaction with its "done" mark; its replies
+        (wrapped with the ``Defer`` it is given) go out after the commit."""
+        inbox_id = context.get("inbox_id") if isinstance(context, dict) else None
+        if inbox_id is None:  # help, Socket Mode: nothing recorded to handle in order
+            flow(lambda fn: fn)
+            return
+        held: list[tuple[Callable[..., Any], tuple, dict]] = []
+
+        def later(fn: Callable[..., Any]) -> Callable[..., Any]:
+            return lambda *a, **k: held.append((fn, a, k))
+        if self.inbox.handle(inbox_id, channel, lambda: flow(later)) is InboxOutcome.FAILED:
+            say_down(DB_DOWN)  # nothing it did was committed, whatever it meant to say
+            return
+        for fn, a, k in held:
+            fn(*a, **k)
 
     # ------------------------------------------------------------ policy and replies
     def facts(self, action: policy.Action, user: str) -> policy.ActorFacts:
@@ -117,12 +141,12 @@ class Listeners:
 
     def allowed(self, action: policy.Action, user: str, channel: str, *,
                 send: Callable[[str], Any], about_rollback: bool = False,
-                audit_text: str | None = None) -> bool:
+                audit_text: str | None = None, what: str | None = None) -> bool:
         """Ask the policy; on a refusal, say why (ephemeral) and audit it."""
         try:
             verdict = policy.decide(action=action, actor=self.facts(action, user),
                                     channel=channel, rules=self.rules,
-                                    about_rollback=about_rollback)
+                                    about_rollback=about_rollback, what=what)
         except DirectoryUnavailable as e:
             verdict = policy.Verdict(False, e.message, None)
         except DatabaseUnavailable:
@@ -187,22 +211,28 @@ class Listeners:
     # ------------------------------------------------------------ /golive
     def ack_command(self, ack: Callable[..., None], command: dict) -> None:
         try:
-            parse(field(command, "text") or "")
+            parse(field(command, "text") or "", self.commands)
         except UsageError as e:
             ack(**mask_payload({"response_type": "ephemeral", "text":
-                                f"{e.message}\n\n{render_help(COMMANDS.values())}"},
+                                f"{e.message}\n\n{render_help(self.commands.values())}"},
                                self.engine.deps.secrets))
             return
         ack()
 
-    def run_command(self, command: dict, respond: Callable[..., Any]) -> None:
+    def run_command(self, command: dict, respond: Callable[..., Any], context: Any) -> None:
+        channel = field(command, "channel_id")
+        self.in_order(context, channel,
+                      lambda text: respond(text=text, response_type="ephemeral"),
+                      lambda later: self.command(command, later(respond)))
+
+    def command(self, command: dict, respond: Callable[..., Any]) -> None:
         text = field(command, "text") or ""
         user, channel = field(command, "user_id"), field(command, "channel_id")
         if user is None or channel is None:
             log.warning("ignored a slash command without a user or channel")
             return
         try:
-            cmd, inv = parse(text)
+            cmd, inv = parse(text, self.commands)
         except UsageError as e:
             try:
                 self.engine.audit_command(actor=Actor(user, channel), text=text,
@@ -210,9 +240,10 @@ class Listeners:
             except Exception as err:  # noqa: BLE001 - the DB may be down
                 log.warning("could not audit command: %s", type(err).__name__)
             return  # already answered in the ack
-        action = policy.command_action(cmd.name)
+        action = policy.command_action(cmd.name, runbook_step=cmd.from_runbook)
         assert action is not None, f"/golive {cmd.name} has no policy action"
         if not self.allowed(action, user, channel, audit_text=text,
+                            what=f"`/golive {cmd.name}`" if cmd.from_runbook else None,
                             send=lambda why: respond(text=why, response_type="ephemeral")):
             return
         ctx = Context(engine=self.engine, user_id=user, channel=channel, config=self.config)
@@ -246,14 +277,30 @@ class Listeners:
             message_ts=click.message_ts).message,
             about_rollback=self.about_rollback(click.value))
 
-    def approve(self, body: dict, action: dict, respond: Callable[..., Any]) -> None:
-        self.vote("approve", policy.Action.APPROVE, body, action, respond)
+    def clicked(self, body: Any, respond: Callable[..., Any], context: Any,
+                flow: Callable[[Callable[..., Any]], None]) -> None:
+        """A button's lazy half, handled in order through the inbox."""
+        self.in_order(context, field(body, "channel", "id"),
+                      lambda text: ephemeral(respond)(text=text),
+                      lambda later: flow(later(respond)))
 
-    def cancel(self, body: dict, action: dict, respond: Callable[..., Any]) -> None:
-        self.vote("cancel", policy.Action.CANCEL, body, action, respond)
+    def approve(self, body: dict, action: dict, respond: Callable[..., Any], context: Any
+                ) -> None:
+        self.clicked(body, respond, context, lambda r: self.vote(
+            "approve", policy.Action.APPROVE, body, action, r))
 
-    def reject(self, body: dict, action: dict, respond: Callable[..., Any], client: Any
+    def cancel(self, body: dict, action: dict, respond: Callable[..., Any], context: Any
                ) -> None:
+        self.clicked(body, respond, context, lambda r: self.vote(
+            "cancel", policy.Action.CANCEL, body, action, r))
+
+    def reject(self, body: dict, action: dict, respond: Callable[..., Any], client: Any,
+               context: Any) -> None:
+        self.clicked(body, respond, context, lambda r: self.reject_clicked(body, action, r,
+                                                                           client))
+
+    def reject_clicked(self, body: dict, action: dict, respond: Callable[..., Any],
+                       client: Any) -> None:
         click = Click.read(body, action)
         if click is None:
             return
@@ -261,45 +308,49 @@ class Listeners:
             client, click, Callback.REJECT_REASON, "Reject request",
             "Why are you rejecting this?"), about_rollback=self.about_rollback(click.value))
 
-    def reject_submitted(self, body: dict, view: dict, client: Any) -> None:
+    def reject_submitted(self, body: dict, view: dict, client: Any, context: Any) -> None:
         meta = Metadata.read(body, view)
         if meta is None:
             return
-        self.submitted(policy.Action.REJECT_SUBMIT, meta, client, lambda: self.engine.click(
+        self.submitted(context, policy.Action.REJECT_SUBMIT, meta, client, lambda: self.engine.click(
             approval_id=meta.value, kind="reject", user_id=meta.user, channel=meta.channel,
             reason=reason_of(view), message_ts=meta.message_ts).message,
             about_rollback=self.about_rollback(meta.value))
 
     # ------------------------------------------------------------ interrupted steps
-    def retry(self, body: dict, action: dict, respond: Callable[..., Any]) -> None:
+    def retry(self, body: dict, action: dict, respond: Callable[..., Any], context: Any
+              ) -> None:
         click = Click.read(body, action)
         if click is not None:
-            self.button(policy.Action.RETRY, click, respond, lambda: self.engine.retry(
-                execution_id=click.value, user_id=click.user, channel=click.channel))
+            self.clicked(body, respond, context, lambda r: self.button(
+                policy.Action.RETRY, click, r, lambda: self.engine.retry(
+                    execution_id=click.value, user_id=click.user, channel=click.channel)))
 
-    def mark_done(self, body: dict, action: dict, respond: Callable[..., Any], client: Any
-                  ) -> None:
+    def mark_done(self, body: dict, action: dict, respond: Callable[..., Any], client: Any,
+                  context: Any) -> None:
         click = Click.read(body, action)
         if click is not None:
-            self.button(policy.Action.MARK_DONE, click, respond, lambda: self.open_reason(
-                client, click, Callback.MARK_DONE_REASON, "Mark step done",
-                "Why can this step be treated as done?"))
+            self.clicked(body, respond, context, lambda r: self.button(
+                policy.Action.MARK_DONE, click, r, lambda: self.open_reason(
+                    client, click, Callback.MARK_DONE_REASON, "Mark step done",
+                    "Why can this step be treated as done?")))
 
-    def mark_done_submitted(self, body: dict, view: dict, client: Any) -> None:
+    def mark_done_submitted(self, body: dict, view: dict, client: Any, context: Any) -> None:
         meta = Metadata.read(body, view)
         if meta is not None:
-            self.submitted(policy.Action.MARK_DONE_SUBMIT, meta, client,
+            self.submitted(context, policy.Action.MARK_DONE_SUBMIT, meta, client,
                            lambda: self.engine.mark_done(
                                execution_id=meta.value, user_id=meta.user,
                                channel=meta.channel, reason=reason_of(view)))
 
-    def start_rollback(self, body: dict, action: dict, respond: Callable[..., Any]) -> None:
+    def start_rollback(self, body: dict, action: dict, respond: Callable[..., Any],
+                       context: Any) -> None:
         click = Click.read(body, action)
         if click is not None:
-            self.button(policy.Action.START_ROLLBACK, click, respond,
-                        lambda: self.engine.request_rollback(
-                            actor=Actor(click.user, click.channel),
-                            reason=f"step interrupted (execution {click.value})"))
+            self.clicked(body, respond, context, lambda r: self.button(
+                policy.Action.START_ROLLBACK, click, r, lambda: self.engine.request_rollback(
+                    actor=Actor(click.user, click.channel),
+                    reason=f"step interrupted (execution {click.value})")))
 
     # ------------------------------------------------------------ modals
     def open_reason(self, client: Any, click: Click, callback: str, title: str,
@@ -311,10 +362,16 @@ class Listeners:
             callback_id=callback, title=title, label=label, private_metadata=meta))
         return ""
 
-    def submitted(self, action: policy.Action, meta: Metadata, client: Any,
+    def submitted(self, context: Any, action: policy.Action, meta: Metadata, client: Any,
                   work: Callable[[], str], *, about_rollback: bool = False) -> None:
-        def send(text: str) -> None:
+        def say(text: str) -> None:
             client.chat_postEphemeral(channel=meta.channel, user=meta.user, text=text)
+        self.in_order(context, meta.channel, say, lambda later: self.modal(
+            action, meta, later(say), work, about_rollback=about_rollback))
+
+    def modal(self, action: policy.Action, meta: Metadata, send: Callable[[str], Any],
+              work: Callable[[], str], *, about_rollback: bool) -> None:
+        """A modal submission's lazy half: policy, engine work, ephemeral reply."""
         if not self.allowed(action, meta.user, meta.channel, send=send,
                             about_rollback=about_rollback):
             return
@@ -382,6 +439,9 @@ def ephemeral(respond: Callable[..., Any]) -> Callable[..., Any]:
 
 ANY = re.compile(".*")
 # kind, id, ack, lazy: every Slack event the bot serves, and the listener for each.
+Defer = Callable[[Callable[..., Any]], Callable[..., Any]]
+"""Wraps a reply function so that its calls go out after the inbox commit."""
+
 TABLE: list[tuple[str, str | re.Pattern[str], str, str | None]] = [
     ("command", "/golive", "ack_command", "run_command"),
     ("action", Action.APPROVE, "acked_click", "approve"),
@@ -398,7 +458,8 @@ TABLE: list[tuple[str, str | re.Pattern[str], str, str | None]] = [
 ]
 
 
-def build_app(*, settings: Any, engine: Engine, client: Any, secrets: dict[str, str]) -> App:
+def build_app(*, settings: Any, engine: Engine, client: Any, secrets: dict[str, str],
+              inbox: Inbox) -> App:
     """The Bolt app for one process; nothing is created at import time."""
     def authorize(**_: Any) -> AuthorizeResult:
         # Single-workspace bot: no auth.test round trip on the request path.
@@ -414,7 +475,7 @@ def build_app(*, settings: Any, engine: Engine, client: Any, secrets: dict[str, 
     ops = config.effective_operators()
     listeners = Listeners(engine=engine, config=config,
                           operators=Directory(client, groups={g: g for g in ops.groups}),
-                          operator_users=frozenset(ops.users))
+                          operator_users=frozenset(ops.users), inbox=inbox)
     for kind, id_, ack, lazy in TABLE:
         register = getattr(app, kind)(id_)
         register(ack=getattr(listeners, ack),

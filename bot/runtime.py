@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from typing import Any
 
+from slack_bolt.request import BoltRequest
+from slack_sdk.signature import SignatureVerifier
+
 from bot.engine import Deps, Engine
+from bot.inbox import Inbox
 from bot.metrics import Metrics
+from bot.outbox import Outbox, Sender
 from bot.settings import Settings
 from bot.slack.client import MaskingWebClient, mask_payload
 from bot.slack.directory import Directory
-from bot.slack.poster import Poster
 from bot.store.db import Database
 from runbook.model import Runbook, default_runbook_path, load_runbook
 from runbook.steps.base import REGISTRY
@@ -38,20 +43,35 @@ class Runtime:
     settings: Settings
     db: Database
     client: MaskingWebClient
-    poster: Poster
+    sender: Sender
+    inbox: Inbox
     engine: Engine
     metrics: Metrics
     app: Any
 
     def start(self, *, worker: bool = True) -> None:
         self.db.open(wait=False)
-        self.poster.start()
+        self.sender.start()
+        self.inbox.start(self.redispatch)
         if worker:
             self.engine.start_worker()
 
+    def redispatch(self, inbox_id: int, body: bytes) -> None:
+        """Hand a request acked by a process that died back to the app (bot/inbox.py): signed
+        anew with our own secret, as the door already verified the original."""
+        ts = str(int(time.time()))
+        signature = SignatureVerifier(self.settings.signing_secret).generate_signature(
+            timestamp=ts, body=body.decode("utf-8"))
+        request = BoltRequest(body=body.decode("utf-8"), headers={
+            "content-type": "application/x-www-form-urlencoded",
+            "x-slack-request-timestamp": ts, "x-slack-signature": signature})
+        request.context["inbox_id"] = inbox_id
+        self.app.dispatch(request)
+
     def stop(self) -> None:
         self.engine.stop_worker()
-        self.poster.stop()
+        self.inbox.stop()
+        self.sender.stop()
         self.db.close()
 
 
@@ -64,15 +84,19 @@ def build_runtime(settings: Settings) -> Runtime:
                               secrets=secrets, on_call=metrics.slack_call)
     db = Database(settings.database_url)
     cfg = settings.config
-    poster = Poster(client)
     directory = Directory(client, groups=cfg.approvers.groups)
-    deps = Deps(poster=poster, directory=directory, target=cfg.target, secrets=secrets,
+    outbox = Outbox()
+    deps = Deps(outbox=outbox, directory=directory, target=cfg.target, secrets=secrets,
                 mask=partial(mask_payload, secrets=secrets),
                 approvers=frozenset(cfg.approvers.users),
                 expiry=timedelta(minutes=cfg.approvers.expiry_minutes),
                 audit_key=settings.audit_key,
                 rollback_gated=cfg.approvers.rollback_requires_approval)
     engine = Engine(db=db, runbook=runbook_for(settings), deps=deps)
-    app = build_app(settings=settings, engine=engine, client=client, secrets=secrets)
-    return Runtime(settings=settings, db=db, client=client, poster=poster, engine=engine,
+    inbox = Inbox(db)
+    sender = Sender(db, client)
+    engine.register_cards(sender)
+    app = build_app(settings=settings, engine=engine, client=client, secrets=secrets,
+                    inbox=inbox)
+    return Runtime(settings=settings, db=db, client=client, sender=sender, inbox=inbox, engine=engine,
                    metrics=metrics, app=app)

@@ -42,7 +42,7 @@ def build_asgi(runtime: Runtime, *, worker: bool = True) -> Starlette:
         with runtime.db.transaction(timeout=ACK_DB_BUDGET_S) as conn:
             return repo.inbox_insert(conn, sig_key=key, kind=inbound.kind,
                                      channel=inbound.channel, body=body,
-                                     purge_older_than_s=purge)
+                                     owner=runtime.inbox.owner, purge_older_than_s=purge)
 
     def answer(kind: str, started: float, resp: Response) -> Response:
         metrics.ack_seconds.labels(kind).observe(time.perf_counter() - started)
@@ -62,6 +62,7 @@ def build_asgi(runtime: Runtime, *, worker: bool = True) -> Starlette:
             log.warning("refused a malformed %s request: %s", inbound.kind, inbound.problem)
             return answer(inbound.kind, started, JSONResponse({"error": "malformed request"},
                                                               status_code=400))
+        inbox_id: int | None = None
         if inbound.needs_database:
             try:
                 inbox_id = await run_in_threadpool(remember, inbound,
@@ -74,7 +75,9 @@ def build_asgi(runtime: Runtime, *, worker: bool = True) -> Starlette:
                     {"error": "this request was already received"}, status_code=401))
         try:
             # Bolt's dispatch is synchronous: run it off the event loop so acks don't queue.
-            bolt_resp = await run_in_threadpool(app.dispatch, to_bolt_request(request, body))
+            bolt_req = to_bolt_request(request, body)
+            bolt_req.context["inbox_id"] = inbox_id  # the lazy half handles it (bot/inbox.py)
+            bolt_resp = await run_in_threadpool(app.dispatch, bolt_req)
         except Exception as e:  # noqa: BLE001 - the boundary: never a 5xx or a traceback
             err = uuid.uuid4().hex[:8]
             log.error("request %s failed before its ack: %s (error id %s)", inbound.kind,

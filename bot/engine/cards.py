@@ -1,13 +1,24 @@
-"""What the channel sees of runs, steps and approvals, rendered from the database at send time."""
+"""What the channel sees of runs, steps and approvals, rendered from the database at send time.
+
+The engine's transitions only say which message changed (an outbox row, see
+``EngineCore._exe_changed`` and friends); the outbox sender asks the renderers here for the
+message's content when it sends, inside its own transaction, so whatever replica sends it
+and however late, the channel shows what the database says now.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
-from bot.engine.core import ROLLBACK, EngineCore
+import psycopg
+
+from bot.engine.core import EngineCore
 from bot.slack import blocks
 from bot.store import repo
 from runbook.steps.base import REGISTRY
+
+Content = dict[str, Any]
+FINAL = ("succeeded", "failed", "interrupted", "cancelled", "skipped")
 
 
 class Cards(EngineCore):
@@ -16,136 +27,95 @@ class Cards(EngineCore):
     def view(self, *, run_id: int | None = None) -> blocks.RunView | None:
         """Everything status and the summary show, read in one transaction."""
         with self.db.transaction() as conn:
-            run = (repo.get_run(conn, run_id=run_id) if run_id else
-                   repo.active_run(conn) or repo.latest_run(conn))
-            if run is None:
-                return None
-            exes = repo.executions(conn, run_id=run["id"])
-            approvals = repo.approvals_of_run(conn, run_id=run["id"])
-            votes = repo.votes_of_run(conn, run_id=run["id"])
-        return blocks.RunView(run=run, runbook=self.runbook, executions=exes,
-                              approvals=approvals, votes=votes,
+            return self._view(conn, run_id=run_id)
+
+    def _view(self, conn: psycopg.Connection, *, run_id: int | None) -> blocks.RunView | None:
+        run = (repo.get_run(conn, run_id=run_id) if run_id else
+               repo.active_run(conn) or repo.latest_run(conn))
+        if run is None:
+            return None
+        return blocks.RunView(run=run, runbook=self.runbook,
+                              executions=repo.executions(conn, run_id=run["id"]),
+                              approvals=repo.approvals_of_run(conn, run_id=run["id"]),
+                              votes=repo.votes_of_run(conn, run_id=run["id"]),
                               available={k: v.available for k, v in REGISTRY.items()})
 
-    def refresh_card(self, execution_id: int, *, progress: list[str] | None = None,
-                     delay: float | None = None) -> str | None:
-        """Post the step's card if it has none, else update it in place (throttled)."""
-        with self.db.transaction() as conn:
-            exe = repo.get_execution(conn, execution_id=execution_id)
-            if exe is None:
-                return None
-            a = repo.get_approval(conn, approval_id=exe["approval_id"]) \
-                if exe["approval_id"] else None
-        ts = exe["message_ts"]
-        if ts is None and a is not None and a["step_id"] != ROLLBACK:
-            ts = a["message_ts"]
-        if ts:
-            # Rendered when sent, from the database: the last update is always the truth,
-            # whichever replica sends it.
-            self.deps.poster.update(exe["channel"], ts, delay=delay,
-                                    render=lambda: self._step_card(execution_id, progress))
-            if exe["message_ts"] is None:
-                with self.db.transaction() as conn:
-                    repo.set_execution_message(conn, execution_id=execution_id, ts=ts)
-            return ts
-        content = self._step_card(execution_id, progress)
-        ts = self.deps.poster.post(exe["channel"], **content) if content else None
-        if ts:
-            with self.db.transaction() as conn:
-                repo.set_execution_message(conn, execution_id=execution_id, ts=ts)
-                if a is not None and a["message_ts"] is None:
-                    repo.set_approval_message(conn, approval_id=a["id"], ts=ts)
-        return ts
+    def register_cards(self, sender: Any) -> None:
+        """Tell the outbox sender how to render each kind of message the engine records."""
+        # Where a message landed is the outbox's to know (its ts); nothing here writes it back
+        # into the engine's rows, whose locks the engine takes before it touches the outbox.
+        sender.register("card:exe", self.render_step_card)
+        sender.register("card:approval", self.render_request_card)
+        sender.register("interrupted:exe", self.render_interrupted)
+        sender.register("summary:run", self.render_summary)
+        sender.register("progress:exe", self.render_progress)
+        sender.register("upload:exe", self.render_output_file, upload=True)
 
-    def _step_card(self, execution_id: int, progress: list[str] | None) -> dict | None:
-        """The step's card as the database says now."""
-        with self.db.transaction() as conn:
-            exe = repo.get_execution(conn, execution_id=execution_id)
-            if exe is None:
-                return None
-            a = repo.get_approval(conn, approval_id=exe["approval_id"]) \
-                if exe["approval_id"] else None
-            votes = repo.approval_votes(conn, approval_id=a["id"]) if a else []
-        text, card = blocks.step_card(step=self.runbook.step(exe["step_id"]), exe=exe,
-                                      approval=a, votes=votes, progress=progress,
-                                      now=self.deps.now())
-        return {"text": text, "blocks": card}
-
-    def refresh_approval(self, approval_id: int) -> None:
-        with self.db.transaction() as conn:
-            a = repo.get_approval(conn, approval_id=approval_id)
-            exes = repo.executions_of_approval(conn, approval_id=approval_id)
-        if a is None:
-            return
-        if a["kind"] == "mark_done":
-            self._refresh_request_card(approval_id, self._mark_done_card)
-            self.refresh_card(a["params"]["execution"])
-            return
-        if a["step_id"] == ROLLBACK:
-            self.refresh_rollback_card(approval_id)
-            return
-        for e in exes:
-            self.refresh_card(e["id"])
-
-    def refresh_rollback_card(self, approval_id: int) -> None:
-        self._refresh_request_card(approval_id, self._rollback_card)
-
-    def _refresh_request_card(self, approval_id: int,
-                              render: Callable[[int], dict | None]) -> None:
-        """A request with a card of its own (rollback, mark done): post it, or update it."""
-        with self.db.transaction() as conn:
-            a = repo.get_approval(conn, approval_id=approval_id)
-        if a is None:
-            return
-        if a["message_ts"]:
-            self.deps.poster.update(a["channel"], a["message_ts"],
-                                    render=lambda: render(approval_id))
-            return
-        content = render(approval_id)
-        ts = self.deps.poster.post(a["channel"], **content) if content else None
-        if ts:
-            with self.db.transaction() as conn:
-                repo.set_approval_message(conn, approval_id=approval_id, ts=ts)
-
-    def _rollback_card(self, approval_id: int) -> dict | None:
-        """The rollback request's card as the database says now."""
-        with self.db.transaction() as conn:
-            a = repo.get_approval(conn, approval_id=approval_id)
-            if a is None:
-                return None
-            votes = repo.approval_votes(conn, approval_id=approval_id)
-        text, card = blocks.rollback_card(approval=a, votes=votes, runbook=self.runbook,
-                                          now=self.deps.now())
-        return {"text": text, "blocks": card}
-
-    def _mark_done_card(self, approval_id: int) -> dict | None:
-        """The card asking a second person to treat an interrupted step as done."""
-        with self.db.transaction() as conn:
-            a = repo.get_approval(conn, approval_id=approval_id)
-            if a is None:
-                return None
-            votes = repo.approval_votes(conn, approval_id=approval_id)
-        text, card = blocks.mark_done_card(approval=a, votes=votes,
-                                           step=self.runbook.step(a["step_id"]),
-                                           now=self.deps.now())
-        return {"text": text, "blocks": card}
-
-    def announce_interrupted(self, execution_id: int) -> None:
-        with self.db.transaction() as conn:
-            exe = repo.get_execution(conn, execution_id=execution_id)
+    # ------------------------------------------------------------------ renderers
+    def render_step_card(self, conn: psycopg.Connection, ref: str, data: Any) -> Content | None:
+        """A step's card: its approval while it waits, then its state, result and audit head."""
+        exe = repo.get_execution(conn, execution_id=int(ref))
         if exe is None:
-            return
-        step = self.runbook.step(exe["step_id"])
-        text, card = blocks.interrupted_card(step=step, exe=exe)
-        self.deps.poster.post(exe["channel"], text=text, blocks=card,
-                              thread_ts=None)
+            return None
+        a = repo.get_approval(conn, approval_id=exe["approval_id"]) \
+            if exe["approval_id"] else None
+        if a is not None and a["kind"] != "step":
+            a = None  # a rollback step's approval has a card of its own
+        votes = repo.approval_votes(conn, approval_id=a["id"]) if a else []
+        text, card = blocks.step_card(step=self.runbook.step(exe["step_id"]), exe=exe,
+                                      approval=a, votes=votes, progress=None,
+                                      now=self.deps.now())
+        if exe["state"] in FINAL:
+            row = repo.step_result_audit(conn, run_id=exe["run_id"], step_id=exe["step_id"],
+                                         attempt=exe["attempt"])
+            if row is not None:  # the chain head as of this result, outside the database
+                card.append(blocks.audit_head_context(row["id"], row["hash"]))
+        return {"text": text, "blocks": card}
 
-    def post_summary(self, view: blocks.RunView) -> None:
-        run_id = view.run["id"]
+    def render_request_card(self, conn: psycopg.Connection, ref: str, data: Any
+                            ) -> Content | None:
+        """A rollback or mark-done request's own card."""
+        a = repo.get_approval(conn, approval_id=int(ref))
+        if a is None:
+            return None
+        votes = repo.approval_votes(conn, approval_id=a["id"])
+        if a["kind"] == "mark_done":
+            text, card = blocks.mark_done_card(approval=a, votes=votes,
+                                               step=self.runbook.step(a["step_id"]),
+                                               now=self.deps.now())
+        else:
+            text, card = blocks.rollback_card(approval=a, votes=votes, runbook=self.runbook,
+                                              now=self.deps.now())
+        return {"text": text, "blocks": card}
+
+    def render_interrupted(self, conn: psycopg.Connection, ref: str, data: Any
+                           ) -> Content | None:
+        exe = repo.get_execution(conn, execution_id=int(ref))
+        if exe is None:
+            return None
+        text, card = blocks.interrupted_card(step=self.runbook.step(exe["step_id"]), exe=exe)
+        return {"text": text, "blocks": card}
+
+    def render_summary(self, conn: psycopg.Connection, ref: str, data: Any) -> Content | None:
+        view = self._view(conn, run_id=int(ref))
+        if view is None:
+            return None
         text, card = blocks.run_summary(view)
-        ts = self.deps.poster.post(view.run["channel"], text=text, blocks=card)
-        if ts:
-            with self.db.transaction() as conn:
-                repo.set_run_summary_ts(conn, run_id=run_id, ts=ts)
+        return {"text": text, "blocks": card}
 
+    def render_progress(self, conn: psycopg.Connection, ref: str, data: Any) -> Content | None:
+        exe = repo.get_execution(conn, execution_id=int(ref))
+        lines = list((data or {}).get("lines") or [])
+        if exe is None or not lines:
+            return None
+        text, body = blocks.progress_log(self.runbook.step(exe["step_id"]), lines)
+        return {"text": text, "blocks": body}
 
+    def render_output_file(self, conn: psycopg.Connection, ref: str, data: Any
+                           ) -> Content | None:
+        exe = repo.get_execution(conn, execution_id=int(ref))
+        if exe is None or not exe.get("detail"):
+            return None
+        step = self.runbook.step(exe["step_id"])
+        return {"filename": f"{step.id}-output.txt", "content": self.deps.mask(exe["detail"]),
+                "title": f"{step.title}: output", "comment": None}

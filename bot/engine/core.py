@@ -1,10 +1,10 @@
-"""The cutover engine: a persisted state machine per run, and the worker that runs steps.
+"""What every part of the engine shares: its dependencies, the audit, and "what changed".
 
 Every side effect sits behind a committed state transition:
   request -> (awaiting_approval -> approved) -> queued -> running -> succeeded | failed
-A step is marked ``running`` in the same transaction that takes a session advisory lock for it;
-the lock lives as long as the worker's connection, so a reaper that can take the lock knows the
-worker died and marks the step ``interrupted`` (never re-run silently).
+and every transition records, in its own transaction, which messages must now show something
+new (an outbox row per message, see bot/outbox). The engine never calls Slack: the sender
+delivers what the outbox says, rendered from the database at send time (bot/engine/cards.py).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from runbook.model import Gate, Runbook
 log = logging.getLogger(__name__)
 
 ACTIVE_STATES = ("awaiting_approval", "queued", "running")
+SUMMARY_DELAY_S = 1.5  # past the closing card's own one-second update window
 ROLLBACK = "rollback"
 
 
@@ -50,7 +51,7 @@ class Actor:
 class Deps:
     """What the engine talks to besides the database (built by the composition root)."""
 
-    poster: Any  # bot.slack.poster.Poster
+    outbox: Any  # bot.outbox.Outbox: the write side of durable Slack delivery
     directory: Any  # bot.slack.directory.Directory
     target: Any  # runbook.target.TargetConfig
     secrets: Mapping[str, str]
@@ -101,6 +102,61 @@ class EngineCore:
             self._audit(conn, actor=actor.user_id, channel=actor.channel, action="command",
                         outcome=outcome, run_id=run["id"] if run else None,
                         detail={"text": text[:500], **(detail or {})})
+
+    # ------------------------------------------------------------------ what changed
+    # Message keys (rendered by bot/engine/cards.py): card:exe:N is a step's card (for a gated
+    # step also its approval card), card:approval:N a rollback or mark-done request's own
+    # card, interrupted:exe:N the notice that asks what to do, summary:run:N the run summary,
+    # progress:exe:N the live log in the card's thread, upload:exe:N long output as a file.
+
+    def _exe_changed(self, conn: psycopg.Connection, exe: Mapping[str, Any], *,
+                     delay: float = 0.0) -> None:
+        """The step's card must show its current state (``delay``: only if still true then)."""
+        self.deps.outbox.touch(conn, key=f"card:exe:{exe['id']}", channel=exe["channel"],
+                               delay=delay)
+
+    def _approval_changed(self, conn: psycopg.Connection, a: Mapping[str, Any]) -> None:
+        """Every card that shows this approval request must show its current state."""
+        if a["kind"] in ("rollback", "mark_done"):
+            self.deps.outbox.touch(conn, key=f"card:approval:{a['id']}", channel=a["channel"])
+        if a["kind"] == "mark_done":
+            exe = repo.get_execution(conn, execution_id=a["params"]["execution"])
+            if exe is not None:
+                self._exe_changed(conn, exe)
+            return
+        for exe in repo.executions_of_approval(conn, approval_id=a["id"]):
+            # A rollback step's card appears when it starts, not while the plan is queued.
+            if a["kind"] == "step" or exe["state"] != "queued":
+                self._exe_changed(conn, exe)
+
+    def _card_of(self, conn: psycopg.Connection, a: Mapping[str, Any]) -> str | None:
+        """The ts of the card an approval request's buttons are on (None until posted)."""
+        if a["kind"] in ("rollback", "mark_done"):
+            return self.deps.outbox.ts(conn, f"card:approval:{a['id']}")
+        exes = repo.executions_of_approval(conn, approval_id=a["id"])
+        return self.deps.outbox.ts(conn, f"card:exe:{exes[0]['id']}") if exes else None
+
+    def _interrupted_notice(self, conn: psycopg.Connection, exe: Mapping[str, Any]) -> None:
+        """Ask the channel what to do about a step whose outcome is unknown."""
+        self._exe_changed(conn, exe)
+        self.deps.outbox.touch(conn, key=f"interrupted:exe:{exe['id']}", channel=exe["channel"])
+
+    def _progress(self, conn: psycopg.Connection, exe: Mapping[str, Any],
+                  lines: list[str]) -> None:
+        """The step's live log, one reply in its card's thread."""
+        self.deps.outbox.touch(conn, key=f"progress:exe:{exe['id']}", channel=exe["channel"],
+                               thread_key=f"card:exe:{exe['id']}", data={"lines": lines[-50:]})
+
+    def _output_file(self, conn: psycopg.Connection, exe: Mapping[str, Any]) -> None:
+        """The step's long output, uploaded as a file in its card's thread."""
+        self.deps.outbox.touch(conn, key=f"upload:exe:{exe['id']}", channel=exe["channel"],
+                               thread_key=f"card:exe:{exe['id']}")
+
+    def _summary_changed(self, conn: psycopg.Connection, run: Mapping[str, Any]) -> None:
+        """The run summary must show the run as it is. Held back a little so that the card of
+        the step that closed the run shows its result first."""
+        self.deps.outbox.touch(conn, key=f"summary:run:{run['id']}", channel=run["channel"],
+                               delay=SUMMARY_DELAY_S)
 
     def states(self, conn: psycopg.Connection, run_id: int) -> dict[str, str]:
         return {k: v["state"] for k, v in repo.latest_executions(conn, run_id=run_id).items()}

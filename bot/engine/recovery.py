@@ -73,11 +73,10 @@ class Recovery(Requests):
                             outcome="pending", run_id=exe["run_id"],
                             detail={"step": step.id, "kind": "mark_done", "reason": reason,
                                     "execution": exe["id"], "approval": approval["id"]})
+                self._approval_changed(conn, approval)
         if approval is None:
-            self.refresh_card(execution_id)
             self._wake.set()
             return f"Marked *{blocks.esc(step.title)}* done."
-        self.refresh_approval(approval["id"])
         return (f"*{blocks.esc(step.title)}* is gated, so treating it as done is a two-person "
                 "decision: an approval card is in the channel, and someone other than you must "
                 "approve it.")

@@ -66,6 +66,7 @@ class Requests(EngineCore):
             for exe in queued:
                 repo.transition(conn, execution_id=exe["id"], from_states=("queued",),
                                 to="cancelled", now=now, error=f"run aborted: {abort}")
+                self._exe_changed(conn, exe)
             for a in pending:
                 self._close_request(conn, a, status="void", by=actor.user_id,
                                     note=f"run aborted by <@{actor.user_id}>: {abort}")
@@ -82,10 +83,6 @@ class Requests(EngineCore):
                                 "voided": [a["id"] for a in pending],
                                 "cancelled": [e["step_id"] for e in queued]})
             head = repo.audit_head(conn)
-        for a in pending:  # the cards lose their buttons now, not at the next click
-            self.refresh_approval(a["id"])
-        for exe in queued:
-            self.refresh_card(exe["id"])
         # The chain head, posted where the database cannot rewrite it, pins the audit log:
         # a later truncation or rewrite no longer verifies against this hash.
         return {**run, "status": status, "audit_head": head["last_hash"],
@@ -137,13 +134,11 @@ class Requests(EngineCore):
                             run_id=run["id"] if run else None, detail={"step": step.id})
             return (f"*{blocks.esc(step.title)}* is not available yet: the `{step.kind}` step kind is "
                     "listed in the runbook but not built. It was not run.")
-        post_card: dict | None = None
         with self.db.transaction() as conn:
             run = self._run_for(conn, actor, auto_start=auto_start)
             latest = repo.latest_executions(conn, run_id=run["id"])
             states = {k: v["state"] for k, v in latest.items()}
             current = latest.get(step.id)
-            superseded = None
             if current and current["state"] == "awaiting_approval" and \
                     dict(current["params"]) != args and current["approval_id"]:
                 # New arguments (e.g. another tag): the pending approval is void, not reused.
@@ -156,7 +151,6 @@ class Requests(EngineCore):
                                 action="approval.void", outcome="void", run_id=run["id"],
                                 detail={"step": step.id, "approval": old["id"],
                                         "new_args": args})
-                    superseded = old["id"]
                     current = None
             if current and current["state"] in ACTIVE_STATES:
                 raise Refused(f"*{blocks.esc(step.title)}* is already {blocks.state_word(current['state'])}.")
@@ -209,13 +203,7 @@ class Requests(EngineCore):
                         action="approval.requested", outcome="pending", run_id=run["id"],
                         detail={"step": step.id, "args": args, "approval": approval["id"],
                                 "override": override})
-            post_card = {"approval": approval, "exe": exe}
-        if superseded:
-            self.refresh_approval(superseded)
-        ts = self.refresh_card(post_card["exe"]["id"])
-        if ts is None:
-            return (f"Approval requested for *{blocks.esc(step.title)}*, but the card could not be posted; "
-                    "`/golive status` shows it.")
+            self._exe_changed(conn, exe)  # its card is the approval card
         return f"Approval requested for *{blocks.esc(step.title)}*: someone other than you must approve."
 
     # ------------------------------------------------------------------ rollback
@@ -256,7 +244,7 @@ class Requests(EngineCore):
                         action="approval.requested", outcome="pending", run_id=run["id"],
                         detail={"step": ROLLBACK, "reason": reason, "approval": approval["id"],
                                 "running_now": busy, "first": first.id})
-        self.refresh_rollback_card(approval["id"])
+            self._approval_changed(conn, approval)
         return "Rollback requested: someone other than you must approve."
 
     def _queue_rollback(self, conn: psycopg.Connection, *, run: dict, actor: Actor,
@@ -272,6 +260,7 @@ class Requests(EngineCore):
                     s.id for s in self.runbook.rollback}:
                 repo.transition(conn, execution_id=exe["id"], from_states=(exe["state"],),
                                 to="cancelled", now=now, error="cancelled by rollback")
+                self._exe_changed(conn, exe)
                 if exe["approval_id"]:
                     a = repo.get_approval(conn, approval_id=exe["approval_id"], for_update=True)
                     if a and a["status"] == "pending":
@@ -319,8 +308,8 @@ class Requests(EngineCore):
             a = repo.get_approval(conn, approval_id=approval_id, for_update=True)
             if a is None:
                 raise Refused("That approval request does not exist.")
-            if a["message_ts"] is None or (a["message_ts"], a["channel"]) != (message_ts,
-                                                                              channel):
+            card = self._card_of(conn, a)
+            if card is None or (card, a["channel"]) != (message_ts, channel):
                 raise Refused("That button does not belong to this request's card, so nothing "
                               "was decided. Use the buttons on the request's own card.")
             votes = repo.approval_votes(conn, approval_id=approval_id)
@@ -337,6 +326,7 @@ class Requests(EngineCore):
             if decision.outcome in (rule.Outcome.APPROVED, rule.Outcome.PARTIAL):
                 repo.insert_vote(conn, approval_id=approval_id, user_id=user_id, vote="approve",
                                  now=self.deps.now())
+                self._approval_changed(conn, a)  # the votes so far show on the card
             if decision.outcome == rule.Outcome.REJECTED:
                 repo.insert_vote(conn, approval_id=approval_id, user_id=user_id, vote="reject",
                                  now=self.deps.now())
@@ -347,7 +337,6 @@ class Requests(EngineCore):
                     raise Refused("This request was decided a moment ago; see the card.")
                 if decision.new_status == "approved":
                     queued_exe = self._after_approval(conn, a, user_id)
-        self.refresh_approval(approval_id)
         if queued_exe:
             self._wake.set()
         return decision
@@ -378,6 +367,7 @@ class Requests(EngineCore):
                     repo.transition(conn, execution_id=exe["id"],
                                     from_states=("awaiting_approval",), to="cancelled",
                                     now=self.deps.now(), error=f"approval {status}")
+        self._approval_changed(conn, a)  # the card loses its buttons in the same commit
         return True
 
     def _after_approval(self, conn: psycopg.Connection, a: dict, user_id: str) -> list[int]:
@@ -409,8 +399,6 @@ class Requests(EngineCore):
                 self._audit(conn, actor="golive", channel=a["channel"], action="approval.expire",
                             outcome="expired", run_id=a["run_id"],
                             detail={"approval": a["id"], "step": a["step_id"]})
-        for a in rows:
-            self.refresh_approval(a["id"])
         return len(rows)
 
     # ------------------------------------------------------------------ interrupted steps
@@ -421,6 +409,7 @@ class Requests(EngineCore):
                               summary=blocks.marked_done_summary(requester, reason))
         if exe is None:
             raise Refused("Only an interrupted step can be marked done.")
+        self._exe_changed(conn, exe)
         self._audit(conn, actor=approved_by or requester, channel=channel,
                     action="step.mark_done", outcome="succeeded", run_id=exe["run_id"],
                     detail={"step": exe["step_id"], "reason": reason, "requested_by": requester,

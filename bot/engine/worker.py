@@ -31,6 +31,9 @@ from runbook.model import Step
 from runbook.steps.base import REGISTRY, StepContext
 
 log = logging.getLogger(__name__)
+RUNNING_SHOWS_AFTER_S = 1.0
+PROGRESS_EVERY_S = 0.5
+LONG_OUTPUT_CHARS = 2800  # past this a step's output goes out as a file
 
 
 class Worker(EngineCore):
@@ -47,7 +50,6 @@ class Worker(EngineCore):
         the lease runs out, so when a reaper acts nothing of the step runs any more.
         """
         found: list[int] = []
-        held: list[int] = []
         with self.db.connection() as conn:
             conn.autocommit = True
             try:
@@ -66,16 +68,13 @@ class Worker(EngineCore):
                                             run_id=exe["run_id"],
                                             detail={"step": exe["step_id"],
                                                     "worker": exe["claimed_by"]})
-                                held += self._hold_run(conn, moved, "interrupted")
+                                self._interrupted_notice(conn, moved)
+                                self._hold_run(conn, moved, "interrupted")
                                 found.append(exe["id"])
                     finally:
                         repo.unlock_execution(conn, execution_id=exe["id"])
             finally:
                 conn.autocommit = False
-        for exe_id in found + held:
-            self.refresh_card(exe_id)
-        for exe_id in found:
-            self.announce_interrupted(exe_id)
         return len(found)
 
     def _hold_run(self, conn: psycopg.Connection, exe: dict, outcome: str) -> list[int]:
@@ -83,6 +82,8 @@ class Worker(EngineCore):
         rows = repo.hold_queued(conn, run_id=exe["run_id"], now=self.deps.now(),
                                error=f"cancelled: {exe['step_id']} {outcome}; request it "
                                      "again if it should still run")
+        for row in rows:
+            self._exe_changed(conn, row)
         if rows:
             self._audit(conn, actor="golive", channel=exe["channel"], action="step.held",
                         outcome="cancelled", run_id=exe["run_id"],
@@ -135,15 +136,12 @@ class Worker(EngineCore):
         # The step's own connection: its session holds the advisory lock while the step runs.
         conn = self.db.connect()
         try:
-            cancelled: list[int] = []
             renewed_at = time.monotonic()  # no later than the heartbeat the claim sets
             token = self.db.watchdog.arm(conn, 2 * self.db.timeout)
             try:
-                claimed = self._claim(conn, cancelled)
+                claimed = self._claim(conn)
             finally:
                 self.db.watchdog.disarm(token)
-            for exe_id in cancelled:  # their cards must not keep saying "queued"
-                self.refresh_card(exe_id)
             if claimed is None:
                 return False
             self._execute(conn, *claimed, renewed_at=renewed_at)
@@ -151,10 +149,9 @@ class Worker(EngineCore):
         finally:
             conn.close()  # also releases the advisory lock if anything above failed
 
-    def _claim(self, conn: psycopg.Connection, cancelled: list[int]
-               ) -> tuple[dict, dict, Step] | None:
+    def _claim(self, conn: psycopg.Connection) -> tuple[dict, dict, Step] | None:
         """Claim one runnable step; queued steps that can never run are cancelled on the way
-        (their ids land in ``cancelled``)."""
+        (their cards say why)."""
         with conn.transaction():
             for exe in repo.queued_candidates(conn):
                 run = repo.get_run(conn, run_id=exe["run_id"])
@@ -169,7 +166,7 @@ class Worker(EngineCore):
                                 action="step.cancelled", outcome="cancelled",
                                 run_id=exe["run_id"], detail={"step": step.id, "why": void,
                                                               "approval": exe["approval_id"]})
-                    cancelled.append(exe["id"])
+                    self._exe_changed(conn, exe)
                     continue
                 states = self.states(conn, exe["run_id"])
                 unmet = self.runbook.unmet_requirements(step.id, states)
@@ -178,7 +175,7 @@ class Worker(EngineCore):
                         repo.transition(conn, execution_id=exe["id"], from_states=("queued",),
                                         to="cancelled", now=self.deps.now(),
                                         error=f"cancelled: {', '.join(unmet)} did not succeed")
-                        cancelled.append(exe["id"])
+                        self._exe_changed(conn, exe)
                     continue
                 try:
                     with conn.transaction():
@@ -200,6 +197,9 @@ class Worker(EngineCore):
                             outcome="running", run_id=exe["run_id"],
                             detail={"step": step.id, "attempt": exe["attempt"],
                                     "worker": self.deps.worker_id})
+                # "running" shows only if the step still runs a second from now: a quick step
+                # goes straight to its result, and the card's final update is never held back.
+                self._exe_changed(conn, moved, delay=RUNNING_SHOWS_AFTER_S)
                 return moved, run, step
         return None
 
@@ -235,23 +235,15 @@ class Worker(EngineCore):
                  renewed_at: float) -> None:
         lines: list[str] = []
         started = self.deps.clock()
-        # "running" shows only if the step is still running a second from now: a quick step
-        # goes straight to its result, and the card's final update is never held back.
-        card_ts = self.refresh_card(exe["id"], delay=1.0)
-        log_ts: list[str] = []  # the live progress log: one thread reply, updated in place
+        recorded = [float("-inf")]  # when the live log was last written to the outbox
 
         def progress(text: str) -> None:
             lines.append(str(self.deps.mask(text))[:500])
-            if not card_ts:
-                return
-            body_text, body = blocks.progress_log(step, lines)
-            if not log_ts:
-                ts = self.deps.poster.post(exe["channel"], text=body_text, blocks=body,
-                                           thread_ts=card_ts)
-                if ts:
-                    log_ts.append(ts)
-                return
-            self.deps.poster.update(exe["channel"], log_ts[0], text=body_text, blocks=body)
+            # The sender shows at most one update a second; writing more often is waste.
+            if self.deps.clock() - recorded[0] >= PROGRESS_EVERY_S:
+                recorded[0] = self.deps.clock()
+                with self.db.transaction() as tx:
+                    self._progress(tx, exe, lines)
 
         params = {**dict(step.params), **dict(exe["params"])}
         ctx = StepContext(run_id=run["id"], step_id=step.id, params=params,
@@ -274,31 +266,14 @@ class Worker(EngineCore):
         else:  # a bug in a step: record it, never crash the worker
             log.error("step %s crashed: %s", step.id, self.deps.mask(ended.message))
             outcome, error = "failed", f"unexpected error: {ended.message}"
-        mask = self.deps.mask
         duration = self.deps.clock() - started
-        held = self._record(exe, run, step, outcome=outcome, summary=summary, detail=detail,
-                            error=error, facts=facts, lines=lines, duration=duration)
+        self._record(exe, run, step, outcome=outcome, summary=summary, detail=detail,
+                     error=error, facts=facts, lines=lines, duration=duration)
         try:
             conn.execute("SELECT pg_advisory_unlock(%s, %s)", (repo.LOCK_NS, exe["id"]))
             conn.commit()
         except psycopg.Error:
             pass  # the step connection dropped: its lock went with it
-        self.refresh_card(exe["id"], progress=lines)
-        for other in held:
-            self.refresh_card(other)
-        if detail and len(detail) > 2800:
-            self.deps.poster.upload(exe["channel"], filename=f"{step.id}-output.txt",
-                                    content=mask(detail), title=f"{step.title}: output",
-                                    thread_ts=exe["message_ts"])
-        if outcome == "interrupted":
-            self.announce_interrupted(exe["id"])
-        if outcome == "succeeded":
-            view = self.view(run_id=run["id"])
-            # The summary closes the cutover (the same "done" that status shows) or a rollback.
-            rollback_done = step.phase == ROLLBACK and step == self.runbook.rollback[-1]
-            if view and (rollback_done or (step.phase != ROLLBACK and view.cutover_done()
-                                           and not view.run.get("summary_ts"))):
-                self.post_summary(view)
 
     def _supervise(self, exe_id: int, step: Step, ctx: StepContext, progress, renewed_at: float
                    ) -> Ended:
@@ -344,9 +319,10 @@ class Worker(EngineCore):
 
     def _record(self, exe: dict, run: dict, step: Step, *, outcome: str, summary: str,
                 detail: str, error: str | None, facts: dict, lines: list[str],
-                duration: float) -> list[int]:
-        """Record the outcome (the step is already over); returns the steps it held. Retried
-        while the database is away; if it never answers, the reaper records "outcome unknown"."""
+                duration: float) -> None:
+        """Record the outcome (the step is already over) and what the channel must now see.
+        Retried while the database is away; if it never answers, the reaper records "outcome
+        unknown"."""
         mask = self.deps.mask
         give_up = time.monotonic() + self.deps.lease_s
         while True:
@@ -359,16 +335,44 @@ class Worker(EngineCore):
                         progress=mask("\n".join(lines[-50:])))
                     if moved is None:
                         log.error("step %s ended %s but was no longer running", step.id, outcome)
-                        return []
+                        return
                     repo.merge_run_facts(tx, run_id=run["id"], facts=mask(facts))
                     self._audit(tx, actor="golive", channel=exe["channel"],
                                 action="step.finished", outcome=outcome, run_id=run["id"],
                                 detail={"step": step.id, "attempt": exe["attempt"],
                                         "seconds": round(duration, 3), "summary": summary,
                                         "error": error})
-                    return self._hold_run(tx, moved, outcome) if outcome != "succeeded" else []
+                    self._announce(tx, moved, run, step, lines)
+                    if outcome != "succeeded":
+                        self._hold_run(tx, moved, outcome)
+                    return
             except DatabaseUnavailable as e:
                 if time.monotonic() >= give_up:
                     log.error("step %s ended %s; not recorded (%s)", step.id, outcome, e)
-                    return []
+                    return
                 self._stop.wait(0.5)
+
+    def _announce(self, conn: psycopg.Connection, exe: dict, run: dict, step: Step,
+                  lines: list[str]) -> None:
+        """What the channel must see of a step's end, in the transaction that records it."""
+        if exe["state"] == "interrupted":
+            self._interrupted_notice(conn, exe)
+        else:
+            self._exe_changed(conn, exe)
+        if lines:
+            self._progress(conn, exe, lines)  # the log's last lines, whatever the throttle
+        if exe.get("detail") and len(exe["detail"]) > LONG_OUTPUT_CHARS:
+            self._output_file(conn, exe)
+        if exe["state"] != "succeeded":
+            return
+        # The summary closes the cutover (the same "done" that status shows) or a rollback.
+        if step.phase == ROLLBACK:
+            if step == self.runbook.rollback[-1]:
+                self._summary_changed(conn, run)
+            return
+        executions = repo.executions(conn, run_id=run["id"])
+        view = blocks.RunView(run=run, runbook=self.runbook, executions=executions,
+                              approvals=[], votes={},
+                              available={k: v.available for k, v in REGISTRY.items()})
+        if view.cutover_done():
+            self._summary_changed(conn, run)

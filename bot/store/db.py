@@ -176,6 +176,7 @@ class Database:
             else max(0.5, timeout - 0.5)
         self.watchdog = Watchdog()
         self._caller = threading.local()  # the checking-out caller's deadline, for _check
+        self._ambient = threading.local()  # a transaction this thread's calls join (ambient)
         self.kwargs = connection_kwargs(url, statement_timeout_s=self.statement_timeout)
         self.pool = ConnectionPool(
             url,
@@ -207,6 +208,17 @@ class Database:
         waiting included, must end within ``timeout`` (default ``self.timeout``) seconds or it
         raises DatabaseUnavailable; a longer job passes its own (and sets its own
         statement_timeout)."""
+        ambient = getattr(self._ambient, "conn", None)
+        if ambient is not None:
+            # Inside a request's inbox transaction: join it (a savepoint), so the request's
+            # effect and its "done" mark commit together (bot/inbox.py).
+            try:
+                with ambient.transaction():
+                    yield ambient
+            except psycopg.OperationalError as e:
+                raise DatabaseUnavailable(str(e).splitlines()[0] if str(e)
+                                          else type(e).__name__) from e
+            return
         budget = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
         token: int | None = None
@@ -222,6 +234,15 @@ class Database:
                 self.watchdog.disarm(token)
 
     transaction = connection
+
+    @contextmanager
+    def ambient(self, conn: psycopg.Connection) -> Iterator[None]:
+        """Every ``connection()`` this thread opens inside joins ``conn``'s transaction."""
+        self._ambient.conn = conn
+        try:
+            yield
+        finally:
+            self._ambient.conn = None
 
     def connect(self) -> psycopg.Connection:
         """A dedicated connection (not pooled) with the same options; the caller closes it."""

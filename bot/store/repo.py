@@ -341,12 +341,12 @@ def approvals_of_run(conn: Conn, *, run_id: int) -> list[Row]:
 # --- inbox (every verified request, before its ack) ------------------------------------------
 
 def inbox_insert(conn: Conn, *, sig_key: str, kind: str, channel: str | None, body: bytes,
-                 purge_older_than_s: float | None = None) -> int | None:
+                 owner: str, purge_older_than_s: float | None = None) -> int | None:
     """Record a verified request; None when its signature was seen before (a replay)."""
     if purge_older_than_s is not None:
-        conn.execute("DELETE FROM inbox WHERE state = 'done' AND received_at < now() -"
+        conn.execute("DELETE FROM inbox WHERE state <> 'new' AND received_at < now() -"
                      " make_interval(secs => %s)", (purge_older_than_s,))
-    row = conn.execute("INSERT INTO inbox (sig_key, kind, channel, body) VALUES (%s, %s, %s, %s)"
-                       " ON CONFLICT (sig_key) DO NOTHING RETURNING id",
-                       (sig_key, kind, channel, body)).fetchone()
+    row = conn.execute("INSERT INTO inbox (sig_key, kind, channel, body, owner)"
+                       " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (sig_key) DO NOTHING RETURNING id",
+                       (sig_key, kind, channel, body, owner)).fetchone()
     return row["id"] if row else None

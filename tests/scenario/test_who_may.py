@@ -57,12 +57,12 @@ def card_for(bot: Bot, contains: str, after: int, channel: str = "C_CUTOVER"):
                                           predicate=lambda m: m.ephemeral_to is None)
 
 
-def leave_interrupted(db: str, step_id: str) -> int:
-    """A step the reaper found interrupted (the worker died mid-step)."""
+def leave_running(db: str, step_id: str) -> int:
+    """What a worker that died mid-step leaves: a running row, no lock, a stale heartbeat."""
     return rows(db, "INSERT INTO step_executions (run_id, step_id, attempt, state, params,"
-                " requested_by, channel, started_at, finished_at) SELECT id, %s, 1,"
-                " 'interrupted', '{}', 'U_ALICE', 'C_CUTOVER', now(), now() FROM runs"
-                " WHERE status = 'active' RETURNING id", step_id)[0][0]
+                " requested_by, channel, started_at, heartbeat_at) SELECT id, %s, 1,"
+                " 'running', '{}', 'U_ALICE', 'C_CUTOVER', now(), now() - interval '1 hour'"
+                " FROM runs WHERE status = 'active' RETURNING id", step_id)[0][0]
 
 
 def succeeded(db: str, *step_ids: str) -> None:
@@ -74,9 +74,10 @@ def succeeded(db: str, *step_ids: str) -> None:
 
 
 def interrupted_notice(bot: Bot, db: str, step_id: str):
-    """Post the interrupted notice for a step, as the reaper does, and return it."""
+    """Leave a step as a dead worker would; the reaper posts the notice; return it."""
     after = bot.seq()
-    bot.engine.announce_interrupted(leave_interrupted(db, step_id))
+    leave_running(db, step_id)
+    bot.engine.reap_interrupted()
     return bot.workspace.wait_for_message("C_CUTOVER", contains="was interrupted",
                                           after_seq=after)
 

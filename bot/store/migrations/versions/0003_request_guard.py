@@ -17,7 +17,8 @@ def upgrade() -> None:
     -- A captured request stays correctly signed for Slack's 5-minute window. Its key (sha256
     -- of timestamp and signature) is unique, so a second delivery collides here whichever
     -- replica receives it. The raw body is kept (bytea: a NUL in a user's text cannot be
-    -- stored in jsonb) so a request acked just before a crash can still be handled.
+    -- stored in jsonb) so a request acked just before a crash can still be handled (by any
+    -- replica, once: see bot/inbox.py).
     CREATE TABLE inbox (
         id           bigserial PRIMARY KEY,
         sig_key      text NOT NULL UNIQUE,
@@ -25,7 +26,9 @@ def upgrade() -> None:
         kind         text NOT NULL,
         channel      text,
         body         bytea NOT NULL,
-        state        text NOT NULL DEFAULT 'new' CHECK (state IN ('new', 'done')),
+        -- the process that acked it; it holds an advisory lock on this key while it lives
+        owner        text NOT NULL DEFAULT '',
+        state        text NOT NULL DEFAULT 'new' CHECK (state IN ('new', 'done', 'dropped')),
         handled_at   timestamptz
     );
     CREATE INDEX inbox_received_at ON inbox (received_at);

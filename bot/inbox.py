@@ -1,0 +1,195 @@
+"""The inbox: every acked request is handled once, in the order Slack sent it, even after a crash.
+
+The door (bot/server.py) writes each verified request to the ``inbox`` table before the ack,
+naming this process as its owner. The listener's lazy half then runs inside ``handle``:
+
+- it waits (briefly) until every earlier request of the same channel is handled, so two
+  commands sent 5 ms apart take effect in the order they were sent;
+- it locks its row, and runs the listener with every database call joining one transaction
+  (``Database.ambient``) that also marks the row ``done``: the effect and the mark commit
+  together, or neither does;
+- replies go out after the commit (a reply never announces an effect that was rolled back).
+
+A process holds a session advisory lock on its owner key while it lives. ``recover`` finds
+requests whose owner died between the ack and the effect and hands them back to the Bolt app
+(any replica may do it; the row lock makes it once). A request whose handling failed because
+the database stopped answering was told so; it is marked ``dropped`` when the database is
+back, never replayed behind the person's back.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from bot.store.db import Database, DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+
+LOCK_NS = 0x603  # advisory lock namespace: one lock per live process (its inbox owner key)
+ORDER_WAIT_S = 2.0  # how long a request waits for earlier ones of its channel
+HANDLE_TIMEOUT_S = 10.0  # the whole handling transaction, Slack lookups included
+ORPHAN_AFTER_S = 3.0  # a request this old whose owner is gone is recovered
+DROP_FOR_S = 600.0  # how long a failed request's drop mark is retried
+
+
+class Outcome(enum.Enum):
+    DONE = "done"  # handled here, committed
+    SKIPPED = "skipped"  # handled before (by a recovery or another replica)
+    FAILED = "failed"  # the database failed: nothing committed
+
+
+def owner_key(owner: str) -> int:
+    """The advisory-lock key of an owner id (a signed 64-bit integer)."""
+    return int.from_bytes(hashlib.sha256(owner.encode()).digest()[:8], "big", signed=True)
+
+
+class Inbox:
+    """See the module docstring."""
+
+    def __init__(self, db: Database, *, owner: str | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.db = db
+        self.owner = owner or uuid.uuid4().hex
+        self.clock = clock
+        self._presence: psycopg.Connection | None = None
+        self._presence_lock = threading.Lock()
+        self._handled = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, redispatch: Callable[[int, bytes], None], *, every: float = 2.0) -> None:
+        """Hold the presence lock and recover orphaned requests in the background."""
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    self.ensure_presence()
+                    self.recover(redispatch)
+                except (DatabaseUnavailable, psycopg.Error) as e:
+                    log.warning("inbox recovery: %s", type(e).__name__)
+                self._stop.wait(every)
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=loop, name="golive-inbox", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+        self.close()
+
+    # ------------------------------------------------------------------ presence
+    def ensure_presence(self) -> None:
+        """Hold this process's owner lock (again, after a lost connection)."""
+        with self._presence_lock:
+            if self._presence is not None and not self._presence.closed:
+                try:
+                    self._presence.execute("SELECT 1")
+                    return
+                except psycopg.Error:
+                    self._presence.close()
+            conn = self.db.connect()
+            conn.autocommit = True
+            conn.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_NS, owner_key(self.owner)))
+            self._presence = conn
+
+    def close(self) -> None:
+        with self._presence_lock:
+            if self._presence is not None:
+                self._presence.close()
+                self._presence = None
+
+    # ------------------------------------------------------------------ handling
+    def handle(self, inbox_id: int | None, channel: str | None,
+               work: Callable[[], Any]) -> Outcome:
+        """Run ``work`` as the one handling of request ``inbox_id`` (None: not in the inbox,
+        e.g. Socket Mode or help, which is run as is)."""
+        if inbox_id is None:
+            work()
+            return Outcome.DONE
+        try:
+            self._wait_for_earlier(inbox_id, channel)
+            with self.db.transaction(timeout=HANDLE_TIMEOUT_S) as conn:
+                row = conn.execute("SELECT state FROM inbox WHERE id = %s FOR UPDATE",
+                                   (inbox_id,)).fetchone()
+                if row is None or row["state"] != "new":
+                    return Outcome.SKIPPED
+                with self.db.ambient(conn):
+                    work()
+                conn.execute("UPDATE inbox SET state = 'done', handled_at = now()"
+                             " WHERE id = %s", (inbox_id,))
+            return Outcome.DONE
+        except (DatabaseUnavailable, psycopg.OperationalError) as e:
+            log.warning("request %s not handled: the database failed (%s)", inbox_id,
+                        type(e).__name__)
+            threading.Thread(target=self._drop, args=(inbox_id,), daemon=True,
+                             name=f"golive-inbox-drop-{inbox_id}").start()
+            return Outcome.FAILED
+        finally:
+            with self._handled:
+                self._handled.notify_all()
+
+    def _wait_for_earlier(self, inbox_id: int, channel: str | None) -> None:
+        if channel is None:
+            return
+        give_up = self.clock() + ORDER_WAIT_S
+        while True:
+            with self.db.transaction() as conn:
+                earlier = conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM inbox WHERE channel = %s AND state = 'new'"
+                    " AND id < %s AND received_at > now() - make_interval(secs => %s)) AS e",
+                    (channel, inbox_id, ORPHAN_AFTER_S * 10)).fetchone()["e"]
+            if not earlier or self.clock() >= give_up:
+                return  # an earlier request still open after the wait is an orphan's
+            with self._handled:  # woken when a request of this process is handled
+                self._handled.wait(0.05)
+
+    def _drop(self, inbox_id: int) -> None:
+        """The person was told the database is not answering: never apply it later."""
+        give_up = self.clock() + DROP_FOR_S
+        while self.clock() < give_up:
+            try:
+                with self.db.transaction() as conn:
+                    conn.execute("UPDATE inbox SET state = 'dropped', handled_at = now()"
+                                 " WHERE id = %s AND state = 'new'", (inbox_id,))
+                return
+            except DatabaseUnavailable:
+                time.sleep(1.0)  # a background retry while the database is away
+        log.error("request %s could not be marked dropped", inbox_id)
+
+    # ------------------------------------------------------------------ recovery
+    def orphans(self, limit: int = 20) -> list[dict]:
+        """Requests acked by a process that died before handling them, oldest first."""
+        out = []
+        with self.db.transaction() as conn:
+            rows = conn.execute(
+                "SELECT id, owner, body, kind FROM inbox WHERE state = 'new' AND owner <> %s"
+                " AND received_at < now() - make_interval(secs => %s) ORDER BY id LIMIT %s",
+                (self.owner, ORPHAN_AFTER_S, limit)).fetchall()
+            for row in rows:
+                key = owner_key(row["owner"])
+                got = conn.execute("SELECT pg_try_advisory_xact_lock(%s, %s) AS ok",
+                                   (LOCK_NS, key)).fetchone()["ok"]
+                if got:  # nobody holds the owner's lock: the owner is gone
+                    out.append(row)
+        return out
+
+    def recover(self, redispatch: Callable[[int, bytes], None]) -> int:
+        """Hand every orphaned request back to the app; returns how many."""
+        rows = self.orphans()
+        for row in rows:
+            log.warning("recovering request %s (%s) acked by a process that is gone",
+                        row["id"], row["kind"])
+            redispatch(row["id"], bytes(row["body"]))
+        return len(rows)
