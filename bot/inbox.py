@@ -48,8 +48,9 @@ class Outcome(enum.Enum):
 
 
 def owner_key(owner: str) -> int:
-    """The advisory-lock key of an owner id (a signed 64-bit integer)."""
-    return int.from_bytes(hashlib.sha256(owner.encode()).digest()[:8], "big", signed=True)
+    """The advisory-lock key of an owner id: a signed 32-bit integer, as the two-key form
+    ``pg_advisory_lock(int, int)`` takes (a 64-bit one names no function)."""
+    return int.from_bytes(hashlib.sha256(owner.encode()).digest()[:4], "big", signed=True)
 
 
 class Inbox:

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
+READ_ONLY = ("help", "status")  # subcommands that change nothing
 REPLAY_WINDOW_S = 5 * 60
 """Slack's own window: Bolt refuses a request older than this, so remembering longer is moot."""
 
@@ -42,11 +43,13 @@ class Inbound:
 
     @property
     def needs_database(self) -> bool:
-        """False for help, which is answered without the database."""
+        """Whether the request goes into the inbox before its ack: not help (answered without
+        the database) nor status (it changes nothing, so a replay is harmless and it need not
+        queue behind the channel's requests)."""
         if self.kind != "command":
             return True
         words = self.text.split()
-        return bool(words) and words[0].lower() != "help"
+        return bool(words) and words[0].lower() not in READ_ONLY
 
 
 def inspect(body: bytes, content_type: str = "") -> Inbound:

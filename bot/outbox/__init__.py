@@ -43,6 +43,11 @@ class Outbox:
                     data=data)
 
     @staticmethod
+    def exists(conn: psycopg.Connection, key: str) -> bool:
+        """Whether message ``key`` was ever touched."""
+        return store.get(conn, key) is not None
+
+    @staticmethod
     def ts(conn: psycopg.Connection, key: str) -> str | None:
         """The ts of message ``key`` once posted (None before)."""
         return store.ts_of(conn, key)

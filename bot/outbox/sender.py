@@ -33,7 +33,9 @@ EVENT_TYPE = "golive_message"  # the metadata every posted message carries: {"ke
 LOCK_NS = 0x602  # advisory lock namespace: one lock per live sender
 POST, UPDATE, UPLOAD = "chat.postMessage", "chat.update", "files.upload"
 OUTAGE_STREAK = 3  # consecutive 5xx/network failures that mean "Slack is down"
-TRANSIENT_CAP = 4.0  # seconds: the longest wait after a 5xx, so a recovery shows within 5 s
+# seconds: the longest wait after a 5xx. A recovery shows within 5 s: the probe that finds
+# Slack back comes within this, and a second new card in the channel a second later.
+TRANSIENT_CAP = 3.5
 PERMANENT_CAP = 30.0  # seconds: the longest wait after a refusal (invalid_blocks, ...)
 MAX_ATTEMPTS = 8  # refusals before a row is parked (a new touch revives it)
 
@@ -201,11 +203,11 @@ class Sender:
             if earlier:
                 return earlier, False
             self._method = UPLOAD
+            self._last_post[channel] = self.now()  # an attempt counts, whatever its answer
             resp = self.client.files_upload_v2(
                 channel=channel, filename=content["filename"], content=content["content"],
                 title=content.get("title"), initial_comment=content.get("comment"),
                 thread_ts=thread_ts)
-            self._last_post[channel] = self.now()
             files = resp.get("files") or [resp.get("file") or {}]
             return str(files[0].get("id") or "file"), False
         if earlier:
@@ -216,11 +218,11 @@ class Sender:
                                     blocks=content.get("blocks"))
             return earlier, True
         self._method = POST
+        self._last_post[channel] = self.now()  # an attempt counts, whatever its answer
         resp = self.client.chat_postMessage(
             channel=channel, text=content.get("text", ""), blocks=content.get("blocks"),
             thread_ts=thread_ts,
             metadata={"event_type": EVENT_TYPE, "event_payload": {"key": row["key"]}})
-        self._last_post[channel] = self.now()
         return resp["ts"], False
 
     def _find_earlier(self, row: dict, content: Content) -> str | None:
@@ -268,6 +270,8 @@ class Sender:
         elif status >= 500 or status == 0:
             self._streak += 1
             wait = min(TRANSIENT_CAP, 0.5 * 2 ** (self._streak - 1))
+            if method == UPDATE:  # a failed update still counts against its message's second
+                wait = max(wait, self.min_interval)
             until = now + timedelta(seconds=wait)
             if self._streak >= OUTAGE_STREAK:
                 self._outage_until = until

@@ -179,7 +179,10 @@ class WebApi:
 
     def call(self, method: str, params: dict[str, Any]) -> ApiResult:
         """Run one Web API method; errors become Slack-shaped results, never exceptions."""
-        fault = self.faults.pick(method)
+        fault = self.faults.pick(method, params)
+        if fault is not None and fault.hold is not None:
+            fault.wait()  # outside every lock: other calls go on meanwhile
+            fault = None
         if fault is not None and not fault.applied:
             return ApiResult(fault.status, fault.body(), dict(fault.headers))
         handler = self._methods.get(method)

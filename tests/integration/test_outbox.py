@@ -62,7 +62,8 @@ def test_a_500_on_the_post_is_retried_and_the_card_appears_once(rig):
     assert not rig.showing("Maintenance on"), "the injected 500 did not happen"
     took = pump_until(rig, s, lambda: rig.showing("Maintenance on"))
     assert len(rig.showing("Maintenance on")) == 1, "the approval card was posted twice"
-    assert took <= 1.0, f"the retry came {took:.1f}s after the 500"
+    # At the second, not before: the failed post counts against the channel's one per second.
+    assert took <= 1.0 + 1e-6, f"the retry came {took:.1f}s after the 500"
 
 
 def test_a_post_applied_then_answered_500_is_adopted_not_posted_again(rig):

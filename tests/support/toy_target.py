@@ -52,10 +52,12 @@ class ToyTarget:
     def executions(self) -> list[str]:
         return self.counter.read_text().split() if self.counter.exists() else []
 
-    def config(self, *, extra: str = "") -> str:
-        """The [target] table pointing the bot at this ingress."""
-        on = f"echo on >> {self.counter} && touch {self.flag}"
-        off = f"echo off >> {self.counter} && rm -f {self.flag}"
+    def config(self, *, extra: str = "", switch_s: float = 0.0) -> str:
+        """The [target] table pointing the bot at this ingress; ``switch_s`` makes each flip
+        take that long (a step still running after a second gets a live log in its thread)."""
+        wait = f"sleep {switch_s} && " if switch_s else ""
+        on = f"{wait}echo on >> {self.counter} && touch {self.flag}"
+        off = f"{wait}echo off >> {self.counter} && rm -f {self.flag}"
         return f"""
 [target]
 name = "toy"
