@@ -225,7 +225,7 @@ class Stack:
             conn.execute(f'CREATE ROLE "{self.role}" LOGIN PASSWORD \'{self.db_password}\'')
             conn.execute(f'CREATE DATABASE "{self.db}" OWNER "{self.role}"')
         self.bot_db_name, self.bot_db_url = pg.create_database("golive_bench_bot")
-        botdb.upgrade(self.bot_db_url)
+        botdb.upgrade(self.bot_db_url, runtime_role=pg.ensure_runtime_role())
         t = time.monotonic()
         self.pb.reset_v1()
         log(f"paybox {self.pb.project} up on v1 in {time.monotonic() - t:.1f}s "
@@ -240,6 +240,7 @@ class Stack:
             conn.execute(f'DROP ROLE IF EXISTS "{self.role}"')
         if self.bot_db_name:
             pg.drop_database(self.bot_db_name)
+        pg.drop_runtime_role()
 
     def prepare(self) -> dict[str, Any]:
         """Untimed: v1 / 0001 / maintenance off, v2 removed locally; note who else is busy."""
@@ -645,9 +646,11 @@ def main() -> int:
     # at the end (the repo may move while the benchmark runs).
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, check=False,
                             capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "bot", "runbook", "commands",
-                            "tests"], cwd=ROOT, check=False, capture_output=True,
-                           text=True).stdout.splitlines()
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, check=False,
+                           capture_output=True, text=True).stdout.splitlines()
+    if os.environ.get("GOLIVE_BENCH_COMMIT"):  # an exported tree (see bench/README.md)
+        commit = os.environ["GOLIVE_BENCH_COMMIT"]
+        dirty = [f for f in os.environ.get("GOLIVE_BENCH_DIRTY", "").split(",") if f]
     server = docker_up()
     # Import what both sides use before anything is timed.
     import docker  # noqa: F401
@@ -682,6 +685,7 @@ def main() -> int:
                     "docker_server": server},
         "versions": versions(),
         "git_commit": commit,
+        "git_dirty": bool(dirty),
         "git_dirty_files": dirty,
         "iterations": n,
         "order": "bot, direct, bot, direct, ...",
