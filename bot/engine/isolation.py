@@ -58,8 +58,9 @@ class StepProcess:
         self._life = life_w
         self._reaped = False
 
-    def next(self, timeout: float) -> tuple[str, str] | Ended | None:
-        """A ("progress", line), the child's Ended, or None when nothing came in ``timeout``."""
+    def next(self, timeout: float) -> tuple | Ended | None:
+        """A ("progress", line), a ("record", kind, payload) from ``ctx.emit``, the child's
+        Ended, or None when nothing came in ``timeout``."""
         if self.ended is not None:
             return self.ended
         if not self._out.poll(max(0.0, timeout)):
@@ -69,7 +70,7 @@ class StepProcess:
         except (EOFError, OSError):
             self.ended = Ended("vanished", message="the step process ended without a result")
             return self.ended
-        if msg[0] == "progress":
+        if msg[0] in ("progress", "record"):
             return msg
         self.ended = Ended(*msg)
         return self.ended
@@ -101,8 +102,15 @@ def _child(fn: Any, ctx: StepContext, out: Connection, life_r: int, fence_s: flo
     try:
         os.setpgid(0, 0)
         threading.Thread(target=_fence, args=(life_r, fence_s, renewed_at), daemon=True).start()
-        step_ctx = dataclasses.replace(ctx, progress=lambda text: out.send(("progress",
-                                                                            str(text))))
+        sending = threading.Lock()  # a step's threads (preflight checks) share the pipe
+
+        def send(msg: tuple) -> None:
+            with sending:
+                out.send(msg)
+
+        step_ctx = dataclasses.replace(
+            ctx, progress=lambda text: send(("progress", str(text))),
+            emit=lambda kind, record: send(("record", str(kind), dict(record))))
         try:
             msg: tuple = ("result", fn(step_ctx))
         except StepNotAvailable as e:
@@ -112,9 +120,9 @@ def _child(fn: Any, ctx: StepContext, out: Connection, life_r: int, fence_s: flo
         except BaseException as e:  # noqa: BLE001 - a bug in a step is reported, not raised
             msg = ("crashed", None, f"{type(e).__name__}: {e}")
         try:
-            out.send(msg)
+            send(msg)
         except Exception as e:  # noqa: BLE001 - e.g. a result that does not pickle
-            out.send(("crashed", None, f"the step's result could not be sent back: {e}"))
+            send(("crashed", None, f"the step's result could not be sent back: {e}"))
     except BaseException:  # noqa: BLE001 - nothing may unwind into the parent's code
         code = 1
     finally:

@@ -38,6 +38,12 @@ class StepContext:
     sleep: Callable[[float], None] = time.sleep
     secrets: Mapping[str, str] = field(default_factory=dict)
     """Secret values (target DB URL, admin password, ops token); mask them in any output."""
+    emit: Callable[[str, Mapping[str, Any]], None] = lambda _kind, _record: None
+    """Report a structured record to the engine as it happens (``("check", result)`` for each
+    finished preflight check); the engine stores it and updates the step's card."""
+    config: Any = None
+    """The team config (``bot.settings.GoliveConfig``) for kinds with a section of their own
+    (``[preflight]``); None when the engine runs without one."""
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - self.clock())

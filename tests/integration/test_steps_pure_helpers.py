@@ -198,7 +198,8 @@ def test_paybox_helper_and_catalog():
     import runbook.steps.catalog  # noqa: F401
 
     for kind in ("maintenance", "deploy", "migrate", "health", "smoke", "traffic",
-                 "rollback.revert_deploy", "rollback.data", "rollback.verify_readonly"):
+                 "rollback.revert_deploy", "rollback.data", "rollback.verify_readonly",
+                 "check.all", "check.release_freeze", "canary"):
         assert REGISTRY[kind].available, kind
-    for kind in ("check.release_freeze", "canary", "watch.ledger", "watch.error_budget"):
+    for kind in ("watch.ledger", "watch.error_budget"):  # run by bot/watches, not the worker
         assert not REGISTRY[kind].available, kind

@@ -27,7 +27,7 @@ def test_out_of_order_request_is_refused_with_the_reason(toybot):
     after = toybot.seq()
     toybot.slash("alice", "maintenance on")
     reply = text_of(toybot.replies_to("alice", after=after))
-    assert "cannot run yet" in reply and "release-freeze" in reply and "--override" in reply
+    assert "cannot start" in reply and "/golive preflight" in reply and "--override" in reply
     assert not [m for m in toybot.workspace.messages("C_CUTOVER", include_ephemeral=False)
                 if "Maintenance mode on" in text_of(m)]
 
@@ -123,11 +123,11 @@ def test_status_shows_steps_phase_next_and_pending_approvals(toybot):
     mark = toybot.seq()
     toybot.slash("carol", "status")
     status = text_of(toybot.replies_to("carol", after=mark, contains="Cutover run"))
-    assert "`rc-evidence`" in status and "not available yet" in status
+    assert "`preflight`" in status and "not started" in status
     assert "`maintenance-on`" in status and "awaiting approval" in status
     assert "Pending approvals" in status and "requested by <@U_ALICE>" in status
-    # Preflight checks are not built, so the first phase with runnable steps is the cutover.
-    assert "Phase:* Cutover (T-0)" in status
+    # The preflight has not run, so the run is still in its first phase.
+    assert "Phase:* Pre-cutover" in status
     assert "Next:* Release freeze" not in status
 
 
@@ -207,12 +207,16 @@ def test_approval_is_void_when_preflight_changes_before_execution(clean_db, tmp_
         card = card_for(bot, "Maintenance mode on", after)
         bot.sandbox.click("bob", card, action_id=Action.APPROVE)
         wait_card(bot, card, "Approved by <@U_BOB>")
-        # Between approval and execution a preflight check goes red.
+        # Between approval and execution a preflight check records a red result.
         with psycopg.connect(clean_db) as conn:
-            conn.execute(
+            exe = conn.execute(
                 "INSERT INTO step_executions (run_id, step_id, attempt, state, requested_by,"
-                " channel) SELECT id, 'rc-evidence', 1, 'failed', 'U_CAROL', 'C_CUTOVER'"
-                " FROM runs WHERE status = 'active'")
+                " channel) SELECT id, 'preflight', 1, 'failed', 'U_CAROL', 'C_CUTOVER'"
+                " FROM runs WHERE status = 'active' RETURNING id, run_id").fetchone()
+            conn.execute(
+                "INSERT INTO preflight_results (run_id, execution_id, check_name, status,"
+                " finding, finished_at) VALUES (%s, %s, 'rc_evidence', 'fail', 'E2E 1/2',"
+                " now())", (exe[1], exe[0]))
         assert bot.engine.run_next() is False, "the void step must not run"
         void = wait_card(bot, card, "approval void")
         assert "cancelled" in text_of(void) and "preflight" in text_of(void)

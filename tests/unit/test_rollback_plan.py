@@ -10,7 +10,7 @@ from runbook.model import default_runbook_path, load_runbook
 from runbook.rollback_plan import build_plan, human_age
 
 KINDS = {
-    "check.release_freeze", "check.prod_config", "check.backup_drill",
+    "check.all", "check.release_freeze", "check.prod_config", "check.backup_drill",
     "check.migration_dry_run", "check.rc_evidence", "maintenance", "deploy", "migrate",
     "health", "smoke", "traffic", "canary", "watch.ledger", "watch.webhooks",
     "watch.error_budget", "rollback.revert_deploy", "rollback.data", "rollback.verify_readonly",

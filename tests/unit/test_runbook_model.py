@@ -13,13 +13,13 @@ from runbook.model import (
 )
 
 KINDS = {
-    "check.release_freeze", "check.prod_config", "check.backup_drill",
+    "check.all", "check.release_freeze", "check.prod_config", "check.backup_drill",
     "check.migration_dry_run", "check.rc_evidence", "maintenance", "deploy", "migrate",
     "health", "smoke", "traffic", "canary", "watch.ledger", "watch.webhooks",
     "watch.error_budget", "rollback.revert_deploy", "rollback.data", "rollback.verify_readonly",
 }
 
-PREFLIGHT = ["release-freeze", "prod-config", "db-backup", "migration-dry-run", "rc-evidence"]
+PREFLIGHT = ["preflight"]  # one step runs every check concurrently (check.all)
 CUTOVER = ["maintenance-on", "maintenance-off", "deploy", "migrate", "health", "smoke",
            "traffic-open"]
 POST = ["canary", "ledger-check", "webhook-watch", "error-budget"]
@@ -86,15 +86,17 @@ def test_shipped_runbook_steps_and_gates(shipped):
     assert deploy.requires == ("maintenance-on",)
     assert shipped.step("maintenance-on").params == {"mode": "on"}
     assert shipped.step("maintenance-on").requires == tuple(PREFLIGHT), (
-        "maintenance-on must explicitly require every preflight step"
+        "maintenance-on must explicitly require the preflight step"
     )
+    assert shipped.step("preflight").kind == "check.all" and \
+        shipped.step("preflight").args == ("check",), "/golive preflight [<check>]"
     assert shipped.step("traffic-open").params == {"action": "open"}
     assert shipped.step("traffic-open").gated, "traffic-open must be gated"
     assert not shipped.step("migrate").gated, "migrate is not gated in the seed"
     assert shipped.step("rb-restore-or-downgrade").params["strategy"] == "downgrade"
     assert shipped.step("rb-restore-or-downgrade").phase == "rollback"
     assert shipped.rollback_gate == Gate(1, ()), "rollback is gated by default"
-    assert shipped.step("db-backup").timeout_s == 1800, "per-kind default timeout"
+    assert shipped.step("preflight").timeout_s == 900, "past the slowest check's timeout"
     for s in shipped.cutover_steps()[len(PREFLIGHT):]:
         assert s.requires, f"{s.id} must state its requirements explicitly"
 
@@ -117,7 +119,7 @@ def test_by_command(shipped):
         "commands must match case/space-insensitively, and before rb-maintenance-on"
     )
     assert shipped.by_command("traffic open").id == "traffic-open"
-    assert shipped.by_command("preflight").id == "release-freeze"
+    assert shipped.by_command("preflight").id == "preflight"
     assert [s.id for s in shipped.steps_for_command("preflight")] == PREFLIGHT
     assert [s.id for s in shipped.steps_for_command("rollback")] == ROLLBACK
     assert shipped.by_command("launch missiles") is None
@@ -127,8 +129,8 @@ def test_next_steps_and_unmet_requirements_along_a_run(shipped):
     states: dict[str, str] = {}
     assert [s.id for s in shipped.next_steps(states)] == PREFLIGHT, "fresh run: all preflight"
     assert shipped.unmet_requirements("maintenance-on", states) == PREFLIGHT
-    for i, sid in enumerate(PREFLIGHT):
-        states[sid] = "succeeded" if i != 2 else "skipped"
+    for sid in PREFLIGHT:
+        states[sid] = "skipped"
     assert shipped.unmet_requirements("maintenance-on", states) == [], "skipped counts as met"
     assert [s.id for s in shipped.next_steps(states)] == ["maintenance-on"]
 
