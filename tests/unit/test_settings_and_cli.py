@@ -82,12 +82,25 @@ def run_cli(*args: str, environ: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def test_config_check_masks_every_secret(tmp_path):
-    r = run_cli("config", "check", environ=env(tmp_path))
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.rstrip().endswith("ok")
+    # Nothing answers on port 1: every online check fails, and no failure shows a secret.
+    r = run_cli("config", "check", environ=env(tmp_path, SLACK_API_URL="http://127.0.0.1:1/api/",
+                                               DATABASE_URL="postgresql://bot:dbpass@127.0.0.1:1/golive"))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
     for secret in ("xoxb-1-secret-token", "s3cret-signing", "hunter2-admin", "dbpass"):
-        assert secret not in r.stdout + r.stderr
-    assert "postgresql://bot:****@127.0.0.1/golive" in r.stdout
+        assert secret not in r.stdout + r.stderr, f"{secret} shown by config check"
+    assert "❌ database 127.0.0.1:1/golive: not reachable" in r.stdout, r.stdout
+
+
+def test_manifest_without_url_says_it_printed_a_placeholder():
+    r = run_cli("manifest", environ={})
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["settings"]["interactivity"]["request_url"] == \
+        "https://golive.example.com/slack/events", "stdout must stay the manifest, as JSON"
+    assert "placeholder" in r.stderr and "--url" in r.stderr, \
+        f"no word that the URL is a placeholder: {r.stderr!r}"
+    r = run_cli("manifest", "--url", "https://bot.example.com", environ={})
+    assert "placeholder" not in r.stderr, r.stderr
 
 
 def test_serve_refuses_to_start_with_bad_settings(tmp_path):
