@@ -21,6 +21,7 @@ from slack_bolt import App
 from slack_bolt.authorization import AuthorizeResult
 
 from bot import approvals, policy
+from bot.canary.listeners import CANARY_TABLE, CanaryListeners
 from bot.engine import ROLLBACK, Actor, Engine, Refused
 from bot.ids import Action, Block, Callback
 from bot.inbox import Inbox
@@ -29,8 +30,8 @@ from bot.slack.blocks import reason_modal
 from bot.slack.client import mask_payload, use_masking_client
 from bot.slack.directory import Directory, DirectoryUnavailable
 from bot.store.db import DatabaseUnavailable
+from bot.watches.store import alert_reason
 from commands import Context, Reply, UsageError, build_commands, parse
-from commands.help import render_help
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class Click:
                    field(body, "trigger_id"))
 
 
-class Listeners:
+class Listeners(CanaryListeners):
     """Every listener, as a method; :data:`TABLE` says which Slack event each one serves."""
 
     def __init__(self, *, engine: Engine, config: Any, operators: Directory,
@@ -121,6 +122,7 @@ class Listeners:
         if self.inbox.handle(inbox_id, channel, lambda: flow(later)) is InboxOutcome.FAILED:
             say_down(DB_DOWN)  # nothing it did was committed, whatever it meant to say
             return
+        self.engine.wake()  # what it queued is committed only now: the worker may claim it
         for fn, a, k in held:
             fn(*a, **k)
 
@@ -214,8 +216,8 @@ class Listeners:
             parse(field(command, "text") or "", self.commands)
         except UsageError as e:
             ack(**mask_payload({"response_type": "ephemeral", "text":
-                                f"{e.message}\n\n{render_help(self.commands.values())}"},
-                               self.engine.deps.secrets))
+                                f"{e.message}\n`/golive help` lists every subcommand and its "
+                                "usage."}, self.engine.deps.secrets))
             return
         ack()
 
@@ -246,7 +248,8 @@ class Listeners:
                             what=f"`/golive {cmd.name}`" if cmd.from_runbook else None,
                             send=lambda why: respond(text=why, response_type="ephemeral")):
             return
-        ctx = Context(engine=self.engine, user_id=user, channel=channel, config=self.config)
+        ctx = Context(engine=self.engine, user_id=user, channel=channel, config=self.config,
+                      canary=self.canary)
         refusal: list[str] = []
         reply = self.outcome_of(lambda: cmd.handler(ctx, inv), refused=refusal.append)
         if action is policy.Action.HELP and reply is not None:
@@ -352,6 +355,21 @@ class Listeners:
                     actor=Actor(click.user, click.channel),
                     reason=f"step interrupted (execution {click.value})")))
 
+    def alert_rollback(self, body: dict, action: dict, respond: Callable[..., Any],
+                       context: Any) -> None:
+        """Start rollback on a watch alert: the same action and engine call as the command."""
+        click = Click.read(body, action)
+        if click is not None:
+            self.clicked(body, respond, context, lambda r: self.button(
+                policy.Action.START_ROLLBACK, click, r, lambda: self.rollback_from_alert(click)))
+
+    def rollback_from_alert(self, click: Click) -> str:
+        reason = alert_reason(self.engine.db, click.value)
+        if reason is None:
+            raise Refused(STALE)
+        return self.engine.request_rollback(actor=Actor(click.user, click.channel),
+                                            reason=reason)
+
     # ------------------------------------------------------------ modals
     def open_reason(self, client: Any, click: Click, callback: str, title: str,
                     label: str) -> str:
@@ -450,8 +468,10 @@ TABLE: list[tuple[str, str | re.Pattern[str], str, str | None]] = [
     ("action", Action.RETRY, "acked_click", "retry"),
     ("action", Action.MARK_DONE, "acked_click", "mark_done"),
     ("action", Action.START_ROLLBACK, "acked_click", "start_rollback"),
+    ("action", Action.ALERT_ROLLBACK, "acked_click", "alert_rollback"),
     ("view", Callback.REJECT_REASON, "ack_reason", "reject_submitted"),
     ("view", Callback.MARK_DONE_REASON, "ack_reason", "mark_done_submitted"),
+    *CANARY_TABLE,
     # Anything else Slack sends (unknown actions, views): ack, never a 404 to Slack.
     ("action", ANY, "just_ack", None),
     ("view", ANY, "just_ack", None),
@@ -459,7 +479,7 @@ TABLE: list[tuple[str, str | re.Pattern[str], str, str | None]] = [
 
 
 def build_app(*, settings: Any, engine: Engine, client: Any, secrets: dict[str, str],
-              inbox: Inbox) -> App:
+              inbox: Inbox, canary: Any = None) -> App:
     """The Bolt app for one process; nothing is created at import time."""
     def authorize(**_: Any) -> AuthorizeResult:
         # Single-workspace bot: no auth.test round trip on the request path.
@@ -476,6 +496,7 @@ def build_app(*, settings: Any, engine: Engine, client: Any, secrets: dict[str, 
     listeners = Listeners(engine=engine, config=config,
                           operators=Directory(client, groups={g: g for g in ops.groups}),
                           operator_users=frozenset(ops.users), inbox=inbox)
+    listeners.canary = canary  # bot.canary.room.CanaryRoom (None: /golive canary says so)
     for kind, id_, ack, lazy in TABLE:
         register = getattr(app, kind)(id_)
         register(ack=getattr(listeners, ack),

@@ -10,11 +10,22 @@ class Action(StrEnum):
     RETRY = "golive.retry"
     MARK_DONE = "golive.mark_done"
     START_ROLLBACK = "golive.start_rollback"
+    ALERT_ROLLBACK = "golive.alert_rollback"
+    """Start rollback on a watch's rollback-trigger or security-incident alert."""
+    CANARY_DEPOSIT = "golive.canary_deposit"
+    CANARY_WITHDRAWAL = "golive.canary_withdrawal"
+    CANARY_EVIDENCE = "golive.canary_evidence"
+    CANARY_SIGN = "golive.canary_sign"
+    CANARY_REJECT = "golive.canary_reject"
+    CANARY_ROLLBACK = "golive.canary_rollback"
 
 
 class Callback(StrEnum):
     REJECT_REASON = "golive.reject_reason"
     MARK_DONE_REASON = "golive.mark_done_reason"
+    CANARY_REPORT = "golive.canary_report"
+    CANARY_SIGN = "golive.canary_sign"
+    CANARY_REJECT = "golive.canary_reject"
 
 
 class Block(StrEnum):
@@ -22,3 +33,9 @@ class Block(StrEnum):
     REASON_INPUT = "golive.reason_input"
     HEADER = "golive.header"
     ACTIONS = "golive.actions"
+    CANARY_REFERENCE = "golive.canary_reference"
+    CANARY_REFERENCE_INPUT = "golive.canary_reference_input"
+    CANARY_AMOUNT = "golive.canary_amount"
+    CANARY_AMOUNT_INPUT = "golive.canary_amount_input"
+    CANARY_NOTE = "golive.canary_note"
+    CANARY_NOTE_INPUT = "golive.canary_note_input"

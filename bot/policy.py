@@ -8,8 +8,8 @@ caller could not resolve (``operator=None``) refuses: the policy fails closed.
 The rules, one row per entry point (:data:`RULES`):
 
 * **Channels.** Everything works only in the cutover channel, except ``/golive rollback``,
-  ``status`` and ``help`` (and the Start rollback button, which is the same action as the
-  command), which also work in the incident channels. Clicks and modals on a rollback
+  ``incident``, ``status`` and ``help`` (and the Start rollback buttons, which are the same
+  action as the command), which also work in the incident channels. Clicks and modals on a rollback
   request's card work where that card can be: the cutover or an incident channel.
 * **People.** ``status`` and ``help`` are open to everyone. Starting and finishing a run,
   requesting steps (every subcommand the runbook's step commands define is one action,
@@ -42,6 +42,8 @@ class Action(StrEnum):
     STEP = "step"
     """Any subcommand derived from the runbook's step commands (``deploy``, ``maintenance``)."""
     ROLLBACK = "rollback"
+    WATCH = "watch"
+    INCIDENT = "incident"
     APPROVE = "button.approve"
     REJECT = "button.reject"
     REJECT_SUBMIT = "modal.reject"
@@ -50,6 +52,13 @@ class Action(StrEnum):
     MARK_DONE = "button.mark_done"
     MARK_DONE_SUBMIT = "modal.mark_done"
     START_ROLLBACK = "button.start_rollback"
+    CANARY = "canary"
+    CANARY_REPORT = "button.canary_report"
+    """Report a deposit or withdrawal (button and modal): the ledger decides if it is true."""
+    CANARY_EVIDENCE = "button.canary_evidence"
+    CANARY_SIGN = "button.canary_sign"
+    """Sign or Reject (buttons and modals); who may sign is the canary machine's business."""
+    CANARY_ROLLBACK = "button.canary_rollback"
 
 
 class Where(StrEnum):
@@ -90,6 +99,8 @@ RULES: dict[Action, Rule] = {
     Action.FINISH: Rule(Where.CUTOVER, Who.OPERATOR, "`/golive finish`"),
     Action.STEP: Rule(Where.CUTOVER, _STEP, "a runbook step"),
     Action.ROLLBACK: Rule(Where.CUTOVER_OR_INCIDENT, Who.OPERATOR, "rollback"),
+    Action.WATCH: Rule(Where.CUTOVER, Who.OPERATOR, "`/golive watch`"),
+    Action.INCIDENT: Rule(Where.CUTOVER_OR_INCIDENT, Who.OPERATOR, "`/golive incident`"),
     Action.APPROVE: Rule(Where.CUTOVER, Who.ACTIVE, "Approve"),
     Action.REJECT: Rule(Where.CUTOVER, Who.ACTIVE, "Reject"),
     Action.REJECT_SUBMIT: Rule(Where.CUTOVER, Who.ACTIVE, "Reject"),
@@ -98,8 +109,15 @@ RULES: dict[Action, Rule] = {
     Action.MARK_DONE: Rule(Where.CUTOVER, Who.OPERATOR, "Mark done"),
     Action.MARK_DONE_SUBMIT: Rule(Where.CUTOVER, Who.OPERATOR, "Mark done"),
 }
+RULES.update({
+    Action.CANARY: Rule(Where.CUTOVER, Who.OPERATOR, "`/golive canary`"),
+    Action.CANARY_REPORT: Rule(Where.CUTOVER, Who.ACTIVE, "Report"),
+    Action.CANARY_EVIDENCE: Rule(Where.CUTOVER, Who.ACTIVE, "Refresh evidence"),
+    Action.CANARY_SIGN: Rule(Where.CUTOVER, Who.ACTIVE, "the canary sign-off"),
+})
 # The button and the command are one action: one rule, so they cannot drift apart.
 RULES[Action.START_ROLLBACK] = RULES[Action.ROLLBACK]
+RULES[Action.CANARY_ROLLBACK] = RULES[Action.ROLLBACK]
 
 _VOTES = (Action.APPROVE, Action.REJECT, Action.REJECT_SUBMIT, Action.CANCEL)
 

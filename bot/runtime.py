@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -12,6 +13,8 @@ from typing import Any
 from slack_bolt.request import BoltRequest
 from slack_sdk.signature import SignatureVerifier
 
+from bot.canary.cards import CanaryCards
+from bot.canary.room import CanaryRoom
 from bot.engine import Deps, Engine
 from bot.inbox import Inbox
 from bot.metrics import Metrics
@@ -20,6 +23,8 @@ from bot.settings import Settings
 from bot.slack.client import MaskingWebClient, mask_payload
 from bot.slack.directory import Directory
 from bot.store.db import Database
+from bot.watches import messages as watch_messages
+from bot.watches.room import WatchRoom
 from runbook.model import Runbook, default_runbook_path, load_runbook
 from runbook.steps.base import REGISTRY
 
@@ -48,13 +53,20 @@ class Runtime:
     engine: Engine
     metrics: Metrics
     app: Any
+    watches: Any = None  # bot.watches.room.WatchRoom: runs the watches on the leader replica
+    canary: Any = None  # bot.canary.room.CanaryRoom: the canary's thread and sign-off
 
     def start(self, *, worker: bool = True) -> None:
         self.db.open(wait=False)
         self.sender.start()
         self.inbox.start(self.redispatch)
+        if self.canary is not None:  # re-run the checks a restart interrupted, off the start path
+            threading.Thread(target=self._resume_canary, name="golive-canary-resume",
+                             daemon=True).start()
         if worker:
             self.engine.start_worker()
+            if self.watches is not None:
+                self.watches.start()
 
     def redispatch(self, inbox_id: int, body: bytes) -> None:
         """Hand a request acked by a process that died back to the app (bot/inbox.py): signed
@@ -68,7 +80,17 @@ class Runtime:
         request.context["inbox_id"] = inbox_id
         self.app.dispatch(request)
 
+    def _resume_canary(self) -> None:
+        try:
+            self.canary.resume()
+        except Exception:
+            log.exception("could not resume the open canary")
+
     def stop(self) -> None:
+        if self.canary is not None:
+            self.canary.stop()
+        if self.watches is not None:
+            self.watches.stop()
         self.engine.stop_worker()
         self.inbox.stop()
         self.sender.stop()
@@ -86,7 +108,8 @@ def build_runtime(settings: Settings) -> Runtime:
     cfg = settings.config
     directory = Directory(client, groups=cfg.approvers.groups)
     outbox = Outbox()
-    deps = Deps(outbox=outbox, directory=directory, target=cfg.target, secrets=secrets,
+    deps = Deps(outbox=outbox, directory=directory, target=cfg.target, config=cfg,
+                secrets=secrets,
                 mask=partial(mask_payload, secrets=secrets),
                 approvers=frozenset(cfg.approvers.users),
                 expiry=timedelta(minutes=cfg.approvers.expiry_minutes),
@@ -96,7 +119,12 @@ def build_runtime(settings: Settings) -> Runtime:
     inbox = Inbox(db)
     sender = Sender(db, client)
     engine.register_cards(sender)
+    watch_messages.register(sender)
+    watches = WatchRoom(db=db, outbox=outbox, config=cfg, runbook=engine.runbook)
+    canary = CanaryRoom(engine=engine, config=cfg, client=client, secrets=secrets,
+                        base_dir=settings.config_path.parent if settings.config_path else None)
+    CanaryCards(secrets).register(sender)
     app = build_app(settings=settings, engine=engine, client=client, secrets=secrets,
-                    inbox=inbox)
+                    inbox=inbox, canary=canary)
     return Runtime(settings=settings, db=db, client=client, sender=sender, inbox=inbox, engine=engine,
-                   metrics=metrics, app=app)
+                   metrics=metrics, app=app, watches=watches, canary=canary)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from bot.slack.blocks import esc
-from commands import finish, help, rollback, start, status, steps
+from commands import canary, finish, help, rollback, start, status, steps, watch
 from commands.base import Command, Context, Invocation, Reply, UsageError, tokenize
 from runbook.model import Runbook
 
@@ -27,6 +27,15 @@ BEFORE = [
             start.handle, start.validate),
 ]
 AFTER = [
+    Command("canary", "/golive canary",
+            "real-money canary: deposit, withdraw, ledger and evidence checks, threaded "
+            "sign-off and report", canary.handle, canary.validate),
+    Command("watch", "/golive watch start|stop|list",
+            "the post-cutover watches (they start when traffic opens)", watch.handle,
+            watch.validate),
+    Command("incident", "/golive incident security &lt;what happened&gt;",
+            "declare a security incident: an alert with Start rollback", watch.handle_incident,
+            watch.validate_incident),
     Command("rollback", "/golive rollback [reason]",
             "request the rollback plan (also from an incident channel)", rollback.handle,
             gated=True),
@@ -35,8 +44,10 @@ AFTER = [
             finish.handle, finish.validate),
 ]
 RESERVED: dict[str, str | None] = {"help": None, **{c.name: None for c in BEFORE + AFTER},
-                                   "rollback": "rollback"}
-"""Subcommands the bot provides; the runbook's ``rollback`` steps belong to ``rollback``."""
+                                   "rollback": "rollback", "watch": "watch",
+                                   "canary": "canary"}
+"""Subcommands the bot provides; the runbook's ``rollback`` steps belong to ``rollback``, its
+``watch`` steps to ``watch``, its ``canary`` step to ``canary``."""
 
 
 def _kind_built(kind: str) -> bool:

@@ -40,6 +40,7 @@ class Context:
     user_id: str
     channel: str
     config: Any  # bot.settings.GoliveConfig
+    canary: Any = None  # bot.canary.room.CanaryRoom
 
     @property
     def actor(self):

@@ -5,5 +5,10 @@ from commands.base import Context, Invocation, Reply
 
 
 def handle(ctx: Context, inv: Invocation) -> Reply:
-    text, blocks = status_blocks(ctx.engine.view())
+    view = ctx.engine.view()
+    text, blocks = status_blocks(view)
+    line = ctx.canary.status_line(view.run["id"]) if ctx.canary and view else None
+    if line:  # the canary's GO / NO-GO with who signed, or what it still waits for
+        text += "\n" + line
+        blocks = [*blocks, {"type": "section", "text": {"type": "mrkdwn", "text": line[:2900]}}]
     return Reply(text, blocks)

@@ -17,6 +17,7 @@ from bot.slack.blocks import esc
 from commands.base import Command, Context, Invocation, Reply, UsageError
 from runbook.docker_ref import validate_tag
 from runbook.model import Runbook, RunbookError
+from runbook.steps.preflight import check_name
 
 
 @dataclass(frozen=True)
@@ -27,9 +28,29 @@ class ArgKind:
     """Raises ValueError (its text is shown) when the word is not one."""
     noun: str
     example: str
+    optional: bool = False
+    """May be left out when it is the last argument (``/golive preflight [<check>]``)."""
 
 
-ARGS: Mapping[str, ArgKind] = {"tag": ArgKind(validate_tag, "image tag", "v2.3.1")}
+ARGS: Mapping[str, ArgKind] = {
+    "tag": ArgKind(validate_tag, "image tag", "v2.3.1"),
+    "check": ArgKind(check_name, "preflight check", "prod_config", optional=True),
+}
+
+
+def _optional_tail(args: tuple[str, ...]) -> int:
+    """How many of ``args``, from the end, may be left out."""
+    n = 0
+    for a in reversed(args):
+        if a not in ARGS or not ARGS[a].optional:
+            break
+        n += 1
+    return n
+
+
+def _arg_usage(args: tuple[str, ...]) -> list[str]:
+    cut = len(args) - _optional_tail(args)
+    return [f"<{a}>" if i < cut else f"[<{a}>]" for i, a in enumerate(args)]
 
 
 @dataclass(frozen=True)
@@ -57,7 +78,7 @@ class StepCommand:
             choice = "|".join(w for w in words if w)
             if choice and "" in words:
                 choice = f"[{choice}]"
-            forms.append(" ".join(x for x in (choice, *(f"<{a}>" for a in args)) if x))
+            forms.append(" ".join(x for x in (choice, *_arg_usage(args)) if x))
         return esc(" ".join(x for x in (f"/golive {self.name}", " | ".join(forms)) if x))
 
     def example(self) -> str | None:
@@ -72,8 +93,10 @@ class StepCommand:
         """The variant ``inv`` names and its arguments by name; UsageError otherwise."""
         said = tuple(w.lower() for w in inv.words)
         for v in sorted(self.variants, key=lambda v: -len(v.words)):
-            if said[:len(v.words)] == v.words and len(said) == len(v.words) + len(v.args):
-                values = dict(zip(v.args, inv.words[len(v.words):], strict=True))
+            given = len(said) - len(v.words)
+            if said[:len(v.words)] == v.words and \
+                    len(v.args) - _optional_tail(v.args) <= given <= len(v.args):
+                values = dict(zip(v.args, inv.words[len(v.words):], strict=False))
                 for name, word in values.items():
                     _check(name, word)
                 return v, values

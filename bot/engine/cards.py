@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from bot.engine.core import EngineCore
+from bot.engine.preflight import DETAILS, Preflight
 from bot.slack import blocks
 from bot.store import repo
 from runbook.steps.base import REGISTRY
@@ -21,7 +21,7 @@ Content = dict[str, Any]
 FINAL = ("succeeded", "failed", "interrupted", "cancelled", "skipped")
 
 
-class Cards(EngineCore):
+class Cards(Preflight):
     """See the module docstring."""
 
     def view(self, *, run_id: int | None = None) -> blocks.RunView | None:
@@ -38,7 +38,8 @@ class Cards(EngineCore):
                               executions=repo.executions(conn, run_id=run["id"]),
                               approvals=repo.approvals_of_run(conn, run_id=run["id"]),
                               votes=repo.votes_of_run(conn, run_id=run["id"]),
-                              available={k: v.available for k, v in REGISTRY.items()})
+                              available={k: v.available for k, v in REGISTRY.items()},
+                              preflight=self._preflight_summary(conn, run))
 
     def register_cards(self, sender: Any) -> None:
         """Tell the outbox sender how to render each kind of message the engine records."""
@@ -50,6 +51,7 @@ class Cards(EngineCore):
         sender.register("summary:run", self.render_summary)
         sender.register("progress:exe", self.render_progress)
         sender.register("upload:exe", self.render_output_file, upload=True)
+        sender.register(DETAILS, self.render_preflight_details)
 
     # ------------------------------------------------------------------ renderers
     def render_step_card(self, conn: psycopg.Connection, ref: str, data: Any) -> Content | None:
@@ -62,9 +64,10 @@ class Cards(EngineCore):
         if a is not None and a["kind"] != "step":
             a = None  # a rollback step's approval has a card of its own
         votes = repo.approval_votes(conn, approval_id=a["id"]) if a else []
-        text, card = blocks.step_card(step=self.runbook.step(exe["step_id"]), exe=exe,
-                                      approval=a, votes=votes, progress=None,
-                                      now=self.deps.now())
+        step = self.runbook.step(exe["step_id"])
+        text, card = blocks.step_card(step=step, exe=exe, approval=a, votes=votes,
+                                      progress=None, now=self.deps.now(),
+                                      checklist=self._preflight_checklist(conn, exe, step))
         if exe["state"] in FINAL:
             row = repo.step_result_audit(conn, run_id=exe["run_id"], step_id=exe["step_id"],
                                          attempt=exe["attempt"])
@@ -113,6 +116,9 @@ class Cards(EngineCore):
 
     def render_output_file(self, conn: psycopg.Connection, ref: str, data: Any
                            ) -> Content | None:
+        exe_id, _, name = ref.partition(":")
+        if name:  # upload:exe:N:NAME, a file one preflight check attached
+            return self.render_preflight_file(conn, int(exe_id), name)
         exe = repo.get_execution(conn, execution_id=int(ref))
         if exe is None or not exe.get("detail"):
             return None

@@ -73,6 +73,8 @@ class Deps:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    config: Any = None
+    """The team config (bot.settings.GoliveConfig): ``[preflight]`` for the checks and gate."""
 
 
 class EngineCore:
@@ -107,7 +109,9 @@ class EngineCore:
     # Message keys (rendered by bot/engine/cards.py): card:exe:N is a step's card (for a gated
     # step also its approval card), card:approval:N a rollback or mark-done request's own
     # card, interrupted:exe:N the notice that asks what to do, summary:run:N the run summary,
-    # progress:exe:N the live log in the card's thread, upload:exe:N long output as a file.
+    # progress:exe:N the live log in the card's thread, upload:exe:N long output as a file,
+    # upload:exe:N:NAME a file a preflight check attached, preflight:exe:N the preflight's
+    # details in the card's thread (bot/engine/preflight.py).
 
     def _exe_changed(self, conn: psycopg.Connection, exe: Mapping[str, Any], *,
                      delay: float = 0.0) -> None:
@@ -160,10 +164,6 @@ class EngineCore:
 
     def states(self, conn: psycopg.Connection, run_id: int) -> dict[str, str]:
         return {k: v["state"] for k, v in repo.latest_executions(conn, run_id=run_id).items()}
-
-    def _preflight_verdict(self, states: Mapping[str, str]) -> str:
-        pre = [s.id for s in self.runbook.phases[0].steps] if self.runbook.phases else []
-        return ",".join(f"{sid}={states.get(sid, 'pending')}" for sid in pre)
 
     def _bound_params(self, step_id: str, args: Mapping[str, Any], override: str | None,
                       verdict: str) -> dict[str, Any]:

@@ -12,18 +12,18 @@ from bot.engine.core import (
     ACTIVE_STATES,
     ROLLBACK,
     Actor,
-    EngineCore,
     Refused,
     _request_from_row,
     rule_gate_default,
 )
+from bot.engine.preflight import Preflight
 from bot.slack import blocks
 from bot.store import repo
 from runbook.model import Step
 from runbook.steps.base import REGISTRY
 
 
-class Requests(EngineCore):
+class Requests(Preflight):
     """See the module docstring."""
 
     # ------------------------------------------------------------------ runs
@@ -160,6 +160,13 @@ class Requests(EngineCore):
                               f"#{run['id']} (attempt {current['attempt']}), so it was not "
                               "requested again. A re-run needs a reason and a second person: "
                               f"`/golive {blocks.esc(cmd)} --override \"why\"`.")
+            gate = self._preflight_refusal(conn, run, step)
+            if gate and not override:
+                self._audit(conn, actor=actor.user_id, channel=actor.channel,
+                            action="step.request", outcome="refused_preflight",
+                            run_id=run["id"], detail={"step": step.id, "why": gate})
+                raise Refused(f"*{blocks.esc(step.title)}* cannot start: {gate} To override, "
+                              "add `--override \"reason\"` (two people must agree).")
             unmet = self.runbook.unmet_requirements(step.id, states)
             if unmet and not override:
                 names = ", ".join(f"`{u}` ({blocks.state_word(states.get(u, 'pending'))})"
@@ -181,7 +188,7 @@ class Requests(EngineCore):
                             detail={"step": step.id, "args": args, "execution": exe["id"]})
                 return f"Queued *{blocks.esc(step.title)}* (run #{run['id']})."
             bound = self._bound_params(step.id, args, override,
-                                       self._preflight_verdict(states))
+                                       self._preflight_verdict(conn, run["id"]))
             gate = step.gate or rule_gate_default()
             now = self.deps.now()
             try:
@@ -352,7 +359,7 @@ class Requests(EngineCore):
         if a["step_id"] == ROLLBACK:
             return a["params_hash"]
         params = dict(a["params"])
-        params["preflight"] = self._preflight_verdict(self.states(conn, a["run_id"]))
+        params["preflight"] = self._preflight_verdict(conn, a["run_id"])
         return rule.params_hash(a["run_id"], a["step_id"], params)
 
     def _close_request(self, conn: psycopg.Connection, a: dict, *, status: str, by: str | None,

@@ -22,8 +22,9 @@ import time
 import psycopg
 
 from bot import approvals as rule
-from bot.engine.core import ROLLBACK, EngineCore
+from bot.engine.core import ROLLBACK
 from bot.engine.isolation import Ended, StepProcess
+from bot.engine.preflight import Preflight
 from bot.slack import blocks
 from bot.store import repo
 from bot.store.db import DatabaseUnavailable
@@ -33,10 +34,11 @@ from runbook.steps.base import REGISTRY, StepContext
 log = logging.getLogger(__name__)
 RUNNING_SHOWS_AFTER_S = 1.0
 PROGRESS_EVERY_S = 0.5
+LIVE_LOG_AFTER_S = 1.0
 LONG_OUTPUT_CHARS = 2800  # past this a step's output goes out as a file
 
 
-class Worker(EngineCore):
+class Worker(Preflight):
     """See the module docstring."""
 
     def reap_interrupted(self) -> int:
@@ -168,6 +170,17 @@ class Worker(EngineCore):
                                                               "approval": exe["approval_id"]})
                     self._exe_changed(conn, exe)
                     continue
+                gate = None if exe["override_reason"] else \
+                    self._preflight_refusal(conn, run, step)
+                if gate:  # re-checked here: the preflight may have aged or gone red since
+                    repo.transition(conn, execution_id=exe["id"], from_states=("queued",),
+                                    to="cancelled", now=self.deps.now(),
+                                    error=f"cancelled: {gate}")
+                    self._audit(conn, actor="golive", channel=exe["channel"],
+                                action="step.cancelled", outcome="refused_preflight",
+                                run_id=exe["run_id"], detail={"step": step.id, "why": gate})
+                    self._exe_changed(conn, exe)
+                    continue
                 states = self.states(conn, exe["run_id"])
                 unmet = self.runbook.unmet_requirements(step.id, states)
                 if unmet and not exe["override_reason"]:
@@ -223,7 +236,7 @@ class Worker(EngineCore):
         if step.phase == ROLLBACK:
             bound = self._bound_params(ROLLBACK, dict(exe["params"]), None, "")
         else:
-            verdict = self._preflight_verdict(self.states(conn, exe["run_id"]))
+            verdict = self._preflight_verdict(conn, exe["run_id"])
             bound = self._bound_params(step.id, dict(exe["params"]), exe["override_reason"],
                                        verdict)
         if rule.params_hash(a["run_id"], a["step_id"], bound) != a["params_hash"]:
@@ -239,8 +252,10 @@ class Worker(EngineCore):
 
         def progress(text: str) -> None:
             lines.append(str(self.deps.mask(text))[:500])
-            # The sender shows at most one update a second; writing more often is waste.
-            if self.deps.clock() - recorded[0] >= PROGRESS_EVERY_S:
+            # A quick step's log shows on its card; only a step still running after a second
+            # gets a live log in the thread. The sender shows one update a second at most.
+            now = self.deps.clock()
+            if now - started >= LIVE_LOG_AFTER_S and now - recorded[0] >= PROGRESS_EVERY_S:
                 recorded[0] = self.deps.clock()
                 with self.db.transaction() as tx:
                     self._progress(tx, exe, lines)
@@ -249,8 +264,13 @@ class Worker(EngineCore):
         ctx = StepContext(run_id=run["id"], step_id=step.id, params=params,
                           facts=dict(run["facts"]), target=self.deps.target, progress=progress,
                           deadline=self.deps.clock() + step.timeout_s, clock=self.deps.clock,
-                          sleep=self.deps.sleep, secrets=self.deps.secrets)
-        ended = self._supervise(exe["id"], step, ctx, progress, renewed_at)
+                          sleep=self.deps.sleep, secrets=self.deps.secrets,
+                          config=self.deps.config)
+
+        def record(kind: str, payload: dict) -> None:
+            self._preflight_record(exe, kind, payload)
+
+        ended = self._supervise(exe["id"], step, ctx, progress, renewed_at, record)
         outcome, summary, detail, error, facts = "succeeded", "", "", None, {}
         if ended.kind == "result":
             summary, detail, facts = ended.value.summary, ended.value.detail, dict(ended.value.facts)
@@ -275,8 +295,8 @@ class Worker(EngineCore):
         except psycopg.Error:
             pass  # the step connection dropped: its lock went with it
 
-    def _supervise(self, exe_id: int, step: Step, ctx: StepContext, progress, renewed_at: float
-                   ) -> Ended:
+    def _supervise(self, exe_id: int, step: Step, ctx: StepContext, progress, renewed_at: float,
+                   record=None) -> Ended:
         """Run the step in its own process group until it ends or its deadline (+ grace)
         passes; either way the group is killed and reaped before this returns."""
         proc = StepProcess(REGISTRY[step.kind].run, ctx, fence_s=self._fence_s,
@@ -296,9 +316,13 @@ class Worker(EngineCore):
                     return msg
                 if msg is not None:
                     try:
-                        progress(msg[1])
-                    except Exception:  # Slack trouble must not stop supervision
-                        log.warning("step %s: progress not posted", step.id, exc_info=True)
+                        if msg[0] == "record":
+                            if record is not None:
+                                record(msg[1], msg[2])
+                        else:
+                            progress(msg[1])
+                    except Exception:  # database trouble must not stop supervision
+                        log.warning("step %s: progress not recorded", step.id, exc_info=True)
         finally:
             proc.kill()  # the group, and anything the step left behind: now it is over
             stop.set()
@@ -359,8 +383,8 @@ class Worker(EngineCore):
             self._interrupted_notice(conn, exe)
         else:
             self._exe_changed(conn, exe)
-        if lines:
-            self._progress(conn, exe, lines)  # the log's last lines, whatever the throttle
+        if lines and self.deps.outbox.exists(conn, f"progress:exe:{exe['id']}"):
+            self._progress(conn, exe, lines)  # the live log's last lines, past the throttle
         if exe.get("detail") and len(exe["detail"]) > LONG_OUTPUT_CHARS:
             self._output_file(conn, exe)
         if exe["state"] != "succeeded":

@@ -3,6 +3,7 @@ which check Slack's limits (50 blocks, 3,000 characters a section) before Slack 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -114,7 +115,8 @@ def _approval_lines(approval: Mapping[str, Any], votes: list[Mapping[str, Any]],
         lines.append("Approved by " + ", ".join(f"<@{u}>" for u in yes))
     status = approval["status"]
     if status == "pending":
-        mins = max(0, int((approval["expires_at"] - now).total_seconds() // 60))
+        # Rounded up: a card rendered a moment after a 15-minute request still says 15.
+        mins = max(0, math.ceil((approval["expires_at"] - now).total_seconds() / 60))
         lines.append(f"Expires in {mins} min")
     elif status == "rejected":
         lines.append(f"❌ Rejected by <@{approval['decided_by']}>"
@@ -147,8 +149,9 @@ def _approval_buttons(approval_id: int, title: str) -> ActionsBlock:
 
 def step_card(*, step: Step, exe: Mapping[str, Any], approval: Mapping[str, Any] | None,
               votes: list[Mapping[str, Any]], progress: list[str] | None,
-              now: datetime) -> tuple[str, list[dict]]:
-    """One message per step: the approval card that becomes the step's progress card."""
+              now: datetime, checklist: list[str] | None = None) -> tuple[str, list[dict]]:
+    """One message per step: the approval card that becomes the step's progress card.
+    ``checklist`` (a preflight's lines, mrkdwn) replaces the progress tail on the card."""
     state = exe["state"]
     icon = STATE_ICONS.get(state, "")
     head = f"{icon} {step.title}"
@@ -156,9 +159,9 @@ def step_card(*, step: Step, exe: Mapping[str, Any], approval: Mapping[str, Any]
               f"*Run:* #{exe['run_id']} · step `{step.id}` · attempt {exe['attempt']}",
               f"*Parameters:* {_args_text(exe['params'])}"]
     if approval and approval.get("params", {}).get("preflight"):
-        pre = approval["params"]["preflight"]
-        ok = sum(1 for p in pre.split(",") if p.endswith(("=succeeded", "=skipped")))
-        fields.append(f"*Preflight:* {ok}/{len(pre.split(','))} checks passed or skipped")
+        pre = approval["params"]["preflight"].split(":", 1)[-1].split(",")
+        ok = sum(1 for p in pre if p.endswith(("=ok", "=warn")))
+        fields.append(f"*Preflight:* {ok}/{len(pre)} checks green when requested")
     if exe.get("override_reason"):
         fields.append(f"*Override:* _{esc(exe['override_reason'])}_")
     if approval and exe["attempt"] > 1:
@@ -171,7 +174,9 @@ def step_card(*, step: Step, exe: Mapping[str, Any], approval: Mapping[str, Any]
         if approval["status"] == "pending" and state == "awaiting_approval":
             blocks.append(_approval_buttons(approval["id"], step.title))
     lines = progress if progress is not None else (exe.get("progress") or "").splitlines()
-    if lines:
+    if checklist:
+        blocks.append(_section("\n".join(checklist)))
+    elif lines:
         blocks.append(_section("```" + clip(esc("\n".join(lines[-15:])), 2800) + "```"))
     if exe.get("summary"):
         blocks.append(_section(f"*Result:* {summary_mrkdwn(exe['summary'])}"))
@@ -249,6 +254,8 @@ class RunView:
     approvals: list[Mapping[str, Any]]
     votes: Mapping[int, list[Mapping[str, Any]]]
     available: Mapping[str, bool] = field(default_factory=dict)
+    preflight: Mapping[str, Any] | None = None
+    """The run's stored preflight (bot/engine/preflight.py ``_preflight_summary``)."""
 
     def latest(self) -> dict[str, Mapping[str, Any]]:
         out: dict[str, Mapping[str, Any]] = {}
@@ -348,6 +355,10 @@ def status_blocks(view: RunView | None) -> tuple[str, list[dict]]:
     for phase_ in view.runbook.phases:
         lines = [_step_line(view, s) for s in phase_.steps]
         blocks.append(_section(f"*{phase_.title}*\n" + "\n".join(lines)))
+    if view.preflight:
+        from bot.slack.preflight_blocks import status_section
+
+        blocks.append(_section(status_section(view.preflight)))
     rb = [s for s in view.runbook.rollback if s.id in view.latest()]
     if rb:
         blocks.append(_section("*Rollback*\n" + "\n".join(_step_line(view, s) for s in rb)))

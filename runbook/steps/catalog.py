@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from runbook.steps import (  # noqa: F401 - imported for their @step_kind registrations
+    canary,
     deploy,
     health,
     maintenance,
     migrate,
+    preflight,
     rollback,
     smoke,
     traffic,
@@ -14,11 +16,6 @@ from runbook.steps import (  # noqa: F401 - imported for their @step_kind regist
 from runbook.steps.base import REGISTRY, not_available
 
 _LATER = {
-    "check.release_freeze": "release freeze check (main locked, RC tag/sha verified)",
-    "check.prod_config": "prod config verification (PSP keys, webhook secrets, DB URL, proxies)",
-    "check.backup_drill": "DB backup snapshot and restore drill",
-    "check.migration_dry_run": "alembic upgrade head dry run on a prod copy",
-    "check.rc_evidence": "RC sign-off evidence (artifacts present, hashes match)",
     "canary": "real-money canary deposit/withdraw and canary report",
     "watch.ledger": "ledger check (held -> 0, available reduced)",
     "watch.webhooks": "webhook watch (signature-verified events)",

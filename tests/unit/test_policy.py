@@ -28,7 +28,8 @@ UNKNOWN = ActorFacts(approvals.Actor("U_X"), operator=None)
 
 COMMANDS = [a for a in Action if command_action(a.value) is a]
 OPERATOR_ONLY = [a for a in Action if RULES[a].who is Who.OPERATOR]
-INCIDENT_OK = {Action.ROLLBACK, Action.START_ROLLBACK, Action.STATUS, Action.HELP}
+INCIDENT_OK = {Action.ROLLBACK, Action.START_ROLLBACK, Action.STATUS, Action.HELP,
+               Action.INCIDENT, Action.CANARY_ROLLBACK}
 
 
 def verdict(action, actor=OPERATOR, channel="C_CUT", **kw):
@@ -77,7 +78,8 @@ def test_non_operators_are_refused_what_operators_may_do(action):
 def test_operators_are_needed_for_start_finish_steps_rollback_retry_and_mark_done():
     assert set(OPERATOR_ONLY) == {
         Action.START, Action.FINISH, Action.STEP, Action.ROLLBACK, Action.START_ROLLBACK,
-        Action.RETRY, Action.MARK_DONE, Action.MARK_DONE_SUBMIT}
+        Action.RETRY, Action.MARK_DONE, Action.MARK_DONE_SUBMIT, Action.WATCH, Action.INCIDENT,
+        Action.CANARY, Action.CANARY_ROLLBACK}
 
 
 @pytest.mark.parametrize("actor", [MEMBER, GUEST_OP, BOT_OP, GONE_OP, UNKNOWN])
@@ -133,7 +135,7 @@ def test_command_action_maps_subcommands_only():
     assert command_action("deploy", runbook_step=True) is Action.STEP
     assert command_action("cache", runbook_step=True) is Action.STEP
     assert set(COMMANDS) == {Action.HELP, Action.STATUS, Action.START, Action.FINISH,
-                             Action.ROLLBACK}
+                             Action.ROLLBACK, Action.WATCH, Action.INCIDENT, Action.CANARY}
 
 
 def test_every_subcommand_has_an_action():
