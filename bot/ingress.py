@@ -73,8 +73,9 @@ def inspect(body: bytes, content_type: str = "") -> Inbound:
             return Inbound("interaction", problem="payload has no type")
         return Inbound("interaction", payload=payload, channel=_payload_channel(payload))
     if "command" in form:
+        channel = form.get("channel_id") or [""]
         return Inbound("command", text=(form.get("text") or [""])[0],
-                       channel=(form.get("channel_id") or [None])[0])
+                       channel=channel[0] or None)
     return Inbound("other")
 
 

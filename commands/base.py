@@ -6,7 +6,12 @@ import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # typed seams without import cycles: commands sit above the engine
+    from bot.canary.room import CanaryRoom
+    from bot.engine import Actor, Engine
+    from bot.settings import GoliveConfig
 
 
 class UsageError(Exception):
@@ -36,14 +41,16 @@ class Invocation:
 
 @dataclass
 class Context:
-    engine: Any  # bot.engine.Engine
+    """What a handler may use: the engine (its one way to change anything), who asked, where."""
+
+    engine: Engine
     user_id: str
     channel: str
-    config: Any  # bot.settings.GoliveConfig
-    canary: Any = None  # bot.canary.room.CanaryRoom
+    config: GoliveConfig
+    canary: CanaryRoom | None = None
 
     @property
-    def actor(self):
+    def actor(self) -> Actor:
         from bot.engine import Actor
 
         return Actor(self.user_id, self.channel)

@@ -11,8 +11,8 @@ from typing import Any
 from runbook.adapters.docker import ComposeDeployer
 from runbook.adapters.http import Retrier
 from runbook.adapters.redact import mask
+from runbook.context import StepContext, StepResult
 from runbook.errors import StepFailed, StepNotAvailable
-from runbook.steps.base import StepContext, StepResult  # moves below once execution work lands
 from runbook.target import ComposeDeployerConfig, TargetConfig
 
 # Tests (and a future kubernetes deployer) may swap how deployers are built.

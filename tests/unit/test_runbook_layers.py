@@ -6,9 +6,6 @@ import ast
 from pathlib import Path
 
 ADAPTERS = Path(__file__).resolve().parents[2] / "runbook" / "adapters"
-# stepkit is the step kinds' glue and still needs StepContext/StepResult from steps.base;
-# it leaves this list when the step context moves below the adapters too.
-STEP_GLUE = {"stepkit.py"}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -19,7 +16,7 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def test_adapters_do_not_import_the_step_layer():
-    checked = sorted(p for p in ADAPTERS.glob("*.py") if p.name not in STEP_GLUE)
+    checked = sorted(ADAPTERS.glob("*.py"))
     assert len(checked) >= 4, f"adapters not found under {ADAPTERS}"
     for path in checked:
         upward = {m for m in imported_modules(path) if m.startswith("runbook.steps")}
@@ -34,3 +31,11 @@ def test_step_errors_are_one_class_wherever_they_are_imported_from():
         "steps.base must re-export the StepFailed adapters raise, or `except` clauses miss it")
     assert runbook.steps.base.StepNotAvailable is runbook.errors.StepNotAvailable
     assert issubclass(runbook.errors.StepNotAvailable, runbook.errors.StepFailed)
+
+
+def test_the_step_context_is_one_class_wherever_it_is_imported_from():
+    import runbook.context
+    import runbook.steps.base
+
+    assert runbook.steps.base.StepContext is runbook.context.StepContext
+    assert runbook.steps.base.StepResult is runbook.context.StepResult
