@@ -19,6 +19,7 @@ from typing import Any
 
 from slack_bolt import App
 from slack_bolt.authorization import AuthorizeResult
+from slack_sdk.errors import SlackApiError
 
 from bot import approvals, policy
 from bot.canary.listeners import CANARY_TABLE, CanaryListeners
@@ -52,6 +53,8 @@ BOLT_LOG.addFilter(_StartupNoise())
 DB_DOWN = ("The bot's database is not answering, so nothing was changed. "
            "Try again in a moment; `/golive status` shows where things stand.")
 STALE = "That card is out of date or was not sent by golive; nothing was done."
+SLOW_TRIGGER = ("Slack allows 3 seconds to open the form and the bot was slower this time; "
+                "nothing was done. Click the button again.")
 
 
 def field(body: Any, *path: str) -> str | None:
@@ -376,8 +379,13 @@ class Listeners(CanaryListeners):
         if click.trigger_id is None:
             raise Refused(STALE)
         meta = f"{click.value}|{click.channel}|{click.message_ts or ''}"
-        client.views_open(trigger_id=click.trigger_id, view=reason_modal(
-            callback_id=callback, title=title, label=label, private_metadata=meta))
+        try:
+            client.views_open(trigger_id=click.trigger_id, view=reason_modal(
+                callback_id=callback, title=title, label=label, private_metadata=meta))
+        except SlackApiError as e:
+            if e.response.get("error") in ("expired_trigger_id", "invalid_trigger_id"):
+                raise Refused(SLOW_TRIGGER) from None
+            raise
         return ""
 
     def submitted(self, context: Any, action: policy.Action, meta: Metadata, client: Any,
@@ -432,9 +440,7 @@ class Metadata:
 
 
 def reason_of(view: Any) -> str:
-    values = view.get("state", {}).get("values", {}) if isinstance(view, dict) else {}
-    value = values.get(Block.REASON, {}).get(Block.REASON_INPUT, {}).get("value") \
-        if isinstance(values, dict) else None
+    value = field(view, "state", "values", Block.REASON, Block.REASON_INPUT, "value")
     return value.strip() if isinstance(value, str) else ""
 
 

@@ -38,6 +38,8 @@ LOCK_NS = 0x603  # advisory lock namespace: one lock per live process (its inbox
 ORDER_WAIT_S = 2.0  # how long a request waits for earlier ones of its channel
 HANDLE_TIMEOUT_S = 10.0  # the whole handling transaction, Slack lookups included
 ORPHAN_AFTER_S = 3.0  # a request this old whose owner is gone is recovered
+OWN_START_S = 1.0  # one of ours not being handled this long after arriving has no handler
+SETTLE_AFTER_S = 60.0  # ours still "new" this long after arriving: nothing handled it
 DROP_FOR_S = 600.0  # how long a failed request's drop mark is retried
 
 
@@ -64,6 +66,7 @@ class Inbox:
         self._presence: psycopg.Connection | None = None
         self._presence_lock = threading.Lock()
         self._handled = threading.Condition()
+        self._active: set[int] = set()  # requests this process is handling now
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -75,6 +78,7 @@ class Inbox:
                 try:
                     self.ensure_presence()
                     self.recover(redispatch)
+                    self.settle_own()
                 except (DatabaseUnavailable, psycopg.Error) as e:
                     log.warning("inbox recovery: %s", type(e).__name__)
                 self._stop.wait(every)
@@ -139,22 +143,30 @@ class Inbox:
             return Outcome.FAILED
         finally:
             with self._handled:
+                self._active.discard(inbox_id)
                 self._handled.notify_all()
 
     def _wait_for_earlier(self, inbox_id: int, channel: str | None) -> None:
+        """Wait until the channel's earlier requests are handled, or could be: another
+        replica's may be in flight; one of ours is waited for only while it is being handled
+        or has just arrived (one no listener handles would otherwise hold the channel up)."""
         if channel is None:
             return
         give_up = self.clock() + ORDER_WAIT_S
         while True:
             with self.db.transaction() as conn:
-                earlier = conn.execute(
-                    "SELECT EXISTS (SELECT 1 FROM inbox WHERE channel = %s AND state = 'new'"
-                    " AND id < %s AND received_at > now() - make_interval(secs => %s)) AS e",
-                    (channel, inbox_id, ORPHAN_AFTER_S * 10)).fetchone()["e"]
-            if not earlier or self.clock() >= give_up:
-                return  # an earlier request still open after the wait is an orphan's
-            with self._handled:  # woken when a request of this process is handled
-                self._handled.wait(0.05)
+                rows = conn.execute(
+                    "SELECT id, owner = %s AND received_at < now() - make_interval(secs => %s)"
+                    " AS settled FROM inbox WHERE channel = %s AND state = 'new' AND id < %s"
+                    " AND received_at > now() - make_interval(secs => %s)",
+                    (self.owner, OWN_START_S, channel, inbox_id, ORPHAN_AFTER_S * 10)
+                ).fetchall()
+            with self._handled:
+                earlier = [r for r in rows if not r["settled"] or r["id"] in self._active]
+                if not earlier or self.clock() >= give_up:
+                    self._active.add(inbox_id)
+                    return  # an earlier request still open after the wait is an orphan's
+                self._handled.wait(0.05)  # woken when a request of this process is handled
 
     def _drop(self, inbox_id: int) -> None:
         """The person was told the database is not answering: never apply it later."""
@@ -169,6 +181,23 @@ class Inbox:
                 time.sleep(1.0)  # a background retry while the database is away
         log.error("request %s could not be marked dropped", inbox_id)
 
+    def settle_own(self) -> int:
+        """Our requests that no listener handled (an unknown button, a malformed click) are
+        done: the app acked them and has nothing more to do."""
+        with self._handled:
+            active = list(self._active)
+        with self.db.transaction() as conn:
+            return conn.execute(
+                "UPDATE inbox SET state = 'done', handled_at = now() WHERE state = 'new'"
+                " AND owner = %s AND received_at < now() - make_interval(secs => %s)"
+                " AND NOT (id = ANY(%s))", (self.owner, SETTLE_AFTER_S, active)).rowcount
+
+    def nothing_to_do(self, inbox_id: int) -> None:
+        """The app acked the request and has nothing more to do with it (no listener)."""
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE inbox SET state = 'done', handled_at = now() WHERE id = %s"
+                         " AND state = 'new'", (inbox_id,))
+
     # ------------------------------------------------------------------ recovery
     def orphans(self, limit: int = 20) -> list[dict]:
         """Requests acked by a process that died before handling them, oldest first."""
@@ -176,13 +205,18 @@ class Inbox:
         with self.db.transaction() as conn:
             rows = conn.execute(
                 "SELECT id, owner, body, kind FROM inbox WHERE state = 'new' AND owner <> %s"
-                " AND received_at < now() - make_interval(secs => %s) ORDER BY id LIMIT %s",
+                " AND recovered_at IS NULL AND received_at < now() - make_interval(secs => %s)"
+                " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
                 (self.owner, ORPHAN_AFTER_S, limit)).fetchall()
             for row in rows:
                 key = owner_key(row["owner"])
                 got = conn.execute("SELECT pg_try_advisory_xact_lock(%s, %s) AS ok",
                                    (LOCK_NS, key)).fetchone()["ok"]
                 if got:  # nobody holds the owner's lock: the owner is gone
+                    # Once: a request that no listener handles (nothing to do) must not come
+                    # back every pass.
+                    conn.execute("UPDATE inbox SET recovered_at = now() WHERE id = %s",
+                                 (row["id"],))
                     out.append(row)
         return out
 

@@ -71,12 +71,47 @@ def inspect(body: bytes, content_type: str = "") -> Inbound:
                                                   "not an object")
         if not isinstance(payload.get("type"), str):
             return Inbound("interaction", problem="payload has no type")
+        problem = _shape_problem(payload)
+        if problem:
+            return Inbound("interaction", problem=problem)
         return Inbound("interaction", payload=payload, channel=_payload_channel(payload))
     if "command" in form:
         channel = form.get("channel_id") or [""]
         return Inbound("command", text=(form.get("text") or [""])[0],
                        channel=channel[0] or None)
     return Inbound("other")
+
+
+def _shape_problem(payload: Mapping) -> str | None:
+    """What Bolt's own matchers would index into and find missing (they raise, not refuse)."""
+    kind = payload["type"]
+    for key in ("user", "channel", "container", "team", "enterprise", "view", "message",
+                "state", "function_data"):
+        if key in payload and payload[key] is not None and not isinstance(payload[key], dict):
+            return f"{key} is not an object"
+    if "response_url" in payload and not isinstance(payload["response_url"], str):
+        return "response_url is not a string"
+    urls = payload.get("response_urls")
+    if "response_urls" in payload and not (
+            isinstance(urls, list) and all(isinstance(u, dict) for u in urls)):
+        return "response_urls is not a list of objects"
+    if kind in ("block_actions", "block_suggestion", "interactive_message"):
+        actions = payload.get("actions")
+        if kind != "block_suggestion" and (
+                not isinstance(actions, list) or not actions
+                or not all(isinstance(a, dict) and isinstance(a.get("action_id", ""), str)
+                           for a in actions)):
+            return "actions is not a list of actions"
+        if kind == "block_suggestion" and not isinstance(payload.get("action_id"), str):
+            return "action_id is not a string"
+    if kind in ("view_submission", "view_closed"):
+        view = payload.get("view")
+        if not isinstance(view, dict) or not isinstance(view.get("callback_id"), str):
+            return "view has no callback_id"
+    if kind in ("shortcut", "message_action", "dialog_submission") and not isinstance(
+            payload.get("callback_id"), str):
+        return "callback_id is not a string"
+    return None
 
 
 def _payload_channel(payload: Mapping) -> str | None:

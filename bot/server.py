@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import sys
@@ -90,6 +91,9 @@ def build_asgi(runtime: Runtime, *, worker: bool = True) -> Starlette:
             # No listener for it, or a listener failed before its ack (Bolt has logged why):
             # Slack expects an ack, and a 404/5xx only shows the user an opaque error.
             log.warning("acked a %s request Bolt answered %s", inbound.kind, bolt_resp.status)
+            if inbox_id is not None:  # nothing will handle it: not an orphan to recover
+                with contextlib.suppress(DatabaseUnavailable):
+                    await run_in_threadpool(runtime.inbox.nothing_to_do, inbox_id)
             return answer(inbound.kind, started, Response(status_code=200))
         return answer(inbound.kind, started, to_starlette_response(bolt_resp))
 

@@ -3,9 +3,13 @@ may SIGKILL, against one sandbox whose Web API faults the test controls."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import pytest
 
 from bot.sandbox import SandboxServer, Workspace
+from bot.settings import load_settings
 from tests.support.harness import BASE_CONFIG, BOT_TOKEN, SIGNING_SECRET, Bot, bot_environ
 from tests.support.procs import BotProcess
 
@@ -47,3 +51,82 @@ def spawn(clean_db, tmp_path, toy, sandbox):
     yield start
     for p in procs:
         p.stop()
+
+
+# ------------------------------------------------------------------ suite-wide secret scan
+class SecretWatch(logging.Handler):
+    """Everything the reliability tests leave behind that a secret could leak into: each
+    sandbox (every request it received), each bot's secrets, each `golive serve` log, and
+    every log record of this process."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.sandboxes: list[SandboxServer] = []
+        self.secrets: dict[str, str] = {}
+        self.process_logs: list[Path] = []
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))  # with any traceback, as a log file would hold
+
+    def learn(self, environ: dict[str, str]) -> None:
+        for name, value in load_settings(environ=environ).secrets().items():
+            self.secrets.setdefault(value, name)
+
+    def hits(self) -> tuple[list[str], dict[str, int]]:
+        """Where each secret was found, and how many texts of each kind were scanned."""
+        texts: list[tuple[str, str]] = []
+        for s in self.sandboxes:
+            ws = s.workspace
+            texts += [(f"sandbox request {c.method}", c.raw) for c in ws.api_calls]
+            texts += [(f"bot's answer to a {d.kind}", d.body or "") for d in ws.deliveries]
+        texts += [("log", line) for line in self.lines]
+        texts += [(f"log {p.name}", p.read_text(errors="replace"))
+                  for p in self.process_logs if p.exists()]
+        found = [f"{name} in a {where}: ...{text[max(0, text.find(v) - 60):][:160]!r}"
+                 for v, name in self.secrets.items() for where, text in texts if v in text]
+        counts = {"sandboxes": len(self.sandboxes), "secrets": len(self.secrets),
+                  "requests": sum(len(s.workspace.api_calls) for s in self.sandboxes),
+                  "log records": len(self.lines), "process logs": len(self.process_logs)}
+        return found, counts
+
+
+@pytest.fixture(scope="package", autouse=True)
+def secret_scan(request):
+    """After the last reliability test: no secret of any bot's settings or target environment
+    in any request a sandbox received, in any answer the bot gave, or in any log."""
+    watch = SecretWatch()
+    start, bot_init, proc_init = SandboxServer.start, Bot.__init__, BotProcess.__init__
+
+    def sandbox_start(self, *a, **kw):
+        if self not in watch.sandboxes:
+            watch.sandboxes.append(self)
+        return start(self, *a, **kw)
+
+    def bot_created(self, *a, **kw):
+        bot_init(self, *a, **kw)
+        watch.learn(self.environ)
+
+    def process_created(self, environ, log, *a, **kw):
+        watch.learn(environ)
+        watch.process_logs.append(log)
+        proc_init(self, environ, log, *a, **kw)
+
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(watch)
+    root.setLevel(min(level or logging.WARNING, logging.INFO))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(SandboxServer, "start", sandbox_start)
+        mp.setattr(Bot, "__init__", bot_created)
+        mp.setattr(BotProcess, "__init__", process_created)
+        yield watch
+    root.removeHandler(watch)
+    root.setLevel(level)
+    found, counts = watch.hits()
+    figures = ", ".join(f"{n} {k}" for k, n in counts.items())
+    request.config.pluginmanager.get_plugin("terminalreporter").write_line(
+        f"reliability secret scan: {figures}; {len(found)} hits")
+    assert counts["secrets"] and counts["requests"], f"the scan had nothing to scan: {figures}"
+    assert not found, "secrets leaked:\n" + "\n".join(found[:20])

@@ -78,8 +78,9 @@ def reset_state(url: str) -> None:
         conn.execute("SET session_replication_role = replica")
         conn.execute("TRUNCATE audit_log, approval_votes, step_executions, approvals, runs"
                      " RESTART IDENTITY CASCADE")
-        if conn.execute("SELECT to_regclass('outbox')").fetchone()[0]:
-            conn.execute("TRUNCATE outbox RESTART IDENTITY")
+        for table in ("outbox", "inbox"):  # not tied to runs: emptied on their own
+            if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0]:
+                conn.execute(f"TRUNCATE {table} RESTART IDENTITY")
         conn.execute("UPDATE audit_head SET last_id = 0, last_hash = repeat('0', 64)")
 
 

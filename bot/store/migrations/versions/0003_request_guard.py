@@ -29,6 +29,8 @@ def upgrade() -> None:
         -- the process that acked it; it holds an advisory lock on this key while it lives
         owner        text NOT NULL DEFAULT '',
         state        text NOT NULL DEFAULT 'new' CHECK (state IN ('new', 'done', 'dropped')),
+        -- set when another process re-dispatched it: a request is recovered at most once
+        recovered_at timestamptz,
         handled_at   timestamptz
     );
     CREATE INDEX inbox_received_at ON inbox (received_at);
