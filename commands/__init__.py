@@ -36,9 +36,10 @@ AFTER = [
     Command("incident", "/golive incident security &lt;what happened&gt;",
             "declare a security incident: an alert with Start rollback", watch.handle_incident,
             watch.validate_incident),
-    Command("rollback", "/golive rollback [reason]",
-            "request the rollback plan (also from an incident channel)", rollback.handle,
-            gated=True),
+    Command("rollback", '/golive rollback [--restore|--downgrade] [reason] | --break-glass '
+            '"reason" [--trigger security|ledger]',
+            "request the rollback plan (also from an incident channel); break-glass: one "
+            "person, for listed triggers", rollback.handle, rollback.validate, gated=True),
     Command("finish", '/golive finish [--abort "reason"]',
             "close the active run (refused while work is open; --abort ends it as aborted)",
             finish.handle, finish.validate),

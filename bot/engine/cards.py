@@ -12,7 +12,8 @@ from typing import Any
 
 import psycopg
 
-from bot.engine.preflight import DETAILS, Preflight
+from bot.engine.preflight import DETAILS
+from bot.engine.rollback import BREAK_GLASS, TIMELINE, RollbackShell
 from bot.slack import blocks
 from bot.store import repo
 from runbook.steps.base import REGISTRY
@@ -21,7 +22,7 @@ Content = dict[str, Any]
 FINAL = ("succeeded", "failed", "interrupted", "cancelled", "skipped")
 
 
-class Cards(Preflight):
+class Cards(RollbackShell):
     """See the module docstring."""
 
     def view(self, *, run_id: int | None = None) -> blocks.RunView | None:
@@ -52,6 +53,8 @@ class Cards(Preflight):
         sender.register("progress:exe", self.render_progress)
         sender.register("upload:exe", self.render_output_file, upload=True)
         sender.register(DETAILS, self.render_preflight_details)
+        sender.register(TIMELINE, self.render_rollback_timeline)
+        sender.register(BREAK_GLASS, self.render_break_glass)
 
     # ------------------------------------------------------------------ renderers
     def render_step_card(self, conn: psycopg.Connection, ref: str, data: Any) -> Content | None:
@@ -87,8 +90,9 @@ class Cards(Preflight):
                                                step=self.runbook.step(a["step_id"]),
                                                now=self.deps.now())
         else:
+            which, plan = self._plan_text(conn, a)
             text, card = blocks.rollback_card(approval=a, votes=votes, runbook=self.runbook,
-                                              now=self.deps.now())
+                                              now=self.deps.now(), plan=plan, which=which)
         return {"text": text, "blocks": card}
 
     def render_interrupted(self, conn: psycopg.Connection, ref: str, data: Any

@@ -16,14 +16,14 @@ from bot.engine.core import (
     _request_from_row,
     rule_gate_default,
 )
-from bot.engine.preflight import Preflight
+from bot.engine.rollback import RollbackShell
 from bot.slack import blocks
 from bot.store import repo
 from runbook.model import Step
 from runbook.steps.base import REGISTRY
 
 
-class Requests(Preflight):
+class Requests(RollbackShell):
     """See the module docstring."""
 
     # ------------------------------------------------------------------ runs
@@ -214,8 +214,10 @@ class Requests(Preflight):
         return f"Approval requested for *{blocks.esc(step.title)}*: someone other than you must approve."
 
     # ------------------------------------------------------------------ rollback
-    def request_rollback(self, *, actor: Actor, reason: str) -> str:
-        """Ask for the rollback plan; from the cutover or an incident channel."""
+    def request_rollback(self, *, actor: Actor, reason: str, strategy: str | None = None,
+                         break_glass: str | None = None) -> str:
+        """Ask for the rollback plan; from the cutover or an incident channel. ``strategy``:
+        the data option (default: the plan's); ``break_glass``: a trigger id, one person."""
         with self.db.transaction() as conn:
             run = repo.active_run(conn, for_update=True) or repo.latest_run(conn)
             if run is None:
@@ -231,11 +233,18 @@ class Requests(Preflight):
             busy = [s for s, v in repo.latest_executions(conn, run_id=run["id"]).items()
                     if v["state"] == "running"]
             first = self.runbook.rollback[0]
+            strategy = self._choose_strategy(run, strategy)
+            args = {"reason": reason, **({"strategy": strategy} if strategy else {})}
+            bound = self._bound_params(ROLLBACK, args, None, "")
+            if break_glass is not None:
+                return self._break_glass_rollback(conn, run=run, actor=actor, reason=reason,
+                                                  trigger=break_glass, bound=bound,
+                                                  strategy=strategy)
             if not self.deps.rollback_gated:
-                self._queue_rollback(conn, run=run, actor=actor, approval_id=None, reason=reason)
+                self._queue_rollback(conn, run=run, actor=actor, approval_id=None, reason=reason,
+                                     strategy=strategy)
                 return "Rollback queued: " + " → ".join(s.title for s in self.runbook.rollback)
             gate = self.runbook.rollback_gate or rule_gate_default()
-            bound = self._bound_params(ROLLBACK, {"reason": reason}, None, "")
             now = self.deps.now()
             try:
                 with conn.transaction():
@@ -250,12 +259,14 @@ class Requests(Preflight):
             self._audit(conn, actor=actor.user_id, channel=actor.channel,
                         action="approval.requested", outcome="pending", run_id=run["id"],
                         detail={"step": ROLLBACK, "reason": reason, "approval": approval["id"],
-                                "running_now": busy, "first": first.id})
+                                "running_now": busy, "first": first.id, "strategy": strategy})
             self._approval_changed(conn, approval)
-        return "Rollback requested: someone other than you must approve."
+            which = self._which_run(conn, run)
+        return f"Rollback requested for {which}: someone other than you must approve."
 
     def _queue_rollback(self, conn: psycopg.Connection, *, run: dict, actor: Actor,
-                        approval_id: int | None, reason: str) -> None:
+                        approval_id: int | None, reason: str, strategy: str | None = None
+                        ) -> None:
         plan = [s.id for s in self.runbook.rollback]
         active = repo.active_rollback(conn, run_id=run["id"], step_ids=plan)
         if active is not None:  # the unique index refuses it anyway; say why first
@@ -277,14 +288,17 @@ class Requests(Preflight):
             with conn.transaction():
                 for step in self.runbook.rollback:
                     repo.insert_execution(conn, run_id=run["id"], step_id=step.id,
-                                          state="queued", params={"reason": reason},
+                                          state="queued", params={"reason": reason, **(
+                                              {"strategy": strategy} if strategy and
+                                              step.kind == "rollback.data" else {})},
                                           requested_by=actor.user_id, channel=run["channel"],
                                           now=now, approval_id=approval_id)
         except psycopg.errors.UniqueViolation:
             raise Refused(f"A rollback of run #{run['id']} is already queued or running; it "
                           "is not queued twice.") from None
         self._audit(conn, actor=actor.user_id, channel=actor.channel, action="rollback.queued",
-                    outcome="ok", run_id=run["id"], detail={"reason": reason})
+                    outcome="ok", run_id=run["id"],
+                    detail={"reason": reason, "strategy": strategy})
         self._wake.set()
 
     # ------------------------------------------------------------------ approvals
@@ -387,7 +401,8 @@ class Requests(Preflight):
             run = repo.get_run(conn, run_id=a["run_id"], for_update=True)
             assert run is not None
             self._queue_rollback(conn, run=run, actor=Actor(a["requester"], a["channel"]),
-                                 approval_id=a["id"], reason=a["reason"] or "")
+                                 approval_id=a["id"], reason=a["reason"] or "",
+                                 strategy=(a["params"].get("args") or {}).get("strategy"))
             return [a["id"]]
         out = []
         for exe in repo.executions_of_approval(conn, approval_id=a["id"]):

@@ -369,6 +369,9 @@ class Worker(Preflight):
                     self._announce(tx, moved, run, step, lines)
                     if outcome != "succeeded":
                         self._hold_run(tx, moved, outcome)
+                    if step.phase == ROLLBACK and (outcome != "succeeded"
+                                                   or step == self.runbook.rollback[-1]):
+                        self._rollback_ended(tx, run)  # the timeline: done, or where it stopped
                     return
             except DatabaseUnavailable as e:
                 if time.monotonic() >= give_up:

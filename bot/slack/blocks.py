@@ -197,11 +197,15 @@ def progress_log(step: Step, lines: list[str]) -> tuple[str, list[dict]]:
 
 
 def rollback_card(*, approval: Mapping[str, Any], votes: list[Mapping[str, Any]],
-                  runbook: Runbook, now: datetime) -> tuple[str, list[dict]]:
+                  runbook: Runbook, now: datetime, plan: str = "", which: str = ""
+                  ) -> tuple[str, list[dict]]:
+    """A rollback request: which run, the plan filled with its values (``plan``), approval."""
     head = "🚨 Rollback requested"
-    plan = "\n".join(f"{i}. {esc(s.title)}" for i, s in enumerate(runbook.rollback, 1))
+    steps = "\n".join(f"{i}. {esc(s.title)}" for i, s in enumerate(runbook.rollback, 1))
     why = f"\n*Reason:* _{esc(approval['reason'])}_" if approval.get("reason") else ""
-    blocks: list[Any] = [HeaderBlock(text=head), _section(f"*Plan:*\n{plan}{why}"),
+    about = f"Rolls back {which}.\n" if which else ""
+    body = f"```{esc(plan)[:2700]}```" if plan else steps
+    blocks: list[Any] = [HeaderBlock(text=head), _section(f"{about}*Plan:*\n{body}{why}"),
                          _context("\n".join(_approval_lines(approval, votes, now)))]
     if approval["status"] == "pending":
         blocks.append(_approval_buttons(approval["id"], "Rollback"))

@@ -26,7 +26,7 @@ SHIPPED_HELP = """\
 • `/golive canary` — real-money canary: deposit, withdraw, ledger and evidence checks, threaded sign-off and report
 • `/golive watch start|stop|list` — the post-cutover watches (they start when traffic opens)
 • `/golive incident security &lt;what happened&gt;` — declare a security incident: an alert with Start rollback
-• `/golive rollback [reason]` 🔒 — request the rollback plan (also from an incident channel)
+• `/golive rollback [--restore|--downgrade] [reason] | --break-glass "reason" [--trigger security|ledger]` 🔒 — request the rollback plan (also from an incident channel); break-glass: one person, for listed triggers
 • `/golive finish [--abort "reason"]` — close the active run (refused while work is open; --abort ends it as aborted)
 🔒 = needs a second person to approve; you can never approve your own request."""
 
