@@ -288,9 +288,10 @@ class Requests(RollbackShell):
             with conn.transaction():
                 for step in self.runbook.rollback:
                     repo.insert_execution(conn, run_id=run["id"], step_id=step.id,
+                                          # What the approval bound, for every step of
+                                          # the plan (only the data step reads strategy).
                                           state="queued", params={"reason": reason, **(
-                                              {"strategy": strategy} if strategy and
-                                              step.kind == "rollback.data" else {})},
+                                              {"strategy": strategy} if strategy else {})},
                                           requested_by=actor.user_id, channel=run["channel"],
                                           now=now, approval_id=approval_id)
         except psycopg.errors.UniqueViolation:

@@ -401,5 +401,8 @@ class Worker(Preflight):
         view = blocks.RunView(run=run, runbook=self.runbook, executions=executions,
                               approvals=[], votes={},
                               available={k: v.available for k, v in REGISTRY.items()})
-        if view.cutover_done():
+        # The summary appears when the step's phase is through (T-0: traffic open), whether
+        # or not the preflight was overridden, and is brought up to date as later phases end:
+        # one message, updated in place.
+        if view.phase_done(step.phase):
             self._summary_changed(conn, run)

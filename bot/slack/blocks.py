@@ -298,6 +298,13 @@ class RunView:
     def cutover_done(self) -> bool:
         return self.phase_title() == "done"
 
+    def phase_done(self, phase_id: str) -> bool:
+        """Whether every runnable step of phase ``phase_id`` succeeded (or was skipped)."""
+        runnable, states = self.runnable(), self.states()
+        return any(p.id == phase_id and all(
+            states.get(s.id) in ("succeeded", "skipped") for s in p.steps if s in runnable)
+            for p in self.runbook.phases)
+
     def not_run(self) -> list[Step]:
         """Runnable cutover steps that did not succeed (or get skipped)."""
         states = self.states()

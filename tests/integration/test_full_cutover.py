@@ -100,8 +100,9 @@ def test_rollback_from_the_incident_channel_restores_v1_and_the_schema(stack, cl
         after = bot.seq()
         reply = bot.command("alice", "rollback payout failure rate 22%", channel="C_INCIDENT")
         assert "Rollback requested" in reply, reply
-        card = bot.workspace.wait_for_message("C_INCIDENT", contains="Rollback requested",
-                                              after_seq=after)
+        card = bot.workspace.wait_for_message(  # the card everyone sees, not the reply
+            "C_INCIDENT", contains="Rollback requested", after_seq=after,
+            predicate=lambda m: m.ephemeral_to is None and not m.via_response_url)
         assert "payout failure rate 22%" in text_of(card)
         mark = bot.seq()
         bot.sandbox.click("alice", card, action_id=Action.APPROVE)
