@@ -59,3 +59,21 @@ def toybot(clean_db, tmp_path, toy):
     b = Bot(clean_db, tmp_path, config=BASE_CONFIG + toy.config())
     yield b
     b.stop()
+
+
+@pytest.fixture
+def proxied_bot(clean_db, tmp_path):
+    """The bot reaching its database through a TCP proxy a test can cut or silence."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from tests.support.harness import Bot
+    from tests.support.tcpproxy import TcpProxy
+
+    parts = urlsplit(clean_db)
+    proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
+    via = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+    bot = Bot(via, tmp_path)
+    yield bot, proxy
+    proxy.restore()
+    bot.stop()
+    proxy.close()

@@ -5,24 +5,6 @@ within 5 s instead of hanging the bot's listener threads."""
 from __future__ import annotations
 
 import time
-from urllib.parse import urlsplit, urlunsplit
-
-import pytest
-
-from tests.support.harness import Bot
-from tests.support.tcpproxy import TcpProxy
-
-
-@pytest.fixture
-def proxied_bot(clean_db, tmp_path):
-    parts = urlsplit(clean_db)
-    proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
-    via = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
-    bot = Bot(via, tmp_path)
-    yield bot, proxy
-    proxy.restore()
-    bot.stop()
-    proxy.close()
 
 
 def test_a_command_during_a_silent_partition_is_answered_within_5_seconds(proxied_bot):

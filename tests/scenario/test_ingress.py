@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
 
 import pytest
 
 from bot import ingress
 from tests.support.harness import Bot, text_of
-from tests.support.tcpproxy import TcpProxy
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -104,18 +103,6 @@ def test_inspect_reads_shapes_without_raising():
     assert ingress.inspect(b"command=%2Fgolive&text=").needs_database is False
     assert ingress.inspect(b"command=%2Fgolive&text=status").needs_database is False
     assert ingress.inspect(b"command=%2Fgolive&text=finish").needs_database is True
-
-
-@pytest.fixture
-def proxied_bot(clean_db, tmp_path):
-    parts = urlsplit(clean_db)
-    proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
-    via = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
-    b = Bot(via, tmp_path)
-    yield b, proxy
-    proxy.restore()
-    b.stop()
-    proxy.close()
 
 
 @pytest.mark.parametrize("outage", ["cut", "silence"])

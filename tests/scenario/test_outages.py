@@ -2,25 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
-
-import pytest
-
-from tests.support.harness import Bot
-from tests.support.tcpproxy import TcpProxy
-
-
-@pytest.fixture
-def proxied_bot(clean_db, tmp_path):
-    parts = urlsplit(clean_db)
-    proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
-    via = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
-    bot = Bot(via, tmp_path)
-    yield bot, proxy
-    proxy.restore()
-    bot.stop()
-    proxy.close()
-
 
 def test_healthz_red_while_db_down_and_bot_recovers(proxied_bot):
     bot, proxy = proxied_bot
