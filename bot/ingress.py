@@ -99,15 +99,20 @@ def _shape_problem(payload: Mapping) -> str | None:
         actions = payload.get("actions")
         if kind != "block_suggestion" and (
                 not isinstance(actions, list) or not actions
-                or not all(isinstance(a, dict) and isinstance(a.get("action_id", ""), str)
+                or not all(isinstance(a, dict) and isinstance(a.get("action_id"), str)
                            for a in actions)):
             return "actions is not a list of actions"
         if kind == "block_suggestion" and not isinstance(payload.get("action_id"), str):
             return "action_id is not a string"
     if kind in ("view_submission", "view_closed"):
         view = payload.get("view")
-        if not isinstance(view, dict) or not isinstance(view.get("callback_id"), str):
-            return "view has no callback_id"
+        if not isinstance(view, dict) or not isinstance(view.get("callback_id"), str) \
+                or not isinstance(view.get("type"), str):
+            return "view has no callback_id or type"
+        if view["type"] == "workflow_step" and not isinstance(payload.get("workflow_step"), dict):
+            return "workflow_step is not an object"
+    if kind == "workflow_step_edit" and not isinstance(payload.get("workflow_step"), dict):
+        return "workflow_step is not an object"
     if kind in ("shortcut", "message_action", "dialog_submission") and not isinstance(
             payload.get("callback_id"), str):
         return "callback_id is not a string"

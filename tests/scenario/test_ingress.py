@@ -97,7 +97,10 @@ def test_inspect_reads_shapes_without_raising():
     assert ingress.inspect(b"payload=%5B%5D").problem == "payload is a JSON list, not an object"
     assert ingress.inspect(b"payload=null").problem == "payload is a JSON NoneType, not an object"
     assert ingress.inspect(b"\xff\xfe").problem == "body is not UTF-8"
-    ok = ingress.inspect(b"payload=" + json.dumps({"type": "block_actions"}).encode())
+    bare = ingress.inspect(b"payload=" + json.dumps({"type": "block_actions"}).encode())
+    assert bare.problem == "actions is not a list of actions", "Bolt would index into it"
+    ok = ingress.inspect(b"payload=" + json.dumps(
+        {"type": "block_actions", "actions": [{"action_id": "approve"}]}).encode())
     assert ok.problem is None and ok.kind == "interaction"
     assert ingress.inspect(b"command=%2Fgolive&text=help").needs_database is False
     assert ingress.inspect(b"command=%2Fgolive&text=").needs_database is False
