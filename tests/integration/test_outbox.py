@@ -231,9 +231,10 @@ def test_a_running_sender_delivers_in_the_background(runtime_db):
         s = rig.sender(poll=60.0)
         s.start()
         rig.touch("card:exe:1", "Deploy v2: queued")
-        rig.ws.wait_for_message(CHANNEL, contains="Deploy v2", timeout=5)
+        first = rig.ws.wait_for_message(CHANNEL, contains="Deploy v2", timeout=5)
         rig.touch("card:exe:2", "Migrate: queued")
-        rig.ws.wait_for_message(CHANNEL, contains="Migrate", timeout=5)
+        second = rig.ws.wait_for_message(CHANNEL, contains="Migrate", timeout=5)
+        assert first.ts != second.ts, "two touched cards are two messages, delivered unasked"
     finally:
         rig.close()
 
