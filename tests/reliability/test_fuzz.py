@@ -26,16 +26,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.ids import Action, Block
-from bot.sandbox.server import SLACK_USER_AGENT, Delivery
 from bot.sandbox.workspace import APP_ID
 from tests.support import pg
 from tests.support.harness import BASE_CONFIG, Bot, text_of
+from tests.support.signed import held, signed_headers
 from tests.support.toy_target import ToyTarget
 
 pytestmark = pytest.mark.slow
 
 EXAMPLES = int(os.environ.get("GOLIVE_FUZZ_EXAMPLES", "300"))  # CI; see the docstring
-FORM = "application/x-www-form-urlencoded"
 USERS = ("U_ALICE", "U_BOB", "U_CAROL", "U_DAVE")
 CHANNELS = ("C_CUTOVER", "C_INCIDENT", "C_NOWHERE", "")
 # A target secret in the environment: the suite-wide scan (conftest.py) looks for it too.
@@ -75,8 +74,7 @@ class Fuzzed:
     def deliver(self, kind: str, body: bytes) -> None:
         repeat = body in self.bodies
         self.bodies.add(body)
-        d = self.bot.sandbox.deliver(body, {"Content-Type": FORM, "User-Agent": SLACK_USER_AGENT,
-                                            **self.bot.sandbox.sign(body)}, kind=kind)
+        d = self.bot.sandbox.deliver(body, signed_headers(self.bot.sandbox, body), kind=kind)
         self.sent += 1
         self.kinds[kind if kind in ("slash", "block_actions", "view_submission") else "other"] += 1
         self.statuses[d.status] += 1
@@ -84,22 +82,6 @@ class Fuzzed:
             self.replays += 1  # the same bytes in the same second: the replay guard's job
         elif d.status not in (200, 400):
             self.odd.append(f"{kind} answered {d.status} ({d.error}): {body[:300]!r}")
-
-
-def capture(bot: Bot, act) -> list[tuple[bytes, dict]]:
-    """Run ``act`` with the sandbox recording what it would deliver instead of delivering."""
-    held: list[tuple[bytes, dict]] = []
-
-    def hold(body, headers, path=None, *, kind="raw", user=""):
-        held.append((body, dict(headers)))
-        return Delivery(kind=kind, status=0, body="", elapsed=0.0, error="held by the test")
-
-    bot.sandbox.deliver = hold
-    try:
-        act()
-    finally:
-        del bot.sandbox.deliver
-    return held
 
 
 def pending(db: str) -> int:
@@ -131,11 +113,11 @@ def fuzzed(bot_db_url, tmp_path_factory):
         card = bot.request("alice", 'maintenance on --override "fuzz"')
         for user, action in (("bob", Action.APPROVE), ("alice", Action.APPROVE),
                              ("carol", Action.REJECT), ("alice", Action.CANCEL)):
-            f.seeds += [payload_of(b) for b, _ in capture(bot, lambda u=user, a=action: (
+            f.seeds += [payload_of(b) for b, _ in held(bot.sandbox, lambda u=user, a=action: (
                 bot.sandbox.click(u, card, action_id=a)))]
         bot.sandbox.click("bob", card, action_id=Action.REJECT)  # opens the reason modal
         view = bot.workspace.wait_for(lambda: (bot.workspace.open_views("U_BOB") or [None])[0])
-        f.seeds += [payload_of(b) for b, _ in capture(bot, lambda: bot.sandbox.submit_view(
+        f.seeds += [payload_of(b) for b, _ in held(bot.sandbox, lambda: bot.sandbox.submit_view(
             "bob", view.id, {Block.REASON: {Block.REASON_INPUT: "fuzz"}}))]
         assert {p["type"] for p in f.seeds} == {"block_actions", "view_submission"}, f.seeds
         f.tally, f.crashed = tally, crashed

@@ -11,13 +11,13 @@ import psycopg
 import pytest
 
 from bot.ids import Action, Block
-from bot.sandbox.server import Delivery, sign
+from bot.sandbox.server import sign
 from bot.sandbox.workspace import User
 from tests.support.harness import text_of
+from tests.support.signed import FORM, held, signed_headers
 
 pytestmark = pytest.mark.slow
 
-FORM = "application/x-www-form-urlencoded"
 OVERRIDE = 'maintenance on --override "security test"'
 
 
@@ -25,22 +25,6 @@ def counts(db: str) -> tuple[int, int]:
     with psycopg.connect(db, autocommit=True) as conn:
         return tuple(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                      for t in ("inbox", "audit_log"))
-
-
-def held(bot, act) -> list[tuple[bytes, dict]]:
-    """What ``act`` would have delivered, signed, without delivering it."""
-    out: list[tuple[bytes, dict]] = []
-
-    def hold(body, headers, path=None, *, kind="raw", user=""):
-        out.append((body, dict(headers)))
-        return Delivery(kind=kind, status=0, body="", elapsed=0.0, error="held by the test")
-
-    bot.sandbox.deliver = hold
-    try:
-        act()
-    finally:
-        del bot.sandbox.deliver
-    return out
 
 
 def pending_card(bot):
@@ -54,11 +38,11 @@ def test_forged_and_stale_signatures_are_all_refused_and_change_nothing(toybot, 
     bot.sandbox.click("bob", card, action_id=Action.REJECT)  # opens the reason modal
     view = bot.workspace.wait_for(lambda: (bot.workspace.open_views("U_BOB") or [None])[0])
     kinds = {
-        "command": held(bot, lambda: bot.sandbox.slash("alice", "finish"))[0][0],
-        "help": held(bot, lambda: bot.sandbox.slash("alice", "help"))[0][0],
-        "approve": held(bot, lambda: bot.sandbox.click("bob", card,
+        "command": held(bot.sandbox, lambda: bot.sandbox.slash("alice", "finish"))[0][0],
+        "help": held(bot.sandbox, lambda: bot.sandbox.slash("alice", "help"))[0][0],
+        "approve": held(bot.sandbox, lambda: bot.sandbox.click("bob", card,
                                                        action_id=Action.APPROVE))[0][0],
-        "submission": held(bot, lambda: bot.sandbox.submit_view(
+        "submission": held(bot.sandbox, lambda: bot.sandbox.submit_view(
             "bob", view.id, {Block.REASON: {Block.REASON_INPUT: "forged"}}))[0][0],
     }
     secret = bot.sandbox.signing_secret
@@ -97,7 +81,7 @@ def test_forged_and_stale_signatures_are_all_refused_and_change_nothing(toybot, 
     assert bot.seq() == seq and len(bot.workspace.api_calls) == calls, \
         "a refused request made the bot say or do something in Slack"
     # The same bodies, correctly signed now, are served: the refusals were about signatures.
-    ok = bot.sandbox.deliver(kinds["help"], {"Content-Type": FORM, **sign(secret, kinds["help"])})
+    ok = bot.sandbox.deliver(kinds["help"], signed_headers(bot.sandbox, kinds["help"]))
     assert ok.status == 200, f"a correctly signed help answered {ok.status}"
 
 
@@ -106,7 +90,7 @@ def test_an_approve_replayed_after_its_approval_expired_is_refused_both_ways(toy
     bot = toybot
     card = pending_card(bot)
     # Bob's Approve, captured on the wire and held back until the approval has expired.
-    [(body, headers)] = held(bot, lambda: bot.sandbox.click("bob", card,
+    [(body, headers)] = held(bot.sandbox, lambda: bot.sandbox.click("bob", card,
                                                             action_id=Action.APPROVE))
     real_now = bot.engine.deps.now
     bot.engine.deps.now = lambda: real_now() + timedelta(minutes=16)  # injected clock
