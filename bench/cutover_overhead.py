@@ -696,6 +696,7 @@ def main() -> int:
         "machine": {"nproc": os.cpu_count(), "platform": platform.platform(),
                     "docker_server": server},
         "versions": versions(),
+        "git": commit + (" + uncommitted changes" if dirty else ""),
         "git_commit": commit,
         "git_dirty": bool(dirty),
         "git_dirty_files": dirty,

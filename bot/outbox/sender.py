@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 from slack_sdk.errors import SlackApiError
 
-from bot.outbox import store
+from bot.outbox import pacing, store
 
 log = logging.getLogger(__name__)
 
@@ -62,20 +62,22 @@ class Sender:
 
     def __init__(self, db: Any, client: Any, *,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 min_interval: float = 1.0, post_interval: float = 1.0, lease: float = 60.0,
+                 min_interval: float = 1.0, post_interval: float = 1.0,
+                 post_burst: int = pacing.BURST, lease: float = 60.0,
                  batch: int = 20, poll: float = 1.0, sender_id: str | None = None):
         self.db = db
         self.client = client
         self.now = now
         self.min_interval = min_interval  # between two updates of one message
-        self.post_interval = post_interval  # between two new messages in one channel
+        # New messages (posts, thread replies, uploads) per channel: a token bucket of
+        # ``post_burst``, refilled one per ``post_interval`` (Slack: 1/s, short bursts allowed).
+        self._posts = pacing.ChannelBuckets(post_interval, post_burst)
         self.lease = lease
         self.batch = batch
         self.poll = poll
         self.id = sender_id or f"{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._kinds: dict[str, Kind] = {}
         self._holds: dict[tuple[str, str], datetime] = {}  # (method, channel) -> Retry-After end
-        self._last_post: dict[str, datetime] = {}
         self._streak = 0
         self._outage_until: datetime | None = None
         self._method = POST  # the Slack method being called, for error handling
@@ -203,7 +205,7 @@ class Sender:
             if earlier:
                 return earlier, False
             self._method = UPLOAD
-            self._last_post[channel] = self.now()  # an attempt counts, whatever its answer
+            self._posts.take(channel, self.now())  # an attempt counts, whatever its answer
             resp = self.client.files_upload_v2(
                 channel=channel, filename=content["filename"], content=content["content"],
                 title=content.get("title"), initial_comment=content.get("comment"),
@@ -218,7 +220,7 @@ class Sender:
                                     blocks=content.get("blocks"))
             return earlier, True
         self._method = POST
-        self._last_post[channel] = self.now()  # an attempt counts, whatever its answer
+        self._posts.take(channel, self.now())  # an attempt counts, whatever its answer
         resp = self.client.chat_postMessage(
             channel=channel, text=content.get("text", ""), blocks=content.get("blocks"),
             thread_ts=thread_ts,
@@ -251,12 +253,7 @@ class Sender:
         until = self._holds.get((method, channel))
         if until is not None and until > now:
             return until
-        last = self._last_post.get(channel)
-        if method != UPDATE and last is not None:
-            gate = last + timedelta(seconds=self.post_interval)
-            if gate > now:
-                return gate
-        return None
+        return None if method == UPDATE else self._posts.free_at(channel, now)
 
     def _failed(self, row: dict, status: int, error: str | None, headers: Any) -> None:
         now, method, channel = self.now(), self._method, row["channel"]

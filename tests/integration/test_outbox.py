@@ -10,6 +10,7 @@ import pytest
 
 from bot.outbox import store
 from bot.sandbox.faults import Fault
+from bot.sandbox.limits import POST_BURST, pacing_problems
 from bot.sandbox.workspace import message_text
 from tests.support.outbox_rig import CHANNEL, Rig
 
@@ -62,7 +63,7 @@ def test_a_500_on_the_post_is_retried_and_the_card_appears_once(rig):
     assert not rig.showing("Maintenance on"), "the injected 500 did not happen"
     took = pump_until(rig, s, lambda: rig.showing("Maintenance on"))
     assert len(rig.showing("Maintenance on")) == 1, "the approval card was posted twice"
-    # At the second, not before: the failed post counts against the channel's one per second.
+    # The failed post spent one of the channel's burst: the retry waits only its backoff.
     assert took <= 1.0 + 1e-6, f"the retry came {took:.1f}s after the 500"
 
 
@@ -102,11 +103,35 @@ def test_a_429_holds_that_method_on_that_channel_for_its_retry_after(rig):
     assert first_retry.at - limited.at >= 2.0
 
 
+def test_new_cards_go_out_in_a_burst_then_one_per_second(rig):
+    # Slack: about one new message per second per channel, short bursts allowed. A quiet
+    # channel gets the first POST_BURST cards at once; the rest follow at 1/s, never faster.
+    s = rig.sender()
+    for i in range(POST_BURST + 3):
+        rig.touch(f"card:exe:{i}", f"Step {i}: queued")
+    rig.advance(0.1)
+    s.pump()
+    assert len(rig.calls("chat.postMessage")) == POST_BURST, \
+        "a quiet channel's first cards must go out at once, and no more than the burst"
+    took = pump_until(rig, s, lambda: len(rig.messages()) == POST_BURST + 3, step=0.05)
+    assert 3.0 - 1e-6 <= took <= 3.0 + 0.05 + 1e-6, \
+        f"the 3 cards beyond the burst took {took:.2f}s, not one per second"
+    assert not pacing_problems(rig.ws.calls(), slack=0.0), pacing_problems(rig.ws.calls())
+    assert not rig.ws.rate_limited, "the sandbox had to rate-limit the sender"
+    rig.advance(10)  # a quiet 10 s fills the bucket again
+    for i in range(POST_BURST):
+        rig.touch(f"card:exe:{100 + i}", f"Later {i}: queued")
+    rig.advance(0.1)
+    s.pump()
+    assert len(rig.showing("Later")) == POST_BURST, "the bucket did not refill"
+
+
 def test_two_senders_over_one_table_deliver_each_row_once(rig):
     keys = [f"card:exe:{i}" for i in range(24)]
     for i, k in enumerate(keys):
         rig.touch(k, f"Step {i}: queued")
     rig.advance(1)
+    rig.server.api.post_limit = None  # unpaced on purpose: the race is the point here
     senders = [rig.sender(batch=1, post_interval=0), rig.sender(batch=1, post_interval=0)]
     start = threading.Barrier(2)
     errors: list[BaseException] = []
@@ -263,3 +288,5 @@ def test_under_random_500s_and_429s_every_card_ends_once_in_its_true_state(rig):
     cards = [message_text(m).split(":")[0] for m in rig.messages()]
     assert sorted(cards) == sorted(f"Flow {i}" for i in range(12)), \
         f"duplicate or missing cards: {sorted(cards)}"
+    assert not pacing_problems(rig.ws.calls()), pacing_problems(rig.ws.calls())
+    assert not rig.ws.rate_limited, "the sandbox had to rate-limit the sender"

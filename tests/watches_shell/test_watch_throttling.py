@@ -1,6 +1,6 @@
 """A target that flaps every 100 ms for 10 s (the issue asks 30 s; 10 s keeps the suite fast
 and already makes ~100 state changes): the channel never sees more than one update per second
-per message or one new message per second per channel, and the final state is right."""
+per message or more new messages per channel than Slack's 1/s with a short burst, and the final state is right."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from bot.sandbox.limits import POST_BURST, POST_INTERVAL, over_limit
 from tests.support.harness import Bot, text_of
 from tests.watches_shell.conftest import watch_config, watch_message
 
@@ -53,9 +54,9 @@ def test_flapping_target_is_paced_and_ends_on_the_final_state(flapbot, health):
     for ts, times in updates.items():
         fastest = min(gaps(times), default=1.0)
         assert fastest >= 0.9, f"message {ts} updated twice within {fastest:.3f}s"
-    for channel, times in posts.items():
-        fastest = min(gaps(times), default=1.0)
-        assert fastest >= 0.9, f"two new messages in {channel} within {fastest:.3f}s"
+    for channel, times in posts.items():  # Slack: 1/s per channel, short bursts allowed
+        bad = over_limit(times, interval=POST_INTERVAL, burst=POST_BURST, slack=0.1)
+        assert not bad, f"new messages in {channel}: {bad}"
     replies = [m for m in bot.workspace.thread("C_CUTOVER", msg.ts) if m.is_reply]
     assert len(replies) <= FLAP_FOR_S + 5, \
         f"a burst of state changes must be coalesced, got {len(replies)} replies"
