@@ -27,7 +27,8 @@ def add_parser(sub) -> None:
     s = sub.add_parser("audit", help="verify, export or anchor the keyed, hash-chained audit log")
     s.add_argument("action", choices=["verify", "export", "anchor"])
     s.add_argument("--run", type=int, help="run id (export)")
-    s.add_argument("--file", help="verify an exported JSONL file offline")
+    s.add_argument("--file", help="verify an exported JSONL file, or an evidence pack "
+                                  "directory (golive rehearse), offline")
     s.add_argument("--head", action="append", default=[],
                    help="an anchor the chain must still contain (verify; repeatable): ID:HASH "
                         "as cards show it, a hash, or an anchor file / http(s) URL")
@@ -65,15 +66,25 @@ def _anchors(sources: list[str]):
 
 
 def _verify_file(args: argparse.Namespace, key: bytes) -> int:
-    text = Path(args.file).read_text(encoding="utf-8")
-    problems = audit.verify_export(text, key=key)
+    path, problems = Path(args.file), []
+    if path.is_dir():  # an evidence pack (golive rehearse): its manifest, then its export
+        from bot.rehearse.pack import check_pack
+
+        export, problems = check_pack(path)
+        if export is None:
+            print("\n".join(problems))
+            return 1
+        path = export
+    text = path.read_text(encoding="utf-8")
+    problems += audit.verify_export(text, key=key)
     anchors = _anchors(args.head)
     if anchors:
         entries = [(d["id"], d["hash"]) for d in map(json.loads, filter(str.strip,
                    text.splitlines())) if d.get("type") in ("row", "link")]
         problems += check_anchors(entries, anchors, key_id=audit.key_id(key))
     print("\n".join(problems) if problems else
-          f"{args.file}: export verifies under key {audit.key_id(key)}")
+          f"{args.file}: {'evidence pack and its ' if path != Path(args.file) else ''}export "
+          f"verifies under key {audit.key_id(key)}")
     return 1 if problems else 0
 
 
@@ -106,18 +117,27 @@ def _verify_db(args: argparse.Namespace, conn, key: bytes) -> int:
     return 0
 
 
-def _export(args: argparse.Namespace, conn, key: bytes) -> int:
+def export_run(conn, run_id: int, key: bytes, out: Path) -> int:
+    """Write run ``run_id``'s export to ``out``; how many of its rows it holds (0: none, and
+    nothing is written)."""
     from bot.store import repo
 
-    run_rows = repo.audit_rows(conn, run_id=args.run)
+    run_rows = repo.audit_rows(conn, run_id=run_id)
     if not run_rows:
+        return 0
+    stretch = [r for r in _rows(conn) if r.id >= run_rows[0]["id"]]
+    lines = audit.export_lines(stretch, run_id, key=key)
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return len(run_rows)
+
+
+def _export(args: argparse.Namespace, conn, key: bytes) -> int:
+    out = Path(args.out or f"golive-audit-run-{args.run}.jsonl")
+    count = export_run(conn, args.run, key, out)
+    if not count:
         print(f"no audit rows for run {args.run}", file=sys.stderr)
         return 1
-    stretch = [r for r in _rows(conn) if r.id >= run_rows[0]["id"]]
-    lines = audit.export_lines(stretch, args.run, key=key)
-    out = Path(args.out or f"golive-audit-run-{args.run}.jsonl")
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(f"wrote {out} ({len(run_rows)} rows of run {args.run}, key {audit.key_id(key)}); "
+    print(f"wrote {out} ({count} rows of run {args.run}, key {audit.key_id(key)}); "
           f"verify offline with `golive audit verify --file {out}`")
     return 0
 

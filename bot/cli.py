@@ -213,6 +213,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo_main(args)
 
 
+def cmd_rehearse(args: argparse.Namespace) -> int:
+    from bot.rehearse.run import rehearse_main
+
+    return rehearse_main(args)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="golive", description="Slack chat-ops for a go-live cutover.")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -253,6 +259,10 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--as", dest="user", default="alice", help="start as this user")
         s.add_argument("--data-dir", type=Path, help="embedded database and demo files")
         s.set_defaults(fn=fn)
+    from bot.rehearse import add_parser as add_rehearse_parser
+
+    add_rehearse_parser(sub)
+    sub.choices["rehearse"].set_defaults(fn=cmd_rehearse)
     demo = sub.choices["demo"]
     demo.add_argument("--keep", action="store_true",
                       help="keep earlier demo runs (default: a fresh demo database each time)")

@@ -15,7 +15,9 @@ import socket
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bot import demo_db
 
@@ -30,7 +32,7 @@ incident = ["C_INCIDENT"]
 [approvers]
 # alice requests; bob and carol (user group @golive-approvers) approve.
 users = []
-groups = {{ approvers = "S_APPROVERS" }}
+groups = { approvers = "S_APPROVERS" }
 expiry_minutes = 15
 group_cache_seconds = 30
 
@@ -38,49 +40,21 @@ group_cache_seconds = 30
 # Who may start and finish a run and request steps: alice, and the approvers.
 users = ["U_ALICE"]
 groups = ["S_APPROVERS"]
-
-[target]
-name = "paybox"
-public_url = "http://127.0.0.1:18080"
-internal_url = "http://127.0.0.1:18081"
-
-[target.deployer]
-kind = "compose"
-compose_file = "{root}/examples/paybox/compose.yaml"
-project = "paybox-demo"
-registry = "127.0.0.1:5000"
-registry_variable = "PAYBOX_REGISTRY"
-env = {{ PAYBOX_OPS_TOKEN = "paybox-ops-token", PAYBOX_ADMIN_PASSWORD = "paybox-admin-pw" }}
-
-[target.maintenance]
-kind = "http"
-url = "http://127.0.0.1:18080/ops/maintenance"
-token = "paybox-ops-token"
-
-[target.admin_login]
-username = "admin"
-password = "paybox-admin-pw"
-
-[target.smoke]
-path = "{root}/examples/paybox/scripts/go_live_smoke.sh"
-env = {{ PAYBOX_ADMIN_USER = "admin", PAYBOX_ADMIN_PASSWORD = "paybox-admin-pw" }}
-
-[target.migrations]
-mode = "compose-run"
-service = "app"
 """
 
 BANNER = """\
 golive demo — a rehearsal cutover in a local Slack sandbox (no Slack workspace needed).
   You are {user} in #cutover. alice requests; bob and carol approve (/as bob).
-  Try:  /golive help   /golive start v2   /golive status
+  Try:  /golive help   /golive {start}   /golive status
         /golive preflight   then /golive maintenance on   then /as bob, 1
   {database}
   {stack}
+  {github}
   Type /help for console commands, /quit to leave.
 """
 
 STACK_UP = "bash .ci/docker-up.sh && bash examples/paybox/up.sh paybox-demo"
+FAKE_GITHUB_PORT = 18090  # golive.example.toml's [preflight.release_freeze] api_url
 
 
 def data_dir(arg: Path | None) -> Path:
@@ -106,11 +80,6 @@ def stack_line(public_url: str, *, timeout: float = 2.0) -> str:
         why = " (needs Docker, which is not installed)"
     return (f"Sample stack: not answering at {public_url}, so deploy, migrate, health and smoke "
             f"will fail.\n  Bring it up{why}: {STACK_UP}")
-
-
-def repo_root() -> Path:
-    here = Path(__file__).resolve().parent.parent
-    return here if (here / "examples").is_dir() else Path.cwd()
 
 
 def _free_port() -> int:
@@ -150,30 +119,51 @@ def _stop(root: Path) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace, root: Path, own_db: bool) -> int:
-    from bot.sandbox import Console, SandboxServer, Workspace
+@dataclass
+class Session:
+    """What one demo or rehearsal owns: the sandbox workspace and the bot serving it."""
+
+    workspace: Any
+    sandbox: Any
+    server: _Served
+    settings: Any
+    database: str
+    """One line on the bot's database, for the banner."""
+    owner_url: str
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.sandbox.stop()
+
+
+def open_session(root: Path, config: str, *, own_db: bool, keep: bool,
+                 database: str = demo_db.DEMO_DATABASE, workspace: Any = None) -> Session:
+    """The bot's database (embedded, fresh unless ``keep``; or DATABASE_URL), the sandbox and
+    the bot exactly as `golive serve` runs it, with ``config`` as its TOML. Raises ConfigError.
+    The caller stops the embedded PostgreSQL (demo_db.stop_embedded) when it is done."""
+    from bot.sandbox import SandboxServer, Workspace
     from bot.settings import ConfigError, load_settings
     from bot.store import db
 
-    print("golive demo: starting the database…", flush=True)
     # The embedded database gets the production layout: migrations as the owner, the bot as
     # the runtime role. A DATABASE_URL of your own is used as given (one role, runs kept).
     if own_db:
-        owner, kept = demo_db.demo_database(demo_db.start_embedded(root), keep=args.keep)
-        database = ("Database: embedded PostgreSQL, earlier runs kept (--keep); stopped on exit."
-                    if kept else "Database: a fresh embedded PostgreSQL database (--keep keeps "
-                    "earlier runs); stopped on exit.")
+        owner, kept = demo_db.demo_database(demo_db.start_embedded(root), keep=keep,
+                                            name=database)
+        line = ("Database: embedded PostgreSQL, earlier runs kept (--keep); stopped on exit."
+                if kept else "Database: a fresh embedded PostgreSQL database (--keep keeps "
+                "earlier runs); stopped on exit.")
     else:
         owner = os.environ["DATABASE_URL"]
-        database = "Database: your DATABASE_URL, as it is (earlier runs included)."
+        line = "Database: your DATABASE_URL, as it is (earlier runs included)."
     db.upgrade(owner, runtime_role=demo_db.RUNTIME_ROLE)
     url = demo_db.runtime_url(owner) if own_db else owner
 
-    workspace = Workspace.default_demo()
+    workspace = workspace or Workspace.default_demo()
     token, signing = f"xoxb-demo-{secrets.token_hex(8)}", secrets.token_hex(16)
     sandbox = SandboxServer(workspace, signing_secret=signing, bot_token=token).start()
-    cfg = root / "golive-demo.toml"
-    cfg.write_text(DEMO_CONFIG.format(root=repo_root()), encoding="utf-8")
+    cfg = root / f"golive-{database}.toml"
+    cfg.write_text(config, encoding="utf-8")
     environ = {**os.environ, "SLACK_BOT_TOKEN": token, "SLACK_SIGNING_SECRET": signing,
                "SLACK_API_URL": sandbox.api_url, "DATABASE_URL": url,
                "GOLIVE_MIGRATIONS_DATABASE_URL": owner,
@@ -183,20 +173,61 @@ def _demo(args: argparse.Namespace, root: Path, own_db: bool) -> int:
                "GOLIVE_CONFIG": str(cfg)}
     try:
         settings = load_settings(environ=environ)
-    except ConfigError as e:
-        sandbox.stop()
-        print("\n".join(e.problems), file=sys.stderr)
-        return 2
-    from bot.cli import _runtime
+        from bot.cli import _runtime
 
-    server = _serve(settings, _runtime(settings))
+        server = _serve(settings, _runtime(settings))
+    except (ConfigError, SystemExit):
+        sandbox.stop()
+        raise
     sandbox.bot_url = f"http://127.0.0.1:{server.port}/slack/events"
-    user = workspace.user(args.user).id
-    print(BANNER.format(user=workspace.users[user].name, database=database,
-                        stack=stack_line(settings.config.target.public_url)), flush=True)
+    return Session(workspace, sandbox, server, settings, line, owner)
+
+
+def demo_config(root: Path, github_url: str) -> str:
+    """The demo's TOML: the sandbox's people, and every check pointed at the sample stack."""
+    from bot.rehearse.sample import SampleStack, preflight_toml, target_toml, watches_toml
+
+    stack = SampleStack.from_env()  # up.sh's PAYBOX_* variables move it, as they move up.sh
+    return (DEMO_CONFIG + target_toml(stack) + preflight_toml(stack, github_url=github_url,
+                                                              work=root) + watches_toml())
+
+
+def _demo(args: argparse.Namespace, root: Path, own_db: bool) -> int:
+    from bot.rehearse.sample import FakeGitHub, revisions
+    from bot.settings import ConfigError
+
+    print("golive demo: starting the database and the fake GitHub…", flush=True)
+    github = FakeGitHub(FAKE_GITHUB_PORT)
+    try:
+        try:
+            session = open_session(root, demo_config(root, github.url), own_db=own_db,
+                                   keep=args.keep)
+        except ConfigError as e:
+            print("\n".join(e.problems), file=sys.stderr)
+            return 2
+        try:
+            return _console(args, session, github, revisions().get("v2"))
+        finally:
+            session.stop()
+    finally:
+        github.stop()
+        print("golive demo: stopped the fake GitHub.", flush=True)
+
+
+def _console(args: argparse.Namespace, session: Session, github: Any, sha: str | None) -> int:
+    from bot.sandbox import Console
     from bot.sandbox.knobs import paybox_knobs
 
-    console = Console(sandbox, workspace, user=user,
+    workspace, settings = session.workspace, session.settings
+    user = workspace.user(args.user).id
+    gh = (f"Preflight: a fake GitHub at {github.url} (tags from build.sh), RC evidence and env "
+          "files from examples/paybox/build." + (f"\n  ! {github.problem}" if github.problem
+                                                  else ""))
+    start = f"start v2 {sha}" if sha else "start v2 <sha> (build the images to get it)"
+    print(BANNER.format(user=workspace.users[user].name, database=session.database, start=start,
+                        stack=stack_line(settings.config.target.public_url), github=gh),
+          flush=True)
+    console = Console(session.sandbox, workspace, user=user,
                       knobs=paybox_knobs(settings.config.target))
     try:
         if sys.stdin.isatty():
@@ -207,13 +238,12 @@ def _demo(args: argparse.Namespace, root: Path, own_db: bool) -> int:
                 console.handle_line(line.rstrip("\n"))
                 if console.done:
                     break
-                _settle(workspace, quiet_for=1.2, busy=lambda: _engine_busy(server.runtime))
+                _settle(workspace, quiet_for=1.2,
+                        busy=lambda: _engine_busy(session.server.runtime))
     except EOFError:
         pass
     finally:
         console.close()
-        server.stop()
-        sandbox.stop()
     return 0
 
 

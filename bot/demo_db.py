@@ -67,18 +67,19 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
-def demo_database(admin_url: str, *, keep: bool) -> tuple[str, bool]:
+def demo_database(admin_url: str, *, keep: bool, name: str = DEMO_DATABASE
+                  ) -> tuple[str, bool]:
     """The demo database's owner URL, made fresh unless ``keep``; and whether it was kept."""
     import psycopg
 
     with psycopg.connect(admin_url, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                              (DEMO_DATABASE,)).fetchone() is not None
+                              (name,)).fetchone() is not None
         if exists and not keep:
-            conn.execute(f'DROP DATABASE "{DEMO_DATABASE}" WITH (FORCE)')
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         if not exists or not keep:
-            conn.execute(f'CREATE DATABASE "{DEMO_DATABASE}"')
-    return with_database(admin_url, DEMO_DATABASE), exists and keep
+            conn.execute(f'CREATE DATABASE "{name}"')
+    return with_database(admin_url, name), exists and keep
 
 
 def runtime_url(owner_url: str) -> str:

@@ -1,0 +1,246 @@
+"""The sample stack (examples/paybox) as `golive demo` and `golive rehearse` configure it: its
+ports, database and tokens, the bot config that points every preflight check, the watches and
+the canary at it, and the fake GitHub (examples/paybox/fakegithub) the release-freeze check
+asks, started in a thread the caller owns and stops.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+REGISTRY = "127.0.0.1:5000"
+
+
+def repo_root() -> Path:
+    here = Path(__file__).resolve().parents[2]
+    return here if (here / "examples").is_dir() else Path.cwd()
+
+
+def paybox_dir() -> Path:
+    return repo_root() / "examples" / "paybox"
+
+
+@dataclass
+class SampleStack:
+    """Where one sample stack runs (the defaults are `examples/paybox/up.sh paybox-demo`)."""
+
+    project: str = "paybox-demo"
+    edge_port: int = 18080
+    app_port: int = 18081
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/paybox"
+    ops_token: str = "paybox-ops-token"
+    admin_password: str = "paybox-admin-pw"
+    webhook_secret: str = "paybox-webhook-secret"
+    registry: str = REGISTRY
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> SampleStack:
+        """The stack up.sh starts with the same PAYBOX_* variables (unset: its defaults)."""
+        env = os.environ if environ is None else environ
+        d = cls()
+        return cls(project=env.get("PAYBOX_PROJECT") or d.project,
+                   edge_port=int(env.get("PAYBOX_EDGE_PORT") or d.edge_port),
+                   app_port=int(env.get("PAYBOX_APP_PORT") or d.app_port),
+                   database_url=env.get("PAYBOX_DATABASE_URL") or d.database_url,
+                   ops_token=env.get("PAYBOX_OPS_TOKEN") or d.ops_token,
+                   admin_password=env.get("PAYBOX_ADMIN_PASSWORD") or d.admin_password,
+                   webhook_secret=env.get("PAYBOX_WEBHOOK_SECRET") or d.webhook_secret,
+                   registry=env.get("PAYBOX_REGISTRY") or d.registry)
+
+    @property
+    def public_url(self) -> str:
+        return f"http://127.0.0.1:{self.edge_port}"
+
+    @property
+    def internal_url(self) -> str:
+        return f"http://127.0.0.1:{self.app_port}"
+
+    @property
+    def admin_url(self) -> str:
+        """The ledger server's maintenance database (scratch copies are made there)."""
+        return urlunsplit(urlsplit(self.database_url)._replace(path="/postgres"))
+
+    def env(self, tag: str = "v1") -> dict[str, str]:
+        """The compose file's variables (up.sh, down.sh and the deployer read them)."""
+        return {"PAYBOX_PROJECT": self.project, "PAYBOX_APP_TAG": tag,
+                "PAYBOX_APP_PORT": str(self.app_port), "PAYBOX_EDGE_PORT": str(self.edge_port),
+                "PAYBOX_DATABASE_URL": self.database_url, "PAYBOX_OPS_TOKEN": self.ops_token,
+                "PAYBOX_ADMIN_USER": "admin", "PAYBOX_ADMIN_PASSWORD": self.admin_password,
+                "PAYBOX_WEBHOOK_SECRET": self.webhook_secret, "PAYBOX_REGISTRY": self.registry}
+
+    def secrets(self) -> list[str]:
+        return [self.ops_token, self.admin_password, self.webhook_secret, self.database_url]
+
+
+def revisions() -> dict[str, str]:
+    """The sample images' commits (build.sh writes them); empty before the first build."""
+    path = paybox_dir() / "build" / "revisions.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _fakegithub_module():
+    spec = importlib.util.spec_from_file_location(
+        "paybox_fakegithub", paybox_dir() / "fakegithub" / "server.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+class FakeGitHub:
+    """The sample stack's stand-in for GitHub's API, serving the tags build.sh recorded."""
+
+    def __init__(self, port: int = 0) -> None:
+        state_file = paybox_dir() / "build" / "fakegithub-state.json"
+        try:
+            state: dict[str, Any] = json.loads(state_file.read_text(encoding="utf-8"))
+            self.problem = ""
+        except (OSError, ValueError):
+            state, self.problem = {}, (f"{state_file} is missing (run `bash .ci/docker-up.sh`, "
+                                       "which builds the sample images): no RC tag resolves")
+        mod = _fakegithub_module()
+        try:
+            self.server = mod.serve(port, state)
+        except OSError:  # the usual port is taken: any free one (the config says which)
+            self.server = mod.serve(0, state)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _q(value: Any) -> str:
+    return json.dumps(str(value))
+
+
+def env_file_for(stack: SampleStack, work: Path) -> Path:
+    """The generated live-shaped env file, with DATABASE_URL pointed at ``stack``'s ledger."""
+    source = paybox_dir() / "build" / "env" / "prod-live.env"
+    if stack.database_url == SampleStack.database_url or not source.is_file():
+        return source  # the default stack's (or missing: the check says so)
+    out = work / "prod-live.env"
+    text = source.read_text(encoding="utf-8").replace(SampleStack.database_url,
+                                                      stack.database_url)
+    out.write_text(text, encoding="utf-8")
+    return out
+
+
+def preflight_toml(stack: SampleStack, *, github_url: str, work: Path) -> str:
+    """``[preflight]`` against the sample stack: every check has a section."""
+    root = repo_root()
+    return f"""
+[preflight]
+max_age_minutes = 60
+
+[preflight.release_freeze]
+repo = "acme/paybox"
+api_url = {_q(github_url)}
+image = "{stack.registry}/paybox/app:{{tag}}"
+registry_scheme = "http"
+
+[preflight.prod_config]
+source = "env_file"
+env_file = {_q(env_file_for(stack, work))}
+psps = ["stripe", "adyen"]
+stripe_api_url = {_q(github_url)}
+
+[preflight.backup_drill]
+database_url = {_q(stack.database_url)}
+scratch_url = {_q(stack.admin_url)}
+snapshot_dir = {_q(work / "snapshots")}
+
+[preflight.migration_check]
+script_location = {_q(root / "examples/paybox/app/migrations")}
+
+[preflight.rc_evidence]
+dir = {_q(root / "examples/paybox/build/evidence/{tag}")}
+payouts_url = "{stack.internal_url}/api/payouts"
+"""
+
+
+def target_toml(stack: SampleStack) -> str:
+    root = repo_root()
+    env = ", ".join(f"{k} = {_q(v)}" for k, v in stack.env().items()
+                    if k not in ("PAYBOX_PROJECT", "PAYBOX_APP_TAG"))
+    return f"""
+[target]
+name = "paybox"
+public_url = "{stack.public_url}"
+internal_url = "{stack.internal_url}"
+
+[target.deployer]
+kind = "compose"
+compose_file = {_q(root / "examples/paybox/compose.yaml")}
+project = {_q(stack.project)}
+registry = "{stack.registry}"
+registry_variable = "PAYBOX_REGISTRY"
+env = {{ {env} }}
+
+[target.maintenance]
+kind = "http"
+url = "{stack.public_url}/ops/maintenance"
+token = {_q(stack.ops_token)}
+
+[target.admin_login]
+username = "admin"
+password = {_q(stack.admin_password)}
+
+[target.smoke]
+path = {_q(root / "examples/paybox/scripts/go_live_smoke.sh")}
+args = ["{{public_url}}"]
+env = {{ PAYBOX_ADMIN_USER = "admin", PAYBOX_ADMIN_PASSWORD = {_q(stack.admin_password)}, \
+PAYBOX_SMOKE_BYPASS_TOKEN = {_q(stack.ops_token)}, PAYBOX_EXPECT_VERSION = "{{deployed_tag}}" }}
+
+[target.migrations]
+mode = "compose-run"
+service = "app"
+script_location = {_q(root / "examples/paybox/app/migrations")}
+database_url = {_q(stack.database_url)}
+"""
+
+
+def watches_toml(*, interval_s: float = 5, canary_account: str = "canary",
+                 signers: tuple[str, str] | None = None) -> str:
+    """Watches every ``interval_s`` on small windows, and the canary (two signers' roles)."""
+    roles = "" if signers is None else f"""
+[canary.roles.engineering]
+users = ["{signers[0]}"]
+
+[canary.roles.finance]
+users = ["{signers[1]}"]
+"""
+    return f"""
+[watches.health]
+interval_s = {interval_s}
+
+[watches.webhooks]
+interval_s = {interval_s}
+window_s = 120
+
+[watches.error_budget]
+interval_s = {interval_s}
+min_requests = 1
+
+[watches.payouts]
+interval_s = {interval_s}
+window_s = 120
+min_payouts = 3
+
+[watches.ledger]
+interval_s = {interval_s}
+
+[canary]
+account = {_q(canary_account)}
+template = {_q(repo_root() / "examples/paybox/docs/ops/canary_report_template.md")}
+required_signoffs = 2
+{roles}"""
+
