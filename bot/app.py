@@ -5,34 +5,35 @@ Listeners ack at once (process_before_response + lazy listeners): the ack never 
 database, Docker or Slack. The lazy half asks the policy (bot/policy.py) whether this person
 may do this here, and only then parses again, calls the engine and replies. Every refusal is
 an ephemeral reply and an audit row with its reason. Payloads are read defensively: a
-malformed one is acked, logged in one line and otherwise ignored.
+malformed one is acked, logged in one line and otherwise ignored (bot/slack/payloads.py).
+That shared life of a listener is ``bot.listeners.ListenerBase``; this module holds the
+listeners of the core phases and the table, each phase's mixin adds its own
+(``bot/canary/listeners.py``).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt import App
 from slack_bolt.authorization import AuthorizeResult
-from slack_sdk.errors import SlackApiError
 
-from bot import approvals, policy
+from bot import policy
 from bot.canary.listeners import CANARY_TABLE, CanaryListeners
 from bot.engine import ROLLBACK, Actor, Engine, Refused
-from bot.ids import Action, Block, Callback
+from bot.ids import Action, Callback
 from bot.inbox import Inbox
-from bot.inbox import Outcome as InboxOutcome
+from bot.listeners import DB_DOWN, STALE, as_body
 from bot.slack.blocks import reason_modal
 from bot.slack.client import mask_payload, use_masking_client
-from bot.slack.directory import Directory, DirectoryUnavailable
+from bot.slack.directory import Directory
+from bot.slack.payloads import Click, Metadata, field, reason_of
 from bot.store.db import DatabaseUnavailable
 from bot.watches.store import alert_reason
-from commands import Context, Reply, UsageError, build_commands, parse
+from commands import Context, UsageError, build_commands, parse
 
 log = logging.getLogger(__name__)
 
@@ -50,49 +51,6 @@ class _StartupNoise(logging.Filter):
 BOLT_LOG = logging.getLogger("golive.bolt")
 BOLT_LOG.addFilter(_StartupNoise())
 
-DB_DOWN = ("The bot's database is not answering, so nothing was changed. "
-           "Try again in a moment; `/golive status` shows where things stand.")
-STALE = "That card is out of date or was not sent by golive; nothing was done."
-SLOW_TRIGGER = ("Slack allows 3 seconds to open the form and the bot was slower this time; "
-                "nothing was done. Click the button again.")
-
-
-def field(body: Any, *path: str) -> str | None:
-    """``body[path...]`` as a non-empty string, or None: payloads are never trusted to be
-    shaped as documented."""
-    node = body
-    for key in path:
-        if not isinstance(node, dict):
-            return None
-        node = node.get(key)
-    return node if isinstance(node, str) and node else None
-
-
-def number(text: str | None) -> int | None:
-    """A button value or metadata part that must be a database id."""
-    return int(text) if text and text.isascii() and text.isdigit() and len(text) < 19 else None
-
-
-@dataclass(frozen=True)
-class Click:
-    """What a button click says, checked for shape: who, where, which card, which value."""
-
-    user: str
-    channel: str
-    message_ts: str | None
-    value: int
-    trigger_id: str | None
-
-    @classmethod
-    def read(cls, body: Any, action: Any) -> Click | None:
-        user, value = field(body, "user", "id"), number(field(action, "value"))
-        channel = field(body, "channel", "id") or field(body, "container", "channel_id")
-        if user is None or channel is None or value is None:
-            log.warning("ignored a malformed click on %s", field(action, "action_id"))
-            return None
-        return cls(user, channel, field(body, "container", "message_ts"), value,
-                   field(body, "trigger_id"))
-
 
 class Listeners(CanaryListeners):
     """Every listener, as a method; :data:`TABLE` says which Slack event each one serves."""
@@ -107,102 +65,6 @@ class Listeners(CanaryListeners):
                                   incident=frozenset(config.channels.incident))
         self.operators = operators
         self.operator_users = operator_users
-
-    # ------------------------------------------------------------ the inbox
-    def in_order(self, context: Any, channel: str | None, say_down: Callable[[str], Any],
-                 flow: Callable[[Defer], None]) -> None:
-        """Run a lazy half as the one handling of its inbox request (bot/inbox.py): after the
-        channel's earlier requests, in one transaction with its "done" mark; its replies
-        (wrapped with the ``Defer`` it is given) go out after the commit."""
-        inbox_id = context.get("inbox_id") if isinstance(context, dict) else None
-        if inbox_id is None:  # help, Socket Mode: nothing recorded to handle in order
-            flow(lambda fn: fn)
-            return
-        held: list[tuple[Callable[..., Any], tuple, dict]] = []
-
-        def later(fn: Callable[..., Any]) -> Callable[..., Any]:
-            return lambda *a, **k: held.append((fn, a, k))
-        if self.inbox.handle(inbox_id, channel, lambda: flow(later)) is InboxOutcome.FAILED:
-            say_down(DB_DOWN)  # nothing it did was committed, whatever it meant to say
-            return
-        self.engine.wake()  # what it queued is committed only now: the worker may claim it
-        for fn, a, k in held:
-            fn(*a, **k)
-
-    # ------------------------------------------------------------ policy and replies
-    def facts(self, action: policy.Action, user: str) -> policy.ActorFacts:
-        """Look up only what the rule for ``action`` needs; a failed group lookup is None."""
-        if not policy.needs_account(action):
-            return policy.ActorFacts(approvals.Actor(user))
-        account = self.engine.deps.directory.actor(user)  # DirectoryUnavailable: refused
-        operator: bool | None = False
-        if policy.needs_operator(action):
-            try:
-                operator = user in self.operator_users or any(
-                    user in m for m in self.operators.group_members().values())
-            except DirectoryUnavailable:
-                operator = None
-        return policy.ActorFacts(account, operator)
-
-    def allowed(self, action: policy.Action, user: str, channel: str, *,
-                send: Callable[[str], Any], about_rollback: bool = False,
-                audit_text: str | None = None, what: str | None = None) -> bool:
-        """Ask the policy; on a refusal, say why (ephemeral) and audit it."""
-        try:
-            verdict = policy.decide(action=action, actor=self.facts(action, user),
-                                    channel=channel, rules=self.rules,
-                                    about_rollback=about_rollback, what=what)
-        except DirectoryUnavailable as e:
-            verdict = policy.Verdict(False, e.message, None)
-        except DatabaseUnavailable:
-            verdict = policy.Verdict(False, DB_DOWN, None)
-        if verdict.allowed:
-            return True
-        self.audit_refusal(user, channel, action, verdict.reason,
-                           str(verdict.refusal or "unavailable"), audit_text)
-        send(verdict.reason)
-        return False
-
-    def audit_refusal(self, user: str, channel: str, action: policy.Action, reason: str,
-                      code: str, text: str | None) -> None:
-        try:
-            if text is not None:
-                self.engine.audit_command(actor=Actor(user, channel), text=text,
-                                          outcome="refused",
-                                          detail={"refusal": code, "reason": reason})
-            else:
-                self.engine.audit_refusal(actor=Actor(user, channel), action=action.value,
-                                          refusal=code, reason=reason)
-        except Exception as e:  # noqa: BLE001 - the DB may be down; the reply says why
-            log.warning("could not audit a refusal: %s", type(e).__name__)
-
-    def outcome_of(self, fn: Callable[[], Reply | None], *, refused: Callable[[str], None]
-                   ) -> Reply | None:
-        """Run engine work; map every failure to a short message, never a stack trace."""
-        try:
-            return fn()
-        except (UsageError, Refused, DirectoryUnavailable) as e:
-            refused(e.message)
-            return Reply(e.message)
-        except DatabaseUnavailable:
-            return Reply(DB_DOWN)
-        except Exception:
-            err = uuid.uuid4().hex[:8]
-            log.exception("unexpected error %s", err)
-            return Reply(f"Something went wrong on our side (error id `{err}`); nothing more "
-                         "was done. The error is in the bot's log under that id.")
-
-    def button(self, action: policy.Action, click: Click, respond: Callable[..., Any],
-               work: Callable[[], str], *, about_rollback: bool = False) -> None:
-        """The shared life of a button: policy, engine work, ephemeral reply, refusals audited."""
-        send = ephemeral(respond)
-        if not self.allowed(action, click.user, click.channel, about_rollback=about_rollback,
-                            send=lambda text: send(text=text)):
-            return
-        reply = self.outcome_of(lambda: Reply(work()), refused=lambda why: self.audit_refusal(
-            click.user, click.channel, action, why, "engine", None))
-        if reply is not None:
-            send(text=reply.text)
 
     def about_rollback(self, approval_id: int) -> bool:
         """Whether an approval card is a rollback request's (those live in incident channels
@@ -273,46 +135,27 @@ class Listeners(CanaryListeners):
             respond(**as_body(reply))
 
     # ------------------------------------------------------------ approval cards
-    def vote(self, kind: str, base: policy.Action, body: dict, action: dict,
-             respond: Callable[..., Any]) -> None:
-        click = Click.read(body, action)
-        if click is None:
-            return
-        self.button(base, click, respond, lambda: self.engine.click(
+    def vote(self, kind: str, act: policy.Action, body: dict, action: dict,
+             respond: Callable[..., Any], context: Any) -> None:
+        self.on_click(body, action, respond, context, act, lambda click: self.engine.click(
             approval_id=click.value, kind=kind, user_id=click.user, channel=click.channel,
-            message_ts=click.message_ts).message,
-            about_rollback=self.about_rollback(click.value))
-
-    def clicked(self, body: Any, respond: Callable[..., Any], context: Any,
-                flow: Callable[[Callable[..., Any]], None]) -> None:
-        """A button's lazy half, handled in order through the inbox."""
-        self.in_order(context, field(body, "channel", "id"),
-                      lambda text: ephemeral(respond)(text=text),
-                      lambda later: flow(later(respond)))
+            message_ts=click.message_ts).message, about_rollback=lambda c: self.about_rollback(c.value))
 
     def approve(self, body: dict, action: dict, respond: Callable[..., Any], context: Any
                 ) -> None:
-        self.clicked(body, respond, context, lambda r: self.vote(
-            "approve", policy.Action.APPROVE, body, action, r))
+        self.vote("approve", policy.Action.APPROVE, body, action, respond, context)
 
     def cancel(self, body: dict, action: dict, respond: Callable[..., Any], context: Any
                ) -> None:
-        self.clicked(body, respond, context, lambda r: self.vote(
-            "cancel", policy.Action.CANCEL, body, action, r))
+        self.vote("cancel", policy.Action.CANCEL, body, action, respond, context)
 
     def reject(self, body: dict, action: dict, respond: Callable[..., Any], client: Any,
                context: Any) -> None:
-        self.clicked(body, respond, context, lambda r: self.reject_clicked(body, action, r,
-                                                                           client))
-
-    def reject_clicked(self, body: dict, action: dict, respond: Callable[..., Any],
-                       client: Any) -> None:
-        click = Click.read(body, action)
-        if click is None:
-            return
-        self.button(policy.Action.REJECT, click, respond, lambda: self.open_reason(
-            client, click, Callback.REJECT_REASON, "Reject request",
-            "Why are you rejecting this?"), about_rollback=self.about_rollback(click.value))
+        self.on_click(body, action, respond, context, policy.Action.REJECT,
+                      lambda click: self.open_reason(client, click, Callback.REJECT_REASON,
+                                                     "Reject request",
+                                                     "Why are you rejecting this?"),
+                      about_rollback=lambda c: self.about_rollback(c.value))
 
     def reject_submitted(self, body: dict, view: dict, client: Any, context: Any) -> None:
         meta = Metadata.read(body, view)
@@ -326,20 +169,16 @@ class Listeners(CanaryListeners):
     # ------------------------------------------------------------ interrupted steps
     def retry(self, body: dict, action: dict, respond: Callable[..., Any], context: Any
               ) -> None:
-        click = Click.read(body, action)
-        if click is not None:
-            self.clicked(body, respond, context, lambda r: self.button(
-                policy.Action.RETRY, click, r, lambda: self.engine.retry(
-                    execution_id=click.value, user_id=click.user, channel=click.channel)))
+        self.on_click(body, action, respond, context, policy.Action.RETRY,
+                      lambda click: self.engine.retry(execution_id=click.value,
+                                                      user_id=click.user, channel=click.channel))
 
     def mark_done(self, body: dict, action: dict, respond: Callable[..., Any], client: Any,
                   context: Any) -> None:
-        click = Click.read(body, action)
-        if click is not None:
-            self.clicked(body, respond, context, lambda r: self.button(
-                policy.Action.MARK_DONE, click, r, lambda: self.open_reason(
-                    client, click, Callback.MARK_DONE_REASON, "Mark step done",
-                    "Why can this step be treated as done?")))
+        self.on_click(body, action, respond, context, policy.Action.MARK_DONE,
+                      lambda click: self.open_reason(client, click, Callback.MARK_DONE_REASON,
+                                                     "Mark step done",
+                                                     "Why can this step be treated as done?"))
 
     def mark_done_submitted(self, body: dict, view: dict, client: Any, context: Any) -> None:
         meta = Metadata.read(body, view)
@@ -351,20 +190,16 @@ class Listeners(CanaryListeners):
 
     def start_rollback(self, body: dict, action: dict, respond: Callable[..., Any],
                        context: Any) -> None:
-        click = Click.read(body, action)
-        if click is not None:
-            self.clicked(body, respond, context, lambda r: self.button(
-                policy.Action.START_ROLLBACK, click, r, lambda: self.engine.request_rollback(
-                    actor=Actor(click.user, click.channel),
-                    reason=f"step interrupted (execution {click.value})")))
+        self.on_click(body, action, respond, context, policy.Action.START_ROLLBACK,
+                      lambda click: self.engine.request_rollback(
+                          actor=Actor(click.user, click.channel),
+                          reason=f"step interrupted (execution {click.value})"))
 
     def alert_rollback(self, body: dict, action: dict, respond: Callable[..., Any],
                        context: Any) -> None:
         """Start rollback on a watch alert: the same action and engine call as the command."""
-        click = Click.read(body, action)
-        if click is not None:
-            self.clicked(body, respond, context, lambda r: self.button(
-                policy.Action.START_ROLLBACK, click, r, lambda: self.rollback_from_alert(click)))
+        self.on_click(body, action, respond, context, policy.Action.START_ROLLBACK,
+                      self.rollback_from_alert)
 
     def rollback_from_alert(self, click: Click) -> str:
         reason = alert_reason(self.engine.db, click.value)
@@ -373,99 +208,14 @@ class Listeners(CanaryListeners):
         return self.engine.request_rollback(actor=Actor(click.user, click.channel),
                                             reason=reason)
 
-    # ------------------------------------------------------------ modals
     def open_reason(self, client: Any, click: Click, callback: str, title: str,
                     label: str) -> str:
-        if click.trigger_id is None:
-            raise Refused(STALE)
-        meta = f"{click.value}|{click.channel}|{click.message_ts or ''}"
-        try:
-            client.views_open(trigger_id=click.trigger_id, view=reason_modal(
-                callback_id=callback, title=title, label=label, private_metadata=meta))
-        except SlackApiError as e:
-            if e.response.get("error") in ("expired_trigger_id", "invalid_trigger_id"):
-                raise Refused(SLOW_TRIGGER) from None
-            raise
-        return ""
-
-    def submitted(self, context: Any, action: policy.Action, meta: Metadata, client: Any,
-                  work: Callable[[], str], *, about_rollback: bool = False) -> None:
-        def say(text: str) -> None:
-            client.chat_postEphemeral(channel=meta.channel, user=meta.user, text=text)
-        self.in_order(context, meta.channel, say, lambda later: self.modal(
-            action, meta, later(say), work, about_rollback=about_rollback))
-
-    def modal(self, action: policy.Action, meta: Metadata, send: Callable[[str], Any],
-              work: Callable[[], str], *, about_rollback: bool) -> None:
-        """A modal submission's lazy half: policy, engine work, ephemeral reply."""
-        if not self.allowed(action, meta.user, meta.channel, send=send,
-                            about_rollback=about_rollback):
-            return
-        reply = self.outcome_of(lambda: Reply(work()), refused=lambda why: self.audit_refusal(
-            meta.user, meta.channel, action, why, "engine", None))
-        if reply is not None:
-            send(reply.text)
-
-    def ack_reason(self, ack: Callable[..., None], view: dict) -> None:
-        if not reason_of(view):
-            ack(response_action="errors", errors={Block.REASON: "Please give a reason."})
-            return
-        ack()
-
-    def just_ack(self, ack: Callable[..., None]) -> None:
-        ack()
-
-    def acked_click(self, ack: Callable[..., None], body: Any) -> None:
-        ack()  # the reply comes from the lazy half; an empty reply would blank the card
-
-
-@dataclass(frozen=True)
-class Metadata:
-    """A reason modal's submission: who, and what the modal was opened for (our metadata)."""
-
-    user: str
-    value: int
-    channel: str
-    message_ts: str | None
-
-    @classmethod
-    def read(cls, body: Any, view: Any) -> Metadata | None:
-        user = field(body, "user", "id")
-        parts = (field(view, "private_metadata") or "").split("|")
-        value = number(parts[0])
-        if user is None or value is None or len(parts) < 2 or not parts[1]:
-            log.warning("ignored a malformed modal submission")
-            return None
-        return cls(user, value, parts[1], parts[2] if len(parts) > 2 and parts[2] else None)
-
-
-def reason_of(view: Any) -> str:
-    value = field(view, "state", "values", Block.REASON, Block.REASON_INPUT, "value")
-    return value.strip() if isinstance(value, str) else ""
-
-
-def as_body(reply: Reply) -> dict:
-    body: dict[str, Any] = {"text": reply.text,
-                            "response_type": "in_channel" if reply.in_channel else "ephemeral"}
-    if reply.blocks:
-        body["blocks"] = reply.blocks
-    return body  # masked on the way out by the respond / client use_masking_client installs
-
-
-def ephemeral(respond: Callable[..., Any]) -> Callable[..., Any]:
-    def send(**body: Any) -> Any:
-        if body.get("text"):
-            body.update(response_type="ephemeral", replace_original=False)
-            return respond(**body)
-        return None
-    return send
+        return self.open_modal(client, click, reason_modal(
+            callback_id=callback, title=title, label=label, private_metadata=Metadata.of(click)))
 
 
 ANY = re.compile(".*")
 # kind, id, ack, lazy: every Slack event the bot serves, and the listener for each.
-Defer = Callable[[Callable[..., Any]], Callable[..., Any]]
-"""Wraps a reply function so that its calls go out after the inbox commit."""
-
 TABLE: list[tuple[str, str | re.Pattern[str], str, str | None]] = [
     ("command", "/golive", "ack_command", "run_command"),
     ("action", Action.APPROVE, "acked_click", "approve"),

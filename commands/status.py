@@ -1,6 +1,6 @@
 """/golive status: the current run, its phase, each step's state and pending approvals."""
 
-from bot.slack.blocks import status_blocks
+from bot.slack.status_blocks import status_blocks
 from commands.base import Context, Invocation, Reply
 
 

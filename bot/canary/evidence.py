@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from runbook.canary.evidence import WebhookTap, error_budget_evidence, sample_from
-from runbook.canary.machine import CheckResult, Sample
+from runbook.canary.state import CheckResult, Sample
 from runbook.watches.watchset import WatchSet
 
 log = logging.getLogger(__name__)

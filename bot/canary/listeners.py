@@ -1,5 +1,6 @@
-"""The canary's buttons and modals: a mixin of ``bot.app.Listeners`` (its policy, inbox and
-reply helpers), registered from ``bot.app.TABLE`` like every other listener.
+"""The canary's buttons and modals: a mixin of ``bot.app.Listeners`` on the shared life of a
+listener (``bot.listeners.ListenerBase``: inbox order, policy, replies), registered from
+``bot.app.TABLE`` like every other listener.
 
 Every lazy half runs through the inbox and asks the policy first; a click counts only on the
 canary message it belongs to. Ledger checks run after the inbox commit (the person already
@@ -19,7 +20,9 @@ from slack_sdk.models.views import View
 from bot import policy
 from bot.engine import Actor, Refused
 from bot.ids import Action, Block, Callback
+from bot.listeners import Defer, ListenerBase
 from bot.slack.blocks import reason_modal
+from bot.slack.payloads import Click, input_value, reason_of, submission
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +45,7 @@ class CanaryMeta:
 
     @classmethod
     def read(cls, body: Any, view: Any) -> CanaryMeta | None:
-        from bot.app import field, number
-
-        user = field(body, "user", "id")
-        parts = (field(view, "private_metadata") or "").split("|")
-        cid = number(parts[0]) if parts else None
+        user, parts, cid = submission(body, view)
         if user is None or cid is None or len(parts) != 4 or not parts[1] or not parts[2]:
             log.warning("ignored a malformed canary modal submission")
             return None
@@ -55,13 +54,6 @@ class CanaryMeta:
     @property
     def private(self) -> str:
         return f"{self.canary}|{self.what}|{self.channel}|{self.message_ts or ''}"
-
-
-def _value(view: Any, block: str, element: str) -> str:
-    values = view.get("state", {}).get("values", {}) if isinstance(view, dict) else {}
-    node = values.get(block, {}).get(element, {}) if isinstance(values, dict) else {}
-    value = node.get("value") if isinstance(node, dict) else None
-    return value.strip() if isinstance(value, str) else ""
 
 
 def report_modal(meta: CanaryMeta, noun: str, hint: str) -> dict:
@@ -87,33 +79,28 @@ def sign_modal(meta: CanaryMeta) -> dict:
                 ).to_dict()
 
 
-class CanaryListeners:
+class CanaryListeners(ListenerBase):
     """The canary's listeners (mixed into ``bot.app.Listeners``; ``self.canary`` is the room)."""
 
     canary: Any = None
 
     # ------------------------------------------------------------ buttons
     def _canary_click(self, body: Any, action: Any, respond: Callable[..., Any], context: Any,
-                      act: policy.Action, work: Callable[[Any], str]) -> None:
-        from bot.app import Click
-
-        click = Click.read(body, action)
-        if click is None or self.canary is None:
+                      act: policy.Action, work: Callable[[Click], str]) -> None:
+        """A click counts only on the canary message it belongs to."""
+        if self.canary is None:
             return
 
-        def checked() -> str:
+        def checked(click: Click) -> str:
             if click.message_ts != self.canary.card_ts(click.value, ON_CARD[action["action_id"]]):
                 raise Refused(STALE)
             return work(click)
-        self.clicked(body, respond, context, lambda r: self.button(act, click, r, checked))
+        self.on_click(body, action, respond, context, act, checked)
 
-    def _open(self, client: Any, click: Any, what: str, build: Callable[[CanaryMeta], dict]
+    def _open(self, client: Any, click: Click, what: str, build: Callable[[CanaryMeta], dict]
               ) -> str:
-        if click.trigger_id is None:
-            raise Refused(STALE)
         meta = CanaryMeta(click.user, click.value, what, click.channel, click.message_ts)
-        client.views_open(trigger_id=click.trigger_id, view=build(meta))
-        return ""
+        return self.open_modal(client, click, build(meta), stale=STALE)
 
     def canary_deposit(self, body: dict, action: dict, respond: Callable[..., Any], client: Any,
                        context: Any) -> None:
@@ -170,10 +157,7 @@ class CanaryListeners:
             if text:
                 client.chat_postEphemeral(channel=meta.channel, user=meta.user, text=text)
 
-        def flow(later: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
-            send = later(say)
-            if not self.allowed(act, meta.user, meta.channel, send=send):
-                return
+        def flow(later: Defer) -> None:
             after: list[Any] = []
 
             def checked() -> str:
@@ -181,10 +165,7 @@ class CanaryListeners:
                 if meta.message_ts != self.canary.card_ts(meta.canary, kind):
                     raise Refused(STALE)
                 return work(meta, after) or ""
-            reply = self.outcome_of(lambda: _reply(checked()), refused=lambda why: (
-                self.audit_refusal(meta.user, meta.channel, act, why, "canary", None)))
-            if reply is not None:
-                send(reply.text)
+            self.act(act, meta.user, meta.channel, later(say), checked, code="canary")
             for v in after:  # the ledger check, once the report is committed
                 later(self._verify)(meta.canary, v)
         self.in_order(context, meta.channel, say, flow)
@@ -199,9 +180,9 @@ class CanaryListeners:
                                 ) -> None:
         def work(meta: CanaryMeta, after: list[Any]) -> str:
             v = self.canary.report(meta.canary, meta.what,
-                                   _value(view, Block.CANARY_REFERENCE,
+                                   input_value(view, Block.CANARY_REFERENCE,
                                           Block.CANARY_REFERENCE_INPUT),
-                                   _value(view, Block.CANARY_AMOUNT, Block.CANARY_AMOUNT_INPUT)
+                                   input_value(view, Block.CANARY_AMOUNT, Block.CANARY_AMOUNT_INPUT)
                                    or None, meta.user)
             if v is not None:
                 after.append(v)
@@ -212,23 +193,15 @@ class CanaryListeners:
         self._canary_submitted(body, view, client, context, policy.Action.CANARY_SIGN,
                                lambda meta, _: self.canary.sign(
                                    meta.canary, meta.user, decision="sign",
-                                   note=_value(view, Block.CANARY_NOTE, Block.CANARY_NOTE_INPUT))
+                                   note=input_value(view, Block.CANARY_NOTE, Block.CANARY_NOTE_INPUT))
                                and "")
 
     def canary_reject_submitted(self, body: dict, view: dict, client: Any, context: Any
                                 ) -> None:
-        from bot.app import reason_of
-
         self._canary_submitted(body, view, client, context, policy.Action.CANARY_SIGN,
                                lambda meta, _: self.canary.sign(
                                    meta.canary, meta.user, decision="reject",
                                    note=reason_of(view)) and "")
-
-
-def _reply(text: str) -> Any:
-    from commands import Reply
-
-    return Reply(text)
 
 
 CANARY_TABLE: list[tuple[str, str, str, str]] = [

@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Json
 
-from runbook.canary.machine import CanaryState
+from runbook.canary.state import CanaryState
 
 Conn = psycopg.Connection
 Row = dict[str, Any]

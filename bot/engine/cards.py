@@ -14,28 +14,29 @@ import psycopg
 
 from bot.engine.preflight import DETAILS
 from bot.engine.rollback import BREAK_GLASS, TIMELINE, RollbackShell
-from bot.slack import blocks
+from bot.slack import blocks, recovery_blocks, status_blocks
+from bot.slack.blocks import Content, message, upload
+from bot.slack.run_view import RunView
 from bot.store import repo
 from runbook.steps.base import REGISTRY
 
-Content = dict[str, Any]
 FINAL = ("succeeded", "failed", "interrupted", "cancelled", "skipped")
 
 
 class Cards(RollbackShell):
     """See the module docstring."""
 
-    def view(self, *, run_id: int | None = None) -> blocks.RunView | None:
+    def view(self, *, run_id: int | None = None) -> RunView | None:
         """Everything status and the summary show, read in one transaction."""
         with self.db.transaction() as conn:
             return self._view(conn, run_id=run_id)
 
-    def _view(self, conn: psycopg.Connection, *, run_id: int | None) -> blocks.RunView | None:
+    def _view(self, conn: psycopg.Connection, *, run_id: int | None) -> RunView | None:
         run = (repo.get_run(conn, run_id=run_id) if run_id else
                repo.active_run(conn) or repo.latest_run(conn))
         if run is None:
             return None
-        return blocks.RunView(run=run, runbook=self.runbook,
+        return RunView(run=run, runbook=self.runbook,
                               executions=repo.executions(conn, run_id=run["id"]),
                               approvals=repo.approvals_of_run(conn, run_id=run["id"]),
                               votes=repo.votes_of_run(conn, run_id=run["id"]),
@@ -76,7 +77,7 @@ class Cards(RollbackShell):
                                          attempt=exe["attempt"])
             if row is not None:  # the chain head as of this result, outside the database
                 card.append(blocks.audit_head_context(row["id"], row["hash"]))
-        return {"text": text, "blocks": card}
+        return message(text, card)
 
     def render_request_card(self, conn: psycopg.Connection, ref: str, data: Any
                             ) -> Content | None:
@@ -86,29 +87,31 @@ class Cards(RollbackShell):
             return None
         votes = repo.approval_votes(conn, approval_id=a["id"])
         if a["kind"] == "mark_done":
-            text, card = blocks.mark_done_card(approval=a, votes=votes,
-                                               step=self.runbook.step(a["step_id"]),
-                                               now=self.deps.now())
+            text, card = recovery_blocks.mark_done_card(
+                approval=a, votes=votes, step=self.runbook.step(a["step_id"]),
+                now=self.deps.now())
         else:
             which, plan = self._plan_text(conn, a)
-            text, card = blocks.rollback_card(approval=a, votes=votes, runbook=self.runbook,
-                                              now=self.deps.now(), plan=plan, which=which)
-        return {"text": text, "blocks": card}
+            text, card = recovery_blocks.rollback_card(
+                approval=a, votes=votes, runbook=self.runbook, now=self.deps.now(), plan=plan,
+                which=which)
+        return message(text, card)
 
     def render_interrupted(self, conn: psycopg.Connection, ref: str, data: Any
                            ) -> Content | None:
         exe = repo.get_execution(conn, execution_id=int(ref))
         if exe is None:
             return None
-        text, card = blocks.interrupted_card(step=self.runbook.step(exe["step_id"]), exe=exe)
-        return {"text": text, "blocks": card}
+        text, card = recovery_blocks.interrupted_card(step=self.runbook.step(exe["step_id"]),
+                                                      exe=exe)
+        return message(text, card)
 
     def render_summary(self, conn: psycopg.Connection, ref: str, data: Any) -> Content | None:
         view = self._view(conn, run_id=int(ref))
         if view is None:
             return None
-        text, card = blocks.run_summary(view)
-        return {"text": text, "blocks": card}
+        text, card = status_blocks.run_summary(view)
+        return message(text, card)
 
     def render_progress(self, conn: psycopg.Connection, ref: str, data: Any) -> Content | None:
         exe = repo.get_execution(conn, execution_id=int(ref))
@@ -116,7 +119,7 @@ class Cards(RollbackShell):
         if exe is None or not lines:
             return None
         text, body = blocks.progress_log(self.runbook.step(exe["step_id"]), lines)
-        return {"text": text, "blocks": body}
+        return message(text, body)
 
     def render_output_file(self, conn: psycopg.Connection, ref: str, data: Any
                            ) -> Content | None:
@@ -127,5 +130,5 @@ class Cards(RollbackShell):
         if exe is None or not exe.get("detail"):
             return None
         step = self.runbook.step(exe["step_id"])
-        return {"filename": f"{step.id}-output.txt", "content": self.deps.mask(exe["detail"]),
-                "title": f"{step.title}: output", "comment": None}
+        return upload(f"{step.id}-output.txt", self.deps.mask(exe["detail"]),
+                      f"{step.title}: output")

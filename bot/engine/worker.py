@@ -3,7 +3,8 @@
 Never two live executions of one step, whatever the timing:
 - the claim is a compare-and-set ``queued -> running`` under the row lock (``FOR UPDATE SKIP
   LOCKED``), in the transaction that takes the step's session advisory lock and sets its
-  heartbeat; the database allows one running step per run and one live attempt per step;
+  heartbeat (``bot.engine.claim``); the database allows one running step per run and one live
+  attempt per step;
 - the step runs in its own process group (``bot.engine.isolation``); at its deadline the
   worker kills the group and reaps it, and only then records ``interrupted`` and releases the
   lock; the child kills itself if the worker dies or stops renewing the heartbeat;
@@ -21,24 +22,22 @@ import time
 
 import psycopg
 
-from bot import approvals as rule
+from bot.engine.claim import Claims
 from bot.engine.core import ROLLBACK
 from bot.engine.isolation import Ended, StepProcess
-from bot.engine.preflight import Preflight
-from bot.slack import blocks
+from bot.slack.run_view import RunView
 from bot.store import repo
 from bot.store.db import DatabaseUnavailable
 from runbook.model import Step
 from runbook.steps.base import REGISTRY, StepContext
 
 log = logging.getLogger(__name__)
-RUNNING_SHOWS_AFTER_S = 1.0
 PROGRESS_EVERY_S = 0.5
 LIVE_LOG_AFTER_S = 1.0
 LONG_OUTPUT_CHARS = 2800  # past this a step's output goes out as a file
 
 
-class Worker(Preflight):
+class Worker(Claims):
     """See the module docstring."""
 
     def reap_interrupted(self) -> int:
@@ -72,6 +71,9 @@ class Worker(Preflight):
                                                     "worker": exe["claimed_by"]})
                                 self._interrupted_notice(conn, moved)
                                 self._hold_run(conn, moved, "interrupted")
+                                if self.runbook.step(moved["step_id"]).phase == ROLLBACK:
+                                    self._rollback_ended(conn, repo.get_run(
+                                        conn, run_id=moved["run_id"]))
                                 found.append(exe["id"])
                     finally:
                         repo.unlock_execution(conn, execution_id=exe["id"])
@@ -150,99 +152,6 @@ class Worker(Preflight):
             return True
         finally:
             conn.close()  # also releases the advisory lock if anything above failed
-
-    def _claim(self, conn: psycopg.Connection) -> tuple[dict, dict, Step] | None:
-        """Claim one runnable step; queued steps that can never run are cancelled on the way
-        (their cards say why)."""
-        with conn.transaction():
-            for exe in repo.queued_candidates(conn):
-                run = repo.get_run(conn, run_id=exe["run_id"])
-                if run is None:
-                    continue
-                step = self.runbook.step(exe["step_id"])
-                void = self._void_reason(conn, exe, step)
-                if void:
-                    repo.transition(conn, execution_id=exe["id"], from_states=("queued",),
-                                    to="cancelled", now=self.deps.now(), error=void)
-                    self._audit(conn, actor="golive", channel=exe["channel"],
-                                action="step.cancelled", outcome="cancelled",
-                                run_id=exe["run_id"], detail={"step": step.id, "why": void,
-                                                              "approval": exe["approval_id"]})
-                    self._exe_changed(conn, exe)
-                    continue
-                gate = None if exe["override_reason"] else \
-                    self._preflight_refusal(conn, run, step)
-                if gate:  # re-checked here: the preflight may have aged or gone red since
-                    repo.transition(conn, execution_id=exe["id"], from_states=("queued",),
-                                    to="cancelled", now=self.deps.now(),
-                                    error=f"cancelled: {gate}")
-                    self._audit(conn, actor="golive", channel=exe["channel"],
-                                action="step.cancelled", outcome="refused_preflight",
-                                run_id=exe["run_id"], detail={"step": step.id, "why": gate})
-                    self._exe_changed(conn, exe)
-                    continue
-                states = self.states(conn, exe["run_id"])
-                unmet = self.runbook.unmet_requirements(step.id, states)
-                if unmet and not exe["override_reason"]:
-                    if any(states.get(u) in ("failed", "interrupted", "cancelled") for u in unmet):
-                        repo.transition(conn, execution_id=exe["id"], from_states=("queued",),
-                                        to="cancelled", now=self.deps.now(),
-                                        error=f"cancelled: {', '.join(unmet)} did not succeed")
-                        self._exe_changed(conn, exe)
-                    continue
-                try:
-                    with conn.transaction():
-                        conn.execute("SELECT pg_advisory_lock(%s, %s)",
-                                     (repo.LOCK_NS, exe["id"]))
-                        moved = repo.transition(conn, execution_id=exe["id"],
-                                                from_states=("queued",), to="running",
-                                                now=self.deps.now(),
-                                                claimed_by=self.deps.worker_id)
-                        if moved is not None:
-                            repo.heartbeat(conn, execution_id=exe["id"])
-                except psycopg.errors.UniqueViolation:
-                    conn.execute("SELECT pg_advisory_unlock(%s, %s)", (repo.LOCK_NS, exe["id"]))
-                    continue  # another step of this run is running
-                if moved is None:
-                    conn.execute("SELECT pg_advisory_unlock(%s, %s)", (repo.LOCK_NS, exe["id"]))
-                    continue
-                self._audit(conn, actor="golive", channel=exe["channel"], action="step.started",
-                            outcome="running", run_id=exe["run_id"],
-                            detail={"step": step.id, "attempt": exe["attempt"],
-                                    "worker": self.deps.worker_id})
-                # "running" shows only if the step still runs a second from now: a quick step
-                # goes straight to its result, and the card's final update is never held back.
-                self._exe_changed(conn, moved, delay=RUNNING_SHOWS_AFTER_S)
-                return moved, run, step
-        return None
-
-    def _void_reason(self, conn: psycopg.Connection, exe: dict, step: Step) -> str | None:
-        """Why a queued step may no longer start, or None: something in its run failed after
-        it was queued, or its approval lapsed or no longer matches what would run."""
-        failed = repo.failure_since(conn, run_id=exe["run_id"], since=exe["queued_at"])
-        if failed is not None:
-            return (f"cancelled: {failed['step_id']} {failed['state']} after this was queued; "
-                    "request it again if it should still run")
-        if not exe["approval_id"]:
-            return None
-        a = repo.get_approval(conn, approval_id=exe["approval_id"])
-        if a is None or a["status"] != "approved":
-            return "approval void: the approval is no longer in force"
-        first_of_plan = step.phase != ROLLBACK or step == self.runbook.rollback[0]
-        if first_of_plan and a["decided_at"] + self.deps.approval_ttl < self.deps.now():
-            minutes = round(self.deps.approval_ttl.total_seconds() / 60)
-            return (f"approval lapsed: the step did not start within {minutes} minutes of "
-                    "its approval; request it again")
-        if step.phase == ROLLBACK:
-            bound = self._bound_params(ROLLBACK, dict(exe["params"]), None, "")
-        else:
-            verdict = self._preflight_verdict(conn, exe["run_id"])
-            bound = self._bound_params(step.id, dict(exe["params"]), exe["override_reason"],
-                                       verdict)
-        if rule.params_hash(a["run_id"], a["step_id"], bound) != a["params_hash"]:
-            return ("approval void: the parameters, the runbook or preflight changed after "
-                    "approval")
-        return None
 
     def _execute(self, conn: psycopg.Connection, exe: dict, run: dict, step: Step, *,
                  renewed_at: float) -> None:
@@ -398,9 +307,9 @@ class Worker(Preflight):
                 self._summary_changed(conn, run)
             return
         executions = repo.executions(conn, run_id=run["id"])
-        view = blocks.RunView(run=run, runbook=self.runbook, executions=executions,
-                              approvals=[], votes={},
-                              available={k: v.available for k, v in REGISTRY.items()})
+        view = RunView(run=run, runbook=self.runbook, executions=executions,
+                       approvals=[], votes={},
+                       available={k: v.available for k, v in REGISTRY.items()})
         # The summary appears when the step's phase is through (T-0: traffic open), whether
         # or not the preflight was overridden, and is brought up to date as later phases end:
         # one message, updated in place.

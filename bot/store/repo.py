@@ -125,10 +125,6 @@ def end_run(conn: Conn, *, run_id: int, status: str, now: datetime) -> None:
                  (status, now, run_id))
 
 
-def set_run_summary_ts(conn: Conn, *, run_id: int, ts: str) -> None:
-    conn.execute("UPDATE runs SET summary_ts = %s WHERE id = %s", (ts, run_id))
-
-
 # --- step executions -------------------------------------------------------------------------
 
 def latest_executions(conn: Conn, *, run_id: int) -> dict[str, Row]:
@@ -182,10 +178,6 @@ def transition(conn: Conn, *, execution_id: int, from_states: tuple[str, ...], t
     return conn.execute(
         f"UPDATE step_executions SET {', '.join(sets)} WHERE id = %(id)s"
         " AND state = ANY(%(from)s) RETURNING *", params).fetchone()
-
-
-def set_execution_message(conn: Conn, *, execution_id: int, ts: str) -> None:
-    conn.execute("UPDATE step_executions SET message_ts = %s WHERE id = %s", (ts, execution_id))
 
 
 def queued_candidates(conn: Conn, *, limit: int = 10) -> list[Row]:
@@ -327,10 +319,6 @@ def decide_approval(conn: Conn, *, approval_id: int, status: str, now: datetime,
         "UPDATE approvals SET status = %s, decided_at = %s, decided_by = %s, decision_note = %s"
         " WHERE id = %s AND status = 'pending' RETURNING *",
         (status, now, decided_by, note, approval_id)).fetchone()
-
-
-def set_approval_message(conn: Conn, *, approval_id: int, ts: str) -> None:
-    conn.execute("UPDATE approvals SET message_ts = %s WHERE id = %s", (ts, approval_id))
 
 
 def approvals_of_run(conn: Conn, *, run_id: int) -> list[Row]:

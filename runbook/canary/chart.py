@@ -9,7 +9,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import DateFormatter
 from matplotlib.figure import Figure
 
-from runbook.canary.machine import Sample
+from runbook.canary.state import Sample
 
 
 def render_chart(samples: Sequence[Sample], *, title: str = "Canary window") -> bytes:

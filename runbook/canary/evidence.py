@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from runbook.canary.machine import CheckResult, Sample
+from runbook.canary.state import CheckResult, Sample
 from runbook.watches.analysis import Measurement
 from runbook.watches.config import WebhookWatchConfig
 from runbook.watches.logs import LineCounter, LogTail, pattern_classifier

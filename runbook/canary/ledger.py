@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 
 from runbook.canary.config import CanaryConfig
 from runbook.canary.inputs import fmt_money
-from runbook.canary.machine import Balances, CheckResult, Verify
+from runbook.canary.state import Balances, CheckResult, Verify
 
 MAX_ROWS_SHOWN = 5
 

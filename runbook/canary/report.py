@@ -18,7 +18,8 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from runbook.adapters.redact import mask
 from runbook.canary.evidence import health_summary
-from runbook.canary.machine import (
+from runbook.canary.machine import checklist, outcome_text
+from runbook.canary.state import (
     ITEMS,
     MARKS,
     TITLES,
@@ -27,8 +28,6 @@ from runbook.canary.machine import (
     Item,
     Sample,
     Signature,
-    checklist,
-    outcome_text,
 )
 
 Secrets = Mapping[str, str] | Iterable[str] | None

@@ -1,0 +1,222 @@
+"""The shared life of a listener's lazy half, for ``bot.app.Listeners`` and every phase's mixin
+(``bot/canary/listeners.py``): in order through the inbox, the policy first, then the engine
+work, then an ephemeral reply; every refusal is an ephemeral reply and an audit row with its
+reason, every failure a short message (never a stack trace).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+
+from bot import approvals, policy
+from bot.engine import Actor, Engine, Refused
+from bot.ids import Block
+from bot.inbox import Inbox
+from bot.inbox import Outcome as InboxOutcome
+from bot.slack.directory import Directory, DirectoryUnavailable
+from bot.slack.payloads import Click, Metadata, field, reason_of
+from bot.store.db import DatabaseUnavailable
+from commands import Reply, UsageError
+
+log = logging.getLogger(__name__)
+
+DB_DOWN = ("The bot's database is not answering, so nothing was changed. "
+           "Try again in a moment; `/golive status` shows where things stand.")
+STALE = "That card is out of date or was not sent by golive; nothing was done."
+SLOW_TRIGGER = ("Slack allows 3 seconds to open the form and the bot was slower this time; "
+                "nothing was done. Click the button again.")
+
+READ_ONLY_AT_ONCE = 2
+"""How many read-only lazy halves (``status``, ``help``: the door marks them ``read_only``) run
+at once in one process. They are CPU-bound Python (a view, an audit row, a reply); a burst of
+them on all of Bolt's executor threads queues every ack behind them for the GIL (measured in
+bench/ack_latency.py). Two keep up with what one process can render; the rest wait their turn,
+holding no GIL. Requests that change something are not bounded here (the inbox orders them)."""
+_READ_ONLY_SLOTS = threading.BoundedSemaphore(READ_ONLY_AT_ONCE)
+
+Defer = Callable[[Callable[..., Any]], Callable[..., Any]]
+"""Wraps a reply function so that its calls go out after the inbox commit."""
+
+
+class ListenerBase:
+    """Inbox order, policy, engine work and replies; the listeners themselves are subclasses."""
+
+    engine: Engine
+    inbox: Inbox
+    config: Any
+    rules: policy.Rules
+    operators: Directory
+    operator_users: frozenset[str]
+
+    # ------------------------------------------------------------ the inbox
+    def in_order(self, context: Any, channel: str | None, say_down: Callable[[str], Any],
+                 flow: Callable[[Defer], None]) -> None:
+        """Run a lazy half as the one handling of its inbox request (bot/inbox.py): after the
+        channel's earlier requests, in one transaction with its "done" mark; its replies
+        (wrapped with the ``Defer`` it is given) go out after the commit."""
+        inbox_id = context.get("inbox_id") if isinstance(context, dict) else None
+        if inbox_id is None:  # help, status, Socket Mode: nothing recorded to handle in order
+            read_only = isinstance(context, dict) and context.get("read_only")
+            with _READ_ONLY_SLOTS if read_only else contextlib.nullcontext():
+                flow(lambda fn: fn)
+            return
+        held: list[tuple[Callable[..., Any], tuple, dict]] = []
+
+        def later(fn: Callable[..., Any]) -> Callable[..., Any]:
+            return lambda *a, **k: held.append((fn, a, k))
+        if self.inbox.handle(inbox_id, channel, lambda: flow(later)) is InboxOutcome.FAILED:
+            say_down(DB_DOWN)  # nothing it did was committed, whatever it meant to say
+            return
+        self.engine.wake()  # what it queued is committed only now: the worker may claim it
+        for fn, a, k in held:
+            fn(*a, **k)
+
+    # ------------------------------------------------------------ policy and replies
+    def facts(self, action: policy.Action, user: str) -> policy.ActorFacts:
+        """Look up only what the rule for ``action`` needs; a failed group lookup is None."""
+        if not policy.needs_account(action):
+            return policy.ActorFacts(approvals.Actor(user))
+        account = self.engine.deps.directory.actor(user)  # DirectoryUnavailable: refused
+        operator: bool | None = False
+        if policy.needs_operator(action):
+            try:
+                operator = user in self.operator_users or any(
+                    user in m for m in self.operators.group_members().values())
+            except DirectoryUnavailable:
+                operator = None
+        return policy.ActorFacts(account, operator)
+
+    def allowed(self, action: policy.Action, user: str, channel: str, *,
+                send: Callable[[str], Any], about_rollback: bool = False,
+                audit_text: str | None = None, what: str | None = None) -> bool:
+        """Ask the policy; on a refusal, say why (ephemeral) and audit it."""
+        try:
+            verdict = policy.decide(action=action, actor=self.facts(action, user),
+                                    channel=channel, rules=self.rules,
+                                    about_rollback=about_rollback, what=what)
+        except DirectoryUnavailable as e:
+            verdict = policy.Verdict(False, e.message, None)
+        except DatabaseUnavailable:
+            verdict = policy.Verdict(False, DB_DOWN, None)
+        if verdict.allowed:
+            return True
+        self.audit_refusal(user, channel, action, verdict.reason,
+                           str(verdict.refusal or "unavailable"), audit_text)
+        send(verdict.reason)
+        return False
+
+    def audit_refusal(self, user: str, channel: str, action: policy.Action, reason: str,
+                      code: str, text: str | None) -> None:
+        try:
+            if text is not None:
+                self.engine.audit_command(actor=Actor(user, channel), text=text,
+                                          outcome="refused",
+                                          detail={"refusal": code, "reason": reason})
+            else:
+                self.engine.audit_refusal(actor=Actor(user, channel), action=action.value,
+                                          refusal=code, reason=reason)
+        except Exception as e:  # noqa: BLE001 - the DB may be down; the reply says why
+            log.warning("could not audit a refusal: %s", type(e).__name__)
+
+    def outcome_of(self, fn: Callable[[], Reply | None], *, refused: Callable[[str], None]
+                   ) -> Reply | None:
+        """Run engine work; map every failure to a short message, never a stack trace."""
+        try:
+            return fn()
+        except (UsageError, Refused, DirectoryUnavailable) as e:
+            refused(e.message)
+            return Reply(e.message)
+        except DatabaseUnavailable:
+            return Reply(DB_DOWN)
+        except Exception:
+            err = uuid.uuid4().hex[:8]
+            log.exception("unexpected error %s", err)
+            return Reply(f"Something went wrong on our side (error id `{err}`); nothing more "
+                         "was done. The error is in the bot's log under that id.")
+
+    def act(self, action: policy.Action, user: str, channel: str, send: Callable[[str], Any],
+            work: Callable[[], str], *, about_rollback: bool = False, code: str = "engine"
+            ) -> None:
+        """The shared life of a click or a submission: policy, work, reply (``send``), every
+        refusal audited (the engine's under ``code``)."""
+        if not self.allowed(action, user, channel, send=send, about_rollback=about_rollback):
+            return
+        reply = self.outcome_of(lambda: Reply(work()), refused=lambda why: self.audit_refusal(
+            user, channel, action, why, code, None))
+        if reply is not None:
+            send(reply.text)
+
+    # ------------------------------------------------------------ buttons
+    def on_click(self, body: Any, action: Any, respond: Callable[..., Any], context: Any,
+                 act: policy.Action, work: Callable[[Click], str], *,
+                 about_rollback: Callable[[Click], bool] | None = None) -> None:
+        """A button's lazy half, handled in order through the inbox: read the click, then
+        :meth:`act` on it with an ephemeral reply (a malformed click is logged, nothing more)."""
+        def flow(later: Defer) -> None:
+            click = Click.read(body, action)
+            if click is None:
+                return
+            send = ephemeral(later(respond))
+            self.act(act, click.user, click.channel, lambda text: send(text=text),
+                     lambda: work(click),
+                     about_rollback=about_rollback(click) if about_rollback else False)
+        self.in_order(context, field(body, "channel", "id"),
+                      lambda text: ephemeral(respond)(text=text), flow)
+
+    def open_modal(self, client: Any, click: Click, view: dict, *, stale: str = STALE) -> str:
+        """Open a modal from a click (its trigger is good for 3 seconds); no reply of its own."""
+        if click.trigger_id is None:
+            raise Refused(stale)
+        try:
+            client.views_open(trigger_id=click.trigger_id, view=view)
+        except SlackApiError as e:
+            if e.response.get("error") in ("expired_trigger_id", "invalid_trigger_id"):
+                raise Refused(SLOW_TRIGGER) from None
+            raise
+        return ""
+
+    # ------------------------------------------------------------ modals
+    def submitted(self, context: Any, action: policy.Action, meta: Metadata, client: Any,
+                  work: Callable[[], str], *, about_rollback: bool = False) -> None:
+        """A reason modal's lazy half: :meth:`act` in order, the reply an ephemeral message."""
+        def say(text: str) -> None:
+            client.chat_postEphemeral(channel=meta.channel, user=meta.user, text=text)
+        self.in_order(context, meta.channel, say, lambda later: self.act(
+            action, meta.user, meta.channel, later(say), work, about_rollback=about_rollback))
+
+    # ------------------------------------------------------------ acks
+    def ack_reason(self, ack: Callable[..., None], view: dict) -> None:
+        if not reason_of(view):
+            ack(response_action="errors", errors={Block.REASON: "Please give a reason."})
+            return
+        ack()
+
+    def just_ack(self, ack: Callable[..., None]) -> None:
+        ack()
+
+    def acked_click(self, ack: Callable[..., None], body: Any) -> None:
+        ack()  # the reply comes from the lazy half; an empty reply would blank the card
+
+
+def as_body(reply: Reply) -> dict:
+    body: dict[str, Any] = {"text": reply.text,
+                            "response_type": "in_channel" if reply.in_channel else "ephemeral"}
+    if reply.blocks:
+        body["blocks"] = reply.blocks
+    return body  # masked on the way out by the respond / client use_masking_client installs
+
+
+def ephemeral(respond: Callable[..., Any]) -> Callable[..., Any]:
+    def send(**body: Any) -> Any:
+        if body.get("text"):
+            body.update(response_type="ephemeral", replace_original=False)
+            return respond(**body)
+        return None
+    return send

@@ -1,0 +1,126 @@
+"""Block Kit builders for a whole run: `/golive status` and the end-of-cutover summary.
+Pure (no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from slack_sdk.models.blocks import HeaderBlock
+
+from bot.slack.blocks import (
+    STATE_ICONS,
+    as_dicts,
+    context,
+    duration,
+    esc,
+    section,
+    state_word,
+    summary_mrkdwn,
+)
+from bot.slack.preflight_blocks import status_section
+from bot.slack.run_view import RunView
+from runbook.model import Step
+
+
+def _outcome_line(view: RunView) -> str | None:
+    outcome = view.outcome()
+    if view.run["status"] == "active" and outcome == "incomplete":
+        return None  # still running: "incomplete" would only mean "not finished yet"
+    missing = view.not_run()
+    line = f"*Outcome:* {outcome.replace('_', ' ')}"
+    if missing and outcome != "completed":
+        line += " — did not run: " + ", ".join(f"`{s.id}`" for s in missing)
+    return line[:2900]
+
+
+def _step_line(view: RunView, step: Step) -> str:
+    state = view.state_of(step)
+    exe = view.latest().get(step.id)
+    extra = ""
+    if exe and exe.get("summary") and state == "succeeded":
+        extra = f" — {summary_mrkdwn(exe['summary'])}"
+    elif exe and exe.get("error") and state in ("failed", "interrupted", "cancelled"):
+        extra = f" — {esc(exe['error'])}"
+    gate = " 🔒" if step.gated else ""
+    return f"{STATE_ICONS.get(state, '')} `{step.id}`{gate} {state_word(state)}{extra}"[:400]
+
+
+def status_blocks(view: RunView | None) -> tuple[str, list[dict]]:
+    """`/golive status`: the run, its phase, each step with its state, pending approvals."""
+    if view is None:
+        text = "No cutover run yet. Start one with `/golive start &lt;rc-tag&gt; [sha]`."
+        return text, as_dicts([section(text)])
+    run = view.run
+    # Steps that cannot run (not built) are neither "next" nor what keeps a phase open.
+    nxt, phase = view.next_steps(), view.phase_title()
+    head = f"Cutover run #{run['id']} — {run['status']}"
+    info = [f"*RC:* `{esc(run.get('rc_tag') or 'not set')}`"
+            + (f" · sha `{run['rc_sha'][:12]}`" if run.get("rc_sha") else "")
+            + f" · started by <@{run['started_by']}>",
+            f"*Phase:* {phase}"]
+    if nxt:
+        cmd = nxt[0].command
+        info.append(f"*Next:* {esc(nxt[0].title)}" + (f" — `/golive {cmd}`" if cmd else ""))
+    elif phase == "done" and run["status"] == "active":
+        info.append("*Next:* the cutover steps are done; `/golive finish` closes the run")
+    if run["status"] != "active":
+        info.append(_outcome_line(view) or "")
+    blocks: list[Any] = [HeaderBlock(text=head[:150]), section("\n".join(info))]
+    for phase_ in view.runbook.phases:
+        lines = [_step_line(view, s) for s in phase_.steps]
+        blocks.append(section(f"*{phase_.title}*\n" + "\n".join(lines)))
+    if view.preflight:
+        blocks.append(section(status_section(view.preflight)))
+    rb = [s for s in view.runbook.rollback if s.id in view.latest()]
+    if rb:
+        blocks.append(section("*Rollback*\n" + "\n".join(_step_line(view, s) for s in rb)))
+    pending = [a for a in view.approvals if a["status"] == "pending"]
+    if pending:
+        lines = [f"• {esc(a['action'])} — requested by <@{a['requester']}>, "
+                 f"{len([v for v in view.votes.get(a['id'], []) if v['vote'] == 'approve'])}"
+                 f"/{a['required']} approvals" for a in pending]
+        blocks.append(section("*Pending approvals*\n" + "\n".join(lines)))
+    else:
+        blocks.append(context("No pending approvals."))
+    return head, as_dicts(blocks)
+
+
+def run_summary(view: RunView) -> tuple[str, list[dict]]:
+    """The end-of-cutover summary: each step, who approved, how long, versions before/after."""
+    run = view.run
+    facts = run.get("facts") or {}
+    latest = view.latest()
+    approvers: dict[int, list[str]] = {
+        a["id"]: [v["user_id"] for v in view.votes.get(a["id"], []) if v["vote"] == "approve"]
+        for a in view.approvals}
+    lines = []
+    for step in view.runbook.all_steps():
+        exe = latest.get(step.id)
+        if not exe:
+            continue
+        who = approvers.get(exe["approval_id"] or -1, [])
+        by = f" · approved by {', '.join(f'<@{u}>' for u in who)}" if who else ""
+        dur = duration(exe)
+        lines.append(f"{STATE_ICONS.get(exe['state'], '')} {esc(step.title)} — "
+                     f"{state_word(exe['state'])}{f' in {dur}' if dur else ''}{by}")
+    versions = []
+    prev, new = facts.get("previous_images") or {}, facts.get("deployed_images") or {}
+    for svc in sorted(set(prev) | set(new)):
+        versions.append(f"`{svc}`: {_image(prev.get(svc))} → {_image(new.get(svc))}")
+    if facts.get("alembic_before") or facts.get("alembic_after"):
+        versions.append(f"schema: `{facts.get('alembic_before')}` → "
+                        f"`{facts.get('alembic_after')}`")
+    head = f"Cutover run #{run['id']} summary"
+    outcome = _outcome_line(view) or f"*Outcome:* {view.outcome().replace('_', ' ')}"
+    blocks: list[Any] = [HeaderBlock(text=head), section(outcome),
+                         section("\n".join(lines) or "No steps ran.")]
+    if versions:
+        blocks.append(section("*Versions*\n" + "\n".join(versions)))
+    return head, as_dicts(blocks)
+
+
+def _image(info: Any) -> str:
+    if isinstance(info, Mapping):
+        return f"`{info.get('image') or info.get('ref') or '?'}`"
+    return f"`{info}`" if info else "—"

