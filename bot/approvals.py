@@ -325,7 +325,9 @@ def decide(request: Request, click: Click, now: datetime, policy: Policy) -> Dec
         return refuse(refusal)
     # 7. reject
     if click.kind == "reject":
-        why = f": {click.reason.strip()}" if click.reason.strip() else "."
+        # Slack's three control characters escaped: a reason never becomes a mention or link.
+        reason = click.reason.strip().replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        why = f": {reason}" if reason else "."
         return Decision(
             Outcome.REJECTED, None, f"Rejected the {request.action}{why}",
             "rejected", request.approvals,

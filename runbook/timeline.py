@@ -134,7 +134,9 @@ def build_timeline(executions: Sequence[Mapping[str, Any]],
             started_at=start, finished_at=end,
             duration_s=(end - start).total_seconds() if start and end else None,
             waited_s=(start - asked).total_seconds() if start and asked else None,
-            outcome=str(r.get("error") or r.get("summary") or "")))
+            # A step marked done keeps its error; its summary says who vouched for it.
+            outcome=str((r.get("summary") if r["state"] == "succeeded" else None)
+                        or r.get("error") or r.get("summary") or "")))
     latest: dict[str, Mapping[str, Any]] = {}
     for r in sorted(rows, key=lambda r: (r.get("attempt") or 1, r.get("id", 0))):
         latest[r["step_id"]] = r

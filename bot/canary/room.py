@@ -23,8 +23,8 @@ from bot.slack.directory import Directory, DirectoryUnavailable
 from bot.store import repo
 from runbook.canary import machine
 from runbook.canary.ledger import LedgerVerifier, database_label, ledger_check
-from runbook.canary.machine import CanaryState, CheckResult, Verify
 from runbook.canary.report import load_template, render_report
+from runbook.canary.state import CHECKS, CanaryState, CheckResult, Verify
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class CanaryRoom:
         """A reported deposit or withdrawal: the reply goes in the thread; returns the ledger
         check to run once this commits (None for bad input, which changes nothing)."""
         with self.engine.db.transaction() as conn:
-            row, state = self._locked(conn, canary_id)
+            row, state = self._locked(conn, canary_id, open_run=True)
             step = machine.report(state, item, reference, amount, by=user, now=self.now())
             if not step.changed:
                 self._say(conn, row, f"<@{user}>: {step.reply}")
@@ -174,7 +174,7 @@ class CanaryRoom:
         """Measure the evidence items not yet ✅ (ledger check, webhooks, error budget) and a
         health sample, and fold them in."""
         with self.engine.db.transaction() as conn:
-            _, state = self._locked(conn, canary_id, lock=False)
+            _, state = self._locked(conn, canary_id, lock=False, open_run=by is not None)
         if state.outcome != "open":
             return machine.outcome_text(state)
         now = self.now()
@@ -224,7 +224,7 @@ class CanaryRoom:
         except DirectoryUnavailable as e:
             raise Refused(e.message) from None
         with self.engine.db.transaction() as conn:
-            row, state = self._locked(conn, canary_id)
+            row, state = self._locked(conn, canary_id, open_run=True)
             step = machine.sign(state, account, policy, now=self.now(), decision=decision,
                                 note=note)
             if not step.changed:
@@ -314,8 +314,8 @@ class CanaryRoom:
             return None
         st = store.state_of(row)
         if st.outcome == "open":
-            done = sum(1 for k in machine.CHECKS if st.items[k].status == "ok")
-            return (f"🐤 Canary open: {done} of {len(machine.CHECKS)} checks ✅, "
+            done = sum(1 for k in CHECKS if st.items[k].status == "ok")
+            return (f"🐤 Canary open: {done} of {len(CHECKS)} checks ✅, "
                     f"{machine.outcome_text(st).removeprefix('canary open: ')}")
         mark = "✅" if st.outcome == "GO" else "❌"
         return f"🐤 Canary {mark} *{machine.outcome_text(st)}*"
@@ -324,11 +324,16 @@ class CanaryRoom:
         self.watches.stop()
 
     # ------------------------------------------------------------------ helpers
-    def _locked(self, conn: psycopg.Connection, canary_id: int, *, lock: bool = True
-                ) -> tuple[dict, CanaryState]:
+    def _locked(self, conn: psycopg.Connection, canary_id: int, *, lock: bool = True,
+                open_run: bool = False) -> tuple[dict, CanaryState]:
         row = store.get(conn, canary_id, for_update=lock)
         if row is None:
             raise Refused("That canary does not exist; nothing was done.")
+        run = repo.get_run(conn, run_id=row["run_id"]) if open_run else None
+        if open_run and (run is None or run["status"] != "active"):
+            # A person's act on a closed run's canary (a form left open) changes no record.
+            raise Refused(f"Run #{row['run_id']} is closed, so its canary takes no more reports "
+                          "or sign-offs; nothing was done.")
         return row, store.state_of(row)
 
     def _save(self, conn: psycopg.Connection, row: Mapping[str, Any], st: CanaryState,

@@ -1,4 +1,5 @@
-"""Commands and clicks become state transitions: runs, step requests, approvals, rollback requests, retry and mark done."""
+"""Commands and clicks become state transitions: runs, step requests, approvals, retry and mark
+done (rollback requests: ``bot.engine.rollback_requests``)."""
 
 from __future__ import annotations
 
@@ -16,14 +17,14 @@ from bot.engine.core import (
     _request_from_row,
     rule_gate_default,
 )
-from bot.engine.rollback import RollbackShell
+from bot.engine.rollback_requests import RollbackRequests
 from bot.slack import blocks
 from bot.store import repo
 from runbook.model import Step
 from runbook.steps.base import REGISTRY
 
 
-class Requests(RollbackShell):
+class Requests(RollbackRequests):
     """See the module docstring."""
 
     # ------------------------------------------------------------------ runs
@@ -213,95 +214,6 @@ class Requests(RollbackShell):
             self._exe_changed(conn, exe)  # its card is the approval card
         return f"Approval requested for *{blocks.esc(step.title)}*: someone other than you must approve."
 
-    # ------------------------------------------------------------------ rollback
-    def request_rollback(self, *, actor: Actor, reason: str, strategy: str | None = None,
-                         break_glass: str | None = None) -> str:
-        """Ask for the rollback plan; from the cutover or an incident channel. ``strategy``:
-        the data option (default: the plan's); ``break_glass``: a trigger id, one person."""
-        with self.db.transaction() as conn:
-            run = repo.active_run(conn, for_update=True) or repo.latest_run(conn)
-            if run is None:
-                raise Refused("There is no cutover run to roll back.")
-            missing = [s.kind for s in self.runbook.rollback
-                       if s.kind not in REGISTRY or not REGISTRY[s.kind].available]
-            if missing:
-                self._audit(conn, actor=actor.user_id, channel=actor.channel,
-                            action="rollback.request", outcome="not_available",
-                            run_id=run["id"], detail={"missing": missing})
-                raise Refused("Rollback is not available yet: step kinds "
-                              f"{', '.join(f'`{m}`' for m in missing)} are not built.")
-            busy = [s for s, v in repo.latest_executions(conn, run_id=run["id"]).items()
-                    if v["state"] == "running"]
-            first = self.runbook.rollback[0]
-            strategy = self._choose_strategy(run, strategy)
-            args = {"reason": reason, **({"strategy": strategy} if strategy else {})}
-            bound = self._bound_params(ROLLBACK, args, None, "")
-            if break_glass is not None:
-                return self._break_glass_rollback(conn, run=run, actor=actor, reason=reason,
-                                                  trigger=break_glass, bound=bound,
-                                                  strategy=strategy)
-            if not self.deps.rollback_gated:
-                self._queue_rollback(conn, run=run, actor=actor, approval_id=None, reason=reason,
-                                     strategy=strategy)
-                return "Rollback queued: " + " → ".join(s.title for s in self.runbook.rollback)
-            gate = self.runbook.rollback_gate or rule_gate_default()
-            now = self.deps.now()
-            try:
-                with conn.transaction():
-                    approval = repo.insert_approval(
-                        conn, run_id=run["id"], step_id=ROLLBACK, action="Rollback",
-                        params=bound, params_hash=rule.params_hash(run["id"], ROLLBACK, bound),
-                        requester=actor.user_id, required=gate.approvals,
-                        groups=list(gate.groups), reason=reason, channel=actor.channel,
-                        now=now, expires_at=now + self.deps.expiry, kind="rollback")
-            except psycopg.errors.UniqueViolation:
-                raise Refused("A rollback request is already pending.") from None
-            self._audit(conn, actor=actor.user_id, channel=actor.channel,
-                        action="approval.requested", outcome="pending", run_id=run["id"],
-                        detail={"step": ROLLBACK, "reason": reason, "approval": approval["id"],
-                                "running_now": busy, "first": first.id, "strategy": strategy})
-            self._approval_changed(conn, approval)
-            which = self._which_run(conn, run)
-        return f"Rollback requested for {which}: someone other than you must approve."
-
-    def _queue_rollback(self, conn: psycopg.Connection, *, run: dict, actor: Actor,
-                        approval_id: int | None, reason: str, strategy: str | None = None
-                        ) -> None:
-        plan = [s.id for s in self.runbook.rollback]
-        active = repo.active_rollback(conn, run_id=run["id"], step_ids=plan)
-        if active is not None:  # the unique index refuses it anyway; say why first
-            raise Refused(f"A rollback of run #{run['id']} is already {active['state']} "
-                          f"(`{active['step_id']}`); it is not queued twice.")
-        now = self.deps.now()
-        for exe in repo.latest_executions(conn, run_id=run["id"]).values():
-            if exe["state"] in ("queued", "awaiting_approval") and exe["step_id"] not in {
-                    s.id for s in self.runbook.rollback}:
-                repo.transition(conn, execution_id=exe["id"], from_states=(exe["state"],),
-                                to="cancelled", now=now, error="cancelled by rollback")
-                self._exe_changed(conn, exe)
-                if exe["approval_id"]:
-                    a = repo.get_approval(conn, approval_id=exe["approval_id"], for_update=True)
-                    if a and a["status"] == "pending":
-                        self._close_request(conn, a, status="cancelled", by=actor.user_id,
-                                            note="rollback started")
-        try:
-            with conn.transaction():
-                for step in self.runbook.rollback:
-                    repo.insert_execution(conn, run_id=run["id"], step_id=step.id,
-                                          # What the approval bound, for every step of
-                                          # the plan (only the data step reads strategy).
-                                          state="queued", params={"reason": reason, **(
-                                              {"strategy": strategy} if strategy else {})},
-                                          requested_by=actor.user_id, channel=run["channel"],
-                                          now=now, approval_id=approval_id)
-        except psycopg.errors.UniqueViolation:
-            raise Refused(f"A rollback of run #{run['id']} is already queued or running; it "
-                          "is not queued twice.") from None
-        self._audit(conn, actor=actor.user_id, channel=actor.channel, action="rollback.queued",
-                    outcome="ok", run_id=run["id"],
-                    detail={"reason": reason, "strategy": strategy})
-        self._wake.set()
-
     # ------------------------------------------------------------------ approvals
     def approval(self, approval_id: int) -> dict | None:
         """One approval request as stored (what a card's click refers to)."""
@@ -368,11 +280,13 @@ class Requests(RollbackShell):
             # Still the same interrupted attempt, and still the newest: else the request is void.
             exe = repo.get_execution(conn, execution_id=a["params"]["execution"])
             latest = repo.latest_executions(conn, run_id=a["run_id"]).get(a["step_id"])
-            still = exe is not None and exe["state"] == "interrupted" and latest is not None \
-                and latest["id"] == exe["id"]
+            still = exe is not None and exe["state"] in ("interrupted", "failed") \
+                and latest is not None and latest["id"] == exe["id"] and (
+                    self.runbook.step(exe["step_id"]).phase != ROLLBACK
+                    or self._stops_here(conn, exe))
             return a["params_hash"] if still else "the step changed since the request"
         if a["step_id"] == ROLLBACK:
-            return a["params_hash"]
+            return self._resume_hash(conn, a)
         params = dict(a["params"])
         params["preflight"] = self._preflight_verdict(conn, a["run_id"])
         return rule.params_hash(a["run_id"], a["step_id"], params)
@@ -402,8 +316,7 @@ class Requests(RollbackShell):
             run = repo.get_run(conn, run_id=a["run_id"], for_update=True)
             assert run is not None
             self._queue_rollback(conn, run=run, actor=Actor(a["requester"], a["channel"]),
-                                 approval_id=a["id"], reason=a["reason"] or "",
-                                 strategy=(a["params"].get("args") or {}).get("strategy"))
+                                 approval_id=a["id"], args=dict(a["params"].get("args") or {}))
             return [a["id"]]
         out = []
         for exe in repo.executions_of_approval(conn, approval_id=a["id"]):
@@ -427,14 +340,19 @@ class Requests(RollbackShell):
     # ------------------------------------------------------------------ interrupted steps
     def _treat_as_done(self, conn: psycopg.Connection, *, execution_id: int, requester: str,
                        reason: str, channel: str, approved_by: str | None) -> dict | None:
-        exe = repo.transition(conn, execution_id=execution_id, from_states=("interrupted",),
-                              to="succeeded", now=self.deps.now(),
+        # A failed step only when it is a rollback's (mark_done checks before asking).
+        exe = repo.transition(conn, execution_id=execution_id,
+                              from_states=("interrupted", "failed"), to="succeeded",
+                              now=self.deps.now(),
                               summary=blocks.marked_done_summary(requester, reason))
         if exe is None:
-            raise Refused("Only an interrupted step can be marked done.")
+            raise Refused("Only an interrupted step (or a failed rollback step) can be marked "
+                          "done.")
         self._exe_changed(conn, exe)
         self._audit(conn, actor=approved_by or requester, channel=channel,
                     action="step.mark_done", outcome="succeeded", run_id=exe["run_id"],
                     detail={"step": exe["step_id"], "reason": reason, "requested_by": requester,
                             "approved_by": approved_by})
+        if self.runbook.step(exe["step_id"]).phase == ROLLBACK:
+            self._continue_rollback(conn, exe, Actor(requester, channel))
         return exe

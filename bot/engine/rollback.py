@@ -9,6 +9,7 @@ notice and the final timeline in the cutover and every incident channel (outbox 
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ import psycopg
 from bot import approvals as rule
 from bot.engine.core import ROLLBACK, Actor, Refused
 from bot.engine.preflight import Preflight
+from bot.ids import Action
 from bot.slack import blocks
 from bot.store import repo
 from runbook.break_glass import BreakGlassConfig, break_glass_allowed, matches
@@ -26,8 +28,19 @@ from runbook.timeline import build_timeline
 log = logging.getLogger(__name__)
 
 TIMELINE = "timeline:run"
+RESUME = "resume_from"
 BREAK_GLASS = "breakglass:approval"
 STRATEGIES = (RESTORE, DOWNGRADE)
+
+
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def _readable(text: str) -> str:
+    """What a person can read of a reason: zero-width, direction and other format characters
+    (and letters that render blank) count for nothing, so an invisible reason is no reason."""
+    return "".join(ch for ch in text or "" if ch not in _BLANK_LETTERS
+                   and unicodedata.category(ch) not in ("Cf", "Cc", "Co", "Cn"))
 
 
 class RollbackShell(Preflight):
@@ -89,7 +102,20 @@ class RollbackShell(Preflight):
         strategy = (a["params"].get("args") or {}).get("strategy")
         plan = self._rollback_plan(run, strategy)
         text = plan.text().replace("• (default) ", "• ▶ chosen: ")
-        return self._which_run(conn, run), text
+        resume = self._resume_text(conn, a)
+        return self._which_run(conn, run), (f"{resume}\n\n{text}" if resume else text)
+
+    def _resume_text(self, conn: psycopg.Connection, a: Mapping[str, Any]) -> str:
+        """What a resume request's card says it will and will not run ("" for a full plan)."""
+        frm = (a["params"].get("args") or {}).get(RESUME)
+        if not frm:
+            return ""
+        ids = [s.id for s in self.runbook.rollback]
+        done = ids[:ids.index(frm)] if frm in ids else []
+        return (f"Resumes the stopped rollback at {frm}: it is re-run (rollback steps are "
+                "idempotent), then the rest of the plan. "
+                + (f"Not re-run (done in this rollback): {', '.join(done)}." if done
+                   else "Nothing of it had succeeded yet."))
 
     # ------------------------------------------------------------------ break-glass
     def _break_glass_check(self, conn: psycopg.Connection, run: Mapping[str, Any],
@@ -100,7 +126,7 @@ class RollbackShell(Preflight):
         triggers = tuple(self.runbook.triggers)
         found = [t for t in triggers if matches(t.id, trigger)]
         named: Any = found[0] if len(found) == 1 else trigger
-        ok, why = break_glass_allowed(named, reason, config,
+        ok, why = break_glass_allowed(named, _readable(reason), config,
                                       metrics=self._trigger_metrics(conn, run, found),
                                       triggers=None if found else triggers)
         if not ok:
@@ -124,10 +150,11 @@ class RollbackShell(Preflight):
         return out
 
     def _break_glass_rollback(self, conn: psycopg.Connection, *, run: dict, actor: Actor,
-                              reason: str, trigger: str, bound: dict, strategy: str | None
-                              ) -> str:
-        """One person's rollback: a ``break_glass`` approval row decided by its requester, the
-        plan queued, the audit row and a loud notice in every rollback channel."""
+                              reason: str, trigger: str, bound: dict, args: dict) -> str:
+        """One person's rollback (or resume): a ``break_glass`` approval row decided by its
+        requester, the plan queued, the audit row and a loud notice in every rollback channel.
+        The hash covers what the steps run with (as for a two-person rollback), so the worker's
+        check at claim recomputes it from the queued steps; the trigger is kept beside it."""
         trigger_id = self._break_glass_check(conn, run, trigger, reason)
         now = self.deps.now()
         for a in repo.pending_approvals(conn, run_id=run["id"]):
@@ -135,10 +162,11 @@ class RollbackShell(Preflight):
                 self._close_request(conn, a, status="void", by=actor.user_id,
                                     note=f"superseded by a break-glass rollback by "
                                          f"<@{actor.user_id}>")
+        params_hash = rule.params_hash(run["id"], ROLLBACK, bound)
         bound = {**bound, "break_glass": trigger_id}
         approval = repo.insert_approval(
             conn, run_id=run["id"], step_id=ROLLBACK, action="Rollback (break-glass)",
-            params=bound, params_hash=rule.params_hash(run["id"], ROLLBACK, bound),
+            params=bound, params_hash=params_hash,
             requester=actor.user_id, required=1, groups=[], reason=reason,
             channel=actor.channel, now=now, expires_at=now + self.deps.expiry,
             kind="break_glass")
@@ -146,10 +174,10 @@ class RollbackShell(Preflight):
                              decided_by=actor.user_id, note=f"break-glass: {trigger_id}")
         self._audit(conn, actor=actor.user_id, channel=actor.channel,
                     action="rollback.break_glass", outcome="approved", run_id=run["id"],
-                    detail={"trigger": trigger_id, "reason": reason, "strategy": strategy,
-                            "approval": approval["id"]})
-        self._queue_rollback(conn, run=run, actor=actor, approval_id=approval["id"],
-                             reason=reason, strategy=strategy)
+                    detail={"trigger": trigger_id, "reason": reason,
+                            "strategy": args.get("strategy"), "approval": approval["id"],
+                            "resume_from": args.get("resume_from")})
+        self._queue_rollback(conn, run=run, actor=actor, approval_id=approval["id"], args=args)
         for channel in self._rollback_channels():
             self.deps.outbox.touch(conn, key=f"{BREAK_GLASS}:{approval['id']}:{channel}",
                                    channel=channel)
@@ -215,7 +243,32 @@ class RollbackShell(Preflight):
             body += ("\n\nState now: done: " + (", ".join(done) or "nothing")
                      + ".\nNot done: " + ", ".join(not_done) + ".")
         text = f"{head}\n{body}"
-        return {"text": blocks.esc(text[:3000]), "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{blocks.esc(head)}*"}},
-            {"type": "section", "text": {"type": "mrkdwn",
-                                         "text": "```" + blocks.esc(body)[:2900] + "```"}}]}
+        out = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{blocks.esc(head)}*"}},
+               {"type": "section", "text": {"type": "mrkdwn",
+                                            "text": "```" + blocks.esc(body)[:2900] + "```"}}]
+        stopped = next((latest[s.id] for s in self.runbook.rollback
+                        if latest.get(s.id, {}).get("state") != "succeeded"), None)
+        if stopped is not None and stopped["state"] in ("failed", "interrupted"):
+            out += self._stopped_blocks(stopped, here=ref.partition(":")[2] == run["channel"],
+                                        cutover=run["channel"])
+        return {"text": blocks.esc(text[:3000]), "blocks": out}
+
+    @staticmethod
+    def _stopped_blocks(exe: Mapping[str, Any], *, here: bool, cutover: str) -> list[dict]:
+        """What a person can do about a stopped rollback: nothing runs until one decides."""
+        sid = blocks.esc(exe["step_id"])
+        text = (f"⛔ The rollback stopped at `{sid}` ({exe['state']}); nothing else runs until "
+                f"someone decides. *Retry* asks to resume at `{sid}` (approved like the "
+                f"rollback): the steps done are not re-run. *Mark done* records `{sid}` as "
+                "completed by hand, with a reason, under the same approval rule, then the plan "
+                "continues.")
+        if not here:
+            return [{"type": "section", "text": {"type": "mrkdwn",
+                                                 "text": f"{text} Decide in <#{cutover}>."}}]
+        v = str(exe["id"])
+        return [{"type": "section", "text": {"type": "mrkdwn", "text": text}},
+                {"type": "actions", "block_id": f"rollback_stopped_{v}", "elements": [
+                    {"type": "button", "action_id": Action.RETRY, "value": v,
+                     "text": {"type": "plain_text", "text": f"Retry {exe['step_id']}"[:75]}},
+                    {"type": "button", "action_id": Action.MARK_DONE, "value": v,
+                     "text": {"type": "plain_text", "text": "Mark done…"}}]}]

@@ -236,3 +236,12 @@ def test_params_hash_stable_and_type_sensitive():
 def test_naive_clock_refused():
     with pytest.raises(ValueError, match="timezone-aware"):
         decide(req(), click("approve", "UALICE"), datetime(2024, 5, 1, 12, 1), POLICY)
+
+
+def test_a_reject_reason_is_echoed_as_text_never_as_a_mention():
+    r = req(Gate(2, ()))
+    c = Click("reject", Actor("UBOB"), r.params_hash, reason="<!channel> see <@U1|x> & co")
+    d = decide(r, c, at(2), POLICY)
+    assert d.outcome is Outcome.REJECTED, d
+    assert "<!channel>" not in d.message and "<@U1" not in d.message, d.message
+    assert "&lt;!channel&gt; see &lt;@U1|x&gt; &amp; co" in d.message, d.message

@@ -1,0 +1,81 @@
+"""What `/golive status` and the run's summary show, read from a run's rows: the run's view
+(which steps can run, which are next, the run's outcome). Pure: no I/O, no Block Kit."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from runbook.model import Runbook, Step
+
+
+@dataclass
+class RunView:
+    run: Mapping[str, Any]
+    runbook: Runbook
+    executions: list[Mapping[str, Any]]
+    approvals: list[Mapping[str, Any]]
+    votes: Mapping[int, list[Mapping[str, Any]]]
+    available: Mapping[str, bool] = field(default_factory=dict)
+    preflight: Mapping[str, Any] | None = None
+    """The run's stored preflight (bot/engine/preflight.py ``_preflight_summary``)."""
+
+    def latest(self) -> dict[str, Mapping[str, Any]]:
+        out: dict[str, Mapping[str, Any]] = {}
+        for e in self.executions:
+            if e["step_id"] not in out or e["attempt"] > out[e["step_id"]]["attempt"]:
+                out[e["step_id"]] = e
+        return out
+
+    def state_of(self, step: Step) -> str:
+        exe = self.latest().get(step.id)
+        if exe:
+            return exe["state"]
+        return "pending" if self.available.get(step.kind, False) else "not_available"
+
+    def states(self) -> dict[str, str]:
+        return {k: v["state"] for k, v in self.latest().items()}
+
+    def runnable(self) -> list[Step]:
+        """Cutover steps that can run and are not manual: what makes the cutover done."""
+        return [s for s in self.runbook.cutover_steps()
+                if self.state_of(s) != "not_available" and not s.params.get("manual")]
+
+    def next_steps(self) -> list[Step]:
+        """Runnable steps whose requirements are met and that nobody has asked for yet."""
+        runnable = self.runnable()
+        return [s for s in self.runbook.next_steps(self.states()) if s in runnable
+                and self.state_of(s) not in ("running", "queued", "awaiting_approval")]
+
+    def phase_title(self) -> str:
+        """The first phase with a runnable step not done yet, or "done"."""
+        runnable, states = self.runnable(), self.states()
+        return next((p.title for p in self.runbook.phases
+                     if any(s in runnable and states.get(s.id) not in ("succeeded", "skipped")
+                            for s in p.steps)), "done")
+
+    def cutover_done(self) -> bool:
+        return self.phase_title() == "done"
+
+    def phase_done(self, phase_id: str) -> bool:
+        """Whether every runnable step of phase ``phase_id`` succeeded (or was skipped)."""
+        runnable, states = self.runnable(), self.states()
+        return any(p.id == phase_id and all(
+            states.get(s.id) in ("succeeded", "skipped") for s in p.steps if s in runnable)
+            for p in self.runbook.phases)
+
+    def not_run(self) -> list[Step]:
+        """Runnable cutover steps that did not succeed (or get skipped)."""
+        states = self.states()
+        return [s for s in self.runnable() if states.get(s.id) not in ("succeeded", "skipped")]
+
+    def outcome(self) -> str:
+        """The run's outcome as of now: completed only when every runnable step is done."""
+        if self.run["status"] not in ("active", "completed"):
+            return str(self.run["status"])
+        rollback = [self.states().get(s.id) for s in self.runbook.rollback]
+        if "succeeded" in rollback:  # rolled back only when the whole plan ran
+            done = all(x in ("succeeded", "skipped") for x in rollback)
+            return "rolled_back" if done else "incomplete"
+        return "incomplete" if self.not_run() else "completed"
