@@ -38,6 +38,11 @@ docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 \
   || die "$BASE_IMAGE missing (examples/paybox/build.sh makes it; run .ci/docker-up.sh)"
 [ -x "$VENV/bin/pip" ] || die "no virtualenv at $VENV"
 mkdir -p "$CACHE"
+# shellcheck source=examples/paybox/rootfs-cache.sh
+. "$ROOT/examples/paybox/rootfs-cache.sh"   # cache_lock, debian_mirror, cached_rootfs
+# One build at a time per machine: test workers and sessions (tests/container runs this
+# script) would otherwise race on golive/bot:latest and the wheelhouse.
+cache_lock "$CACHE/.build-image.lock"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/golive-image.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
@@ -65,15 +70,6 @@ for top in paths:
                 add(p, os.path.relpath(p, os.path.dirname(top)))
 print(h.hexdigest())
 PY
-}
-
-debian_mirror() {
-  if [ -n "${PAYBOX_DEBIAN_MIRROR:-}" ]; then echo "$PAYBOX_DEBIAN_MIRROR"; return; fi
-  local m
-  m=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources \
-        2>/dev/null | grep -Ev '^\s*#' | grep -Eo '(https?|file)://[^ ]+' \
-        | grep -Ev 'security|backports|updates' | grep -E '/debian/?$' | head -n1 || true)
-  echo "${m:-http://deb.debian.org/debian}"
 }
 
 # ------------------------------------------------------------------------- golive/bot
@@ -143,29 +139,10 @@ build_postgres_rootfs() {
      && [ "$(cat "$PG_TAR.key" 2>/dev/null)" = "$PG_KEY" ] && [ -z "${GOLIVE_FORCE:-}" ]; then
     return
   fi
-  local t=$SECONDS root mirror
-  if [ ! -s "$PG_TAR" ] || [ "$(cat "$PG_TAR.key" 2>/dev/null)" != "$PG_KEY" ] \
-     || [ -n "${GOLIVE_FORCE:-}" ]; then
-    command -v debootstrap >/dev/null || die "debootstrap missing (apt-get install debootstrap)"
-    mirror=$(debian_mirror)
-    root=$(mktemp -d "$CACHE/golive-postgres.rootfs.XXXXXX")
-    say "postgres: debootstrap --variant=minbase --include=$PG_PKGS bookworm from $mirror"
-    if ! debootstrap --variant=minbase --include="$PG_PKGS" bookworm "$root" "$mirror" \
-          >"$CACHE/golive-postgres-debootstrap.log" 2>&1; then
-      tail -n 20 "$CACHE/golive-postgres-debootstrap.log" >&2
-      rm -rf "$root"
-      die "debootstrap failed (log: $CACHE/golive-postgres-debootstrap.log)"
-    fi
-    # the package's own cluster is not used: the image's entrypoint initialises PGDATA
-    rm -rf "$root"/var/lib/postgresql/15 "$root"/etc/postgresql/15 \
-           "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* \
-           "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* \
-           "$root"/var/log/*.log "$root"/var/log/postgresql/* "$root"/var/cache/debconf/*-old
-    tar --numeric-owner -C "$root" -cf "$PG_TAR.tmp" .
-    mv "$PG_TAR.tmp" "$PG_TAR"
-    echo "$PG_KEY" >"$PG_TAR.key"
-    rm -rf "$root"
-  fi
+  local t=$SECONDS
+  # the package's own cluster is not used: the image's entrypoint initialises PGDATA
+  FORCE="${GOLIVE_FORCE:-}" cached_rootfs "$PG_TAR" "$PG_KEY" "$PG_PKGS" \
+    var/lib/postgresql/15 etc/postgresql/15 'var/log/postgresql/*'
   docker import "$PG_TAR" "$PG_ROOTFS_IMAGE" >/dev/null
   say "postgres: rootfs $PG_ROOTFS_IMAGE ready in $((SECONDS - t)) s"
 }

@@ -34,16 +34,9 @@ command -v docker >/dev/null || die "docker CLI not found"
 docker info >/dev/null 2>&1 || die "docker engine not reachable (run .ci/docker-up.sh)"
 curl -fsS -o /dev/null "http://$REG/v2/" || die "registry $REG not answering (run .ci/docker-up.sh)"
 mkdir -p "$CACHE" "$BUILD"
-
-debian_mirror() {
-  if [ -n "${PAYBOX_DEBIAN_MIRROR:-}" ]; then echo "$PAYBOX_DEBIAN_MIRROR"; return; fi
-  local m
-  m=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources \
-        2>/dev/null | grep -Ev '^\s*#' \
-        | grep -Eo '(https?|file)://[^ ]+' | grep -Ev 'security|backports|updates' \
-        | grep -E '/debian/?$' | head -n1 || true)
-  echo "${m:-http://deb.debian.org/debian}"
-}
+# shellcheck source=examples/paybox/rootfs-cache.sh
+. "$HERE/rootfs-cache.sh"   # cache_lock, debian_mirror, cached_rootfs (shared with deploy/)
+cache_lock "$CACHE/.paybox-build.lock"
 
 # ---------------------------------------------------------------- base image
 build_base() {
@@ -53,30 +46,7 @@ build_base() {
     say "base: $BASE_IMAGE present (cached), skipping"
     return
   fi
-  if [ -n "${PAYBOX_FORCE_BASE:-}" ] || [ ! -s "$BASE_TAR" ] \
-     || [ "$(cat "$BASE_TAR.key" 2>/dev/null)" != "$BASE_KEY" ]; then
-    command -v debootstrap >/dev/null || die "debootstrap missing (apt-get install debootstrap)"
-    local mirror root
-    mirror=$(debian_mirror)
-    root=$(mktemp -d "$CACHE/paybox-base.rootfs.XXXXXX")
-    say "base: debootstrap --variant=minbase bookworm from $mirror (~40-60 s)"
-    if ! debootstrap --variant=minbase --include="$BASE_PKGS" bookworm "$root" "$mirror" \
-          >"$CACHE/debootstrap.log" 2>&1; then
-      tail -n 20 "$CACHE/debootstrap.log" >&2
-      rm -rf "$root"
-      die "debootstrap failed (log: $CACHE/debootstrap.log)"
-    fi
-    rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* \
-           "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* \
-           "$root"/var/log/*.log "$root"/var/cache/debconf/*-old
-    tar --numeric-owner -C "$root" -cf "$BASE_TAR.tmp" .
-    mv "$BASE_TAR.tmp" "$BASE_TAR"
-    echo "$BASE_KEY" > "$BASE_TAR.key"
-    rm -rf "$root"
-    say "base: rootfs cached in $BASE_TAR ($(du -h "$BASE_TAR" | cut -f1))"
-  else
-    say "base: using cached rootfs $BASE_TAR"
-  fi
+  FORCE="${PAYBOX_FORCE_BASE:-}" cached_rootfs "$BASE_TAR" "$BASE_KEY" "$BASE_PKGS"
   docker import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' \

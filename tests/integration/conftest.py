@@ -23,7 +23,7 @@ import pytest
 from runbook.adapters.docker import compose_cli
 from runbook.steps.base import StepContext, StepFailed, StepResult
 from runbook.target import TargetConfig, paybox_target
-from tests.support.paybox_env import PAYBOX, PG_ADMIN_URL, REGISTRY, ROOT, free_port
+from tests.support.paybox_env import PAYBOX, PG_ADMIN_URL, REGISTRY, ROOT, free_port, worker_tag
 
 
 def closed_port() -> int:
@@ -173,7 +173,7 @@ def paybox() -> Iterator[Paybox]:
         pytest.fail(f"{rev_file} missing (run `bash .ci/docker-up.sh`)")
     revisions = json.loads(rev_file.read_text())
 
-    suffix = pysecrets.token_hex(4)
+    suffix = f"{worker_tag()}_{pysecrets.token_hex(4)}"  # one stack per xdist worker
     db, role = f"golive_it_{suffix}", f"golive_it_{suffix}"
     db_password = "dbpw-" + pysecrets.token_hex(8)
     try:
@@ -183,7 +183,7 @@ def paybox() -> Iterator[Paybox]:
     except psycopg.Error as e:
         pytest.fail(f"host Postgres not usable at {PG_ADMIN_URL}: {e}")
     pb = Paybox(
-        project=f"golive-it-{suffix}",
+        project=f"golive-it-{suffix}".replace("_", "-"),
         edge_port=free_port(),
         app_port=free_port(),
         database_url=f"postgresql://{role}:{db_password}@127.0.0.1:5432/{db}",

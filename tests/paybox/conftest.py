@@ -16,13 +16,14 @@ import secrets
 import subprocess
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import pytest
 
-from tests.support.paybox_env import PAYBOX, PG_ADMIN_URL, REGISTRY, free_port
+from tests.support.paybox_env import PAYBOX, PG_ADMIN_URL, REGISTRY, free_port, worker_tag
 
 
 @dataclass
@@ -122,8 +123,10 @@ def _pg_admin(sql: str) -> None:
         conn.execute(sql)
 
 
-@pytest.fixture(scope="session")
-def paybox_stack() -> Any:
+def running_stack() -> Iterator[Stack]:
+    """The generator behind the session fixture ``paybox_stack``, which tests/conftest.py
+    defines once for tests/paybox and tests/watches: a fixture defined (or imported) in two
+    conftests is two fixtures, and each brought up its own stack."""
     info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
                           capture_output=True, text=True, check=False)
     if info.returncode != 0:
@@ -140,13 +143,14 @@ def paybox_stack() -> Any:
     if not rev_file.exists():
         pytest.fail(f"{rev_file} missing (run `bash .ci/docker-up.sh`)")
 
-    suffix = secrets.token_hex(4)
+    suffix = f"{worker_tag()}_{secrets.token_hex(4)}"  # one stack per xdist worker
     app_port, edge_port = free_port(), free_port()
     while edge_port == app_port:
         edge_port = free_port()
     db_name = f"paybox_t_{suffix}"
     st = Stack(
-        project=f"paybox-t-{suffix}", app_port=app_port, edge_port=edge_port, db_name=db_name,
+        project=f"paybox-t-{suffix}".replace("_", "-"), app_port=app_port, edge_port=edge_port,
+        db_name=db_name,
         database_url=f"postgresql://postgres@127.0.0.1:5432/{db_name}",
         ops_token="ops-" + secrets.token_hex(8), admin_password="adm-" + secrets.token_hex(8),
         webhook_secret="whs-" + secrets.token_hex(8),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from runbook.adapters import pgdump
 from runbook.checks import build_specs
 from runbook.checks.base import Status
 from runbook.checks.config import PreflightConfig
@@ -29,8 +30,16 @@ def scratch_dbs():
             "OR datname LIKE 'golive_migcopy_%'")}
 
 
-def test_drill_and_migration_on_the_prod_copy(ledger, tmp_path):
-    before = scratch_dbs()
+def test_drill_and_migration_on_the_prod_copy(ledger, tmp_path, monkeypatch):
+    made: list[str] = []  # this test's scratch copies (other tests and workers make theirs)
+    create = pgdump.create_scratch
+
+    def recorded(*args, **kwargs):
+        name, url = create(*args, **kwargs)
+        made.append(name)
+        return name, url
+
+    monkeypatch.setattr(pgdump, "create_scratch", recorded)
     cfg = config(ledger, tmp_path)
     report = run_checks(build_specs(cfg, ["backup_drill", "migration_check"]), rc_tag="v2")
     drill, mig = report.results["backup_drill"], report.results["migration_check"]
@@ -50,7 +59,8 @@ def test_drill_and_migration_on_the_prod_copy(ledger, tmp_path):
     with psycopg.connect(ledger) as conn:  # the source itself is untouched
         assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == \
             "0001_ledger"
-    assert scratch_dbs() == before, "the scratch copy must be dropped"
+    assert made, "the drill restores into a scratch copy (the migration check borrows it)"
+    assert not set(made) & scratch_dbs(), "the scratch copy must be dropped"
     for r in (drill, mig):
         assert_no_secret(r, {"url": ledger})
 

@@ -304,11 +304,18 @@ def test_two_commands_5_ms_apart_take_effect_in_the_order_they_were_sent(
                                      params={"user": alice}, times=1))
     after = ws.seq
     acks: dict[str, int] = {}
-    second = threading.Timer(0.005, lambda: acks.__setitem__(
-        "bob", sandbox.slash("bob", OVERRIDE).status))
-    second.start()
-    acks["alice"] = sandbox.slash("alice", "start v1").status
-    second.join(10)
+    before = len(rows(clean_db, "SELECT id FROM inbox"))
+    first_sent = threading.Thread(target=lambda: acks.__setitem__(
+        "alice", sandbox.slash("alice", "start v1").status))
+    first_sent.start()
+    # The second leaves as soon as the first reached the bot (its inbox row), a few ms later:
+    # on a starved machine a fixed 5 ms timer could overtake the first on the way there.
+    deadline = time.monotonic() + 10
+    while len(rows(clean_db, "SELECT id FROM inbox")) == before:
+        assert time.monotonic() < deadline, "the first command never reached the bot"
+        time.sleep(0.001)
+    acks["bob"] = sandbox.slash("bob", OVERRIDE).status
+    first_sent.join(10)
     assert acks == {"alice": 200, "bob": 200}, acks
     assert first.holding.wait(10), "the first command never looked alice up"
     order = [r["body"] for r in rows(clean_db, "SELECT body FROM inbox ORDER BY id")][-2:]

@@ -14,6 +14,12 @@ PG_ADMIN_URL = os.environ.get("GOLIVE_TEST_PG",
                                              "postgresql://postgres@127.0.0.1:5432/postgres"))
 
 
+def worker_tag() -> str:
+    """This test process's pytest-xdist worker (``gw0``...), ``main`` without xdist: part of
+    the names of databases, roles and compose projects, so each shows whose it is."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
 def free_port() -> int:
     """A loopback port free right now (bound, then released)."""
     with socket.socket() as s:

@@ -2,8 +2,9 @@
 
 Two roles, as in production: the database's owner (the admin URL's user) runs migrations and
 the helpers that poke the database directly; the bot connects as a runtime role that the
-migrations grant only what the bot needs. The runtime role is unique per test process because
-several test sessions may share one server.
+migrations grant only what the bot needs. The runtime role and every database are unique per
+test process (and name its pytest-xdist worker) because several test sessions and workers share
+one server.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 
 ADMIN_URL = os.environ.get("GOLIVE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-RUNTIME_ROLE = f"golive_rt_{uuid.uuid4().hex[:10]}"
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")  # gw0, gw1... under pytest-xdist
+RUNTIME_ROLE = f"golive_rt_{WORKER}_{uuid.uuid4().hex[:10]}"
 TEST_AUDIT_KEY = "golive-test-audit-key-not-secret-0123456789"
 _role_created = False
 
@@ -60,7 +62,7 @@ def db_url(name: str) -> str:
 
 
 def create_database(prefix: str = "golive_test") -> tuple[str, str]:
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{WORKER}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return name, db_url(name)

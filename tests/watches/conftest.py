@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.paybox.conftest import paybox_stack, stack  # noqa: F401 - fixtures for docker tests
+from tests.paybox.conftest import stack  # noqa: F401 - its paybox_stack is tests/conftest.py's
 from tests.support.paybox_env import PAYBOX, free_port
 from tests.support.pg import create_database, drop_database
 
@@ -91,7 +91,7 @@ def ledger_db() -> Iterator[str]:
 
 
 @pytest.fixture
-def prometheus(paybox_stack: Any, tmp_path: Path) -> Iterator[str]:  # noqa: F811
+def prometheus(paybox_stack: Any, tmp_path: Path) -> Iterator[str]:
     """Debian's Prometheus on a free loopback port, scraping the stack's app every second."""
     port = free_port()
     proc = subprocess.Popen(["bash", str(PAYBOX / "prometheus.sh"), str(tmp_path / "prom"),
