@@ -6,9 +6,7 @@ reason, every failure a short message (never a stack trace).
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -33,14 +31,6 @@ STALE = "That card is out of date or was not sent by golive; nothing was done."
 SLOW_TRIGGER = ("Slack allows 3 seconds to open the form and the bot was slower this time; "
                 "nothing was done. Click the button again.")
 
-READ_ONLY_AT_ONCE = 2
-"""How many read-only lazy halves (``status``, ``help``: the door marks them ``read_only``) run
-at once in one process. They are CPU-bound Python (a view, an audit row, a reply); a burst of
-them on all of Bolt's executor threads queues every ack behind them for the GIL (measured in
-bench/ack_latency.py). Two keep up with what one process can render; the rest wait their turn,
-holding no GIL. Requests that change something are not bounded here (the inbox orders them)."""
-_READ_ONLY_SLOTS = threading.BoundedSemaphore(READ_ONLY_AT_ONCE)
-
 Defer = Callable[[Callable[..., Any]], Callable[..., Any]]
 """Wraps a reply function so that its calls go out after the inbox commit."""
 
@@ -63,9 +53,7 @@ class ListenerBase:
         (wrapped with the ``Defer`` it is given) go out after the commit."""
         inbox_id = context.get("inbox_id") if isinstance(context, dict) else None
         if inbox_id is None:  # help, status, Socket Mode: nothing recorded to handle in order
-            read_only = isinstance(context, dict) and context.get("read_only")
-            with _READ_ONLY_SLOTS if read_only else contextlib.nullcontext():
-                flow(lambda fn: fn)
+            flow(lambda fn: fn)
             return
         held: list[tuple[Callable[..., Any], tuple, dict]] = []
 

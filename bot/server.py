@@ -29,6 +29,13 @@ from bot.store.db import DatabaseUnavailable
 log = logging.getLogger(__name__)
 PURGE_EVERY = 200  # requests between purges of remembered signatures
 ACK_DB_BUDGET_S = 1.0
+SWITCH_INTERVAL_S = 0.001
+"""The GIL switch interval `golive serve` runs with (``tune_gc``). The acks run on the event
+loop and one short worker thread each; the lazy halves (status views, audit rows, replies) are
+CPU-bound Python in Bolt's executor threads. At Python's default 5 ms, an ack that wants the
+GIL back waits up to 5 ms per hand-off behind them, several hand-offs per ack; at 1 ms it waits
+at most 1 ms each. bench/ack_latency.py --ab-switchinterval runs both side by side; on the
+loaded 2-core machine of 2026-12-02 the difference was inside the noise (bench/README.md)."""
 
 
 def build_asgi(runtime: Runtime, *, worker: bool = True) -> Starlette:
@@ -155,4 +162,4 @@ def tune_gc() -> None:
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     # Acks wait on the GIL behind background work; hand it over more often than every 5 ms.
-    sys.setswitchinterval(0.001)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
