@@ -7,6 +7,7 @@ reason, every failure a short message (never a stack trace).
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 DB_DOWN = ("The bot's database is not answering, so nothing was changed. "
            "Try again in a moment; `/golive status` shows where things stand.")
 STALE = "That card is out of date or was not sent by golive; nothing was done."
+LANDING_WAIT_S = 2.0
+"""How long a click waits for the ts of a message still being posted (see await_landing)."""
 SLOW_TRIGGER = ("Slack allows 3 seconds to open the form and the bot was slower this time; "
                 "nothing was done. Click the button again.")
 
@@ -151,12 +154,26 @@ class ListenerBase:
             click = Click.read(body, action)
             if click is None:
                 return
+            self.await_landing(click)
             send = ephemeral(later(respond))
             self.act(act, click.user, click.channel, lambda text: send(text=text),
                      lambda: work(click),
                      about_rollback=about_rollback(click) if about_rollback else False)
         self.in_order(context, field(body, "channel", "id"),
                       lambda text: ephemeral(respond)(text=text), flow)
+
+    def await_landing(self, click: Click, timeout_s: float = LANDING_WAIT_S) -> None:
+        """A click can reach us before the sender has committed the ts of the message it is
+        on (Slack shows a message as soon as it answered the post). While that post is in
+        flight, wait for its ts, so a quick click is not taken for one on a stale card."""
+        if not click.message_ts:
+            return
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self.engine.db.transaction() as conn:
+                if not self.engine.deps.outbox.landing(conn, click.channel, click.message_ts):
+                    return
+            time.sleep(0.05)
 
     def open_modal(self, client: Any, click: Click, view: dict, *, stale: str = STALE) -> str:
         """Open a modal from a click (its trigger is good for 3 seconds); no reply of its own."""

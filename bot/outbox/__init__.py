@@ -48,6 +48,11 @@ class Outbox:
         return store.get(conn, key) is not None
 
     @staticmethod
+    def landing(conn: psycopg.Connection, channel: str, ts: str) -> bool:
+        """A message Slack may show already, its ts not yet recorded (a post in flight)."""
+        return store.landing(conn, channel, ts)
+
+    @staticmethod
     def ts(conn: psycopg.Connection, key: str) -> str | None:
         """The ts of message ``key`` once posted (None before)."""
         return store.ts_of(conn, key)

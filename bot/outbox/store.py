@@ -59,6 +59,16 @@ def ts_of(conn: Conn, key: str) -> str | None:
     return row["ts"] if row else None
 
 
+def landing(conn: Conn, channel: str, ts: str) -> bool:
+    """Whether ``ts`` is not yet known in ``channel`` while a post there is in flight: Slack
+    may already show that message (a click on it can arrive) before its ts is committed."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM outbox WHERE channel = %(c)s AND ts = %(ts)s) AS known,"
+        " EXISTS (SELECT 1 FROM outbox WHERE channel = %(c)s AND ts IS NULL"
+        " AND lease_until > now()) AS posting", {"c": channel, "ts": ts}).fetchone()
+    return bool(row and not row["known"] and row["posting"])
+
+
 def pending(conn: Conn) -> list[Row]:
     """Rows with content not yet delivered (for status pages and tests)."""
     return conn.execute("SELECT * FROM outbox WHERE due_at IS NOT NULL ORDER BY id").fetchall()

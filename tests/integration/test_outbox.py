@@ -290,3 +290,20 @@ def test_under_random_500s_and_429s_every_card_ends_once_in_its_true_state(rig):
         f"duplicate or missing cards: {sorted(cards)}"
     assert not pacing_problems(rig.ws.calls()), pacing_problems(rig.ws.calls())
     assert not rig.ws.rate_limited, "the sandbox had to rate-limit the sender"
+
+
+def test_a_click_on_a_message_still_being_recorded_is_told_apart_from_a_stale_one(rig):
+    # Slack shows a message as soon as it answered the post; the sender commits its ts a
+    # moment later. A click in between must wait for it, not be refused as "out of date".
+    with rig.db.transaction() as conn:
+        conn.execute("INSERT INTO outbox (key, channel, ts) VALUES ('card:exe:1', %s, '1.1')",
+                     (CHANNEL,))
+        conn.execute("INSERT INTO outbox (key, channel, lease_until, leased_by)"
+                     " VALUES ('card:exe:2', %s, now() + interval '30 seconds', 's')",
+                     (CHANNEL,))
+        assert rig.outbox.landing(conn, CHANNEL, "2.2"), "a post is in flight: wait for it"
+        assert not rig.outbox.landing(conn, CHANNEL, "1.1"), "a recorded message is known"
+        assert not rig.outbox.landing(conn, "C_OTHER", "2.2"), "nothing in flight there"
+        conn.execute("UPDATE outbox SET ts = '2.2', lease_until = NULL WHERE key = 'card:exe:2'")
+        assert not rig.outbox.landing(conn, CHANNEL, "3.3"), \
+            "no post in flight: an unknown ts is a stale or forged card, no wait"

@@ -43,7 +43,7 @@ def test_a_step_past_its_timeout_becomes_interrupted_and_the_channel_is_told(
         card = bot.request("alice", 'maintenance on --override "drill"')
         bot.sandbox.click("bob", card, action_id=Action.APPROVE)
         notice = bot.workspace.wait_for_message("C_CUTOVER", contains="was interrupted",
-                                                after_seq=after, timeout=15)
+                                                after_seq=after, timeout=30)
         assert bot.sandbox.buttons(notice)[0].text == "Retry"
         status = bot.command("carol", "status")
         assert "interrupted: outcome unknown" in status
@@ -97,7 +97,7 @@ def test_a_timed_out_step_and_its_subprocesses_are_gone_before_it_is_marked_inte
         card = bot.request("alice", 'maintenance on --override "drill"')
         bot.sandbox.click("bob", card, action_id=Action.APPROVE)
         bot.workspace.wait_for_message("C_CUTOVER", contains="was interrupted",
-                                       after_seq=after, timeout=15)
+                                       after_seq=after, timeout=30)
         pids = [int(p) for p in subprocess_kind.read_text().split()]
         assert pids and pids[0] != os.getpid(), "the step runs in its own process"
         alive = [p for p in pids if _alive(p)]
