@@ -15,6 +15,10 @@ What it does (everything on 127.0.0.1, everything started and stopped here):
   asyncio HTTP/1.1 client by default; --client httpx for httpx.AsyncClient);
 * after each golive round waits for the lazy half (audit row + response_url post) to drain, so
   the next round starts on a quiet machine; checks audit rows, response_url posts and errors;
+* in each open-loop golive round, runs issue 13's background load (bench/ack_load.py; skip
+  with --no-background-load): a cutover step streaming its live log and five watches at 1 s,
+  started through the sandbox as people would, counted in the JSON (`background_load`); the
+  bare Bolt rounds and the closed loop run without it (bare Bolt has no deploys or watches);
 * writes bench/results/ack_latency.json and prints a summary table.
 
 Latency is client-side: from just before the POST is sent to the full HTTP response (the ack).
@@ -132,7 +136,8 @@ def serve_bare(port: int, lazy_noop: bool = False) -> int:
 # --------------------------------------------------------------------------- sandbox process
 
 def sandbox_main(conn) -> None:
-    """Run the Slack sandbox; answer 'issue' / 'stats' / 'stop' over a pipe."""
+    """Run the Slack sandbox; answer 'issue' / 'stats' / 'load_*' / 'stop' over a pipe."""
+    from bench.ack_load import BackgroundLoad
     from bot.sandbox import SandboxServer, Workspace
 
     ws = Workspace.default_demo()
@@ -149,10 +154,36 @@ def sandbox_main(conn) -> None:
         return handle(token, body)
     server._handle_response_url = timed_response_url
     conn.send(server.api_url)
+    load: BackgroundLoad | None = None
     try:
         while True:
             cmd, arg = conn.recv()
-            if cmd == "issue":  # arg: list of (user_id, channel_id)
+            if cmd.startswith("load_") or cmd == "bot_url":
+                # Issue 13's background load (bench/ack_load.py); errors go back to the bench.
+                try:
+                    if cmd == "load_setup":
+                        load = BackgroundLoad(server, Path(arg["tmp"]), arg["admin_url"],
+                                              arg["db_url"], arg["step_timeout_s"])
+                        conn.send(("ok", load.config(arg["base"])))
+                    elif cmd == "bot_url":
+                        server.bot_url = arg
+                        conn.send(("ok", None))
+                    elif cmd == "load_begin":
+                        conn.send(("ok", load.begin()))
+                    elif cmd == "load_counts":
+                        conn.send(("ok", load.counts(*arg)))
+                    elif cmd == "load_end":
+                        conn.send(("ok", {**load.end(), "commands_sent": load.commands_sent}))
+                    elif cmd == "load_settle":
+                        conn.send(("ok", load.settle()))
+                    elif cmd == "load_stop":
+                        if load is not None:
+                            load.stop()
+                            load = None
+                        conn.send(("ok", None))
+                except Exception as e:  # noqa: BLE001 - reported by the bench, which stops
+                    conn.send(("error", f"{type(e).__name__}: {e}"))
+            elif cmd == "issue":  # arg: list of (user_id, channel_id)
                 conn.send([server.api.issue_response_url(u, c, None) for u, c in arg])
             elif cmd == "stats":
                 with ws.lock:
@@ -185,6 +216,8 @@ def sandbox_main(conn) -> None:
                 conn.send("bye")
                 return
     finally:
+        if load is not None:
+            load.stop()
         server.stop()
 
 
@@ -210,6 +243,16 @@ class Sandbox:
     def stats(self) -> dict:
         self.conn.send(("stats", None))
         return self.conn.recv()
+
+    def call(self, cmd: str, arg: Any = None, timeout: float = 180.0) -> Any:
+        """One background-load command (see sandbox_main); raises what went wrong there."""
+        self.conn.send((cmd, arg))
+        if not self.conn.poll(timeout):
+            raise RuntimeError(f"sandbox: no answer to {cmd} within {timeout:g}s")
+        status, value = self.conn.recv()
+        if status != "ok":
+            raise RuntimeError(f"sandbox {cmd}: {value}")
+        return value
 
     def stop(self) -> None:
         try:
@@ -519,15 +562,40 @@ def run_round(target: ServerProc, sandbox: Sandbox, *, warmup: int, requests: in
             "warmup_statuses": warm_status}
 
 
+def watch_ticks(db_url: str) -> int:
+    """Measurements the watches have made so far (``watch_states.ticks``, all watches)."""
+    import psycopg
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        return int(conn.execute("SELECT coalesce(sum(ticks), 0) FROM watch_states").fetchone()[0])
+
+
 def run_open_round(target: ServerProc, sandbox: Sandbox, *, rate: float, seconds: float,
-                   warmup_seconds: float, preopen: int, replies: bool) -> dict[str, Any]:
-    """One open-loop round: warm-up then `rate * seconds` counted sends at fixed times."""
+                   warmup_seconds: float, preopen: int, replies: bool,
+                   load_db: str | None = None) -> dict[str, Any]:
+    """One open-loop round: warm-up then `rate * seconds` counted sends at fixed times.
+
+    With ``load_db`` (golive's database), issue 13's background load runs through the whole
+    round (bench/ack_load.py): started before the warm-up, counted over the counted sends,
+    stopped after them.
+    """
     n_warm, n = round(rate * warmup_seconds), round(rate * seconds)
     pairs = [(USERS[i % len(USERS)][0], CHANNEL[0]) for i in range(n_warm + n)]
     urls = sandbox.issue(pairs)
     url = f"{target.url}/slack/events"
+    load: dict[str, Any] | None = None
+    if load_db is not None:
+        t = time.monotonic()
+        load = {"started": sandbox.call("load_begin"), "setup_s": time.monotonic() - t}
     warm = asyncio.run(_open_loop(url, urls[:n_warm], rate, preopen)) if n_warm else None
+    ticks0 = watch_ticks(load_db) if load_db is not None else 0
     res = asyncio.run(_open_loop(url, urls[n_warm:], rate, preopen))
+    t1 = time.monotonic()  # every counted ack is in
+    if load is not None:
+        counts = sandbox.call("load_counts", (res["start"], t1))
+        load.update(counts, watch_measurements=watch_ticks(load_db) - ticks0,
+                    counted_window_s=t1 - res["start"])
+        load["ended"] = sandbox.call("load_end")
     lag = sorted(x * 1000.0 for x in res["send_lag"])
     out = {"server": target.name, "rate_per_s": rate, **summarize(res["latencies"], res["wall"]),
            "statuses": res["statuses"],
@@ -535,6 +603,9 @@ def run_open_round(target: ServerProc, sandbox: Sandbox, *, rate: float, seconds
            "extra_connections": res["extra_connections"],
            "sample_ack_bodies": (warm["bodies"] if warm else []) + res["bodies"],
            "client_send_lag_ms": {"p50": pct(lag, 50), "p99": pct(lag, 99), "max": lag[-1]}}
+    out["_acked_at"] = t1
+    if load is not None:
+        out["background_load"] = load
     if replies:
         out["_reply_tokens"] = ([u.rsplit("/", 1)[1] for u in urls[n_warm:]],
                                 [res["start"] + i / rate for i in range(n)])
@@ -606,6 +677,43 @@ def machine_facts() -> dict[str, Any]:
                                              "uvloop", "httptools")}}
 
 
+def background_load_text(on: bool) -> dict[str, str]:
+    """What ran besides the benchmarked commands, per kind of round (params.background_load)."""
+    own = "the commands' own lazy halves (audit row, status view, response_url post)"
+    golive = ("none besides " + own) if not on else (
+        own + ", plus issue 13's load through the whole round (bench/ack_load.py): a cutover "
+        "run whose maintenance on|off step (requested by alice, approved by bob in the "
+        "sandbox) keeps verifying the public URL every 100-200 ms and streams its live log "
+        "into the card's thread (the worker writes it at most every 0.5 s, the outbox paces "
+        "updates), and five watches at interval 1 s (/golive watch start): health against a "
+        "local app, webhooks and error budget tailing an access log appended every 0.2 s, "
+        "payouts and ledger against a small local PostgreSQL database; started before the "
+        "warm-up; the step ends after the counted sends, the watches stop once their stop "
+        "command is handled (after the round's backlog of status commands)")
+    return {"golive_open_loop": golive,
+            "bare_open_loop": "none: bare Bolt has no deploys or watches; the load is stopped "
+                              "during its rounds (no step running, watches stopped)",
+            "closed_loop": "none besides " + own + " (all servers)"}
+
+
+def load_summary(open_rounds: list[dict], on: bool) -> dict[str, Any]:
+    """Issue 13's load as counted in the counted window of each golive open-loop round."""
+    per = [{"rate_per_s": x["rate_per_s"], "round": x["round"],
+            **{k: x["background_load"][k] for k in ("progress_updates", "watch_measurements",
+                                                    "watch_message_updates",
+                                                    "counted_window_s")}}
+           for x in open_rounds if "background_load" in x]
+    if not on or not per:
+        return {"enabled": False}
+    return {"enabled": True,
+            "progress_updates": sum(r["progress_updates"] for r in per),
+            "watch_measurements": sum(r["watch_measurements"] for r in per),
+            "watch_message_updates": sum(r["watch_message_updates"] for r in per),
+            "counted_seconds": round(sum(r["counted_window_s"] for r in per), 1),
+            "per_round": per,
+            "bare": "no background load (bare Bolt has no deploys or watches)"}
+
+
 def median_of(rounds: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in rounds)
 
@@ -634,6 +742,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ab-switchinterval", type=float, default=None, metavar="SECONDS",
                     help="diagnostic: also run a second golive (`golive_si`) whose GIL switch "
                          "interval is SECONDS instead of tune_gc's, in the open-loop rounds")
+    ap.add_argument("--no-background-load", dest="background_load", action="store_false",
+                    help="open-loop golive rounds without issue 13's deploy streaming progress "
+                         "and five watches at 1 s (bench/ack_load.py)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--serve-bare", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -641,6 +752,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.serve_bare:
         return serve_bare(args.port, args.lazy_noop)
+    if args.ab_switchinterval is not None and args.background_load:
+        # Two golive processes on one database: either may be the watches' leader or run the
+        # step, so the load could not be told apart.
+        ap.error("--ab-switchinterval needs --no-background-load")
 
     started_at = datetime.now(UTC)
     t_start = time.perf_counter()
@@ -659,7 +774,12 @@ def main(argv: list[str] | None = None) -> int:
         bot_db.upgrade(db_url, runtime_role=pg.ensure_runtime_role())
         sandbox = Sandbox()
         cfg = tmp / "golive.toml"
-        cfg.write_text(BASE_CONFIG, encoding="utf-8")
+        config = BASE_CONFIG
+        if args.background_load and args.open_rates:
+            config = sandbox.call("load_setup", {
+                "tmp": str(tmp), "admin_url": ADMIN_URL, "db_url": db_url, "base": BASE_CONFIG,
+                "step_timeout_s": int(args.open_warmup_seconds + args.open_seconds + 120)})
+        cfg.write_text(config, encoding="utf-8")
         env = {**os.environ, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
                "SLACK_API_URL": sandbox.api_url, "DATABASE_URL": pg.runtime_url(db_url),
                "GOLIVE_MIGRATIONS_DATABASE_URL": db_url, "GOLIVE_AUDIT_KEY": pg.TEST_AUDIT_KEY,
@@ -693,10 +813,12 @@ def main(argv: list[str] | None = None) -> int:
         golives = (golive, golive_si)
         for srv in servers:
             srv.wait_ready()
+        sandbox.call("bot_url", f"{golive.url}/slack/events")  # the load's commands and clicks
         order = [bare] + ([bare_lazy] if bare_lazy else []) + [golive]
 
         rounds: list[dict[str, Any]] = []
         golive_sent = 0
+        load_commands = 0  # the background load's own slash commands (one audit row each)
         for r in range(args.rounds):
             for srv in order:
                 res = run_round(srv, sandbox, warmup=args.warmup, requests=args.requests,
@@ -724,9 +846,13 @@ def main(argv: list[str] | None = None) -> int:
         for rate in args.open_rates:
             for r in range(args.open_rounds):
                 for srv in [x for x in (bare, golive, golive_si) if x is not None]:
+                    with_load = args.background_load and srv is golive
                     res = run_open_round(srv, sandbox, rate=rate, seconds=args.open_seconds,
                                          warmup_seconds=args.open_warmup_seconds,
-                                         preopen=args.concurrency, replies=srv in golives)
+                                         preopen=args.concurrency, replies=srv in golives,
+                                         load_db=db_url if with_load else None)
+                    if with_load:
+                        load_commands = res["background_load"]["ended"]["commands_sent"]
                     res["round"] = r + 1
                     res["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
                     if srv in golives:
@@ -734,15 +860,22 @@ def main(argv: list[str] | None = None) -> int:
                         # answering" ack, HTTP 200 with a body, is not).
                         golive_sent += sum(v for st in (res["warmup_statuses"], res["statuses"])
                                            for k, v in st.items() if k == "200")
-                        n, drain = wait_drained(db_url, golive_sent, timeout=args.drain_timeout)
+                        n, _ = wait_drained(db_url, golive_sent + load_commands,
+                                            timeout=args.drain_timeout)
+                        # From the last counted ack (the load's end sits in between).
+                        drain = time.monotonic() - res["_acked_at"]
                         res["lazy_drain_s_after_last_ack"] = drain
+                        if with_load:
+                            res["background_load"]["settled"] = sandbox.call("load_settle")
                         res["audit_rows_after_round"] = n
                         time.sleep(0.5)  # the reply is posted after the audit row commits
                         res["reply"] = reply_latency(sandbox, res)
                     else:
                         time.sleep(1.0)
+                    res.pop("_acked_at")
                     open_rounds.append(res)
                     reply = res.get("reply") or {}
+                    bl = res.get("background_load")
                     print(f"open {rate:g}/s round {r + 1} {srv.name:7s} p50 {res['p50_ms']:7.2f}"
                           f"  p90 {res['p90_ms']:7.2f}  p99 {res['p99_ms']:7.2f}  max "
                           f"{res['max_ms']:7.2f} ms  send lag p99 "
@@ -751,11 +884,16 @@ def main(argv: list[str] | None = None) -> int:
                           + (f"  drain {res['lazy_drain_s_after_last_ack']:.2f}s  reply p50 "
                              f"{reply.get('p50_ms', float('nan')):.0f} p99 "
                              f"{reply.get('p99_ms', float('nan')):.0f} ms"
-                             f" missing {reply.get('missing')}" if srv in golives else ""),
+                             f" missing {reply.get('missing')}" if srv in golives else "")
+                          + (f"  load: {bl['progress_updates']} progress updates, "
+                             f"{bl['watch_measurements']} watch measurements, "
+                             f"{bl['watch_message_updates']} watch message updates in "
+                             f"{bl['counted_window_s']:.1f}s" if bl else ""),
                           flush=True)
 
         time.sleep(1.0)  # let the last response_url posts land
         checks = {"golive_requests_sent": golive_sent,
+                  "background_load_commands_sent": load_commands,
                   "audit_command_rows": audit_commands(db_url),
                   "sandbox": sandbox.stats(),
                   "golive_log_problems": golive.log_problems()[:20],
@@ -821,15 +959,8 @@ def main(argv: list[str] | None = None) -> int:
                        "concurrency": args.concurrency, "rounds_per_server": args.rounds,
                        "order": [f"{x['server']}#{x['round']}" for x in rounds],
                        "command": "/golive status",
-                       # Issue 13 asks for a deploy streaming progress and five watches at 1 s
-                       # meanwhile; this script does not start them.
-                       "background_load": "none besides the commands' own lazy halves (audit "
-                                          "row, status view, response_url post): no deploy "
-                                          "streams progress and no watch runs (issue 13's "
-                                          "deploy + five watches at 1 s are not built into "
-                                          "this script); the golive processes run with "
-                                          "worker and watches on but with no run and no "
-                                          "[watches] config",
+                       "background_load": background_load_text(args.background_load
+                                                               and bool(args.open_rates)),
                        "client": ("minimal asyncio HTTP/1.1 keep-alive client (RawHTTP)"
                                   if args.client == "raw" else
                                   "httpx.AsyncClient, max_connections=C"),
@@ -852,6 +983,7 @@ def main(argv: list[str] | None = None) -> int:
                                               "response_url post reaches the sandbox"},
                           "rounds": open_rounds, "median": open_summary},
             "checks": {**checks, "golive_counted_acks_200_empty": ok_acks},
+            "background_load": load_summary(open_rounds, args.background_load),
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -886,6 +1018,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  A/B golive_si (switchinterval {si['switchinterval_s']} s): p50/p99 "
                       f"{om['golive_si']['p50_ms']:.2f}/{om['golive_si']['p99_ms']:.2f} ms, "
                       f"ratio p99 {si['p99']:.2f}x")
+        bl = result["background_load"]
+        if bl["enabled"]:
+            print(f"background load (golive open-loop rounds, {bl['counted_seconds']} s counted):"
+                  f" {bl['progress_updates']} progress updates, {bl['watch_measurements']} "
+                  f"watch measurements, {bl['watch_message_updates']} watch message updates")
         print(f"checks: {json.dumps(checks, indent=1)}")
         print(f"wrote {args.out}")
         return 0
