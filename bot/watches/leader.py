@@ -134,6 +134,7 @@ class Leader:
         was = self._conn is not None
         with self._write_lock:
             self._drop()
-        if was:
-            log.warning("watches: this process no longer leads")
+        if was:  # on the way out (stop) that is the plan, not news
+            (log.info if self._stop.is_set() else log.warning)(
+                "watches: this process no longer leads")
             self.on_lost()
