@@ -19,12 +19,18 @@ REPLAY = [f"{INGRESS}::test_a_replayed_finish_cannot_close_the_next_run",
           f"{INGRESS}::test_a_replay_to_another_replica_is_refused_too"]
 SECRETS = "tests/scenario/test_secrets.py"
 OUTBOX = ["tests/unit/test_outbox_touch.py", "tests/integration/test_outbox.py"]
+RESUME = "tests/scenario/test_rollback_resume.py"
+OUTSIDE_ROLLBACK = "tests/scenario/test_outside_rollback.py"
+OUTSIDE_POLICY = "tests/scenario/test_outside_policy.py"
 
-WORKER = "bot/engine/worker.py"
+WORKER = "bot/engine/worker.py"  # the reaper and what a failure holds
+CLAIM = "bot/engine/claim.py"  # the claim (split out of the worker)
 REPO = "bot/store/repo.py"
 CORE = "bot/store/migrations/versions/0001_core.py"
 EXACTLY_ONCE = "bot/store/migrations/versions/0004_exactly_once.py"
 REQUESTS = "bot/engine/requests.py"
+RB_REQUESTS = "bot/engine/rollback_requests.py"
+RECOVERY = "bot/engine/recovery.py"
 RULE = "bot/approvals.py"
 
 CLAIM_READ = ('" LIMIT %s FOR UPDATE SKIP LOCKED", (limit,)', '" LIMIT %s", (limit,)')
@@ -41,7 +47,7 @@ MUTATIONS: list[dict] = [
     # ------------------------------------------------------------ the cases issue 7 lists
     {"name": "claim-without-row-lock-and-cas",
      "issue": "the worker's claim without its row lock and without the compare-and-set on queued",
-     "edits": [(REPO, *CLAIM_READ), (WORKER, *CLAIM_CAS)],
+     "edits": [(REPO, *CLAIM_READ), (CLAIM, *CLAIM_CAS)],
      "tests": [LAYERS]},
     {"name": "index-one-running-step-per-run",
      "issue": "the 'one running step per run' index made non-unique",
@@ -59,8 +65,8 @@ MUTATIONS: list[dict] = [
      "tests": [LAYERS]},
     {"name": "worker-without-advisory-lock",
      "issue": "the worker's advisory lock removed",
-     "edits": [(WORKER, 'conn.execute("SELECT pg_advisory_lock(%s, %s)",\n'
-                        '                                     (repo.LOCK_NS, exe["id"]))',
+     "edits": [(CLAIM, 'conn.execute("SELECT pg_advisory_lock(%s, %s)",\n'
+                       '                                     (repo.LOCK_NS, exe["id"]))',
                 "pass")],
      "tests": [LAYERS]},
     {"name": "reaper-ignores-advisory-lock",
@@ -116,7 +122,7 @@ MUTATIONS: list[dict] = [
      "tests": [WHO_MAY]},
     {"name": "queued-step-after-failure-further-up",
      "issue": "a queued step whose requirement failed further up",
-     "edits": [(WORKER, 'failed = repo.failure_since(conn, run_id=exe["run_id"], '
+     "edits": [(CLAIM, 'failed = repo.failure_since(conn, run_id=exe["run_id"], '
                         'since=exe["queued_at"])', "failed = None")],
      "tests": [LAYERS]},
     # ------------------------------------------------------------ each layer of the claim alone
@@ -126,7 +132,7 @@ MUTATIONS: list[dict] = [
      "tests": [LAYERS]},
     {"name": "claim-without-cas",
      "issue": "extra: the claim's compare-and-set on queued alone removed",
-     "edits": [(WORKER, *CLAIM_CAS)],
+     "edits": [(CLAIM, *CLAIM_CAS)],
      "tests": [LAYERS]},
     {"name": "index-one-live-attempt-per-step",
      "issue": "extra: the 'one live attempt per step' index made non-unique",
@@ -229,4 +235,59 @@ MUTATIONS: list[dict] = [
      "tests": [AUDIT]},
     {"name": "audit-verify-ignores-head", "issue": "extra: audit verify ignores the kept head",
      "edits": [("bot/audit.py", "elif prev[1] != head:", "elif False:")], "tests": [AUDIT]},
+    # ------------------------------------------------------------ a stopped rollback
+    {"name": "rollback-resume-reruns-done-steps",
+     "issue": "extra: resuming a stopped rollback queues the whole plan again, re-running the "
+              "steps that already succeeded",
+     "edits": [(RB_REQUESTS, "return plan[ids.index(frm):] if frm in ids else plan",
+                "return plan")],
+     "tests": [f"{RESUME}::test_retry_resumes_at_the_failed_step_after_approval_without_"
+               "rerunning_the_done_ones"]},
+    {"name": "rollback-mark-done-one-person",
+     "issue": "extra: Mark done of a failed rollback step takes effect without a second approver",
+     "edits": [(RECOVERY, "if not (step.gated or (rollback and self.deps.rollback_gated)):",
+                "if not step.gated:")],
+     "tests": [f"{RESUME}::test_a_failed_step_stops_the_rollback_and_mark_done_by_two_people_"
+               "continues_it"]},
+    {"name": "rollback-stops-here-always",
+     "issue": "extra: the _stops_here check removed: Retry and Mark done on an old run's "
+              "timeline act on it (or on the new run)",
+     "edits": [(RB_REQUESTS, 'return stopped is not None and stopped["exe"]["id"] == exe["id"]',
+                "return True"),
+               _off(RB_REQUESTS, 'run is None or run["id"] != exe["run_id"]')],
+     "tests": [OUTSIDE_ROLLBACK]},
+    {"name": "rollback-resume-approval-outlives-its-stop",
+     "issue": "extra: a resume approved after the rollback's stopping point moved still queues "
+              "(the approval is no longer void, and the queue no longer re-checks the stop)",
+     "edits": [(RB_REQUESTS, 'return a["params_hash"] if stopped and stopped["at"].id == frm '
+                             'else',
+                'return a["params_hash"] if True else'),
+               _off(RB_REQUESTS, 'stopped is None or stopped["at"].id != frm')],
+     "tests": [RESUME, OUTSIDE_ROLLBACK]},
+    {"name": "break-glass-invisible-reason",
+     "issue": "extra: break-glass accepts a reason made of invisible characters",
+     "edits": [("bot/engine/rollback.py", "break_glass_allowed(named, _readable(reason), config,",
+                "break_glass_allowed(named, reason, config,")],
+     "tests": [f"{OUTSIDE_POLICY}::test_break_glass_needs_a_reason_a_person_can_read"]},
+    {"name": "break-glass-short-reason",
+     "issue": "extra: break-glass accepts a reason shorter than min_reason_chars",
+     "edits": [_off("runbook/break_glass.py", "len(text) < config.min_reason_chars")],
+     "tests": ["tests/unit/test_break_glass.py"]},
+    # ------------------------------------------------------------ what reaches Slack
+    {"name": "post-bucket-unlimited-burst",
+     "issue": "extra: the per-channel post bucket allows an unlimited burst of new messages",
+     "edits": [("bot/outbox/pacing.py", "self.burst = max(1, burst)", "self.burst = 10**9")],
+     "tests": ["tests/integration/test_outbox.py::test_new_cards_go_out_in_a_burst_then_one_"
+               "per_second"]},
+    {"name": "reject-reason-unescaped",
+     "issue": "extra: a reject reason is echoed unescaped (a typed <!channel> pings)",
+     "edits": [(RULE, 'reason = click.reason.strip().replace("&", "&amp;").replace("<", "&lt;")'
+                      '.replace(">", "&gt;")', "reason = click.reason.strip()")],
+     "tests": [APPROVALS]},
+    {"name": "canary-reason-unescaped",
+     "issue": "extra: a canary NO-GO reason or note is shown unescaped (a typed <!channel> "
+              "pings)",
+     "edits": [("bot/canary/cards.py", "    out = esc(text)\n", "    out = text\n")],
+     "tests": ["tests/scenario/test_outside_canary.py::test_a_no_go_reason_never_pings_the_"
+               "channel"]},
 ]

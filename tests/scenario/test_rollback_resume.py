@@ -123,3 +123,42 @@ def test_a_break_glass_rollback_runs_to_the_end_on_one_persons_approval(clean_db
     finally:
         bot.stop()
     assert not toy.flag.exists(), "the plan ran to its end: traffic open again"
+
+
+def test_a_resume_approved_after_the_stopped_step_was_marked_done_is_void(clean_db, tmp_path,
+                                                                          toy):
+    bot = run_rollback(clean_db, tmp_path, toy, with_revert=True)
+    try:
+        timeline = stopped_timeline(bot)
+        after = bot.seq()
+        bot.sandbox.click("alice", timeline, action_id=Action.RETRY)
+        assert "at `rb-revert-deploy`" in text_of(
+            bot.replies_to("alice", after=after, contains="Resuming"))
+        resume = card_for(bot, "Rollback requested", after)
+
+        # Before anyone approves the resume, the revert is marked done (two people) instead:
+        # the rollback goes on after it and completes, so it no longer stops at the revert.
+        mark = bot.seq()
+        mark_done_as(bot, "alice", timeline, "reverted by hand: compose up on v1")
+        card = bot.workspace.wait_for_message(
+            "C_CUTOVER", contains="as done", after_seq=mark,
+            predicate=lambda m: m.ephemeral_to is None)
+        bot.sandbox.click("bob", card, action_id=Action.APPROVE)
+        bot.card_showing(timeline, "Rollback of run #1: completed")
+
+        mark = bot.seq()
+        bot.sandbox.click("carol", resume, action_id=Action.APPROVE)
+        reply = text_of(bot.replies_to("carol", after=mark))
+        assert "changed since it was requested; this request is void" in reply, reply
+        assert rows(clean_db, ATTEMPTS) == [
+            ("rb-maintenance-off", 2, "succeeded"), ("rb-maintenance-on", 1, "succeeded"),
+            ("rb-revert-deploy", 1, "succeeded")], "the old resume queued nothing"
+        closed = bot.card_showing(resume, "Rollback requested — void")
+        assert "Approve" not in str(closed.blocks), "a void request offers no buttons"
+    finally:
+        bot.stop()
+    assert not toy.flag.exists(), "traffic is open: the plan ran on after the revert"
+    assert rows(clean_db, "SELECT status FROM approvals WHERE step_id = 'rollback' "
+                          "ORDER BY id") == [("approved",), ("void",)]
+    assert rows(clean_db, "SELECT count(*) FROM audit_log WHERE action = 'rollback.resumed'"
+                ) == [(0,)]
