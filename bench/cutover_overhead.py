@@ -42,19 +42,21 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "cutover_overhead.json"
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for p in (ROOT, ROOT / "bench"):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
 os.chdir(ROOT)  # the bot's deployer runs compose with cwd=Path.cwd()
 
 import httpx
 import psycopg
+from common import git_fields, git_state, header, write_results
 
 from tests.integration.conftest import (
     PAYBOX,
@@ -256,12 +258,16 @@ class Stack:
                 "foreign_containers_before": foreign_containers(self.pb.project)}
 
     def verify_v2(self) -> dict[str, Any]:
+        return self.verify("v2", "0002_payout_idempotency")
+
+    def verify(self, tag: str, want_schema: str) -> dict[str, Any]:
+        """paybox/app:``tag`` runs, the ledger is at ``want_schema``, the public health is 200."""
         running = self.pb.running_image("app")
         schema = self.pb.alembic_revision()
         status, _ = self.pb.http("GET", f"http://127.0.0.1:{self.pb.edge_port}/api/health")
-        ok = (running["image"].endswith("paybox/app:v2")
-              and running["revision"] == self.revisions["v2"]
-              and schema == "0002_payout_idempotency" and status == 200)
+        ok = (running["image"].endswith(f"paybox/app:{tag}")
+              and running["revision"] == self.revisions[tag]
+              and schema == want_schema and status == 200)
         if not ok:
             raise AssertionError(f"end state wrong: {running} schema={schema} public={status}")
         return {"image": running["image"], "revision": running["revision"][:12],
@@ -656,13 +662,7 @@ def main() -> int:
     started = time.monotonic()
     # The bot's modules were imported when this script started: record that commit, not HEAD
     # at the end (the repo may move while the benchmark runs).
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, check=False,
-                            capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, check=False,
-                           capture_output=True, text=True).stdout.splitlines()
-    if os.environ.get("GOLIVE_BENCH_COMMIT"):  # an exported tree (see bench/README.md)
-        commit = os.environ["GOLIVE_BENCH_COMMIT"]
-        dirty = [f for f in os.environ.get("GOLIVE_BENCH_DIRTY", "").split(",") if f]
+    commit, dirty = git_state()
     server = docker_up()
     # Import what both sides use before anything is timed.
     import docker  # noqa: F401
@@ -691,15 +691,10 @@ def main() -> int:
                 log(f"iteration {i + 1}/{n} {kind}: {res['total_s']:.2f}s")
     summary = summarize(bots, directs)
     out = {
-        "benchmark": "cutover_overhead",
-        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"nproc": os.cpu_count(), "platform": platform.platform(),
-                    "docker_server": server},
+        **header("cutover_overhead", docker_server=server),
         "versions": versions(),
         "git": commit + (" + uncommitted changes" if dirty else ""),
-        "git_commit": commit,
-        "git_dirty": bool(dirty),
-        "git_dirty_files": dirty,
+        **git_fields(commit, dirty),
         "iterations": n,
         "order": "bot, direct, bot, direct, ...",
         "method": {
@@ -716,8 +711,7 @@ def main() -> int:
         "direct_runs": directs,
         "wall_seconds": round(time.monotonic() - started, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2, default=str) + "\n")
+    write_results(args.out, out)
     print_summary(summary)
     log(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out} "
         f"({out['wall_seconds']} s)")

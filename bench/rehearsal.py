@@ -16,19 +16,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-import psutil
-
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "bench") not in sys.path:
+    sys.path.insert(0, str(ROOT / "bench"))
+
+import psutil
+from common import git_fields, git_state, header, write_results
+
 RESULTS = ROOT / "bench" / "results" / "rehearsal.json"
 TARGET_S = 300.0
 
@@ -86,24 +88,13 @@ def one_run(rollback: bool) -> dict:
             "loadavg": [round(x, 2) for x in os.getloadavg()]}
 
 
-def git() -> tuple[str, list[str]]:
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, check=False,
-                            capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, check=False,
-                           capture_output=True, text=True).stdout.splitlines()
-    if os.environ.get("GOLIVE_BENCH_COMMIT"):  # an exported tree (see bench/README.md)
-        commit = os.environ["GOLIVE_BENCH_COMMIT"]
-        dirty = [f for f in os.environ.get("GOLIVE_BENCH_DIRTY", "").split(",") if f]
-    return commit, dirty
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--no-rollback", action="store_true")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
-    commit, dirty = git()
+    commit, dirty = git_state()
     runs = []
     for i in range(max(1, args.runs)):
         res = one_run(not args.no_rollback)
@@ -124,15 +115,12 @@ def main() -> int:
                            for p in phases},
         "peak_rss_main_mib": max((r["peak_rss_main_mib"] for r in runs), default=None),
         "peak_rss_tree_mib": max((r["peak_rss_tree_mib"] for r in runs), default=None)}
-    out = {"benchmark": "rehearsal", "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-           "machine": {"nproc": os.cpu_count(), "platform": platform.platform()},
-           "git_commit": commit, "git_dirty": bool(dirty), "git_dirty_files": dirty,
+    out = {**header("rehearsal"), **git_fields(commit, dirty),
            "method": "`golive rehearse" + ("" if args.no_rollback else " --with-rollback")
                      + "` as a subprocess, embedded PostgreSQL, its own sample stack; wall "
                      "time launch -> exit (set-up and tear-down included); RSS sampled at 5 Hz",
            "summary": summary, "runs": runs}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    write_results(args.out, out)
     print(json.dumps(summary, indent=2))
     return 0 if ok and len(ok) == len(runs) else 1
 

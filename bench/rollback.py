@@ -22,15 +22,12 @@ What it does (everything on 127.0.0.1, everything started here is stopped here):
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +38,7 @@ for p in (ROOT, ROOT / "bench"):
         sys.path.insert(0, str(p))
 
 import psycopg
+from common import git_fields, git_state, header, write_results
 from cutover_overhead import Stack, docker_up, log, versions
 
 from bot.ids import Action
@@ -110,18 +108,6 @@ def one_rollback(stack: Stack, tmp: Path) -> dict[str, Any]:
             "shares": {k: round(v / total, 3) for k, v in parts.items()}}
 
 
-def verify_v1(stack: Stack) -> dict[str, Any]:
-    running = stack.pb.running_image("app")
-    schema = stack.pb.alembic_revision()
-    status, _ = stack.pb.http("GET", f"http://127.0.0.1:{stack.pb.edge_port}/api/health")
-    ok = (running["image"].endswith("paybox/app:v1")
-          and running["revision"] == stack.revisions["v1"]
-          and schema == "0001_ledger" and status == 200)
-    if not ok:
-        raise AssertionError(f"end state wrong: {running} schema={schema} public={status}")
-    return {"image": running["image"], "schema": schema, "public_health": status}
-
-
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     def med(key: str, sub: str | None = None) -> float:
         xs = [r[sub][key] if sub else r[key] for r in runs]
@@ -146,13 +132,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     started = time.monotonic()
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, check=False,
-                            capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, check=False,
-                           capture_output=True, text=True).stdout.splitlines()
-    if os.environ.get("GOLIVE_BENCH_COMMIT"):  # an exported tree (see bench/README.md)
-        commit = os.environ["GOLIVE_BENCH_COMMIT"]
-        dirty = [f for f in os.environ.get("GOLIVE_BENCH_DIRTY", "").split(",") if f]
+    commit, dirty = git_state()
     server = docker_up()
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="golive-bench-rb-") as tmpd, Stack() as stack:
@@ -161,25 +141,21 @@ def main() -> int:
             tmp = Path(tmpd) / f"it{i}"
             tmp.mkdir()
             res = one_rollback(stack, tmp)
-            res.update(iteration=i + 1, end_state=verify_v1(stack),
+            res.update(iteration=i + 1, end_state=stack.verify("v1", "0001_ledger"),
                        loadavg=[round(x, 2) for x in os.getloadavg()])
             runs.append(res)
             log(f"iteration {i + 1}: rollback {res['total_s']:.1f}s "
                 f"(timeline seen at {res['timeline_seen_s']:.1f}s)")
     summary = summarize(runs)
-    out = {"benchmark": "rollback",
-           "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-           "machine": {"nproc": os.cpu_count(), "platform": platform.platform(),
-                       "docker_server": server},
+    out = {**header("rollback", docker_server=server),
            "versions": versions(),
-           "git_commit": commit, "git_dirty": bool(dirty), "git_dirty_files": dirty,
+           **git_fields(commit, dirty),
            "method": "full cutover v1->v2 through the bot (untimed), then `/golive rollback` "
                      "from #incident + bob's approval -> rb-traffic-open finished (the bot's "
                      "timestamps); strategy downgrade",
            "summary": summary, "runs": runs,
            "wall_seconds": round(time.monotonic() - started, 1)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2, default=str) + "\n")
+    write_results(args.out, out)
     log(f"median {summary['median_total_s']}s (target < {TARGET_S}s); container work "
         f"{summary['container_work_s']}s, bot {summary['bot_overhead_s']}s; shares "
         f"{summary['median_shares']}")

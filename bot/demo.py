@@ -21,9 +21,13 @@ from typing import Any
 
 from bot import demo_db
 
-DEMO_CONFIG = """\
-# Written by `golive demo`: the sandbox workspace's channels and people.
-environment = "demo"
+
+def people_toml(note: str, environment: str, group_cache_seconds: int) -> str:
+    """The sandbox workspace's channels, approvers and operators (`golive demo` and `golive
+    rehearse` both write it), under a ``# Written by ...`` line saying ``note``."""
+    return f"""\
+# Written by {note}
+environment = "{environment}"
 
 [channels]
 cutover = "C_CUTOVER"
@@ -32,15 +36,16 @@ incident = ["C_INCIDENT"]
 [approvers]
 # alice requests; bob and carol (user group @golive-approvers) approve.
 users = []
-groups = { approvers = "S_APPROVERS" }
+groups = {{ approvers = "S_APPROVERS" }}
 expiry_minutes = 15
-group_cache_seconds = 30
+group_cache_seconds = {group_cache_seconds}
 
 [operators]
 # Who may start and finish a run and request steps: alice, and the approvers.
 users = ["U_ALICE"]
 groups = ["S_APPROVERS"]
 """
+
 
 BANNER = """\
 golive demo — a rehearsal cutover in a local Slack sandbox (no Slack workspace needed).
@@ -188,7 +193,8 @@ def demo_config(root: Path, github_url: str) -> str:
     from bot.rehearse.sample import SampleStack, preflight_toml, target_toml, watches_toml
 
     stack = SampleStack.from_env()  # up.sh's PAYBOX_* variables move it, as they move up.sh
-    return (DEMO_CONFIG + target_toml(stack) + preflight_toml(stack, github_url=github_url,
+    head = people_toml("`golive demo`: the sandbox workspace's channels and people.", "demo", 30)
+    return (head + target_toml(stack) + preflight_toml(stack, github_url=github_url,
                                                               work=root) + watches_toml())
 
 

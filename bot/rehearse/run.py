@@ -23,24 +23,6 @@ from bot.rehearse.sample import FakeGitHub, preflight_toml, revisions, target_to
 from bot.rehearse.timeline import PhaseFailed, Timeline
 
 DATABASE = "golive_rehearse"
-HEAD = """\
-# Written by `golive rehearse`: the sandbox's people and the rehearsal's own sample stack.
-environment = "rehearsal"
-
-[channels]
-cutover = "C_CUTOVER"
-incident = ["C_INCIDENT"]
-
-[approvers]
-users = []
-groups = { approvers = "S_APPROVERS" }
-expiry_minutes = 15
-group_cache_seconds = 0
-
-[operators]
-users = ["U_ALICE"]
-groups = ["S_APPROVERS"]
-"""
 
 
 class Rehearsal:
@@ -64,7 +46,11 @@ class Rehearsal:
         assert self.github is not None
         work = self.root / self.stack.project
         work.mkdir(parents=True, exist_ok=True)
-        return (HEAD + target_toml(self.stack)
+        from bot.demo import people_toml
+
+        head = people_toml("`golive rehearse`: the sandbox's people and the rehearsal's own "
+                           "sample stack.", "rehearsal", 0)
+        return (head + target_toml(self.stack)
                 + preflight_toml(self.stack, github_url=self.github.url, work=work)
                 + watches_toml(interval_s=2, canary_account=f"canary-{self.stack.project[-8:]}",
                                signers=tuple(f"U_{n.upper()}" for n in SIGNERS)))

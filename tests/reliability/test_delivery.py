@@ -15,9 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg.rows import dict_row
 
 from bot.ids import Action
 from bot.sandbox import SandboxServer
@@ -25,6 +23,8 @@ from bot.sandbox.faults import Fault
 from bot.sandbox.limits import pacing_problems
 from bot.sandbox.workspace import Message, Workspace
 from tests.support.harness import text_of
+from tests.support.pg import rows
+from tests.support.poll import wait_until as until
 
 pytestmark = pytest.mark.slow
 
@@ -36,23 +36,6 @@ NO_RUN = "No cutover run is active"
 
 
 # ------------------------------------------------------------------ helpers
-def until(what: str, fn: Callable[[], Any], timeout: float = 20.0) -> Any:
-    """Poll ``fn`` (the database has no change notification to wait on) until truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = fn()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:g}s")
-        threading.Event().wait(0.05)
-
-
-def rows(db: str, sql: str, *args: Any) -> list[dict]:
-    with psycopg.connect(db, row_factory=dict_row, autocommit=True) as conn:
-        return conn.execute(sql, args).fetchall()
-
-
 def command(sandbox: SandboxServer, user: str, text: str, timeout: float = 15.0) -> str:
     """`/golive text` as ``user``; the answer they see."""
     ws = sandbox.workspace

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from bot.ids import Action
 from tests.scenario.test_interrupted import interrupted_notice, leave_running, mark_done_as
@@ -19,15 +21,25 @@ def finish_and_start_again(bot) -> None:
     assert "run #2" in answer(bot, "alice", "start v3")
 
 
-def test_mark_done_on_an_old_runs_timeline_does_not_continue_its_rollback(
-        clean_db, tmp_path, toy):
+@contextmanager
+def stopped_rollback(clean_db, tmp_path, toy, *, move_on: bool = False) -> Iterator:
+    """A bot whose rollback stopped at the failed revert, and that rollback's timeline (with
+    ``move_on``, after run #1 was closed and run #2 opened); the bot stops on the way out."""
     bot = run_rollback(clean_db, tmp_path, toy, with_revert=True)
     try:
         timeline = stopped_timeline(bot)
-        finish_and_start_again(bot)
+        if move_on:
+            finish_and_start_again(bot)
+        yield bot, timeline
+    finally:
+        bot.stop()
+
+
+def test_mark_done_on_an_old_runs_timeline_does_not_continue_its_rollback(
+        clean_db, tmp_path, toy):
+    with stopped_rollback(clean_db, tmp_path, toy, move_on=True) as (bot, timeline):
         after = bot.seq()
         mark_done_as(bot, "alice", timeline, "reverted by hand")
-        reply = bot.replies_to("alice", after=after, timeout=10)
         reply = bot.replies_to("alice", after=after, timeout=10)
         if "two-person decision" in reply.text:  # asked: a second person approving the
             # card must still not continue the old run's plan
@@ -40,8 +52,6 @@ def test_mark_done_on_an_old_runs_timeline_does_not_continue_its_rollback(
             bot.workspace.wait_for(lambda: not rows(
                 clean_db, "SELECT 1 FROM step_executions WHERE state IN ('queued', 'running')"),
                 20)
-    finally:
-        bot.stop()
     queued = rows(clean_db, "SELECT step_id, state FROM step_executions WHERE run_id = 1 "
                             "AND state IN ('queued', 'running', 'succeeded') "
                             "AND step_id = 'rb-maintenance-off'")
@@ -52,15 +62,10 @@ def test_mark_done_on_an_old_runs_timeline_does_not_continue_its_rollback(
 
 def test_retry_on_an_old_runs_timeline_does_not_ask_to_roll_back_the_new_run(
         clean_db, tmp_path, toy):
-    bot = run_rollback(clean_db, tmp_path, toy, with_revert=True)
-    try:
-        timeline = stopped_timeline(bot)
-        finish_and_start_again(bot)
+    with stopped_rollback(clean_db, tmp_path, toy, move_on=True) as (bot, timeline):
         after = bot.seq()
         bot.sandbox.click("alice", timeline, action_id=Action.RETRY)
         reply = bot.replies_to("alice", after=after, timeout=10).text
-    finally:
-        bot.stop()
     asked = rows(clean_db, "SELECT run_id, action FROM approvals WHERE run_id = 2")
     assert asked == [], f"Retry on run #1's timeline asked for {asked} ({reply!r})"
 
@@ -85,21 +90,15 @@ def test_an_interrupted_notice_of_a_closed_run_changes_nothing(toybot, clean_db)
 
 def test_a_run_whose_rollback_stopped_part_way_is_not_closed_as_rolled_back(
         clean_db, tmp_path, toy):
-    bot = run_rollback(clean_db, tmp_path, toy, with_revert=True)
-    try:
-        stopped_timeline(bot)
+    with stopped_rollback(clean_db, tmp_path, toy) as (bot, _):
         closed = answer(bot, "alice", "finish")
-    finally:
-        bot.stop()
     assert "rolled back" not in closed, f"the revert failed, maintenance is on: {closed}"
     assert rows(clean_db, "SELECT status FROM runs") != [("rolled_back",)]
 
 
 def test_double_retry_and_two_approvers_at_once_resume_the_rollback_once(
         clean_db, tmp_path, toy):
-    bot = run_rollback(clean_db, tmp_path, toy, with_revert=True)
-    try:
-        timeline = stopped_timeline(bot)
+    with stopped_rollback(clean_db, tmp_path, toy) as (bot, timeline):
         after = bot.seq()
         clicks = [threading.Thread(target=bot.sandbox.click, args=("alice", timeline),
                                    kwargs={"action_id": Action.RETRY}) for _ in range(2)]
@@ -119,8 +118,6 @@ def test_double_retry_and_two_approvers_at_once_resume_the_rollback_once(
         bot.workspace.wait_for(lambda: rows(
             clean_db, "SELECT 1 FROM step_executions WHERE step_id = 'rb-revert-deploy' "
                       "AND attempt = 2 AND state = 'failed'"), 20)
-    finally:
-        bot.stop()
     assert rows(clean_db, "SELECT count(*) FROM approvals WHERE action = 'Resume rollback'") \
         == [(1,)], "a double click asked twice"
     assert rows(clean_db, "SELECT count(*) FROM step_executions WHERE step_id = "

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import uuid
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from psycopg.rows import dict_row
 
 ADMIN_URL = os.environ.get("GOLIVE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")  # gw0, gw1... under pytest-xdist
@@ -84,6 +86,12 @@ def reset_state(url: str) -> None:
             if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0]:
                 conn.execute(f"TRUNCATE {table} RESTART IDENTITY")
         conn.execute("UPDATE audit_head SET last_id = 0, last_hash = repeat('0', 64)")
+
+
+def rows(db: str, sql: str, *args: Any) -> list[dict]:
+    """The rows of ``sql`` (with positional ``args``) as dicts, on a fresh autocommit connection."""
+    with psycopg.connect(db, row_factory=dict_row, autocommit=True) as conn:
+        return conn.execute(sql, args).fetchall()
 
 
 def wait_for_rows(url: str, sql: str, params=None, *, timeout: float = 10.0) -> list[tuple]:

@@ -14,21 +14,19 @@ database.
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from psycopg.rows import dict_row
-
 from bot.ids import Action
 from bot.sandbox import SandboxServer
 from bot.sandbox.blocks import iter_buttons
 from bot.sandbox.workspace import Message
 from tests.support.harness import BASE_CONFIG, text_of
+from tests.support.pg import rows
+from tests.support.poll import wait_until
 from tests.support.toy_target import ToyTarget
 
 CHANNEL = "C_CUTOVER"
@@ -187,11 +185,6 @@ backoff_max_s = 0.1
 
 
 # ------------------------------------------------------------------ reading the database
-def rows(db: str, sql: str, *args: Any) -> list[dict]:
-    with psycopg.connect(db, row_factory=dict_row, autocommit=True) as conn:
-        return conn.execute(sql, args).fetchall()
-
-
 def newest(db: str, step: str) -> dict | None:
     got = rows(db, "SELECT * FROM step_executions WHERE step_id = %s ORDER BY id DESC LIMIT 1",
                step)
@@ -207,18 +200,6 @@ def outcome(db: str) -> dict[str, Any]:
     return {"steps": [(r["step_id"], r["attempt"], r["state"]) for r in exes],
             "runs": [r["status"] for r in rows(db, "SELECT status FROM runs ORDER BY id")],
             "messages": [r["key"] for r in keys]}
-
-
-def wait_until(what: str, fn: Callable[[], Any], timeout: float = 20.0) -> Any:
-    """Poll ``fn`` (the database has no change notification to wait on) until truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = fn()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:g}s")
-        threading.Event().wait(0.05)
 
 
 # ------------------------------------------------------------------ the person

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +16,7 @@ import psycopg
 import pytest
 
 from tests.paybox.conftest import stack  # noqa: F401 - its paybox_stack is tests/conftest.py's
+from tests.support import poll
 from tests.support.paybox_env import PAYBOX, free_port
 from tests.support.pg import create_database, drop_database
 
@@ -33,14 +33,7 @@ CREATE TABLE transactions (id bigserial PRIMARY KEY, account_id text NOT NULL,
 
 def wait_until(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
     """Poll ``check`` until it returns something truthy; fail saying ``what`` never happened."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
+    return poll.wait_until(what, check, timeout)
 
 
 class Scripted:
