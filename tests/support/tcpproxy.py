@@ -40,7 +40,11 @@ class TcpProxy:
             except OSError:
                 client.close()
                 continue
-            with self._lock:
+            with self._lock:  # cut() clears _up before it takes the lock: no pair outlives it
+                if not self._up.is_set():
+                    for s in (client, server):
+                        s.close()
+                    continue
                 self._conns += [client, server]
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
