@@ -26,12 +26,13 @@ from __future__ import annotations
 import html
 import json
 import threading
-import time
 import uuid
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from tests.support.poll import wait_until
 
 CHANNEL = "C_CUTOVER"
 WATCHES = ("health", "webhooks", "error_budget", "payouts", "ledger")
@@ -196,14 +197,7 @@ def _key(m: Any) -> str:
 
 
 def _until(what: str, fn: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = fn()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"background load: {what} not within {timeout:g}s")
-        time.sleep(0.05)
+    return wait_until(f"background load: {what}", fn, timeout)
 
 
 class BackgroundLoad:

@@ -49,11 +49,7 @@ class BotProcess:
 
     def kill(self) -> None:
         """SIGKILL the whole process group: no cleanup code runs."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(10)
+        kill_group(self.proc)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -98,3 +94,12 @@ def stale_click(sandbox: SandboxServer, user_id: str, message: Message, action_i
         return httpx.post(bot_url, content=body, headers=headers, timeout=10)
     finally:
         sandbox.bot_url = saved
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL ``proc``'s whole process group (it leads one) and reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(10)

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from tests.support.harness import free_socket
+from tests.support.procs import kill_group
 
 _MODULES = ("bot.cli", "bot.server", "bot.runtime", "bot.app", "uvicorn", "slack_bolt",
             "psycopg", "apscheduler.schedulers.background", "runbook.steps")
@@ -85,11 +86,7 @@ class Zygote:
         return ForkedBot(pid, port, log)
 
     def stop(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(10)
+        kill_group(self.proc)
 
 
 def _alive(pid: int) -> bool:
