@@ -21,7 +21,7 @@ from typing import Any
 from slack_bolt import App
 from slack_bolt.authorization import AuthorizeResult
 
-from bot import policy
+from bot import approvals, policy
 from bot.canary.listeners import CANARY_TABLE, CanaryListeners
 from bot.engine import ROLLBACK, Actor, Engine, Refused
 from bot.ids import Action, Callback
@@ -78,11 +78,20 @@ class Listeners(CanaryListeners):
     # ------------------------------------------------------------ /golive
     def ack_command(self, ack: Callable[..., None], command: dict) -> None:
         try:
-            parse(field(command, "text") or "", self.commands)
+            cmd, inv = parse(field(command, "text") or "", self.commands)
         except UsageError as e:
             ack(**mask_payload({"response_type": "ephemeral", "text":
                                 f"{e.message}\n`/golive help` lists every subcommand and its "
                                 "usage."}, self.engine.deps.secrets))
+            return
+        if cmd.name == "help":  # pure and static: answered here, never waiting on anything
+            verdict = policy.decide(
+                action=policy.Action.HELP, actor=policy.ActorFacts(approvals.Actor(
+                    field(command, "user_id") or "")), channel=field(command, "channel_id") or "",
+                rules=self.rules)
+            body = as_body(cmd.handler(None, inv)) if verdict.allowed else {
+                "response_type": "ephemeral", "text": verdict.reason}
+            ack(**mask_payload(body, self.engine.deps.secrets))
             return
         ack()
 
@@ -109,18 +118,17 @@ class Listeners(CanaryListeners):
             return  # already answered in the ack
         action = policy.command_action(cmd.name, runbook_step=cmd.from_runbook)
         assert action is not None, f"/golive {cmd.name} has no policy action"
+        answered = action is policy.Action.HELP  # in the ack (ack_command): only record it
         if not self.allowed(action, user, channel, audit_text=text,
                             what=f"`/golive {cmd.name}`" if cmd.from_runbook else None,
-                            send=lambda why: respond(text=why, response_type="ephemeral")):
+                            send=lambda why: None if answered else respond(
+                                text=why, response_type="ephemeral")):
             return
         ctx = Context(engine=self.engine, user_id=user, channel=channel, config=self.config,
                       canary=self.canary)
         refusal: list[str] = []
-        reply = self.outcome_of(lambda: cmd.handler(ctx, inv), refused=refusal.append)
-        if action is policy.Action.HELP and reply is not None:
-            # Help changes nothing and needs no database: answer first, then record it.
-            respond(**as_body(reply))
-            reply = None
+        reply = None if answered else self.outcome_of(lambda: cmd.handler(ctx, inv),
+                                                      refused=refusal.append)
         if reply is not None and reply.text == DB_DOWN:
             # Nothing was done; waiting on the database again would only delay the answer.
             log.warning("command not audited (database down): %s by %s", text[:80], user)
@@ -228,15 +236,18 @@ TABLE: list[tuple[str, str | re.Pattern[str], str, str | None]] = [
     ("view", Callback.REJECT_REASON, "ack_reason", "reject_submitted"),
     ("view", Callback.MARK_DONE_REASON, "ack_reason", "mark_done_submitted"),
     *CANARY_TABLE,
-    # Anything else Slack sends (unknown actions, views): ack, never a 404 to Slack.
-    ("action", ANY, "just_ack", None),
-    ("view", ANY, "just_ack", None),
+    # Anything else Slack sends (unknown actions, views): ack, never a 404 to Slack; its
+    # inbox entry is done at once.
+    ("action", ANY, "just_ack", "settle"),
+    ("view", ANY, "just_ack", "settle"),
 ]
 
 
 def build_app(*, settings: Any, engine: Engine, client: Any, secrets: dict[str, str],
-              inbox: Inbox, canary: Any = None) -> App:
-    """The Bolt app for one process; nothing is created at import time."""
+              inbox: Inbox, canary: Any = None, lazy: bool = True) -> App:
+    """The Bolt app for one process; nothing is created at import time. ``lazy=False``: the
+    door's app (bot/server.py), which only acks; the work side's (bot/handoff.py) and Socket
+    Mode's run the lazy halves too."""
     def authorize(**_: Any) -> AuthorizeResult:
         # Single-workspace bot: no auth.test round trip on the request path.
         return AuthorizeResult(enterprise_id=None, team_id=None, bot_token=settings.bot_token,
@@ -253,10 +264,10 @@ def build_app(*, settings: Any, engine: Engine, client: Any, secrets: dict[str, 
                           operators=Directory(client, groups={g: g for g in ops.groups}),
                           operator_users=frozenset(ops.users), inbox=inbox)
     listeners.canary = canary  # bot.canary.room.CanaryRoom (None: /golive canary says so)
-    for kind, id_, ack, lazy in TABLE:
+    for kind, id_, ack, half in TABLE:
         register = getattr(app, kind)(id_)
         register(ack=getattr(listeners, ack),
-                 lazy=[getattr(listeners, lazy)] if lazy else [])
+                 lazy=[getattr(listeners, half)] if half and lazy else [])
 
     @app.error
     def on_error(error: Exception, body: Any) -> None:

@@ -80,17 +80,57 @@ def _logging(settings: Settings) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    import shutil
 
-    from bot.server import build_asgi, tune_gc
+    from bot.supervise import WorkProcess, share_metrics
 
+    # First: the door and its work process count into one place (bot/metrics.py).
+    metrics_dir = share_metrics() if args.work == "process" else None
+    settings = _settings()
+    _logging(settings)
+    # The work process starts while this one builds its own runtime: two cores, half the wait.
+    child = WorkProcess().start() if args.work == "process" else None
+    try:
+        import uvicorn
+
+        from bot.server import build_asgi, tune_gc
+
+        runtime = _runtime(settings)
+        port = args.port if args.port is not None else settings.env.port
+        tune_gc()  # this process only serves the bot: tune its collector for ack latency
+        # inline: this process does it all; none: a `golive work` elsewhere handles
+        asgi = build_asgi(runtime, work=False, work_status=child.status) if child else \
+            build_asgi(runtime, work=args.work == "inline")
+        uvicorn.run(asgi, host=args.host, port=port, log_level="warning", access_log=False)
+    finally:
+        if child is not None:
+            child.stop()
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+def cmd_work(args: argparse.Namespace) -> int:
+    """The work side without HTTP: the inbox's handler, the step worker, the outbox sender,
+    the watches and the canary (bot/supervise.py; `golive serve` starts one)."""
+    import signal
+    import threading
+
+    from bot.supervise import become_work_process, report_ready
+
+    become_work_process(args.parent)
     settings = _settings()
     _logging(settings)
     runtime = _runtime(settings)
-    port = args.port if args.port is not None else settings.env.port
-    tune_gc()  # this process only serves the bot: tune its collector for ack latency
-    uvicorn.run(build_asgi(runtime), host=args.host, port=port, log_level="warning",
-                access_log=False)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    runtime.start()
+    try:
+        report_ready(args.ready_fd)
+        stop.wait()
+    finally:
+        runtime.stop()
     return 0
 
 
@@ -226,7 +266,17 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="serve HTTP mode (/slack/events, /healthz, /metrics)")
     s.add_argument("--host", default="0.0.0.0")
     s.add_argument("--port", type=int, default=None, help="default: $PORT or 3000")
+    s.add_argument("--work", choices=["process", "inline", "none"], default="process",
+                   help="where requests are handled after their ack: a work process this one "
+                        "starts and watches (default), this process, or none (run `golive "
+                        "work` yourself)")
     s.set_defaults(fn=cmd_serve)
+
+    s = sub.add_parser("work", help="handle what `golive serve --work none` acked: steps, "
+                                    "replies, cards, watches (no HTTP)")
+    s.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
+    s.add_argument("--parent", type=int, default=None, help=argparse.SUPPRESS)
+    s.set_defaults(fn=cmd_work)
 
     s = sub.add_parser("socket", help="run in Socket Mode (needs SLACK_APP_TOKEN)")
     s.set_defaults(fn=cmd_socket)

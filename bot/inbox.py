@@ -1,7 +1,9 @@
 """The inbox: every acked request is handled once, in the order Slack sent it, even after a crash.
 
 The door (bot/server.py) writes each verified request to the ``inbox`` table before the ack,
-naming this process as its owner. The listener's lazy half then runs inside ``handle``:
+unclaimed (``owner = ''``), and wakes the handlers (``NOTIFY golive_inbox``). A handler
+(bot/handoff.py, in the work process) ``claim``s requests in the order they arrived, naming
+itself their owner, and hands each to the Bolt app, whose lazy half then runs inside ``handle``:
 
 - it waits (briefly) until every earlier request of the same channel is handled, so two
   commands sent 5 ms apart take effect in the order they were sent;
@@ -66,7 +68,7 @@ class Inbox:
         self._presence: psycopg.Connection | None = None
         self._presence_lock = threading.Lock()
         self._handled = threading.Condition()
-        self._active: set[int] = set()  # requests this process is handling now
+        self._active: set[int] = set()  # requests this process claimed and has not finished
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -114,6 +116,39 @@ class Inbox:
             if self._presence is not None:
                 self._presence.close()
                 self._presence = None
+
+    # ------------------------------------------------------------------ claiming
+    def claim(self, limit: int) -> list[dict]:
+        """Take up to ``limit`` unclaimed requests, oldest first, as this process's own. They
+        count as being handled from here on (``in_flight``), so a later request of the same
+        channel waits for them however long they queue here."""
+        if limit <= 0:
+            return []
+        self.ensure_presence()  # an owner must be alive, or a recovery would take them back
+        with self.db.transaction() as conn:
+            rows = conn.execute(
+                "UPDATE inbox SET owner = %s WHERE id IN (SELECT id FROM inbox WHERE"
+                " state = 'new' AND owner = '' ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
+                " RETURNING id, body, kind", (self.owner, limit)).fetchall()
+            rows.sort(key=lambda r: r["id"])
+            with self._handled:
+                self._active.update(r["id"] for r in rows)
+        return rows
+
+    def release(self, inbox_id: int) -> None:
+        """A claimed request that will not reach ``handle`` (nothing listens for it)."""
+        with self._handled:
+            self._active.discard(inbox_id)
+            self._handled.notify_all()
+
+    def in_flight(self) -> int:
+        with self._handled:
+            return len(self._active)
+
+    def wait_for_room(self, limit: int, timeout: float) -> None:
+        """Block until fewer than ``limit`` claimed requests are unfinished, or ``timeout``."""
+        with self._handled:
+            self._handled.wait_for(lambda: len(self._active) < limit, timeout)
 
     # ------------------------------------------------------------------ handling
     def handle(self, inbox_id: int | None, channel: str | None,
@@ -205,7 +240,7 @@ class Inbox:
         with self.db.transaction() as conn:
             rows = conn.execute(
                 "SELECT id, owner, body, kind FROM inbox WHERE state = 'new' AND owner <> %s"
-                " AND recovered_at IS NULL AND received_at < now() - make_interval(secs => %s)"
+                " AND owner <> '' AND recovered_at IS NULL AND received_at < now() - make_interval(secs => %s)"
                 " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
                 (self.owner, ORPHAN_AFTER_S, limit)).fetchall()
             for row in rows:

@@ -9,8 +9,8 @@ So, before dispatch:
 2. A request whose signature verifies is remembered by the hash of its signature in the
    database (every replica sees the same table); the same signature a second time is a
    replay and gets HTTP 401. Forged or stale requests are left to Bolt, which answers 401.
-3. ``/golive help`` (and an empty ``/golive``) skips the database: help never waits on it,
-   and replaying help changes nothing.
+3. ``/golive help`` (and an empty ``/golive``) is answered in the ack and recorded after it:
+   help never waits on the database, and replaying help changes nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
-READ_ONLY = ("help", "status")  # subcommands that change nothing
 REPLAY_WINDOW_S = 5 * 60
 """Slack's own window: Bolt refuses a request older than this, so remembering longer is moot."""
 
@@ -42,14 +41,20 @@ class Inbound:
     """The channel it came from, when the body names one."""
 
     @property
-    def needs_database(self) -> bool:
-        """Whether the request goes into the inbox before its ack: not help (answered without
-        the database) nor status (it changes nothing, so a replay is harmless and it need not
-        queue behind the channel's requests)."""
+    def is_help(self) -> bool:
+        """``/golive help`` or a bare ``/golive``: answered in the ack itself, never waiting
+        on the database; recorded (for its audit row) after the ack."""
         if self.kind != "command":
-            return True
+            return False
         words = self.text.split()
-        return bool(words) and words[0].lower() not in READ_ONLY
+        return not words or words[0].lower() == "help"
+
+    @property
+    def needs_database(self) -> bool:
+        """Whether the request goes into the inbox before its ack: everything but help. The
+        work process handles what the inbox holds (bot/handoff.py), status included, so the
+        acking process never renders a view."""
+        return not self.is_help
 
 
 def inspect(body: bytes, content_type: str = "") -> Inbound:

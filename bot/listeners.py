@@ -206,6 +206,10 @@ class ListenerBase:
     def just_ack(self, ack: Callable[..., None]) -> None:
         ack()
 
+    def settle(self, context: Any) -> None:
+        """The lazy half of a request nothing handles: its inbox entry is done, in order."""
+        self.in_order(context, None, lambda text: None, lambda later: None)
+
     def acked_click(self, ack: Callable[..., None], body: Any) -> None:
         ack()  # the reply comes from the lazy half; an empty reply would blank the card
 

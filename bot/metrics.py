@@ -1,6 +1,14 @@
-"""Prometheus metrics (prometheus-client), one registry per process-level Runtime."""
+"""Prometheus metrics (prometheus-client), one registry per process-level Runtime.
+
+``golive serve`` runs two processes (bot/supervise.py): the door counts requests and acks,
+the work process Slack calls. Both write to prometheus-client's multiprocess directory
+(``PROMETHEUS_MULTIPROC_DIR``, set by ``golive serve`` before either imports the client, see
+``bot.supervise.share_metrics``), and the door's /metrics adds them up.
+"""
 
 from __future__ import annotations
+
+import os
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -26,4 +34,13 @@ class Metrics:
             self.slack_errors.labels(method, error).inc()
 
     def render(self) -> tuple[bytes, str]:
+        if os.environ.get(MULTIPROC_ENV):
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set by bot.supervise.share_metrics

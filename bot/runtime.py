@@ -16,6 +16,7 @@ from slack_sdk.signature import SignatureVerifier
 from bot.canary.cards import CanaryCards
 from bot.canary.room import CanaryRoom
 from bot.engine import Deps, Engine
+from bot.handoff import Handoff
 from bot.inbox import Inbox
 from bot.metrics import Metrics
 from bot.outbox import Outbox, Sender
@@ -55,11 +56,23 @@ class Runtime:
     app: Any
     watches: Any = None  # bot.watches.room.WatchRoom: runs the watches on the leader replica
     canary: Any = None  # bot.canary.room.CanaryRoom: the canary's thread and sign-off
+    door_app: Any = None  # the ack-only Bolt app the door dispatches to (bot/server.py)
+    handoff: Handoff | None = None
+    working: bool = False
 
-    def start(self, *, worker: bool = True) -> None:
+    def start(self, *, worker: bool = True, work: bool = True) -> None:
+        """Open the database; with ``work``, also run the work side: the inbox's handler and
+        recovery, the outbox sender, the canary, and (``worker``) the step worker and the
+        watches. Without it, this process is only the door (``golive serve``'s web process,
+        whose work process runs the rest)."""
         self.db.open(wait=False)
+        if not work:
+            return
+        self.working = True
         self.sender.start()
         self.inbox.start(self.redispatch)
+        self.handoff = Handoff(self.inbox, self.redispatch)
+        self.handoff.start()
         if self.canary is not None:  # re-run the checks a restart interrupted, off the start path
             threading.Thread(target=self._resume_canary, name="golive-canary-resume",
                              daemon=True).start()
@@ -68,9 +81,10 @@ class Runtime:
             if self.watches is not None:
                 self.watches.start()
 
-    def redispatch(self, inbox_id: int, body: bytes) -> None:
-        """Hand a request acked by a process that died back to the app (bot/inbox.py): signed
-        anew with our own secret, as the door already verified the original."""
+    def redispatch(self, inbox_id: int, body: bytes) -> bool:
+        """Hand a request the door recorded (bot/handoff.py), or one acked by a process that
+        died (bot/inbox.py), to the app: signed anew with our own secret, as the door already
+        verified the original. False when nothing listens for it."""
         ts = str(int(time.time()))
         signature = SignatureVerifier(self.settings.signing_secret).generate_signature(
             timestamp=ts, body=body.decode("utf-8"))
@@ -78,7 +92,7 @@ class Runtime:
             "content-type": "application/x-www-form-urlencoded",
             "x-slack-request-timestamp": ts, "x-slack-signature": signature})
         request.context["inbox_id"] = inbox_id
-        self.app.dispatch(request)
+        return self.app.dispatch(request).status != 404
 
     def _resume_canary(self) -> None:
         try:
@@ -91,9 +105,12 @@ class Runtime:
             self.canary.stop()
         if self.watches is not None:
             self.watches.stop()
-        self.engine.stop_worker()
-        self.inbox.stop()
-        self.sender.stop()
+        if self.handoff is not None:
+            self.handoff.stop()
+        if self.working:
+            self.engine.stop_worker()
+            self.inbox.stop()
+            self.sender.stop()
         self.db.close()
 
 
@@ -124,7 +141,8 @@ def build_runtime(settings: Settings) -> Runtime:
     canary = CanaryRoom(engine=engine, config=cfg, client=client, secrets=secrets,
                         base_dir=settings.config_path.parent if settings.config_path else None)
     CanaryCards(secrets).register(sender)
-    app = build_app(settings=settings, engine=engine, client=client, secrets=secrets,
-                    inbox=inbox, canary=canary)
+    app, door_app = (build_app(settings=settings, engine=engine, client=client,
+                               secrets=secrets, inbox=inbox, canary=canary, lazy=lazy)
+                     for lazy in (True, False))
     return Runtime(settings=settings, db=db, client=client, sender=sender, inbox=inbox, engine=engine,
-                   metrics=metrics, app=app, watches=watches, canary=canary)
+                   metrics=metrics, app=app, watches=watches, canary=canary, door_app=door_app)

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from itertools import count
 
@@ -16,6 +17,7 @@ import httpx
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
 from slack_sdk.signature import SignatureVerifier
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -38,8 +40,13 @@ at most 1 ms each. bench/ack_latency.py --ab-switchinterval runs both side by si
 loaded 2-core machine of 2026-12-02 the difference was inside the noise (bench/README.md)."""
 
 
-def build_asgi(runtime: Runtime, *, worker: bool = True) -> Starlette:
-    app, metrics = runtime.app, runtime.metrics
+def build_asgi(runtime: Runtime, *, worker: bool = True, work: bool = True,
+               work_status: Callable[[], str | None] | None = None) -> Starlette:
+    """The door: verify, record in the inbox, ack. It dispatches to the ack-only Bolt app;
+    the lazy halves run on the work side (bot/handoff.py): in this process with ``work``
+    (``worker``: the step worker too), else in the work process ``golive serve`` supervises,
+    whose state ``work_status`` reports for /healthz (None: up)."""
+    app, metrics = runtime.door_app, runtime.metrics
 
     verifier = SignatureVerifier(runtime.settings.signing_secret)
     seen = count()
@@ -50,7 +57,7 @@ def build_asgi(runtime: Runtime, *, worker: bool = True) -> Starlette:
         with runtime.db.transaction(timeout=ACK_DB_BUDGET_S) as conn:
             return repo.inbox_insert(conn, sig_key=key, kind=inbound.kind,
                                      channel=inbound.channel, body=body,
-                                     owner=runtime.inbox.owner, purge_older_than_s=purge)
+                                     owner="", purge_older_than_s=purge)  # unclaimed
 
     def answer(kind: str, started: float, resp: Response) -> Response:
         metrics.ack_seconds.labels(kind).observe(time.perf_counter() - started)
@@ -71,7 +78,11 @@ def build_asgi(runtime: Runtime, *, worker: bool = True) -> Starlette:
             return answer(inbound.kind, started, JSONResponse({"error": "malformed request"},
                                                               status_code=400))
         inbox_id: int | None = None
-        if inbound.needs_database:
+        background = None
+        if inbound.is_help:  # answered in the ack; recorded after it, for its audit row
+            background = BackgroundTask(record_after_ack, inbound,
+                                        ingress.signature_key(headers), body)
+        elif inbound.needs_database:
             try:
                 inbox_id = await run_in_threadpool(remember, inbound,
                                                    ingress.signature_key(headers), body)
@@ -102,12 +113,22 @@ def build_asgi(runtime: Runtime, *, worker: bool = True) -> Starlette:
                 with contextlib.suppress(DatabaseUnavailable):
                     await run_in_threadpool(runtime.inbox.nothing_to_do, inbox_id)
             return answer(inbound.kind, started, Response(status_code=200))
-        return answer(inbound.kind, started, to_starlette_response(bolt_resp))
+        resp = to_starlette_response(bolt_resp)
+        resp.background = background
+        return answer(inbound.kind, started, resp)
+
+    def record_after_ack(inbound: ingress.Inbound, key: str, body: bytes) -> None:
+        try:
+            remember(inbound, key, body)
+        except DatabaseUnavailable:
+            log.warning("help answered but not recorded: the database is not answering")
 
     async def healthz(request: Request) -> Response:
-        ok = await run_in_threadpool(runtime.db.ping)
-        return JSONResponse({"ok": ok, "database": "up" if ok else "down"},
-                            status_code=200 if ok else 503)
+        db_ok = await run_in_threadpool(runtime.db.ping)
+        problem = work_status() if work_status is not None else None
+        ok = db_ok and problem is None
+        return JSONResponse({"ok": ok, "database": "up" if db_ok else "down",
+                             "work": problem or "up"}, status_code=200 if ok else 503)
 
     async def prometheus(request: Request) -> Response:
         data, ctype = metrics.render()
@@ -115,7 +136,7 @@ def build_asgi(runtime: Runtime, *, worker: bool = True) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_app: Starlette):
-        runtime.start(worker=worker)
+        runtime.start(worker=worker, work=work)
         try:
             yield
         finally:

@@ -334,7 +334,9 @@ def inbox_insert(conn: Conn, *, sig_key: str, kind: str, channel: str | None, bo
     if purge_older_than_s is not None:
         conn.execute("DELETE FROM inbox WHERE state <> 'new' AND received_at < now() -"
                      " make_interval(secs => %s)", (purge_older_than_s,))
-    row = conn.execute("INSERT INTO inbox (sig_key, kind, channel, body, owner)"
-                       " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (sig_key) DO NOTHING RETURNING id",
+    # One round trip: the row, and the handlers' wake-up (delivered when it commits).
+    row = conn.execute("WITH ins AS (INSERT INTO inbox (sig_key, kind, channel, body, owner)"
+                       " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (sig_key) DO NOTHING"
+                       " RETURNING id) SELECT id, pg_notify('golive_inbox', '') FROM ins",
                        (sig_key, kind, channel, body, owner)).fetchone()
     return row["id"] if row else None

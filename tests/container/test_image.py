@@ -179,7 +179,7 @@ def test_the_bot_connects_as_the_runtime_role_not_the_owner(stack):
 
 def test_healthz_answers_and_the_image_healthcheck_is_healthy(stack):
     r = httpx.get(f"{stack.url}/healthz", timeout=10)
-    assert r.status_code == 200 and r.json() == {"ok": True, "database": "up"}, \
+    assert r.status_code == 200 and r.json() == {"ok": True, "database": "up", "work": "up"}, \
         f"/healthz from the container: {r.status_code} {r.text}"
     health = stack.inspect("bot")["State"]["Health"]
     assert health["Status"] == "healthy", f"HEALTHCHECK: {health}"

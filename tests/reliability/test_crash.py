@@ -94,10 +94,16 @@ class Crasher:
             record["reached"] = self._within(lambda: rows(
                 self.db, "SELECT 1 FROM inbox WHERE id > %s AND state = 'done'",
                 newest_inbox), 10)
-        self.kill_and_restart(record)
-        for rule in held:
-            self.sandbox.api.faults.remove(rule)
-        release.set()
+        def let_slack_finish() -> None:
+            """Slack applies a call it received whether or not its caller lives to read the
+            answer: the held calls land before the new bot looks for them (not after it has
+            looked and posted again, which no client could tell from a lost post)."""
+            for rule in held:
+                self.sandbox.api.faults.remove(rule)
+            release.set()
+            for rule in held:
+                until("the held calls to land", lambda rule=rule: not rule.holding.is_set(), 10)
+        self.kill_and_restart(record, between=let_slack_finish)
         # A request has fewer kill points than a step has kills: the rest of this request's
         # share kill the new bot while it recovers (re-handles acked requests, reaps steps).
         for _ in range(2):
@@ -120,8 +126,9 @@ class Crasher:
         except AssertionError:
             return False
 
-    def kill_and_restart(self, record: dict) -> None:
+    def kill_and_restart(self, record: dict, between=lambda: None) -> None:
         self.bot.kill()
+        between()
         t = time.monotonic()
         self.done.append(record)
         self.bot = self.spawn(f"bot{len(self.done)}")

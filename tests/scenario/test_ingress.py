@@ -104,7 +104,8 @@ def test_inspect_reads_shapes_without_raising():
     assert ok.problem is None and ok.kind == "interaction"
     assert ingress.inspect(b"command=%2Fgolive&text=help").needs_database is False
     assert ingress.inspect(b"command=%2Fgolive&text=").needs_database is False
-    assert ingress.inspect(b"command=%2Fgolive&text=status").needs_database is False
+    assert ingress.inspect(b"command=%2Fgolive&text=status").needs_database is True
+    assert ingress.inspect(b"command=%2Fgolive&text=HELP").is_help is True
     assert ingress.inspect(b"command=%2Fgolive&text=finish").needs_database is True
 
 

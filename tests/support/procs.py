@@ -96,6 +96,16 @@ def stale_click(sandbox: SandboxServer, user_id: str, message: Message, action_i
         sandbox.bot_url = saved
 
 
+def parent_of(pid: int) -> int | None:
+    """The parent of a live process (None when it is gone): `golive serve`'s work process is
+    its child (bot/supervise.py)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
 def kill_group(proc: subprocess.Popen) -> None:
     """SIGKILL ``proc``'s whole process group (it leads one) and reap it."""
     try:

@@ -1,0 +1,141 @@
+"""``golive serve``'s work process: started, watched and restarted by the web process.
+
+The web process is the door: it verifies, records and acks (bot/server.py), and nothing else
+runs on its interpreter, so an ack never queues behind a status view, an audit row, a step's
+log or a watch. Everything else runs in one work process (``golive work``: the inbox's
+handler, the step worker, the outbox sender, the watches, the canary), at a lower CPU
+priority, so on a busy machine the kernel prefers the door too.
+
+- The child reports ``ready`` on a pipe once its runtime has started; until then, and while
+  it is down, ``status()`` says so and /healthz answers 503 (requests still land in the
+  inbox and are handled when it is back: nothing acked is lost).
+- A child that exits is started again, after 1 s, doubling to 30 s while it keeps failing.
+- The child dies with the web process (``PR_SET_PDEATHSIG``), even on ``kill -9``; both are
+  in one process group, so a platform's stop of the group stops both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+log = logging.getLogger(__name__)
+
+NICENESS = 5
+BACKOFF_S = (1.0, 30.0)
+STABLE_AFTER_S = 60.0  # a child that ran this long resets the backoff
+STOP_GRACE_S = 10.0
+
+
+class WorkProcess:
+    """See the module docstring."""
+
+    def __init__(self, argv: list[str] | None = None) -> None:
+        self.argv = argv or [sys.executable, "-m", "bot.cli", "work"]
+        self._proc: subprocess.Popen | None = None
+        self._state = "starting"
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def status(self) -> str | None:
+        """None while the work process is up, else what it is doing (``starting``, ``down``)."""
+        return None if self._state == "up" else self._state
+
+    def start(self) -> WorkProcess:
+        self._thread = threading.Thread(target=self._supervise, name="golive-work-supervisor",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _supervise(self) -> None:
+        delay = BACKOFF_S[0]
+        while not self._stop.is_set():
+            began = time.monotonic()
+            code = self._run_once()
+            if self._stop.is_set():
+                return
+            self._state = "down"
+            log.error("the work process exited (code %s); starting it again in %.0f s",
+                      code, delay)
+            if time.monotonic() - began > STABLE_AFTER_S:
+                delay = BACKOFF_S[0]
+            if self._stop.wait(delay):
+                return
+            delay = min(delay * 2, BACKOFF_S[1])
+
+    def _run_once(self) -> int | None:
+        read, write = os.pipe()
+        try:
+            with self._lock:
+                if self._stop.is_set():
+                    return None
+                self._state = "starting"
+                self._proc = subprocess.Popen(
+                    [*self.argv, "--ready-fd", str(write), "--parent", str(os.getpid())],
+                    pass_fds=(write,), stdin=subprocess.DEVNULL)
+        except OSError as e:
+            os.close(read)
+            os.close(write)
+            log.error("could not start the work process: %s", e)
+            return None
+        os.close(write)
+        with os.fdopen(read, "rb") as pipe:
+            if pipe.readline().strip() == b"ready":
+                self._state = "up"
+                log.info("the work process is up (pid %s)", self._proc.pid)
+        return self._proc.wait()
+
+
+def become_work_process(parent: int | None, niceness: int = NICENESS) -> None:
+    """In the child: die with the web process, and yield the CPU to it."""
+    if parent is not None and sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the line above
+            os._exit(0)
+    with contextlib.suppress(OSError):
+        os.nice(niceness)
+
+
+def report_ready(fd: int | None) -> None:
+    if fd is None:
+        return
+    with contextlib.suppress(OSError):
+        os.write(fd, b"ready\n")
+        os.close(fd)
+
+
+def share_metrics() -> str | None:
+    """Make this process and its children count into one prometheus-client multiprocess
+    directory (bot/metrics.py). Must run before anything imports prometheus_client (the
+    client picks its mode then). Returns the directory it made (the caller removes it), or
+    None when one was set already."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR") or "prometheus_client" in sys.modules:
+        return None  # shared already, or too late to share (this process counts alone)
+    path = tempfile.mkdtemp(prefix="golive-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
