@@ -13,6 +13,7 @@ listeners of the core phases and the table, each phase's mixin adds its own
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable
@@ -243,6 +244,21 @@ TABLE: list[tuple[str, str | re.Pattern[str], str, str | None]] = [
 ]
 
 
+def settled(inbox: Inbox, half: Callable[..., None]) -> Callable[..., None]:
+    """A lazy half that, however it ends (a malformed payload returns before the inbox, an
+    error), leaves no claimed request behind: one it never handled is done as it is."""
+    @functools.wraps(half)  # Bolt reads the wrapped function's parameters to pass them
+    def run(**kwargs: Any) -> None:
+        try:
+            half(**kwargs)
+        finally:
+            context = kwargs.get("context")
+            inbox_id = context.get("inbox_id") if isinstance(context, dict) else None
+            if inbox_id is not None:
+                inbox.settle_unhandled(inbox_id)
+    return run
+
+
 def build_app(*, settings: Any, engine: Engine, client: Any, secrets: dict[str, str],
               inbox: Inbox, canary: Any = None, lazy: bool = True) -> App:
     """The Bolt app for one process; nothing is created at import time. ``lazy=False``: the
@@ -267,7 +283,7 @@ def build_app(*, settings: Any, engine: Engine, client: Any, secrets: dict[str, 
     for kind, id_, ack, half in TABLE:
         register = getattr(app, kind)(id_)
         register(ack=getattr(listeners, ack),
-                 lazy=[getattr(listeners, half)] if half and lazy else [])
+                 lazy=[settled(inbox, getattr(listeners, half))] if half and lazy else [])
 
     @app.error
     def on_error(error: Exception, body: Any) -> None:

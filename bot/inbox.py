@@ -141,6 +141,18 @@ class Inbox:
             self._active.discard(inbox_id)
             self._handled.notify_all()
 
+    def settle_unhandled(self, inbox_id: int) -> None:
+        """After a lazy half: a request it claimed but never took to ``handle`` is done."""
+        with self._handled:
+            if inbox_id not in self._active:
+                return  # handled (or failed and told so) the usual way
+        try:
+            self.nothing_to_do(inbox_id)
+        except (DatabaseUnavailable, psycopg.Error) as e:  # settle_own marks it later
+            log.warning("request %s not settled: %s", inbox_id, type(e).__name__)
+        finally:
+            self.release(inbox_id)
+
     def in_flight(self) -> int:
         with self._handled:
             return len(self._active)

@@ -84,7 +84,7 @@ class Runtime:
     def redispatch(self, inbox_id: int, body: bytes) -> bool:
         """Hand a request the door recorded (bot/handoff.py), or one acked by a process that
         died (bot/inbox.py), to the app: signed anew with our own secret, as the door already
-        verified the original. False when nothing listens for it."""
+        verified the original. False when nothing will handle it."""
         ts = str(int(time.time()))
         signature = SignatureVerifier(self.settings.signing_secret).generate_signature(
             timestamp=ts, body=body.decode("utf-8"))
@@ -92,7 +92,8 @@ class Runtime:
             "content-type": "application/x-www-form-urlencoded",
             "x-slack-request-timestamp": ts, "x-slack-signature": signature})
         request.context["inbox_id"] = inbox_id
-        return self.app.dispatch(request).status != 404
+        # 404: no listener; 5xx: its ack failed, so Bolt started no lazy half either.
+        return self.app.dispatch(request).status == 200
 
     def _resume_canary(self) -> None:
         try:

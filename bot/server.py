@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from itertools import count
+from typing import Any
 
 import httpx
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
@@ -54,7 +55,8 @@ def build_asgi(runtime: Runtime, *, worker: bool = True, work: bool = True,
     def remember(inbound: ingress.Inbound, key: str, body: bytes) -> int | None:
         purge = ingress.REPLAY_WINDOW_S * 2 if next(seen) % PURGE_EVERY == 0 else None
         # The ack must come within Slack's 3 s even when the database is silent.
-        with runtime.db.transaction(timeout=ACK_DB_BUDGET_S) as conn:
+        # One statement, its own transaction: one round trip (and the commit's WAL flush).
+        with runtime.db.connection(timeout=ACK_DB_BUDGET_S, autocommit=True) as conn:
             return repo.inbox_insert(conn, sig_key=key, kind=inbound.kind,
                                      channel=inbound.channel, body=body,
                                      owner="", purge_older_than_s=purge)  # unclaimed
@@ -77,26 +79,18 @@ def build_asgi(runtime: Runtime, *, worker: bool = True, work: bool = True,
             log.warning("refused a malformed %s request: %s", inbound.kind, inbound.problem)
             return answer(inbound.kind, started, JSONResponse({"error": "malformed request"},
                                                               status_code=400))
-        inbox_id: int | None = None
         background = None
         if inbound.is_help:  # answered in the ack; recorded after it, for its audit row
             background = BackgroundTask(record_after_ack, inbound,
                                         ingress.signature_key(headers), body)
-        elif inbound.needs_database:
-            try:
-                inbox_id = await run_in_threadpool(remember, inbound,
-                                                   ingress.signature_key(headers), body)
-            except DatabaseUnavailable:
-                return answer(inbound.kind, started, database_down(inbound))
-            if inbox_id is None:
-                log.warning("refused a replayed %s request", inbound.kind)
-                return answer(inbound.kind, started, JSONResponse(
-                    {"error": "this request was already received"}, status_code=401))
         try:
-            # Bolt's dispatch is synchronous: run it off the event loop so acks don't queue.
             bolt_req = to_bolt_request(request, body)
-            bolt_req.context["inbox_id"] = inbox_id  # the lazy half handles it (bot/inbox.py)
-            bolt_resp = await run_in_threadpool(app.dispatch, bolt_req)
+            # One hop off the event loop for both halves of the door (each hop is a thread
+            # switch on the ack's path): record it, then let Bolt ack it.
+            inbox_id, bolt_resp = await run_in_threadpool(
+                record_and_ack, inbound, ingress.signature_key(headers), body, bolt_req)
+        except DatabaseUnavailable:
+            return answer(inbound.kind, started, database_down(inbound))
         except Exception as e:  # noqa: BLE001 - the boundary: never a 5xx or a traceback
             err = uuid.uuid4().hex[:8]
             log.error("request %s failed before its ack: %s (error id %s)", inbound.kind,
@@ -105,6 +99,10 @@ def build_asgi(runtime: Runtime, *, worker: bool = True, work: bool = True,
                 {"response_type": "ephemeral",
                  "text": f"Something went wrong on our side (error id `{err}`); nothing was "
                          "done."} if inbound.kind == "command" else {}))
+        if bolt_resp is None:
+            log.warning("refused a replayed %s request", inbound.kind)
+            return answer(inbound.kind, started, JSONResponse(
+                {"error": "this request was already received"}, status_code=401))
         if bolt_resp.status == 404 or bolt_resp.status >= 500:
             # No listener for it, or a listener failed before its ack (Bolt has logged why):
             # Slack expects an ack, and a 404/5xx only shows the user an opaque error.
@@ -116,6 +114,18 @@ def build_asgi(runtime: Runtime, *, worker: bool = True, work: bool = True,
         resp = to_starlette_response(bolt_resp)
         resp.background = background
         return answer(inbound.kind, started, resp)
+
+    def record_and_ack(inbound: ingress.Inbound, key: str, body: bytes, bolt_req: Any
+                       ) -> tuple[int | None, Any]:
+        """The inbox row (DatabaseUnavailable: none), then Bolt's ack; (None, None) for a
+        replay. Help is not recorded before its ack (``record_after_ack``)."""
+        inbox_id: int | None = None
+        if inbound.needs_database:
+            inbox_id = remember(inbound, key, body)
+            if inbox_id is None:
+                return None, None
+        bolt_req.context["inbox_id"] = inbox_id  # the lazy half handles it (bot/inbox.py)
+        return inbox_id, app.dispatch(bolt_req)
 
     def record_after_ack(inbound: ingress.Inbound, key: str, body: bytes) -> None:
         try:

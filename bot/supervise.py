@@ -28,7 +28,7 @@ import time
 
 log = logging.getLogger(__name__)
 
-NICENESS = 5
+NICENESS = 10  # CFS weight 110 against the door's 1024
 BACKOFF_S = (1.0, 30.0)
 STABLE_AFTER_S = 60.0  # a child that ran this long resets the backoff
 STOP_GRACE_S = 10.0

@@ -9,6 +9,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -89,6 +90,9 @@ CALL_TIMEOUT_S = 3.0
 """Default deadline of one ``Database.connection()`` checkout, from asking to giving back."""
 CHECK_TIMEOUT_S = 0.8
 """Deadline of the pool's liveness check of an idle connection before handing it out."""
+FRESH_S = 1.0
+"""A pooled connection that finished a call this recently is handed out without a check (a
+round trip on every checkout otherwise; a database restart takes longer than this)."""
 CONNECT_TIMEOUT_S = 2  # libpq's minimum useful value
 
 
@@ -140,8 +144,12 @@ class Watchdog:
                                                 daemon=True)
                 self._thread.start()
             self._armed[token] = conn
-            heapq.heappush(self._heap, (self.clock() + seconds, token))
-            self._cv.notify()
+            due = self.clock() + seconds
+            # The thread sleeps until the earliest deadline: wake it only for an earlier one
+            # (not on every checkout: a thread switch per database call).
+            if not self._heap or due < self._heap[0][0]:
+                self._cv.notify()
+            heapq.heappush(self._heap, (due, token))
         return token
 
     def disarm(self, token: int) -> None:
@@ -177,6 +185,9 @@ class Database:
         self.watchdog = Watchdog()
         self._caller = threading.local()  # the checking-out caller's deadline, for _check
         self._ambient = threading.local()  # a transaction this thread's calls join (ambient)
+        # When each pooled connection last finished a call without an error (see _check).
+        self._used: weakref.WeakKeyDictionary[psycopg.Connection, float] = \
+            weakref.WeakKeyDictionary()
         self.kwargs = connection_kwargs(url, statement_timeout_s=self.statement_timeout)
         self.pool = ConnectionPool(
             url,
@@ -189,6 +200,9 @@ class Database:
         )
 
     def _check(self, conn: psycopg.Connection) -> None:
+        used = self._used.get(conn)
+        if used is not None and time.monotonic() - used < FRESH_S and not conn.broken:
+            return  # it answered a moment ago: a round trip to ask again buys nothing
         left = getattr(self._caller, "deadline", float("inf")) - time.monotonic()
         token = self.watchdog.arm(conn, max(0.05, min(CHECK_TIMEOUT_S, left)))
         try:
@@ -203,11 +217,14 @@ class Database:
         self.pool.close()
 
     @contextmanager
-    def connection(self, *, timeout: float | None = None) -> Iterator[psycopg.Connection]:
+    def connection(self, *, timeout: float | None = None, autocommit: bool = False
+                   ) -> Iterator[psycopg.Connection]:
         """A pooled connection; commit on success, roll back on error. The whole checkout,
         waiting included, must end within ``timeout`` (default ``self.timeout``) seconds or it
         raises DatabaseUnavailable; a longer job passes its own (and sets its own
-        statement_timeout)."""
+        statement_timeout). ``autocommit``: each statement is its own transaction (one round
+        trip for a one-statement call, no BEGIN or COMMIT of its own); outside an ambient
+        transaction only."""
         ambient = getattr(self._ambient, "conn", None)
         if ambient is not None:
             # Inside a request's inbox transaction: join it (a savepoint), so the request's
@@ -226,7 +243,15 @@ class Database:
         try:
             with self.pool.connection(timeout=budget) as conn:
                 token = self.watchdog.arm(conn, max(0.05, deadline - time.monotonic()))
-                yield conn
+                if autocommit:
+                    conn.autocommit = True
+                    try:
+                        yield conn
+                    finally:
+                        conn.autocommit = False
+                else:
+                    yield conn
+                self._used[conn] = time.monotonic()
         except (PoolTimeout, psycopg.OperationalError) as e:
             raise DatabaseUnavailable(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
         finally:
