@@ -22,9 +22,11 @@ What it does (everything on 127.0.0.1, everything started here is stopped here):
 * checks the end state after every iteration (app on v2 with the RC revision, schema 0002,
   public health 200);
 * per-step breakdown of the bot from step_executions / approvals (queued, started, finished,
-  decided) and the sandbox's card versions, plus in-process tracing of the adapters (compose
-  calls, pull, sleeps of retriers / wait loops) -- wrappers in this process only, no bot file
-  is touched;
+  decided) and the sandbox's card versions, plus tracing of the adapters (compose calls, pull,
+  probes, httpx clients, sleeps of retriers / wait loops) and of the bot's own path (requests,
+  clicks, the worker's claim and record, the step process's fork and reap, each outbox
+  delivery) -- wrappers installed in this process, no bot file is touched. Steps run in
+  forked processes: their events come back through a file the fork inherits (``Trace``);
 * writes bench/results/cutover_overhead.json and prints a summary.
 """
 
@@ -92,21 +94,42 @@ def log(msg: str) -> None:
 # --------------------------------------------------------------------------- tracing
 
 class Trace:
-    """Timestamps of adapter calls made while a bot iteration is being timed."""
+    """Timestamps of adapter calls made while a bot iteration is being timed.
+
+    Steps run in forked processes (bot/engine/isolation.py): what they record goes to a file
+    inherited through the fork (one JSON line per event, O_APPEND), merged by ``collect``."""
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
         self.active = False
         self.t0 = 0.0
         self.lock = threading.Lock()
+        self.pid = os.getpid()
+        fd, self.path = tempfile.mkstemp(prefix="golive-bench-trace-", suffix=".jsonl")
+        os.close(fd)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
 
     def add(self, name: str, start: float, end: float, **info: Any) -> None:
         if not self.active:
             return
+        ev = {"name": name, "start": round(start - self.t0, 4),
+              "seconds": round(end - start, 4), "thread": threading.current_thread().name,
+              **info}
+        if os.getpid() != self.pid:  # a step process: the parent reads the file
+            ev["process"] = "step"
+            os.write(self.fd, (json.dumps(ev) + "\n").encode())
+            return
         with self.lock:
-            self.events.append({"name": name, "start": round(start - self.t0, 4),
-                                "seconds": round(end - start, 4), "thread":
-                                threading.current_thread().name, **info})
+            self.events.append(ev)
+
+    def clear(self) -> None:
+        self.events.clear()
+        os.truncate(self.path, 0)
+
+    def collect(self) -> list[dict[str, Any]]:
+        with open(self.path) as f:
+            child = [json.loads(line) for line in f if line.strip()]
+        return sorted(self.events + child, key=lambda e: e["start"])
 
 
 TRACE = Trace()
@@ -158,6 +181,27 @@ def install_tracing() -> None:
                    "check_maintenance_page"):
             if hasattr(mod, fn):
                 wrap(mod, fn, lambda a, k, fn=fn: {"name": "probe " + fn})
+    # The bot's own path: requests and clicks, the worker's claim / record, the step process
+    # (fork to the step function's start, kill + reap), the outbox deliveries.
+    from bot.engine import isolation, worker
+    from bot.engine.requests import Requests
+    from bot.outbox import sender as sender_mod
+    from runbook.adapters import compose as compose_mod
+    from runbook.steps import base as steps_base
+    wrap(Requests, "request", lambda a, k: {"name": "engine.request " + str(k.get("command"))})
+    wrap(Requests, "click", lambda a, k: {"name": "engine.click"})
+    wrap(worker.Worker, "_claim", lambda a, k: {"name": "worker claim"})
+    wrap(worker.Worker, "_record", lambda a, k: {"name": "worker record outcome"})
+    wrap(isolation.StepProcess, "__init__", lambda a, k: {"name": "step process fork"})
+    wrap(isolation.StepProcess, "kill", lambda a, k: {"name": "step process kill+reap"})
+    wrap(sender_mod.Sender, "_deliver", lambda a, k: {
+        "name": "outbox deliver " + ("update" if a[1].get("ts") else "post"),
+        "key": a[1].get("key")})
+    wrap(compose_mod, "compose_cli", lambda a, k: {"name": "compose_cli lookup"})
+    wrap(httpx.Client, "__init__", lambda a, k: {"name": "httpx.Client()"})
+    for name, reg in list(steps_base.REGISTRY.items()):
+        steps_base.REGISTRY[name] = type(reg)(reg.name, _traced_step(reg.run, name),
+                                              reg.available, reg.description)
     orig_run = smoke_mod.subprocess.run
 
     class _SubprocessProxy:
@@ -173,6 +217,17 @@ def install_tracing() -> None:
                 TRACE.add("smoke script (subprocess)", t, time.monotonic())
 
     smoke_mod.subprocess = _SubprocessProxy()
+
+
+def _traced_step(fn: Any, kind: str) -> Any:
+    @functools.wraps(fn)
+    def run(ctx: Any) -> Any:
+        t = time.monotonic()
+        try:
+            return fn(ctx)
+        finally:
+            TRACE.add(f"step fn {kind}", t, time.monotonic())
+    return run
 
 
 def traced_sleep(seconds: float) -> None:
@@ -302,7 +357,7 @@ def run_bot(stack: Stack, tmp: Path) -> dict[str, Any]:
     try:
         # Warm the bot's HTTP path (untimed): one harmless command.
         bot.command("alice", "help")
-        TRACE.events.clear()
+        TRACE.clear()
         TRACE.t0 = t0 = time.monotonic()
         t0_wall = time.time()
         TRACE.active = True
@@ -394,7 +449,7 @@ def run_bot(stack: Stack, tmp: Path) -> dict[str, Any]:
         bot.stop()
     db = db_timeline(stack.bot_db_url, t0_wall)
     return {"total_s": round(total, 3), "marks": marks, "db": db, "cards": card_history,
-            "trace": list(TRACE.events), "rate_limited_updates": rate_limited,
+            "trace": TRACE.collect(), "rate_limited_updates": rate_limited,
             "breakdown": bot_breakdown(marks, db, card_history)}
 
 

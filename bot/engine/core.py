@@ -114,10 +114,11 @@ class EngineCore:
     # details in the card's thread (bot/engine/preflight.py).
 
     def _exe_changed(self, conn: psycopg.Connection, exe: Mapping[str, Any], *,
-                     delay: float = 0.0) -> None:
-        """The step's card must show its current state (``delay``: only if still true then)."""
+                     delay: float = 0.0, final: bool = False) -> None:
+        """The step's card must show its current state (``delay``: only if still true then;
+        ``final``: the step's result, sent without the debounce)."""
         self.deps.outbox.touch(conn, key=f"card:exe:{exe['id']}", channel=exe["channel"],
-                               delay=delay)
+                               delay=delay, final=final)
 
     def _approval_changed(self, conn: psycopg.Connection, a: Mapping[str, Any]) -> None:
         """Every card that shows this approval request must show its current state."""

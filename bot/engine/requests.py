@@ -23,6 +23,8 @@ from bot.store import repo
 from runbook.model import Step
 from runbook.steps.base import REGISTRY
 
+QUEUED_SHOWS_AFTER_S = 0.5  # an approved step's "queued" card, if the worker is slower
+
 
 class Requests(RollbackRequests):
     """See the module docstring."""
@@ -321,8 +323,14 @@ class Requests(RollbackRequests):
         out = []
         for exe in repo.executions_of_approval(conn, approval_id=a["id"]):
             if exe["state"] == "awaiting_approval":
-                repo.transition(conn, execution_id=exe["id"], from_states=("awaiting_approval",),
-                                to="queued", now=self.deps.now())
+                moved = repo.transition(conn, execution_id=exe["id"],
+                                        from_states=("awaiting_approval",), to="queued",
+                                        now=self.deps.now())
+                if moved is not None:
+                    # "approved, queued" shows only if the worker has not taken the step by
+                    # then: else that update would take the card's one-second update window
+                    # and hold a quick step's result back by up to a second.
+                    self._exe_changed(conn, moved, delay=QUEUED_SHOWS_AFTER_S)
                 out.append(exe["id"])
         return out
 

@@ -28,6 +28,8 @@ from bot.engine.isolation import Ended, StepProcess
 from bot.slack.run_view import RunView
 from bot.store import repo
 from bot.store.db import DatabaseUnavailable
+from runbook.adapters import http as probes
+from runbook.adapters import stepkit
 from runbook.model import Step
 from runbook.steps.base import REGISTRY, StepContext
 
@@ -119,6 +121,10 @@ class Worker(Claims):
 
     def _worker_loop(self) -> None:
         last_maintenance = float("-inf")
+        try:  # now, not in the first step's time
+            stepkit.prepare_step_processes(self.deps.target)
+        except Exception as e:  # noqa: BLE001 - each step process finds out for itself
+            log.info("step processes not prepared: %s", type(e).__name__)
         while not self._stop.is_set():
             try:
                 if self.deps.clock() - last_maintenance >= 2.0:
@@ -208,6 +214,7 @@ class Worker(Claims):
                    record=None) -> Ended:
         """Run the step in its own process group until it ends or its deadline (+ grace)
         passes; either way the group is killed and reaped before this returns."""
+        self._before_fork()
         proc = StepProcess(REGISTRY[step.kind].run, ctx, fence_s=self._fence_s,
                            renewed_at=renewed_at)
         stop = threading.Event()
@@ -236,6 +243,16 @@ class Worker(Claims):
             proc.kill()  # the group, and anything the step left behind: now it is over
             stop.set()
             beat.join()
+
+    @staticmethod
+    def _before_fork() -> None:
+        """The TLS contexts every step process would otherwise build for its probes, built
+        once here and inherited through the fork (the worker loop also looks up the compose
+        CLI once: ``stepkit.prepare_step_processes``)."""
+        try:
+            probes.before_fork()
+        except Exception:  # a step process builds its own then
+            log.warning("could not prepare TLS contexts for step processes", exc_info=True)
 
     def _beat(self, exe_id: int, proc: StepProcess, stop: threading.Event) -> None:
         """Renew the step's heartbeat over fresh connections; tell the step process each time."""
@@ -294,7 +311,7 @@ class Worker(Claims):
         if exe["state"] == "interrupted":
             self._interrupted_notice(conn, exe)
         else:
-            self._exe_changed(conn, exe)
+            self._exe_changed(conn, exe, final=True)  # the result: no debounce to wait out
         if lines and self.deps.outbox.exists(conn, f"progress:exe:{exe['id']}"):
             self._progress(conn, exe, lines)  # the live log's last lines, past the throttle
         if exe.get("detail") and len(exe["detail"]) > LONG_OUTPUT_CHARS:

@@ -31,16 +31,19 @@ class Outbox:
         self.min_interval = min_interval
 
     def touch(self, conn: psycopg.Connection, *, key: str, channel: str,
-              thread_key: str | None = None, delay: float = 0.0, data: Any = None) -> None:
+              thread_key: str | None = None, delay: float = 0.0, data: Any = None,
+              final: bool = False) -> None:
         """Message ``key`` must show the current state (posted if new, else updated in place).
 
         ``delay`` holds it back (e.g. "running", shown only if still true a second later);
         ``thread_key`` makes it a reply in that message's thread; ``data`` is handed to the
-        renderer (newest wins). Delivered after the caller commits; rolled back with it.
+        renderer (newest wins). ``final``: the state will not change again soon (a step's
+        result), so it skips the debounce; it still waits out the message's one-second update
+        window. Delivered after the caller commits; rolled back with it.
         """
         store.touch(conn, key=key, channel=channel, now=self.now(), thread_key=thread_key,
-                    delay=delay, debounce=self.debounce, min_interval=self.min_interval,
-                    data=data)
+                    delay=delay, debounce=0.0 if final else self.debounce,
+                    min_interval=self.min_interval, data=data)
 
     @staticmethod
     def exists(conn: psycopg.Connection, key: str) -> bool:

@@ -23,26 +23,31 @@ def touch(conn: Conn, *, key: str, channel: str, now: datetime, thread_key: str 
           data: Any = None, notify: bool = True) -> None:
     """Record that message ``key`` must show the current state: UPSERT, bump its version.
 
-    An undelayed touch is due after the debounce, or earlier if something is already pending;
-    a delayed one (``delay`` > 0, e.g. "running" that should only show if it lasts) pushes any
-    pending due time back. Never earlier than a second after the message's last update.
+    A message's first touch is due at once (or after its ``delay``): a post has nothing to
+    coalesce with, and what changes later is an update anyway. A later undelayed touch is due
+    after the debounce (so a burst of changes makes one update), or earlier if something is
+    already pending; ``debounce=0`` (a step's result, see ``Outbox.touch(final=True)``) sends
+    it at once. A delayed touch (``delay`` > debounce, e.g. "running" that should only show if
+    it lasts) pushes any pending due time back. Never earlier than a second after the
+    message's last update (Slack: one chat.update per second per message).
     """
-    due = now + timedelta(seconds=max(delay, debounce))
     conn.execute(
         """
         INSERT INTO outbox AS o (key, channel, thread_key, data, due_at, created_at)
-        VALUES (%(key)s, %(channel)s, %(thread)s, %(data)s, %(due)s, %(now)s)
+        VALUES (%(key)s, %(channel)s, %(thread)s, %(data)s, %(first_due)s, %(now)s)
         ON CONFLICT (key) DO UPDATE SET
             version = o.version + 1,
             data = COALESCE(EXCLUDED.data, o.data),
             thread_key = COALESCE(o.thread_key, EXCLUDED.thread_key),
             due_at = GREATEST(
-                CASE WHEN %(delayed)s THEN GREATEST(EXCLUDED.due_at, o.due_at)
-                     ELSE LEAST(EXCLUDED.due_at, o.due_at) END,
+                CASE WHEN %(delayed)s THEN GREATEST(%(due)s, o.due_at)
+                     ELSE LEAST(%(due)s, o.due_at) END,
                 o.last_update_at + %(gap)s)
         """,
         {"key": key, "channel": channel, "thread": thread_key,
-         "data": Jsonb(data) if data is not None else None, "due": due, "now": now,
+         "data": Jsonb(data) if data is not None else None,
+         "due": now + timedelta(seconds=max(delay, debounce)),
+         "first_due": now + timedelta(seconds=max(delay, 0.0)), "now": now,
          "delayed": delay > debounce, "gap": timedelta(seconds=min_interval)})
     if notify:
         conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))

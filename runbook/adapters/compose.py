@@ -180,8 +180,10 @@ class ComposeProject:
             out.append(f"--- {service} logs:\n{tail(r.stdout or r.stderr or '', 6, 600)}")
         return self._mask("\n" + "\n".join(out)) if out else ""
 
-    def wait_healthy(self, deadline: float) -> None:
-        """Wait until every container of the project is running and (if it has one) healthy."""
+    def wait_healthy(self, deadline: float) -> list[dict[str, Any]]:
+        """Wait until every container of the project is running and (if it has one) healthy.
+        Returns the ``ps --all`` rows that showed it: every one of them running, so they are
+        what a plain ``ps`` would list at that moment (callers need not ask again)."""
         delay = 0.5
         while True:
             rows = self.ps(all_containers=True)
@@ -191,7 +193,7 @@ class ComposeProject:
                 if r.get("State") != "running" or r.get("Health") not in (None, "", "healthy")
             ]
             if rows and not bad:
-                return
+                return rows
             if self.clock() >= deadline:
                 what = "; ".join(bad) if rows else "no containers"
                 raise StepFailed(f"containers not healthy in time: {what}")

@@ -9,6 +9,7 @@ is written for.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
@@ -44,10 +45,15 @@ class ComposeDeployer(ComposeProject):
     def __init__(self, cfg: ComposeDeployerConfig, **kw: Any):
         super().__init__(cfg, **kw)
         self._client: Any = None
+        self._client_lock = threading.Lock()  # deploy reads what runs while it pulls
 
     # -- docker engine -------------------------------------------------------------------------
     @property
     def client(self) -> Any:
+        with self._client_lock:
+            return self._docker_client()
+
+    def _docker_client(self) -> Any:
         if self._client is None:
             import docker
             from docker.errors import DockerException
@@ -109,12 +115,14 @@ class ComposeDeployer(ComposeProject):
     def _service_image(self, svc: ServiceImage) -> str:
         return f"{self.cfg.registry}/{svc.repository}"
 
-    def current_images(self) -> dict[str, ImageInfo]:
-        """What each running service runs: the container's image reference, id and revision."""
+    def current_images(self, rows: list[dict[str, Any]] | None = None) -> dict[str, ImageInfo]:
+        """What each running service runs: the container's image reference, id and revision.
+        ``rows``: a ``ps`` of the running containers just taken (``wait_healthy``'s), else
+        this asks compose."""
         from docker.errors import DockerException, NotFound
 
         out: dict[str, ImageInfo] = {}
-        for row in self.ps():
+        for row in self.ps() if rows is None else rows:
             service = row.get("Service")
             if not service:
                 continue

@@ -7,7 +7,9 @@ The clock, sleep and randomness are parameters so tests never wait for real.
 
 from __future__ import annotations
 
+import os
 import random
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -68,9 +70,37 @@ class Retrier:
                 self.sleep(min(wait, self.remaining()))
 
 
+# TLS contexts for step processes, built by the worker before it forks them (``before_fork``):
+# otherwise every httpx client a step makes loads the CA bundle again (~50 ms each, in every
+# step process). Only forked children use them, never the process that built them, so none of
+# its threads can be inside one (holding an OpenSSL lock) when it forks.
+_FORK_TLS: dict[bool, ssl.SSLContext] = {}
+_FORK_TLS_PID: int | None = None
+
+
+def before_fork() -> None:
+    """Build the contexts httpx would build (same CA settings, read now) for the children this
+    process is about to fork. Idempotent; cheap after the first call."""
+    global _FORK_TLS_PID
+    if _FORK_TLS_PID == os.getpid():
+        return
+    _FORK_TLS.clear()
+    for verify in (True, False):
+        _FORK_TLS[verify] = httpx.create_ssl_context(verify=verify)
+    _FORK_TLS_PID = os.getpid()
+
+
+def tls(verify: bool = True) -> ssl.SSLContext | bool:
+    """httpx's ``verify``: in a forked step process the context its parent built, else
+    ``verify`` itself (httpx builds its own)."""
+    if _FORK_TLS_PID is not None and os.getpid() != _FORK_TLS_PID:
+        return _FORK_TLS.get(bool(verify), verify)
+    return verify
+
+
 def client(probe: Probe, **kw: Any) -> httpx.Client:
     return httpx.Client(timeout=probe.timeout_s, follow_redirects=False,
-                        verify=probe.verify_tls, **kw)
+                        verify=tls(probe.verify_tls), **kw)
 
 
 def _get(http: httpx.Client, url: str, timeout: float | None = None) -> httpx.Response:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from runbook.adapters import http
+from runbook.adapters.compose import compose_cli
 from runbook.adapters.docker import ComposeDeployer
 from runbook.adapters.http import Retrier
 from runbook.adapters.redact import mask
@@ -73,6 +76,25 @@ deployer_factory: DeployerFactory = compose_deployer
 
 def make_deployer(ctx: StepContext) -> ComposeDeployer:
     return deployer_factory(target_of(ctx), ctx)
+
+
+def prepare_step_processes(target: Any) -> None:
+    """In the process that forks step processes, before it forks them: what each of them
+    would otherwise work out for itself, so they inherit it. The TLS contexts of the probes
+    (~50 ms a client, ``http.before_fork``: call it on the thread that forks) and, in a
+    thread of its own, which compose CLI works (``docker compose version``, ~0.1 s a step).
+    A failure raises or is dropped: a step process then finds out for itself."""
+    http.before_fork()
+    t = TargetConfig.model_validate(target) if isinstance(target, dict) else target
+    deployer = getattr(t, "deployer", None)
+    if isinstance(deployer, ComposeDeployerConfig) and not deployer.compose_command:
+        def look_up() -> None:
+            try:
+                compose_cli(deployer.docker_host)
+            except StepFailed:
+                pass  # the step says so when it runs
+
+        threading.Thread(target=look_up, name="golive-compose-lookup", daemon=True).start()
 
 
 def retrier(ctx: StepContext, target: TargetConfig) -> Retrier:

@@ -15,6 +15,7 @@ from runbook.adapters.http import (
     check_public_closed,
     check_public_open,
     client,
+    tls,
 )
 from runbook.adapters.redact import mask, tail
 from runbook.errors import StepFailed
@@ -48,7 +49,7 @@ def flip(
             headers[switch.token_header] = switch.token.get_secret_value()
         body = switch.on_body if on else switch.off_body
         own = http is None
-        http = http or httpx.Client(timeout=min(30.0, max(1.0, timeout)))
+        http = http or httpx.Client(timeout=min(30.0, max(1.0, timeout)), verify=tls())
         try:
             r = http.request(switch.method, switch.url, json=body, headers=headers)
         except httpx.HTTPError as e:

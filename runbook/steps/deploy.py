@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from runbook.adapters import stepkit
 from runbook.adapters.docker import ImageInfo, short
 from runbook.docker_ref import validate_tag
@@ -19,6 +21,22 @@ def _facts(images: dict[str, ImageInfo]) -> dict[str, dict]:
     return {svc: info.as_fact() for svc, info in images.items()}
 
 
+def _check_revisions(ctx: StepContext, pulled: dict[str, ImageInfo]) -> None:
+    """Every pulled image carries the signed-off RC's commit in its revision label."""
+    rc_sha = ctx.facts.get("rc_sha")
+    for info in pulled.values():
+        if rc_sha and not info.revision:
+            raise StepFailed(f"{info.image} has no {'org.opencontainers.image.revision'} label; "
+                             f"cannot check it against the RC sha {short(str(rc_sha))}")
+        if rc_sha and not same_revision(info.revision or "", str(rc_sha)):
+            raise StepFailed(
+                f"{info.image} was built from {short(info.revision)}, but the signed-off RC is "
+                f"{short(str(rc_sha))}; not deploying"
+            )
+    if rc_sha:
+        ctx.progress(f"revision label matches the RC sha {short(str(rc_sha))}")
+
+
 @step_kind("deploy", description="Pull the release tag, verify its revision, compose up, wait healthy")
 @stepkit.masked_step
 def run(ctx: StepContext) -> StepResult:
@@ -34,31 +52,23 @@ def run(ctx: StepContext) -> StepResult:
     cfg = deployer.cfg
     images = {svc.service: cfg.image(svc, tag) for svc in cfg.services}
     ctx.progress(f"pulling {len(images)} image(s) for tag {tag} from {cfg.registry}")
-    deployer.pull(list(images.values()), ctx.progress)
-
-    pulled = {svc: deployer.image_info(ref) for svc, ref in images.items()}
-    rc_sha = ctx.facts.get("rc_sha")
-    for info in pulled.values():
-        if rc_sha and not info.revision:
-            raise StepFailed(f"{info.image} has no {'org.opencontainers.image.revision'} label; "
-                             f"cannot check it against the RC sha {short(str(rc_sha))}")
-        if rc_sha and not same_revision(info.revision or "", str(rc_sha)):
-            raise StepFailed(
-                f"{info.image} was built from {short(info.revision)}, but the signed-off RC is "
-                f"{short(str(rc_sha))}; not deploying"
-            )
-    if rc_sha:
-        ctx.progress(f"revision label matches the RC sha {short(str(rc_sha))}")
-
-    previous = {s: i for s, i in deployer.current_images().items() if s in images}
+    # What runs now (the revert target) is read while the images pull: a pull changes no
+    # container, and `compose ps` costs as long as a small pull. Its answer (or failure)
+    # counts only after the pull and the revision check, in the order they always came.
+    with ThreadPoolExecutor(1, thread_name_prefix="deploy-ps") as pool:
+        running = pool.submit(deployer.current_images)
+        deployer.pull(list(images.values()), ctx.progress)
+        pulled = {svc: deployer.image_info(ref) for svc, ref in images.items()}
+        _check_revisions(ctx, pulled)
+        previous = {s: i for s, i in running.result().items() if s in images}
     keep = {"previous_images": _facts(previous)}
     before = ", ".join(f"{s}={i.tag}" for s, i in previous.items() if s in images) or "nothing"
     ctx.progress(f"running now: {before}")
     try:
         deployer.up(deployer.tag_env(tag), ctx.progress,
                     timeout=min(cfg.up_timeout_s, stepkit.remaining_or_fail(ctx, "compose up")))
-        deployer.wait_healthy(ctx.deadline)
-        now = deployer.current_images()
+        # One `ps --all` says both: everything is healthy, and which image each service runs.
+        now = deployer.current_images(deployer.wait_healthy(ctx.deadline))
     except StepFailed as e:
         raise StepFailed(e.message, facts={**keep, **e.facts}) from None
 

@@ -30,8 +30,7 @@ def revert_deploy(ctx: StepContext) -> StepResult:
     ctx.progress("reverting to " + ", ".join(f"{s}={i.image}" for s, i in previous.items()))
     deployer.revert(previous, ctx.progress,
                     timeout=min(deployer.cfg.up_timeout_s, stepkit.remaining_or_fail(ctx, "up")))
-    deployer.wait_healthy(ctx.deadline)
-    now = deployer.current_images()
+    now = deployer.current_images(deployer.wait_healthy(ctx.deadline))  # one `ps --all`
     wrong = [f"{s}: runs {now[s].image if s in now else 'nothing'}" for s, i in previous.items()
              if s not in now or (i.image_id and now[s].image_id != i.image_id)]
     if wrong:

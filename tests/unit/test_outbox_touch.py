@@ -44,14 +44,62 @@ def at(row) -> float:
     return (row["due_at"] - T0).total_seconds()
 
 
-def test_touches_coalesce_into_one_row_due_after_the_first_debounce(conn, clock):
+def test_a_new_message_is_due_at_once_and_later_touches_coalesce_into_it(conn, clock):
     outbox = Outbox(now=clock)
     touch(conn, outbox)
+    assert at(store.get(conn, "card:exe:1")) == pytest.approx(0.0), \
+        "a message's first post has nothing to coalesce with: no debounce"
     clock.advance(0.05)
     touch(conn, outbox)
     row = store.get(conn, "card:exe:1")
     assert row["version"] == 2, "a second touch must bump the version of the same row"
-    assert at(row) == pytest.approx(0.1), "a later touch must not push a pending update back"
+    assert at(row) == pytest.approx(0.0), "a later touch must not push a pending update back"
+
+
+def posted(conn, clock, key="card:exe:1", *, updated: bool) -> None:
+    """The sender delivered ``key`` now (an update if ``updated``, else its first post)."""
+    with conn.transaction():
+        (row,) = store.claim(conn, me="a", now=clock(), lease=60, limit=1)
+        assert row["key"] == key
+        store.complete(conn, row, me="a", now=clock(), ts="1.1", updated=updated,
+                       min_interval=1.0)
+
+
+def test_an_update_is_debounced_and_a_final_one_is_not(conn, clock):
+    outbox = Outbox(now=clock)
+    touch(conn, outbox)
+    posted(conn, clock, updated=False)
+    clock.advance(5)
+    touch(conn, outbox)  # e.g. the approval's vote: more may follow at once
+    assert at(store.get(conn, "card:exe:1")) == pytest.approx(5.1), \
+        "an update of a posted message must wait out the debounce"
+    touch(conn, outbox, final=True)  # the step's result
+    assert at(store.get(conn, "card:exe:1")) == pytest.approx(5.0), \
+        "a final touch must not wait for the debounce"
+
+
+def test_a_final_touch_still_waits_a_second_after_the_last_update(conn, clock):
+    outbox = Outbox(now=clock)
+    touch(conn, outbox)
+    posted(conn, clock, updated=False)
+    clock.advance(2)
+    touch(conn, outbox)
+    clock.advance(0.1)
+    posted(conn, clock, updated=True)  # an update at 2.1
+    clock.advance(0.3)
+    touch(conn, outbox, final=True)
+    assert at(store.get(conn, "card:exe:1")) == pytest.approx(3.1), \
+        "Slack allows one chat.update per second per message, final or not"
+
+
+def test_a_final_touch_brings_a_delayed_one_forward(conn, clock):
+    outbox = Outbox(now=clock)
+    touch(conn, outbox, delay=1.0)  # "running", shown only if it lasts a second
+    assert at(store.get(conn, "card:exe:1")) == pytest.approx(1.0), \
+        "a first touch with a delay keeps its delay"
+    clock.advance(0.2)
+    touch(conn, outbox, final=True)  # the quick step's result: one post, at once
+    assert at(store.get(conn, "card:exe:1")) == pytest.approx(0.2)
 
 
 def test_a_delayed_touch_pushes_back_and_a_plain_one_brings_forward(conn, clock):
