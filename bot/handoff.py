@@ -16,12 +16,12 @@ seconds, so a lost notification (a dropped connection) delays a request, never l
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 
 import psycopg
 
 from bot.inbox import Inbox
+from bot.loops import Loop
 from bot.store.db import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -42,22 +42,15 @@ class Handoff:
         self.dispatch = dispatch
         self.capacity = capacity
         self.poll_s = poll_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Loop("golive-handoff")
+        self._stop = self._loop.stopping
         self._listen: psycopg.Connection | None = None
 
     def start(self) -> None:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="golive-handoff",
-                                            daemon=True)
-            self._thread.start()
+        self._loop.start(self._run)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        self._loop.stop()
         self._close()
 
     # ------------------------------------------------------------------ the loop

@@ -32,6 +32,7 @@ from typing import Any
 
 import psycopg
 
+from bot.loops import Loop
 from bot.store.db import Database, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,8 @@ class Inbox:
         self._presence_lock = threading.Lock()
         self._handled = threading.Condition()
         self._active: set[int] = set()  # requests this process claimed and has not finished
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Loop("golive-inbox")
+        self._stop = self._loop.stopping
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, redispatch: Callable[[int, bytes], None], *, every: float = 2.0) -> None:
@@ -84,16 +85,10 @@ class Inbox:
                 except (DatabaseUnavailable, psycopg.Error) as e:
                     log.warning("inbox recovery: %s", type(e).__name__)
                 self._stop.wait(every)
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=loop, name="golive-inbox", daemon=True)
-            self._thread.start()
+        self._loop.start(loop)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        self._loop.stop()
         self.close()
 
     # ------------------------------------------------------------------ presence
