@@ -22,7 +22,7 @@ from typing import Any
 from slack_bolt import App
 from slack_bolt.authorization import AuthorizeResult
 
-from bot import approvals, policy
+from bot import approvals, ingress, policy
 from bot.canary.listeners import CANARY_TABLE, CanaryListeners
 from bot.engine import ROLLBACK, Actor, Engine, Refused
 from bot.ids import Action, Callback
@@ -37,9 +37,6 @@ from bot.watches.store import alert_reason
 from commands import Context, UsageError, build_commands, parse
 
 log = logging.getLogger(__name__)
-
-
-READ_ONLY = ("help", "status")  # subcommands that change nothing
 
 
 class _StartupNoise(logging.Filter):
@@ -104,7 +101,7 @@ class Listeners(CanaryListeners):
         words = (field(command, "text") or "").split()
         # What changes nothing need not queue behind the channel's earlier requests: at 50
         # status commands a second in one channel, queueing made them one at a time.
-        order_in = None if not words or words[0].lower() in READ_ONLY else channel
+        order_in = None if not words or words[0].lower() in ingress.READ_ONLY else channel
         self.in_order(context, order_in,
                       lambda text: respond(text=text, response_type="ephemeral"),
                       lambda later: self.command(command, later(respond)))

@@ -43,6 +43,7 @@ HANDLE_TIMEOUT_S = 10.0  # the whole handling transaction, Slack lookups include
 ORPHAN_AFTER_S = 3.0  # a request this old whose owner is gone is recovered
 OWN_START_S = 1.0  # one of ours not being handled this long after arriving has no handler
 SETTLE_AFTER_S = 60.0  # ours still "new" this long after arriving: nothing handled it
+PRESENCE_FRESH_S = 1.0  # a claim trusts a presence connection that answered this recently
 DROP_FOR_S = 600.0  # how long a failed request's drop mark is retried
 
 
@@ -68,6 +69,7 @@ class Inbox:
         self.clock = clock
         self._presence: psycopg.Connection | None = None
         self._presence_lock = threading.Lock()
+        self._presence_at = float("-inf")  # when the presence connection last answered
         self._handled = threading.Condition()
         self._active: set[int] = set()  # requests this process claimed and has not finished
         self._loop = Loop("golive-inbox")
@@ -92,19 +94,23 @@ class Inbox:
         self.close()
 
     # ------------------------------------------------------------------ presence
-    def ensure_presence(self) -> None:
-        """Hold this process's owner lock (again, after a lost connection)."""
+    def ensure_presence(self, fresh_s: float = 0.0) -> None:
+        """Hold this process's owner lock (again, after a lost connection); a connection
+        that answered less than ``fresh_s`` seconds ago is not asked again."""
         with self._presence_lock:
             if self._presence is not None and not self._presence.closed:
+                if self.clock() - self._presence_at < fresh_s:
+                    return
                 try:
                     self._presence.execute("SELECT 1")
+                    self._presence_at = self.clock()
                     return
                 except psycopg.Error:
                     self._presence.close()
             conn = self.db.connect()
             conn.autocommit = True
             conn.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_NS, owner_key(self.owner)))
-            self._presence = conn
+            self._presence, self._presence_at = conn, self.clock()
 
     def close(self) -> None:
         with self._presence_lock:
@@ -119,7 +125,9 @@ class Inbox:
         channel waits for them however long they queue here."""
         if limit <= 0:
             return []
-        self.ensure_presence()  # an owner must be alive, or a recovery would take them back
+        # An owner must be alive, or a recovery would take them back (not a round trip per
+        # claim: the recovery loop checks every 2 s too).
+        self.ensure_presence(fresh_s=PRESENCE_FRESH_S)
         with self.db.transaction() as conn:
             rows = conn.execute(
                 "UPDATE inbox SET owner = %s WHERE id IN (SELECT id FROM inbox WHERE"

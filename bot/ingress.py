@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
+READ_ONLY = ("help", "status")  # subcommands that change nothing
 REPLAY_WINDOW_S = 5 * 60
 """Slack's own window: Bolt refuses a request older than this, so remembering longer is moot."""
 
@@ -47,7 +48,7 @@ class Inbound:
         if self.kind != "command":
             return False
         words = self.text.split()
-        return not words or words[0].lower() == "help"
+        return not words or words[0].lower() == READ_ONLY[0]
 
     @property
     def needs_database(self) -> bool:

@@ -13,6 +13,8 @@ import os
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from bot.supervise import MULTIPROC_ENV
+
 ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
 
 
@@ -42,5 +44,3 @@ class Metrics:
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
-
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set by bot.supervise.share_metrics

@@ -57,8 +57,7 @@ class Runtime:
     watches: Any = None  # bot.watches.room.WatchRoom: runs the watches on the leader replica
     canary: Any = None  # bot.canary.room.CanaryRoom: the canary's thread and sign-off
     door_app: Any = None  # the ack-only Bolt app the door dispatches to (bot/server.py)
-    handoff: Handoff | None = None
-    working: bool = False
+    handoff: Handoff | None = None  # set when this process runs the work side (start)
 
     def start(self, *, worker: bool = True, work: bool = True) -> None:
         """Open the database; with ``work``, also run the work side: the inbox's handler and
@@ -68,7 +67,6 @@ class Runtime:
         self.db.open(wait=False)
         if not work:
             return
-        self.working = True
         self.sender.start()
         self.inbox.start(self.redispatch)
         self.handoff = Handoff(self.inbox, self.redispatch)
@@ -106,9 +104,8 @@ class Runtime:
             self.canary.stop()
         if self.watches is not None:
             self.watches.stop()
-        if self.handoff is not None:
+        if self.handoff is not None:  # the work side ran here
             self.handoff.stop()
-        if self.working:
             self.engine.stop_worker()
             self.inbox.stop()
             self.sender.stop()

@@ -28,6 +28,7 @@ import time
 
 log = logging.getLogger(__name__)
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's; read by bot/metrics.py
 NICENESS = 10  # CFS weight 110 against the door's 1024
 BACKOFF_S = (1.0, 30.0)
 STABLE_AFTER_S = 60.0  # a child that ran this long resets the backoff
@@ -134,8 +135,8 @@ def share_metrics() -> str | None:
     directory (bot/metrics.py). Must run before anything imports prometheus_client (the
     client picks its mode then). Returns the directory it made (the caller removes it), or
     None when one was set already."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR") or "prometheus_client" in sys.modules:
+    if os.environ.get(MULTIPROC_ENV) or "prometheus_client" in sys.modules:
         return None  # shared already, or too late to share (this process counts alone)
     path = tempfile.mkdtemp(prefix="golive-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    os.environ[MULTIPROC_ENV] = path
     return path

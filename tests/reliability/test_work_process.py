@@ -86,6 +86,8 @@ def test_a_request_acked_while_the_work_process_is_down_is_handled_when_it_is_ba
 def test_the_work_process_dies_with_the_door(spawn, sandbox, clean_db):
     bot = spawn("a")
     worker = work_pid(bot.proc.pid)
+    assert alive(worker), "the work process must be running before the door dies"
     os.kill(bot.proc.pid, signal.SIGKILL)  # the door alone, not its process group
-    bot.proc.wait(10)
-    until("the work process exiting", lambda: not alive(worker), 10)
+    assert bot.proc.wait(10) == -signal.SIGKILL
+    assert until("the work process exiting", lambda: not alive(worker), 10), \
+        f"the work process {worker} outlived the door"
