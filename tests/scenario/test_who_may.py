@@ -100,6 +100,9 @@ def test_status_and_help_work_in_the_incident_channel_for_anyone(pbot):
     assert "Subcommands" in answer(pbot, "dave", "help", channel="C_INCIDENT")
     refused = answer(pbot, "alice", "status", channel="C_GENERAL")
     assert "<#C_CUTOVER>" in refused and "<#C_INCIDENT>" in refused, refused
+    # Help is answered in the ack itself, and that answer asks the same policy.
+    refused = answer(pbot, "dave", "help", channel="C_GENERAL")
+    assert "Subcommands" not in refused and "<#C_CUTOVER>" in refused, refused
 
 
 def test_a_non_operator_cannot_start_finish_or_request_steps(pbot, clean_db):
