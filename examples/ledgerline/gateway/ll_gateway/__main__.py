@@ -1,0 +1,3 @@
+from ll_gateway.gateway import main
+
+main()
