@@ -43,6 +43,8 @@ def _runtime(settings: Settings):
         raise SystemExit(2)
 
     _warn_about_audit(settings)
+    # Which config this process runs with (serve, work and socket all start here).
+    logging.getLogger("golive").info("config: %s", settings.config.identity() or "built-in")
     try:
         return build_runtime(settings)
     except RunbookError as e:

@@ -7,6 +7,7 @@ target stack. ``${VAR}`` in the TOML is expanded here, so secrets can stay in th
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tomllib
@@ -175,6 +176,7 @@ class GoliveConfig(BaseModel):
     secrets: list[str] = Field(default_factory=list)
     """Environment variables whose values are secret wherever ``${VAR}`` puts them."""
     _expanded_secrets: dict[str, str] = PrivateAttr(default_factory=dict)
+    _identity: str = PrivateAttr(default="")
 
     @field_validator("secrets")
     @classmethod
@@ -183,6 +185,10 @@ class GoliveConfig(BaseModel):
         if bad:
             raise ValueError(f"not environment variable names: {', '.join(bad)}")
         return v
+
+    def identity(self) -> str:
+        """Which config this is: its file and short content hash ("" when not from a file)."""
+        return self._identity
 
     def effective_operators(self) -> Operators:
         """``[operators]``, or the approvers (their users and groups) when it is absent."""
@@ -198,6 +204,12 @@ class GoliveConfig(BaseModel):
         out.update(self.target.secrets())
         out.update({f"${{{k}}}": v for k, v in self._expanded_secrets.items()})
         return {k: v for k, v in out.items() if v}
+
+
+def config_hash(data: bytes) -> str:
+    """The short content hash that names a config file's bytes (logged when the bot starts and
+    shown by `/golive status`, so a team can tell which config the running bot loaded)."""
+    return hashlib.sha256(data).hexdigest()[:12]
 
 
 def _secret_strs(value: Any, where: str = "") -> dict[str, str]:
@@ -370,7 +382,8 @@ def load_settings(*, require_slack: bool = True, require_db: bool = True,
         problems.append(f"GOLIVE_CONFIG: no such file: {path}")
     else:
         try:
-            config = parse_config(path.read_text(encoding="utf-8"), source=str(path),
+            data = path.read_bytes()
+            config = parse_config(data.decode("utf-8", errors="replace"), source=str(path),
                                   environ=environ)
         except ConfigError as e:
             problems.extend(e.problems)
@@ -381,5 +394,7 @@ def load_settings(*, require_slack: bool = True, require_db: bool = True,
         raise ConfigError(problems)
     if path is not None and config.runbook is not None and not config.runbook.is_absolute():
         config = config.model_copy(update={"runbook": (path.parent / config.runbook).resolve()})
+    if path is not None:
+        config._identity = f"{path.resolve()} (sha256 {config_hash(data)})"
     return Settings(env=env, config=config, config_path=path)
 

@@ -24,6 +24,23 @@ def abort_reason(inv: Invocation) -> str | None:
     return words[1].strip()[:500]
 
 
+def left_as_is(left: dict) -> list[str]:
+    """What an aborted run leaves on the stack (aborting undoes nothing), as warnings."""
+    out = []
+    if left.get("maintenance"):
+        out.append("⚠️ Maintenance is still ON: the public keeps seeing the maintenance page "
+                   "until someone turns it off (aborting does not).")
+    if left.get("release"):
+        out.append(f"⚠️ The new release `{esc(str(left['release']))}` is still deployed: "
+                   "aborting does not roll it back (`/golive rollback` does).")
+    if out:
+        state = " and ".join(w for w, on in (("maintenance on", left.get("maintenance")),
+                                            (f"`{esc(str(left.get('release')))}` deployed",
+                                             left.get("release"))) if on)
+        out.append(f"The stack is left as it is: {state}.")
+    return out
+
+
 def validate(inv: Invocation) -> None:
     abort_reason(inv)
 
@@ -37,6 +54,8 @@ def handle(ctx: Context, inv: Invocation) -> Reply:
         lines.append("Did not run: " + ", ".join(f"`{s}`" for s in run["not_run"]) + ".")
     if run["voided"]:
         lines.append("Void: " + ", ".join(esc(a) for a in run["voided"]) + ".")
+    if reason:
+        lines += left_as_is(run.get("left") or {})
     lines.append(f"Audit chain head after {run['audit_rows']} rows: `{run['audit_head']}` (keep "
                  "it: `golive audit verify --head &lt;hash&gt;` checks the log against it).")
     text = "\n".join(lines)

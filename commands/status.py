@@ -1,5 +1,6 @@
 """/golive status: the current run, its phase, each step's state and pending approvals."""
 
+from bot.slack.blocks import esc
 from bot.slack.status_blocks import status_blocks
 from commands.base import Context, Invocation, Reply
 
@@ -11,4 +12,8 @@ def handle(ctx: Context, inv: Invocation) -> Reply:
     if line:  # the canary's GO / NO-GO with who signed, or what it still waits for
         text += "\n" + line
         blocks = [*blocks, {"type": "section", "text": {"type": "mrkdwn", "text": line[:2900]}}]
+    identity = ctx.config.identity()
+    if identity:  # which config the running bot loaded: its file and content hash
+        blocks = [*blocks, {"type": "context", "elements": [
+            {"type": "mrkdwn", "text": f"Config: `{esc(identity)}`"[:2900]}]}]
     return Reply(text, blocks)

@@ -216,7 +216,7 @@ def _revert_lines(facts: Mapping[str, Any]) -> tuple[tuple[str, ...], str]:
 
 def build_plan(steps: Sequence[Any], facts: Mapping[str, Any], *, now: datetime,
                chain: Chain | None = None, strategy: str | None = None,
-               readonly_paths: Sequence[str] = ("/dashboard",),
+               readonly_paths: Sequence[str] = (),
                stale_after: timedelta = timedelta(hours=2)) -> RollbackPlan:
     """The plan for ``steps`` (the runbook's rollback steps) with this run's ``facts``."""
     out: list[PlanStep] = []
@@ -242,8 +242,10 @@ def build_plan(steps: Sequence[Any], facts: Mapping[str, Any], *, now: datetime,
                     o.why_not for o in options)
         elif kind == "rollback.verify_readonly":
             paths = list(params.get("paths") or readonly_paths)
-            lines = ("health, admin login and the read-only pages " + ", ".join(paths)
-                     + " answer on the old version",)
+            lines = (("health, admin login and the read-only pages " + ", ".join(paths)
+                      + " answer on the old version") if paths else
+                     ("health and admin login answer on the old version (no read-only pages: "
+                      "[target] readonly_paths is empty)"),)
         elif kind == "traffic":
             lines = (f"traffic {params.get('action', 'open')}: the public health answers 200",)
         if blocked:

@@ -90,7 +90,7 @@ class Requests(RollbackRequests):
         # a later truncation or rewrite no longer verifies against this hash.
         return {**run, "status": status, "audit_head": head["last_hash"],
                 "audit_rows": head["last_id"], "not_run": not_run,
-                "voided": [a["action"] for a in pending]}
+                "voided": [a["action"] for a in pending], "left": view.stack_left()}
 
     @staticmethod
     def _open_work(queued: list[dict], pending: list[dict]) -> str:

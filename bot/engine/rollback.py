@@ -64,7 +64,8 @@ class RollbackShell(Preflight):
     def _rollback_plan(self, run: Mapping[str, Any], strategy: str | None) -> RollbackPlan:
         """This run's rollback plan, with ``strategy`` as the chosen data option."""
         return build_plan(self.runbook.rollback, dict(run.get("facts") or {}),
-                          now=self.deps.now(), chain=self._chain(), strategy=strategy)
+                          now=self.deps.now(), chain=self._chain(), strategy=strategy,
+                          readonly_paths=getattr(self.deps.target, "readonly_paths", ()))
 
     def _configured_strategy(self) -> str | None:
         data = [s for s in self.runbook.rollback if s.kind == "rollback.data"]

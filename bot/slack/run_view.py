@@ -42,17 +42,75 @@ class RunView:
         return [s for s in self.runbook.cutover_steps()
                 if self.state_of(s) != "not_available" and not s.params.get("manual")]
 
+    def passed_over(self) -> dict[str, Mapping[str, Any]]:
+        """Cutover steps not done that the run went past (a step requiring them was asked for,
+        with ``--override``): step id -> that later step's latest execution."""
+        latest, out = self.latest(), {}
+        for step in self.runbook.cutover_steps():
+            exe = latest.get(step.id)
+            if not exe or exe["state"] == "cancelled":
+                continue
+            todo, seen = list(step.requires), set()
+            while todo:  # everything this step required, directly or through another step
+                req = todo.pop()
+                if req in seen:
+                    continue
+                seen.add(req)
+                if (latest.get(req) or {}).get("state") not in ("succeeded", "skipped"):
+                    out.setdefault(req, exe)
+                todo += list(self.runbook.step(req).requires)
+        return out
+
+    def rollback_state(self) -> str | None:
+        """The rollback's state: None (none asked for), "done" (the whole plan ran),
+        "in_progress" or "stopped" (a step failed, was interrupted or cancelled)."""
+        states = [self.states().get(s.id) for s in self.runbook.rollback]
+        if not any(states):
+            return None
+        if all(x in ("succeeded", "skipped") for x in states):
+            return "done"
+        if any(x in ("failed", "interrupted", "cancelled") for x in states):
+            return "stopped"
+        return "in_progress"
+
+    def stack_left(self) -> dict[str, Any]:
+        """What this run left on the stack, from its succeeded steps: ``maintenance`` (the last
+        switch flipped put the maintenance page on) and ``release`` (the tag its deploy put in
+        place and no rollback reverted; None when none)."""
+        steps = {s.id: s for s in self.runbook.all_steps()}
+        done = sorted((e for e in self.latest().values() if e["state"] == "succeeded"
+                       and e["step_id"] in steps),
+                      key=lambda e: (str(e.get("finished_at") or ""), e["id"]))
+        maintenance, release = False, None
+        for exe in done:
+            step = steps[exe["step_id"]]
+            params = {**dict(step.params), **dict(exe.get("params") or {})}
+            if step.kind == "maintenance":
+                maintenance = str(params.get("mode", "on")) == "on"
+            elif step.kind == "traffic":
+                maintenance = str(params.get("action", "open")) != "open"
+            elif step.kind == "deploy":
+                release = (self.run.get("facts") or {}).get("deployed_tag") or "the new release"
+            elif step.kind == "rollback.revert_deploy":
+                release = None
+        return {"maintenance": maintenance, "release": release}
+
     def next_steps(self) -> list[Step]:
-        """Runnable steps whose requirements are met and that nobody has asked for yet."""
-        runnable = self.runnable()
+        """Runnable steps whose requirements are met and that nobody has asked for yet (a
+        step the run went past with an override is not "next"; after a rollback nothing is)."""
+        if self.rollback_state() is not None:
+            return []
+        runnable, passed = self.runnable(), self.passed_over()
         return [s for s in self.runbook.next_steps(self.states()) if s in runnable
+                and s.id not in passed
                 and self.state_of(s) not in ("running", "queued", "awaiting_approval")]
 
     def phase_title(self) -> str:
-        """The first phase with a runnable step not done yet, or "done"."""
-        runnable, states = self.runnable(), self.states()
+        """The first phase with a runnable step not done (nor passed over) yet, or "done"."""
+        runnable, states, passed = self.runnable(), self.states(), self.passed_over()
         return next((p.title for p in self.runbook.phases
-                     if any(s in runnable and states.get(s.id) not in ("succeeded", "skipped")
+                     if any(s in runnable and s.id not in passed
+                            and states.get(s.id) not in ("succeeded", "skipped")
                             for s in p.steps)), "done")
 
     def cutover_done(self) -> bool:

@@ -42,8 +42,49 @@ def _step_line(view: RunView, step: Step) -> str:
         extra = f" — {summary_mrkdwn(exe['summary'])}"
     elif exe and exe.get("error") and state in ("failed", "interrupted", "cancelled"):
         extra = f" — {esc(exe['error'])}"
+    later = view.passed_over().get(step.id)
+    if later:  # the run went past this step: say so, with the override's reason
+        why = later.get("override_reason")
+        extra += (f" — passed over: `{later['step_id']}` went ahead"
+                  + (f" with --override “{esc(why)}”" if why else ""))
     gate = " 🔒" if step.gated else ""
     return f"{STATE_ICONS.get(state, '')} `{step.id}`{gate} {state_word(state)}{extra}"[:400]
+
+
+def where_it_ended(view: RunView) -> str | None:
+    """After a rollback (done or stopped): what runs now, the schema, traffic. None without."""
+    rb = view.rollback_state()
+    if rb is None:
+        return None
+    facts, states = view.run.get("facts") or {}, view.states()
+    done = [s for s in view.runbook.rollback if states.get(s.id) == "succeeded"]
+    parts = []
+    prev = facts.get("previous_images") or {}
+    if any(s.kind == "rollback.revert_deploy" for s in done) and isinstance(prev, Mapping):
+        parts.append("containers back on " + ", ".join(
+            f"`{esc(svc)}` {_tag(info)}" for svc, info in sorted(prev.items())))
+    if facts.get("data_restored_from"):
+        sha = str(facts["data_restored_from"])[:12]
+        parts.append(f"data restored from the snapshot (sha `{sha}`)")
+    if facts.get("alembic_rolled_back_to"):
+        parts.append(f"schema at `{esc(str(facts['alembic_rolled_back_to']))}`")
+    traffic = None
+    for s in done:  # the last switch the rollback flipped says how the public is served
+        if s.kind == "traffic":
+            traffic = "open" if str(s.params.get("action", "open")) == "open" else "closed"
+        elif s.kind == "maintenance":
+            on = str(s.params.get("mode", "on")) == "on"
+            traffic = "closed (maintenance page on)" if on else "open"
+    if traffic:
+        parts.append(f"traffic {traffic}")
+    if rb == "done":
+        return "*Rolled back:* " + ("; ".join(parts) or "every rollback step ran")
+    stopped = next((s for s in view.runbook.rollback
+                    if states.get(s.id) not in ("succeeded", "skipped")), None)
+    head = (f"*Rollback {'stopped' if rb == 'stopped' else 'in progress'}"
+            + (f" at `{stopped.id}` ({state_word(states.get(stopped.id) or 'pending')})*"
+               if stopped else "*"))
+    return head + (" — so far: " + "; ".join(parts) if parts else "")
 
 
 def status_blocks(view: RunView | None) -> tuple[str, list[dict]]:
@@ -54,6 +95,9 @@ def status_blocks(view: RunView | None) -> tuple[str, list[dict]]:
     run = view.run
     # Steps that cannot run (not built) are neither "next" nor what keeps a phase open.
     nxt, phase = view.next_steps(), view.phase_title()
+    rb = view.rollback_state()
+    if rb is not None:  # after (or during) a rollback the cutover's phases are behind it
+        phase = f"Rollback ({rb.replace('_', ' ')})"
     head = f"Cutover run #{run['id']} — {run['status']}"
     info = [f"*RC:* `{esc(run.get('rc_tag') or 'not set')}`"
             + (f" · sha `{run['rc_sha'][:12]}`" if run.get("rc_sha") else "")
@@ -62,8 +106,20 @@ def status_blocks(view: RunView | None) -> tuple[str, list[dict]]:
     if nxt:
         cmd = nxt[0].command
         info.append(f"*Next:* {esc(nxt[0].title)}" + (f" — `/golive {cmd}`" if cmd else ""))
-    elif phase == "done" and run["status"] == "active":
+    elif run["status"] != "active":
+        pass
+    elif rb == "done":
+        info.append("*Next:* the run was rolled back; `/golive finish` closes the run")
+    elif rb == "in_progress":
+        info.append("*Next:* the rollback is running; it continues by itself")
+    elif rb == "stopped":
+        info.append("*Next:* the rollback stopped: Retry or Mark done on its stopped step, "
+                    "or `/golive rollback` resumes it")
+    elif phase == "done":
         info.append("*Next:* the cutover steps are done; `/golive finish` closes the run")
+    ended = where_it_ended(view)
+    if ended:
+        info.append(ended)
     if run["status"] != "active":
         info.append(_outcome_line(view) or "")
     blocks: list[Any] = [HeaderBlock(text=head[:150]), section("\n".join(info))]
@@ -113,7 +169,8 @@ def run_summary(view: RunView) -> tuple[str, list[dict]]:
                         f"`{facts.get('alembic_after')}`")
     head = f"Cutover run #{run['id']} summary"
     outcome = _outcome_line(view) or f"*Outcome:* {view.outcome().replace('_', ' ')}"
-    blocks: list[Any] = [HeaderBlock(text=head), section(outcome),
+    ended = where_it_ended(view)
+    blocks: list[Any] = [HeaderBlock(text=head), section(outcome + (f"\n{ended}" if ended else "")),
                          section("\n".join(lines) or "No steps ran.")]
     if versions:
         blocks.append(section("*Versions*\n" + "\n".join(versions)))
@@ -124,3 +181,10 @@ def _image(info: Any) -> str:
     if isinstance(info, Mapping):
         return f"`{info.get('image') or info.get('ref') or '?'}`"
     return f"`{info}`" if info else "—"
+
+
+def _tag(info: Any) -> str:
+    """A recorded image's tag (or the image) as the summary shows it."""
+    if isinstance(info, Mapping):
+        info = info.get("tag") or info.get("image") or info.get("ref")
+    return f"`{esc(str(info))}`" if info else "—"

@@ -46,7 +46,8 @@ def data_step(plan):
 
 
 def test_the_plan_lists_the_five_runbook_steps_with_the_recorded_tags(steps):
-    plan = build_plan(steps, {**DEPLOYED, **SNAPSHOT}, now=NOW, chain=CHAIN)
+    plan = build_plan(steps, {**DEPLOYED, **SNAPSHOT}, now=NOW, chain=CHAIN,
+                      readonly_paths=("/dashboard",))
     assert [s.kind for s in plan.steps] == ["maintenance", "rollback.revert_deploy",
                                             "rollback.data", "rollback.verify_readonly",
                                             "traffic"]
@@ -56,6 +57,9 @@ def test_the_plan_lists_the_five_runbook_steps_with_the_recorded_tags(steps):
     text = plan.text()
     assert "1. Maintenance mode on" in text and "app: v2 -> v1" in text
     assert "/dashboard" in text and "5. Re-open traffic" in text
+    bare = build_plan(steps, {**DEPLOYED, **SNAPSHOT}, now=NOW, chain=CHAIN).text()
+    assert "/dashboard" not in bare and "readonly_paths is empty" in bare, \
+        "without configured read-only paths the plan names none (never the sample's)"
 
 
 def test_downgrade_names_the_migrations_it_reverts_newest_first(steps):
