@@ -87,56 +87,190 @@ DeployerConfig = Annotated[
 ]
 
 
+def _dotted(v: str | None) -> str | None:
+    if v is not None and (not v or any(not part for part in v.split("."))):
+        raise ValueError(f"{v!r} is not a dotted field path like 'build.release'")
+    return v
+
+
+def _token_format(v: str) -> str:
+    if "{token}" not in v:
+        raise ValueError("the format must contain {token}, e.g. 'Bearer {token}'")
+    try:
+        v.format(token="x")
+    except (KeyError, IndexError, ValueError):
+        raise ValueError("the format may contain only the placeholder {token}") from None
+    return v
+
+
 class HealthCheck(_Model):
-    path: str = "/api/health"
-    expect: dict[str, Any] = Field(default_factory=lambda: {"status": "ok", "db": "ok"})
-    expect_version_from_tag: bool = True
-    """The JSON ``version`` must equal the deployed tag (``facts['deployed_tag']``)."""
-    expect_revision_from_deploy: bool = True
-    """The JSON ``revision`` must equal the deployed image's revision label when known."""
+    """The health endpoint and the contract its JSON answer must meet."""
+
+    path: str | None = Field(
+        default=None, description="the health endpoint on the target, e.g. /api/health; unset: "
+        "the health step fails saying to set it (there is no default path)")
+    expect: dict[str, Any] = Field(
+        default_factory=dict, description="a subset the JSON answer must contain: nested tables "
+        "match key by key (the answer may hold more keys), lists and values must be equal; "
+        "empty: only HTTP 200 and JSON are checked")
+    version_field: str | None = Field(
+        default=None, description="dotted path to the version in the answer (e.g. "
+        "'build.release'), compared with the deployed tag; unset: the version is not checked")
+    revision_field: str | None = Field(
+        default=None, description="dotted path to the commit SHA in the answer (e.g. "
+        "'build.commit'), compared with the deployed image's revision label (7-character prefix "
+        "match); unset: not checked")
+    schema_field: str | None = Field(
+        default=None, description="dotted path to the database schema revision in the answer "
+        "(e.g. 'checks.schema'), compared with the revision the migrate step reached; unset: "
+        "not checked")
+    expect_version_from_tag: bool = Field(
+        default=True, description="compare version_field with the deployed tag (false: ignore "
+        "the version even when version_field is set)")
+    expect_revision_from_deploy: bool = Field(
+        default=True, description="compare revision_field with the deployed image's revision "
+        "label when it is known")
+    mismatch_repeats: int = Field(
+        default=3, ge=0, description="a contract mismatch that repeats with the identical body "
+        "this many times in a row fails the check at once, showing the body (masked, cut), "
+        "instead of retrying until the step's deadline; 0: retry until the deadline")
+
+    @field_validator("version_field", "revision_field", "schema_field")
+    @classmethod
+    def _field_ok(cls, v: str | None) -> str | None:
+        return _dotted(v)
 
 
 class AdminLogin(_Model):
-    path: str = "/admin/login"
-    username: str = "admin"
-    password: SecretStr = SecretStr("")
-    success_status: int = 200
-    username_field: str = "username"
-    password_field: str = "password"
+    """A login the health step tries, whose session the dashboard and read-only checks use."""
+
+    path: str | None = Field(
+        default=None, description="the login endpoint (POST), e.g. /admin/login; unset: no "
+        "login check, and pages are fetched without a session")
+    username: str | None = Field(
+        default=None, description="the login's user name (required when path is set)")
+    password: SecretStr = Field(
+        default=SecretStr(""), description="the login's password; secret, masked everywhere")
+    body: Literal["form", "json"] = Field(
+        default="form", description="how the credentials are sent: 'form' "
+        "(application/x-www-form-urlencoded) or 'json' (a JSON object)")
+    username_field: str = Field(
+        default="username", description="the body field that carries the user name")
+    password_field: str = Field(
+        default="password", description="the body field that carries the password")
+    success_status: int = Field(
+        default=200, description="the HTTP status of a successful login")
+    session: Literal["cookie", "bearer"] = Field(
+        default="cookie", description="what the login yields: 'cookie' (the client keeps the "
+        "cookies it sets) or 'bearer' (a token in the JSON answer, sent as a header)")
+    token_field: str | None = Field(
+        default=None, description="with session = 'bearer': dotted path to the token in the "
+        "login's JSON answer, e.g. 'access_token' or 'session.token'; the token is a secret")
+    token_header: str = Field(
+        default="Authorization", description="with session = 'bearer': the header that carries "
+        "the token")
+    token_format: str = Field(
+        default="Bearer {token}", description="with session = 'bearer': the header's value, "
+        "{token} replaced by the token")
+
+    @field_validator("token_field")
+    @classmethod
+    def _field_ok(cls, v: str | None) -> str | None:
+        return _dotted(v)
+
+    @field_validator("token_format")
+    @classmethod
+    def _format_ok(cls, v: str) -> str:
+        return _token_format(v)
+
+    @model_validator(mode="after")
+    def _complete(self) -> AdminLogin:
+        if self.path is not None and not self.username:
+            raise ValueError("admin_login.username is required when admin_login.path is set")
+        if self.session == "bearer" and not self.token_field:
+            raise ValueError("session = 'bearer' needs token_field: the dotted path to the "
+                             "token in the login's JSON answer, e.g. 'access_token'")
+        return self
 
 
 class Dashboard(_Model):
-    path: str = "/dashboard"
-    expect_text: str = "<title>Paybox Dashboard</title>"
+    """A protected page the health step opens with the login's session."""
+
+    path: str | None = Field(
+        default=None, description="the page, e.g. /dashboard; unset: no dashboard check")
+    expect_text: str | None = Field(
+        default=None, description="text the page must contain; unset: HTTP 200 is enough")
 
 
 class SmokeScript(_Model):
-    path: Path = Path("examples/paybox/scripts/go_live_smoke.sh")
-    args: list[str] = Field(default_factory=lambda: ["{internal_url}"])
-    """Placeholders ``{public_url}``, ``{internal_url}`` and ``{deployed_tag}`` are filled in
-    (in ``args`` and ``env`` values; a fact the run lacks becomes empty)."""
-    interpreter: list[str] = Field(default_factory=lambda: ["bash"])
-    timeout_s: float = 120.0
-    env: dict[str, str] = Field(default_factory=dict, repr=False)
+    """The team's smoke script, run on the bot's host against the target."""
+
+    path: Path = Field(description="the script; it runs by its own shebang when it is "
+                       "executable and no interpreter is set")
+    args: list[str] = Field(
+        default_factory=lambda: ["{internal_url}"], description="arguments; placeholders "
+        "{public_url}, {internal_url} and {deployed_tag} are filled in (a fact the run lacks "
+        "becomes empty)")
+    interpreter: list[str] = Field(
+        default_factory=list, description="argv prefix that runs the script, e.g. ['bash'] or "
+        "['python3']; empty: the script runs by its shebang and must be executable")
+    timeout_s: float = Field(default=120.0, description="the script is killed after this long")
+    env: dict[str, str] = Field(
+        default_factory=dict, repr=False, description="environment for the script (besides "
+        "PATH, HOME, LANG, TMPDIR); the same placeholders as args; values of secret-looking "
+        "names are masked")
 
 
 class HttpSwitch(_Model):
-    """Flip a switch by POSTing JSON (``on_body`` / ``off_body``) to ``url``."""
+    """Flip a switch by an HTTP request to ``url`` (JSON ``on_body`` / ``off_body``)."""
 
     kind: Literal["http"] = "http"
-    url: str
-    on_body: dict[str, Any] = Field(default_factory=lambda: {"enabled": True})
-    off_body: dict[str, Any] = Field(default_factory=lambda: {"enabled": False})
-    token: SecretStr | None = None
-    token_header: str = "X-Ops-Token"
-    method: Literal["POST", "PUT"] = "POST"
+    url: str = Field(description="the switch's endpoint")
+    method: Literal["POST", "PUT", "PATCH", "DELETE"] = Field(
+        default="POST", description="the HTTP method that turns it on (and off, unless "
+        "off_method is set)")
+    off_method: Literal["POST", "PUT", "PATCH", "DELETE"] | None = Field(
+        default=None, description="the method that turns it off; unset: method")
+    on_body: dict[str, Any] = Field(
+        default_factory=lambda: {"enabled": True},
+        description="JSON body that turns it on")
+    off_body: dict[str, Any] = Field(
+        default_factory=lambda: {"enabled": False},
+        description="JSON body that turns it off")
+    send_body: bool = Field(
+        default=True, description="false: the requests carry no body (on_body/off_body unused)")
+    token: SecretStr | None = Field(
+        default=None, description="the switch's credential; secret, masked everywhere; unset: "
+        "no auth header")
+    token_header: str = Field(
+        default="Authorization", description="the header that carries the token, e.g. "
+        "'Authorization' or 'X-Ops-Token'")
+    token_format: str = Field(
+        default="Bearer {token}", description="the header's value, {token} replaced by the "
+        "token; '{token}' sends it bare")
+    success_status: list[int] = Field(
+        default_factory=list, description="statuses that mean the switch flipped; empty: any 2xx")
+
+    @field_validator("token_format")
+    @classmethod
+    def _format_ok(cls, v: str) -> str:
+        return _token_format(v)
+
+    def auth_headers(self) -> dict[str, str]:
+        """The header that carries the token (none without a token)."""
+        if self.token is None:
+            return {}
+        return {self.token_header: self.token_format.format(
+            token=self.token.get_secret_value())}
 
 
 class CommandSwitch(_Model):
+    """Flip a switch by running a command (argv, no shell); exit 0 means done."""
+
     kind: Literal["command"] = "command"
-    on: list[str]
-    off: list[str]
-    timeout_s: float = 60.0
+    on: list[str] = Field(description="argv that turns it on")
+    off: list[str] = Field(description="argv that turns it off")
+    timeout_s: float = Field(default=60.0, description="each command is killed after this long")
 
 
 class ComposeServiceSwitch(_Model):
@@ -154,9 +288,15 @@ SwitchConfig = Annotated[
 class MaintenancePage(_Model):
     """What the public URL shows while maintenance is on."""
 
-    path: str = "/"
-    status: int = 503
-    expect_text: str = "Scheduled maintenance"
+    path: str = Field(default="/", description="the public page checked while maintenance is on")
+    status: int = Field(default=503, description="the HTTP status it answers while on")
+    expect_text: str | None = Field(
+        default=None, description="text the maintenance page must contain; unset: the status "
+        "alone is checked")
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SQL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
 
 
 class Migrations(_Model):
@@ -171,11 +311,13 @@ class Migrations(_Model):
 class Probe(_Model):
     """HTTP probe timeouts and retry settings."""
 
-    timeout_s: float = 5.0
-    backoff_initial_s: float = 0.5
-    backoff_max_s: float = 8.0
-    jitter: float = Field(default=0.2, ge=0, le=1)
-    verify_tls: bool = True
+    timeout_s: float = Field(default=5.0, description="per HTTP request, in seconds")
+    backoff_initial_s: float = Field(
+        default=0.5, description="the first wait between attempts; it doubles each time")
+    backoff_max_s: float = Field(default=8.0, description="the longest wait between attempts")
+    jitter: float = Field(default=0.2, ge=0, le=1,
+                          description="each wait varies by up to this share, randomly")
+    verify_tls: bool = Field(default=True, description="verify the target's TLS certificates")
 
 
 class TargetConfig(_Model):
@@ -273,9 +415,16 @@ def paybox_target(
             "registry": registry,
             "registry_variable": "PAYBOX_REGISTRY",
         },
-        "admin_login": {"username": admin_user, "password": admin_password},
+        "health": {"path": "/api/health", "expect": {"status": "ok", "db": "ok"},
+                   "version_field": "version", "revision_field": "revision",
+                   "schema_field": "schema"},
+        "admin_login": {"path": "/admin/login", "username": admin_user,
+                        "password": admin_password},
+        "dashboard": {"path": "/dashboard", "expect_text": "<title>Paybox Dashboard</title>"},
+        "maintenance_page": {"expect_text": "Scheduled maintenance"},
         "smoke": {
             "path": str(root / "examples/paybox/scripts/go_live_smoke.sh"),
+            "interpreter": ["bash"],
             # Through the edge: the ops token lets the checks past the maintenance page.
             "args": ["{public_url}"],
             "env": {
@@ -285,7 +434,8 @@ def paybox_target(
                 "PAYBOX_EXPECT_VERSION": "{deployed_tag}",
             },
         },
-        "maintenance": {"kind": "http", "url": f"{edge}/ops/maintenance", "token": ops_token},
+        "maintenance": {"kind": "http", "url": f"{edge}/ops/maintenance", "token": ops_token,
+                        "token_header": "X-Ops-Token", "token_format": "{token}"},
         "migrations": {
             "mode": "compose-run",
             "script_location": str(root / "examples/paybox/app/migrations"),

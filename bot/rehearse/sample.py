@@ -185,17 +185,35 @@ registry = "{stack.registry}"
 registry_variable = "PAYBOX_REGISTRY"
 env = {{ {env} }}
 
+[target.health]
+path = "/api/health"
+expect = {{ status = "ok", db = "ok" }}
+version_field = "version"
+revision_field = "revision"
+schema_field = "schema"
+
 [target.maintenance]
 kind = "http"
 url = "{stack.public_url}/ops/maintenance"
 token = {_q(stack.ops_token)}
+token_header = "X-Ops-Token"
+token_format = "{{token}}"
+
+[target.maintenance_page]
+expect_text = "Scheduled maintenance"
 
 [target.admin_login]
+path = "/admin/login"
 username = "admin"
 password = {_q(stack.admin_password)}
 
+[target.dashboard]
+path = "/dashboard"
+expect_text = "<title>Paybox Dashboard</title>"
+
 [target.smoke]
 path = {_q(root / "examples/paybox/scripts/go_live_smoke.sh")}
+interpreter = ["bash"]
 args = ["{{public_url}}"]
 env = {{ PAYBOX_ADMIN_USER = "admin", PAYBOX_ADMIN_PASSWORD = {_q(stack.admin_password)}, \
 PAYBOX_SMOKE_BYPASS_TOKEN = {_q(stack.ops_token)}, PAYBOX_EXPECT_VERSION = "{{deployed_tag}}" }}

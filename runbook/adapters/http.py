@@ -7,16 +7,18 @@ The clock, sleep and randomness are parameters so tests never wait for real.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
 
+from runbook.health_contract import MISSING, compact, dig, leaves, show, subset_mismatches
 from runbook.target import AdminLogin, Dashboard, HealthCheck, MaintenancePage, Probe
 
 T = TypeVar("T")
@@ -60,6 +62,8 @@ class Retrier:
             try:
                 return check()
             except ProbeError as e:
+                if getattr(e, "final", False):
+                    raise
                 if attempts is not None and attempt >= attempts:
                     raise
                 wait = self.delay(attempt)
@@ -116,6 +120,46 @@ def _first_line(s: str) -> str:
     return (s.strip().splitlines() or [""])[0][:200]
 
 
+class ContractMismatch(ProbeError):
+    """The health endpoint answered 200 with JSON that breaks the contract."""
+
+    def __init__(self, message: str, body_text: str):
+        super().__init__(message)
+        self.body_text = body_text
+
+
+class GaveUp(ProbeError):
+    """A check that cannot pass by waiting: the retrier stops at once."""
+
+    final = True
+
+
+@dataclass
+class MismatchStreak:
+    """Counts identical contract mismatches in a row; at ``limit`` (0: never) it gives up."""
+
+    limit: int
+    last: str | None = None
+    count: int = 0
+
+    def see(self, e: ContractMismatch) -> None:
+        self.count = self.count + 1 if e.body_text == self.last else 1
+        self.last = e.body_text
+        if self.limit and self.count >= self.limit:
+            raise GaveUp(f"{e}; the same answer {self.count} times in a row, so waiting will "
+                         f"not fix it: {compact_text(e.body_text)}") from None
+
+    def clear(self) -> None:
+        self.last, self.count = None, 0
+
+
+def compact_text(raw: str, limit: int = 400) -> str:
+    try:
+        return compact(json.loads(raw), limit)
+    except ValueError:
+        return raw[:limit]
+
+
 def check_health(
     http: httpx.Client,
     base_url: str,
@@ -124,77 +168,129 @@ def check_health(
     expect_version: str | None = None,
     expect_revision: str | None = None,
     expect_schema: str | None = None,
+    streak: MismatchStreak | None = None,
 ) -> dict[str, Any]:
-    """GET the health endpoint: 200, JSON, the expected subset and (if given) version/revision."""
+    """GET the health endpoint: HTTP 200, JSON, the ``expect`` subset and (when their fields
+    are configured and the values given) version, revision and schema. A contract mismatch
+    raises ``ContractMismatch``; with ``streak``, the same answer ``cfg.mismatch_repeats``
+    times in a row raises ``GaveUp`` (the retrier stops)."""
+    if not cfg.path:
+        raise GaveUp("no health path configured: set [target.health] path")
     url = base_url + cfg.path
     r = _get(http, url)
     if r.status_code != 200:
+        if streak:
+            streak.clear()
         raise ProbeError(f"{cfg.path}: HTTP {r.status_code} (expected 200){_why(r)}")
     try:
         body = r.json()
     except ValueError:
         raise ProbeError(f"{cfg.path}: answered 200 but not JSON") from None
-    if not isinstance(body, dict):
-        raise ProbeError(f"{cfg.path}: JSON is not an object")
-    expected: dict[str, Any] = dict(cfg.expect)
-    if expect_version is not None:
-        expected["version"] = expect_version
-    if expect_schema is not None:
-        expected["schema"] = expect_schema
-    wrong = [
-        f"{k}={body.get(k)!r} (expected {v!r})" for k, v in expected.items() if body.get(k) != v
-    ]
-    if expect_revision and not str(body.get("revision") or "").startswith(expect_revision[:7]):
-        wrong.append(f"revision={str(body.get('revision'))[:10]!r} "
-                     f"(expected {expect_revision[:10]!r})")
+    wrong = [f"{path}={show(got)!r} (expected {show(want)!r})" if got is not MISSING
+             else f"{path} missing (expected {show(want)!r})"
+             for path, got, want in contract_mismatches(cfg, body, expect_version,
+                                                        expect_revision, expect_schema)]
     if wrong:
-        raise ProbeError(f"{cfg.path}: " + ", ".join(wrong))
+        e = ContractMismatch(f"{cfg.path}: " + ", ".join(wrong), r.text)
+        if streak:
+            streak.see(e)
+        raise e
+    if streak:
+        streak.clear()
     return body
 
 
+def contract_mismatches(cfg: HealthCheck, body: Any, expect_version: str | None = None,
+                        expect_revision: str | None = None, expect_schema: str | None = None
+                        ) -> list[tuple[str, Any, Any]]:
+    """``(field path, found, expected)`` for each part of the contract ``body`` breaks: the
+    ``expect`` subset, and the version, revision and schema fields (each checked only when
+    its field is configured and its expected value is given)."""
+    wrong = subset_mismatches(cfg.expect, body)
+    for field_path, want in ((cfg.version_field, expect_version),
+                             (cfg.schema_field, expect_schema)):
+        if field_path and want is not None:
+            got = dig(body, field_path)
+            if got is MISSING or str(got) != str(want):
+                wrong.append((field_path, got, want))
+    if cfg.revision_field and expect_revision:
+        got = dig(body, cfg.revision_field)
+        text = "" if got is MISSING or got is None else str(got)
+        if not (len(text) >= 7 and (text.startswith(expect_revision[:7])
+                                    or expect_revision.startswith(text))):
+            wrong.append((cfg.revision_field, got if got is MISSING else text[:10],
+                          expect_revision[:10]))
+    return wrong
+
+
 def _why(r: httpx.Response) -> str:
-    """A short reason from a JSON error body (status, db, knob, error fields), if any."""
+    """The start of a JSON error body (mask before showing), if the answer has one."""
     try:
         body = r.json()
     except ValueError:
         return ""
-    if not isinstance(body, dict):
-        return ""
-    keys = ("status", "db", "db_error", "schema_state", "knob", "error")
-    parts = [f"{k}={body[k]}" for k in keys if body.get(k) not in (None, "")]
-    return f": {', '.join(parts)}"[:200] if parts else ""
+    return f": {compact(body, 200)}" if body not in (None, "", {}, []) else ""
 
 
-def describe_health(body: Mapping[str, Any]) -> str:
-    parts = [f"status {body.get('status')}"]
-    if body.get("version"):
-        parts.append(f"version {body['version']}")
-    if body.get("revision"):
-        parts.append(f"sha {str(body['revision'])[:7]}")
-    if body.get("db"):
-        parts.append(f"db {body['db']}")
-    if body.get("schema"):
-        parts.append(f"schema {body['schema']}")
-    return ", ".join(parts)
+def describe_health(body: Any, cfg: HealthCheck | None = None) -> str:
+    """One line of what the contract checked, in the team's own field names."""
+    if cfg is None:
+        return "HTTP 200, JSON"
+    parts = [f"{path} {show(dig(body, path))}" for path, _ in leaves(cfg.expect)]
+    for label, field_path in (("version", cfg.version_field), ("revision", cfg.revision_field),
+                              ("schema", cfg.schema_field)):
+        if field_path:
+            got = dig(body, field_path)
+            value = str(got)[:7] if label == "revision" and isinstance(got, str) else show(got)
+            name = label if field_path == label else f"{label} ({field_path})"
+            parts.append(f"{name} {value}")
+    return ", ".join(parts) or "HTTP 200, JSON"
 
 
-def check_admin_login(http: httpx.Client, base_url: str, cfg: AdminLogin) -> str:
-    """POST the login form; pass on the configured status. Credentials are never echoed."""
-    url = base_url + cfg.path
-    form = {cfg.username_field: cfg.username,
-            cfg.password_field: cfg.password.get_secret_value()}
+def log_in(http: httpx.Client, base_url: str, cfg: AdminLogin,
+           secrets: MutableMapping[str, str] | None = None) -> str:
+    """Log in on this client and keep the session on it: the cookie jar (``session =
+    'cookie'``) or the token header on every later request (``'bearer'``). Earlier sessions
+    are dropped first so an old one cannot make a login look good. Credentials and the token
+    are never echoed; the token is added to ``secrets`` (masked in all output)."""
+    if not cfg.path:
+        raise GaveUp("no login configured: set [target.admin_login] path and username")
+    http.cookies.clear()
+    http.headers.pop(cfg.token_header, None)
+    creds = {cfg.username_field: cfg.username or "",
+             cfg.password_field: cfg.password.get_secret_value()}
     try:
-        # Drop earlier sessions so an old cookie cannot make a login look good.
-        http.cookies.clear()
-        r = http.post(url, data=form)
+        r = (http.post(base_url + cfg.path, json=creds) if cfg.body == "json"
+             else http.post(base_url + cfg.path, data=creds))
     except httpx.TimeoutException:
         raise ProbeError(f"POST {cfg.path}: timed out") from None
     except httpx.HTTPError as e:
         raise ProbeError(f"POST {cfg.path}: {type(e).__name__}") from None
     if r.status_code != cfg.success_status:
         raise ProbeError(f"admin login: HTTP {r.status_code} (expected {cfg.success_status})")
-    cookie = "session cookie set" if r.headers.get_list("set-cookie") else "no cookie"
-    return f"HTTP {r.status_code}, {cookie}"
+    if cfg.session == "cookie":
+        cookie = "session cookie set" if r.headers.get_list("set-cookie") else "no cookie"
+        return f"HTTP {r.status_code}, {cookie}"
+    try:
+        answer = r.json()
+    except ValueError:
+        raise ProbeError(f"admin login: HTTP {r.status_code} but the answer is not JSON, so "
+                         f"there is no token at {cfg.token_field!r}") from None
+    token = dig(answer, cfg.token_field or "")
+    if not isinstance(token, str) or not token:
+        keys = ", ".join(sorted(answer)) if isinstance(answer, dict) else type(answer).__name__
+        raise ProbeError(f"admin login: HTTP {r.status_code} but no token at "
+                         f"{cfg.token_field!r} in the answer (its keys: {keys})")
+    if secrets is not None:
+        secrets["admin_login.token"] = token
+    http.headers[cfg.token_header] = cfg.token_format.format(token=token)
+    return f"HTTP {r.status_code}, bearer token from {cfg.token_field}"
+
+
+def check_admin_login(http: httpx.Client, base_url: str, cfg: AdminLogin,
+                      secrets: MutableMapping[str, str] | None = None) -> str:
+    """POST the login; pass on the configured status with the configured session."""
+    return log_in(http, base_url, cfg, secrets)
 
 
 def check_page(http: httpx.Client, base_url: str, path: str, expect_text: str | None = None,
@@ -207,17 +303,23 @@ def check_page(http: httpx.Client, base_url: str, path: str, expect_text: str | 
     return f"HTTP {r.status_code}" + (f", found {expect_text!r}" if expect_text else "")
 
 
-def login_session(http: httpx.Client, base_url: str, cfg: AdminLogin, before: str) -> None:
-    """Log in on this client (its cookie jar keeps the session) ahead of a protected page."""
-    form = {cfg.username_field: cfg.username,
-            cfg.password_field: cfg.password.get_secret_value()}
+def login_session(http: httpx.Client, base_url: str, cfg: AdminLogin, before: str,
+                  secrets: MutableMapping[str, str] | None = None) -> None:
+    """Log in on this client ahead of a protected page (nothing when no login is configured):
+    later requests carry the session (cookie jar or token header)."""
+    if not cfg.path:
+        return
     try:
-        http.post(base_url + cfg.path, data=form)
+        log_in(http, base_url, cfg, secrets)
+    except ProbeError as e:
+        raise ProbeError(f"login before {before}: {e}") from None
     except Exception as e:  # noqa: BLE001 - reported as a failed check
         raise ProbeError(f"login before {before}: {type(e).__name__}") from None
 
 
 def check_dashboard(http: httpx.Client, base_url: str, cfg: Dashboard) -> str:
+    if not cfg.path:
+        raise GaveUp("no dashboard configured: set [target.dashboard] path")
     return check_page(http, base_url, cfg.path, cfg.expect_text)
 
 
@@ -226,16 +328,25 @@ def check_maintenance_page(http: httpx.Client, public_url: str, cfg: Maintenance
     return check_page(http, public_url, cfg.path, cfg.expect_text, cfg.status)
 
 
-def check_public_open(http: httpx.Client, public_url: str, health_path: str) -> str:
+def _health_path(health_path: str | None) -> str:
+    if not health_path:
+        raise GaveUp("no health path configured: set [target.health] path (it is how golive "
+                     "sees that the public URL serves traffic)")
+    return health_path
+
+
+def check_public_open(http: httpx.Client, public_url: str, health_path: str | None) -> str:
     """The public health endpoint answers 200 (traffic flows)."""
+    health_path = _health_path(health_path)
     r = _get(http, public_url + health_path)
     if r.status_code != 200:
         raise ProbeError(f"public {health_path}: HTTP {r.status_code} (expected 200)")
     return f"public {health_path}: HTTP 200"
 
 
-def check_public_closed(http: httpx.Client, public_url: str, health_path: str) -> str:
+def check_public_closed(http: httpx.Client, public_url: str, health_path: str | None) -> str:
     """The public health endpoint does not answer 200 (traffic blocked)."""
+    health_path = _health_path(health_path)
     try:
         r = http.get(public_url + health_path)
     except httpx.HTTPError:

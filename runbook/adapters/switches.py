@@ -44,28 +44,32 @@ def flip(
     """Turn ``switch`` on or off; return what was done. Raises ``StepFailed``."""
     state = "on" if on else "off"
     if isinstance(switch, HttpSwitch):
-        headers = {}
-        if switch.token is not None:
-            headers[switch.token_header] = switch.token.get_secret_value()
-        body = switch.on_body if on else switch.off_body
+        method = switch.method if on or switch.off_method is None else switch.off_method
+        body = (switch.on_body if on else switch.off_body) if switch.send_body else None
         own = http is None
         http = http or httpx.Client(timeout=min(30.0, max(1.0, timeout)), verify=tls())
         try:
-            r = http.request(switch.method, switch.url, json=body, headers=headers)
+            r = http.request(method, switch.url, json=body, headers=switch.auth_headers())
         except httpx.HTTPError as e:
             raise StepFailed(mask(f"{label} switch {switch.url} unreachable: "
                                   f"{type(e).__name__}: {e}", secrets)) from None
         finally:
             if own:
                 http.close()
-        if r.status_code in (401, 403):
-            raise StepFailed(f"{label} switch {switch.url} refused the ops token "
+        ok = (r.status_code in switch.success_status if switch.success_status
+              else 200 <= r.status_code < 300)
+        if not ok and r.status_code in (401, 403):
+            how = (f"the ops token in the {switch.token_header} header"
+                   if switch.token is not None else "a request without a token (set token)")
+            raise StepFailed(f"{label} switch {method} {switch.url} refused {how} "
                              f"(HTTP {r.status_code})")
-        if not 200 <= r.status_code < 300:
-            raise StepFailed(mask(f"{label} switch {switch.url} answered HTTP {r.status_code}: "
-                                  f"{r.text[:200]}", secrets))
-        progress(f"{label} {state}: {switch.method} {switch.url} -> HTTP {r.status_code}")
-        return f"{switch.method} {switch.url} -> {r.status_code}"
+        if not ok:
+            want = (", ".join(map(str, switch.success_status)) if switch.success_status
+                    else "2xx")
+            raise StepFailed(mask(f"{label} switch {method} {switch.url} answered HTTP "
+                                  f"{r.status_code} (expected {want}): {r.text[:200]}", secrets))
+        progress(f"{label} {state}: {method} {switch.url} -> HTTP {r.status_code}")
+        return f"{method} {switch.url} -> {r.status_code}"
     if isinstance(switch, CommandSwitch):
         argv = switch.on if on else switch.off
         try:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 
 from runbook.adapters import stepkit
 from runbook.adapters.http import (
+    MismatchStreak,
     ProbeError,
     check_admin_login,
     check_dashboard,
@@ -47,21 +48,34 @@ def run_checks(ctx: StepContext, target: TargetConfig,
     return lines
 
 
+def _secrets(ctx: StepContext) -> MutableMapping[str, str] | None:
+    """Where a login registers its token for masking (the masked step's own dict)."""
+    return ctx.secrets if isinstance(ctx.secrets, MutableMapping) else None
+
+
 def health_checks(ctx: StepContext, target: TargetConfig, http, base: str
                   ) -> list[tuple[str, Callable[[], str]]]:
-    tag = ctx.facts.get("deployed_tag") if target.health.expect_version_from_tag else None
-    rev = ctx.facts.get("deployed_revision") if target.health.expect_revision_from_deploy else None
+    """The health contract and (when configured) the login, as named checks."""
+    h = target.health
+    if not h.path:
+        raise StepFailed("no health path configured: set [target.health] path (and the "
+                         "contract: expect, version_field, revision_field, schema_field)")
+    tag = ctx.facts.get("deployed_tag") if h.expect_version_from_tag else None
+    rev = ctx.facts.get("deployed_revision") if h.expect_revision_from_deploy else None
     schema = ctx.facts.get("alembic_after")
+    streak = MismatchStreak(h.mismatch_repeats)
 
     def health() -> str:
-        return describe_health(check_health(http, base, target.health, expect_version=tag,
-                                            expect_revision=rev, expect_schema=schema))
+        return describe_health(check_health(http, base, h, expect_version=tag,
+                                            expect_revision=rev, expect_schema=schema,
+                                            streak=streak), h)
 
-    return [
-        (f"health {target.health.path}", health),
-        (f"admin login {target.admin_login.path}",
-         lambda: check_admin_login(http, base, target.admin_login)),
-    ]
+    checks = [(f"health {h.path}", health)]
+    login = target.admin_login
+    if login.path:
+        checks.append((f"admin login {login.path}",
+                       lambda: check_admin_login(http, base, login, _secrets(ctx))))
+    return checks
 
 
 @step_kind("health", description="Health JSON, admin login and dashboard until the deadline")
@@ -74,9 +88,10 @@ def run(ctx: StepContext) -> StepResult:
         login = target.admin_login
 
         def dashboard() -> str:
-            login_session(http, base, login, "dashboard")
+            login_session(http, base, login, "dashboard", _secrets(ctx))
             return check_dashboard(http, base, target.dashboard)
 
-        checks.append((f"dashboard {target.dashboard.path}", dashboard))
+        if target.dashboard.path:
+            checks.append((f"dashboard {target.dashboard.path}", dashboard))
         lines = run_checks(ctx, target, checks)
     return StepResult(summary="\n".join(lines), facts={"health": "green"}, detail="\n".join(lines))

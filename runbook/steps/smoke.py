@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 from pathlib import Path
@@ -9,6 +10,25 @@ from pathlib import Path
 from runbook.adapters import stepkit
 from runbook.adapters.redact import mask, tail
 from runbook.steps.base import StepContext, StepFailed, StepResult, step_kind
+
+
+def _cannot_run(e: OSError, script: Path, interpreter: list[str]) -> str:
+    """Why the script did not start, and what to change."""
+    if interpreter:
+        return (f"smoke script cannot run: interpreter {interpreter[0]!r}: "
+                f"{e.strerror or e}; fix [target.smoke] interpreter")
+    if e.errno == errno.ENOEXEC:
+        return (f"smoke script {script} has no shebang line (e.g. #!/usr/bin/env python3): add "
+                "one, or set [target.smoke] interpreter")
+    first = ""
+    try:
+        with script.open("rb") as f:
+            first = f.readline(200).decode(errors="replace").strip()
+    except OSError:
+        pass
+    shebang = f" (its shebang: {first})" if first.startswith("#!") else ""
+    return (f"smoke script {script} cannot run: {e.strerror or e}{shebang}; is its "
+            "interpreter installed on the bot's host? Or set [target.smoke] interpreter")
 
 
 @step_kind("smoke", description="Run the smoke script (params.optional allows none configured)")
@@ -32,6 +52,10 @@ def run(ctx: StepContext) -> StepResult:
         extra_env = {k: v.format(**fill) for k, v in smoke.env.items()}
     except (KeyError, IndexError, ValueError) as e:
         raise StepFailed(f"smoke args/env: unknown placeholder {e}") from None
+    if not smoke.interpreter and not os.access(script, os.X_OK):
+        raise StepFailed(f"smoke script {script} is not executable: make it executable "
+                         "(chmod +x; it runs by its shebang line) or set [target.smoke] "
+                         "interpreter, e.g. [\"bash\"]")
     argv = [*smoke.interpreter, str(script), *args]
     timeout = min(smoke.timeout_s, stepkit.remaining_or_fail(ctx, "the smoke script"))
     env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
@@ -45,7 +69,7 @@ def run(ctx: StepContext) -> StepResult:
         raise StepFailed(mask(f"smoke script timed out after {timeout:.0f}s:\n"
                               f"{tail(out, 8, 1000)}", ctx.secrets)) from None
     except OSError as e:
-        raise StepFailed(f"smoke script cannot run: {e}") from None
+        raise StepFailed(mask(_cannot_run(e, script, smoke.interpreter), ctx.secrets)) from None
     output = mask((r.stdout or "") + (("\n" + r.stderr) if r.stderr else ""), ctx.secrets)
     if r.returncode != 0:
         raise StepFailed(f"smoke script exited {r.returncode}:\n{tail(output, 8, 1200)}",

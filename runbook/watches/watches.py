@@ -18,6 +18,7 @@ import httpx
 import psycopg
 from psycopg.rows import dict_row
 
+from runbook.health_contract import subset_mismatches
 from runbook.watches.analysis import AnalysisSpec, Measurement
 from runbook.watches.burnrate import BurnPolicy, evaluate
 from runbook.watches.logs import LineCounter, LogTail
@@ -50,8 +51,8 @@ class HealthWatch:
             body = r.json()
         except ValueError:
             body = None
-        wrong = {k: (body or {}).get(k) for k, v in self.expect.items()
-                 if not isinstance(body, dict) or body.get(k) != v}
+        # the team's contract ([target.health] expect): a nested subset, dotted paths shown
+        wrong = {path: got for path, got, _ in subset_mismatches(self.expect, body)}
         if r.status_code != 200 or wrong:
             detail = ", ".join(f"{k}={v!r}" for k, v in wrong.items())
             return Measurement("Failed", now, value=ms, threshold=self.latency_warn_ms,

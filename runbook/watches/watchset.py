@@ -128,10 +128,12 @@ def _build(wc: WatchesConfig, thresholds: Any, target: TargetConfig) -> WatchSet
         return _spec(name, w, default_interval, wc.history)
 
     h = wc.health
-    if h.enabled:
+    if h.enabled and not (h.path or target.health.path):
+        problems["health"] = "no health path: set [target.health] path or [watches.health] path"
+    elif h.enabled:
         base = target.public_url if h.base == "public" else target.internal_url
         watches["health"] = HealthWatch(
-            spec("health", h), base + (h.path or target.health.path),
+            spec("health", h), base + (h.path or target.health.path or ""),
             expect=dict(target.health.expect), latency_warn_ms=h.latency_warn_ms,
             timeout_s=h.timeout_s, verify_tls=target.probe.verify_tls)
 

@@ -94,6 +94,7 @@ kind = "compose"
 env = { PAYBOX_SIGNING = "${PAYBOX_SIGNING_KEY}" }
 
 [target.smoke]
+path = "smoke.sh"
 env = { GREETING = "${PAYBOX_PIN}" }
 """)
 

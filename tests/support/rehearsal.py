@@ -155,6 +155,9 @@ kind = "command"
 on = ["{py}", "{script}", "--flag-on"]
 off = ["{py}", "{script}", "--flag-off"]
 
+[target.health]
+path = "/api/health"
+
 [target.smoke]
 path = "{script}"
 interpreter = ["{py}"]

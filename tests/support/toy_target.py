@@ -69,6 +69,9 @@ kind = "command"
 on = ["sh", "-c", "{on}"]
 off = ["sh", "-c", "{off}"]
 
+[target.health]
+path = "/api/health"
+
 [target.probe]
 backoff_initial_s = 0.05
 backoff_max_s = 0.1

@@ -14,6 +14,7 @@ secrets = ["SIGNING_KEY", "PIN"]
 cutover = "C_X"
 [approvers]
 [target.smoke]
+path = "smoke.sh"
 env = { GREETING = "hello ${PIN}", KEY = "${SIGNING_KEY}", SHOWN = "${VISIBLE}" }
 [target.admin_login]
 password = "${ADMIN}"
