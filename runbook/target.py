@@ -300,12 +300,51 @@ _SQL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
 
 
 class Migrations(_Model):
-    mode: Literal["compose-run", "alembic-api"] = "compose-run"
-    service: str = "app"
-    command: list[str] = Field(default_factory=lambda: ["alembic"])
-    script_location: Path = Path("examples/paybox/app/migrations")
-    database_url: SecretStr | None = None
-    timeout_s: float = 300.0
+    """``[target.migrations]``: how ``migrate`` and the rollback's downgrade run alembic.
+
+    One invocation (``command``) serves ``current``, ``upgrade``, ``downgrade`` and ``heads``,
+    in the forward migrate and in the rollback alike."""
+
+    mode: Literal["compose-run", "alembic-api"] = Field(
+        "compose-run", description="compose-run: `docker compose run --rm --no-deps <service> "
+        "<command> ...` with the deployed image (the team's alembic, driver and migrations); "
+        "alembic-api: alembic's Python API in golive against script_location")
+    service: str | None = Field(
+        None, description="compose service whose image runs the migrations (compose-run: "
+        "required)")
+    command: list[str] = Field(
+        default_factory=lambda: ["alembic"], min_length=1,
+        description="the alembic invocation inside the image, used for current, upgrade, "
+        "downgrade and heads alike, e.g. [\"python3\", \"-m\", \"alembic\"] for an image "
+        "without an `alembic` executable")
+    script_location: Path | None = Field(
+        None, description="the alembic directory on this machine (alembic-api: required; the "
+        "rollback plan reads the downgrade path from it when set)")
+    database_url: SecretStr | None = Field(
+        None, description="the target database (alembic-api; restore; the watches' default)")
+    url_variable: str | None = Field(
+        None, description="the environment variable the team's env.py reads its database URL "
+        "from, e.g. LL_DB_DSN: compose-run passes database_url in it (`-e NAME`)")
+    version_table: str = Field(
+        "alembic_version", description="the project's alembic version table (env.py's "
+        "version_table); golive reads revisions from it")
+    version_table_schema: str | None = Field(
+        None, description="its schema, when env.py sets version_table_schema")
+    timeout_s: float = Field(300.0, gt=0, description="seconds one alembic call may take")
+
+    @field_validator("url_variable")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and not _ENV_NAME.fullmatch(v):
+            raise ValueError("must be an environment variable name (letters, digits, '_')")
+        return v
+
+    @field_validator("version_table", "version_table_schema")
+    @classmethod
+    def _sql_name(cls, v: str | None) -> str | None:
+        if v is not None and not _SQL_NAME.fullmatch(v):
+            raise ValueError("must be a plain SQL name (letters, digits, '_', at most 63)")
+        return v
 
 
 class Probe(_Model):
@@ -438,6 +477,7 @@ def paybox_target(
                         "token_header": "X-Ops-Token", "token_format": "{token}"},
         "migrations": {
             "mode": "compose-run",
+            "service": "app",
             "script_location": str(root / "examples/paybox/app/migrations"),
             "database_url": database_url,
         },

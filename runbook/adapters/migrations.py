@@ -1,8 +1,12 @@
 """Target-database migrations with alembic: in the app image (compose run) or in-process.
 
-``compose-run`` is what the runbook says (``docker compose run --rm app alembic upgrade head``)
-and uses the migrations shipped in the deployed image. ``alembic-api`` drives ``alembic.command``
-against a ``script_location`` on disk and a database URL, capturing alembic's output.
+``compose-run`` is what the runbook says (``docker compose run --rm <service> <command> upgrade
+head``) and uses the migrations shipped in the deployed image. ONE configured invocation
+(``[target.migrations] command``, e.g. ``["python3", "-m", "alembic"]``) serves ``current``,
+``upgrade``, ``downgrade`` and ``heads``, in the forward migrate and the rollback alike, so an
+image that lacks an ``alembic`` executable fails (or works) the same way both times.
+``alembic-api`` drives ``alembic.command`` against a ``script_location`` on disk and a database
+URL, capturing alembic's output. Revisions are read from the project's version table.
 """
 
 from __future__ import annotations
@@ -53,6 +57,9 @@ class AlembicApiMigrator:
     def _config(self, out: io.StringIO) -> Any:
         from alembic.config import Config
 
+        if self.cfg.script_location is None:
+            raise StepFailed("migrations.mode = 'alembic-api' needs [target.migrations] "
+                             "script_location")
         config = Config(stdout=out)
         config.set_main_option("script_location", str(self.cfg.script_location))
         # ConfigParser interpolation: a '%' in a password must be doubled.
@@ -71,7 +78,10 @@ class AlembicApiMigrator:
         engine = self._engine()
         try:
             with engine.connect() as conn:
-                heads = MigrationContext.configure(conn).get_current_heads()
+                heads = MigrationContext.configure(conn, opts={
+                    "version_table": self.cfg.version_table,
+                    "version_table_schema": self.cfg.version_table_schema,
+                }).get_current_heads()
         except Exception as e:  # noqa: BLE001 - any driver error becomes a clear step failure
             raise StepFailed(mask(f"cannot read the target DB's alembic revision: "
                                   f"{type(e).__name__}: {_first(e)}", self.secrets)) from None
@@ -82,8 +92,9 @@ class AlembicApiMigrator:
     def heads(self) -> list[str]:
         from alembic.script import ScriptDirectory
 
+        config = self._config(io.StringIO())
         try:
-            return list(ScriptDirectory.from_config(self._config(io.StringIO())).get_heads())
+            return list(ScriptDirectory.from_config(config).get_heads())
         except Exception as e:  # noqa: BLE001 - alembic raises many types here
             raise StepFailed(f"cannot read migration scripts at {self.cfg.script_location}: "
                              f"{_first(e)}") from None
@@ -121,37 +132,54 @@ class AlembicApiMigrator:
 
 @dataclass
 class ComposeRunMigrator:
-    """``docker compose run --rm <service> alembic ...`` with the deployed image."""
+    """``docker compose run --rm --no-deps -T <service> <command> ...`` with the deployed image.
+
+    ``<command>`` is the one configured invocation for every alembic call. With
+    ``url_variable`` set, ``database_url`` is passed in it (``-e NAME``: the value travels in
+    the compose CLI's environment, never in argv)."""
 
     cfg: Migrations
     deployer: Any  # ComposeDeployer
     tag_env: Mapping[str, str]
     timeout: Callable[[], float]
 
+    def _service(self) -> str:
+        if not self.cfg.service:
+            raise StepFailed("migrations.mode = 'compose-run' needs [target.migrations] service "
+                             "(the compose service whose image runs the migrations)")
+        return self.cfg.service
+
+    def _url_env(self) -> tuple[list[str], dict[str, str]]:
+        url = self.cfg.database_url.get_secret_value() if self.cfg.database_url else ""
+        if self.cfg.url_variable and url:
+            return ["-e", self.cfg.url_variable], {self.cfg.url_variable: url}
+        return [], {}
+
+    def _compose_run(self, *args: str, what: str, entrypoint: str | None = None) -> Any:
+        flags, url_env = self._url_env()
+        if entrypoint:
+            flags += ["--entrypoint", entrypoint]
+        return self.deployer.compose(
+            "run", "--rm", "--no-deps", "-T", *flags, self._service(), *args,
+            env={**self.tag_env, **url_env},
+            timeout=min(self.cfg.timeout_s, max(1.0, self.timeout())), check=False, what=what)
+
     def _alembic(self, *args: str, what: str) -> str:
-        r = self.deployer.compose(
-            "run", "--rm", "--no-deps", "-T", self.cfg.service, *self.cfg.command, *args,
-            env=self.tag_env, timeout=min(self.cfg.timeout_s, max(1.0, self.timeout())),
-            check=False, what=f"alembic {what}",
-        )
+        r = self._compose_run(*self.cfg.command, *args, what=f"alembic {what}")
         output = (r.stdout or "") + (r.stderr or "")
         if r.returncode != 0:
             raise StepFailed(self.deployer._mask(
                 f"alembic {what} failed (exit {r.returncode}):\n{tail(output, 10, 1500)}"
-            ))
+                + _hint(self.cfg, output)))
         return self.deployer._mask(output)
 
     def current_revision(self) -> str | None:
-        r = self.deployer.compose(
-            "run", "--rm", "--no-deps", "-T", self.cfg.service, *self.cfg.command, "current",
-            env=self.tag_env, timeout=min(self.cfg.timeout_s, max(1.0, self.timeout())),
-            check=False, what="alembic current",
-        )
+        r = self._compose_run(*self.cfg.command, "current", what="alembic current")
         if r.returncode != 0:
+            output = (r.stdout or "") + (r.stderr or "")
             raise StepFailed(self.deployer._mask(
-                f"alembic current failed (exit {r.returncode}):\n"
-                f"{tail((r.stdout or '') + (r.stderr or ''), 10, 1500)}"
-            ))
+                f"alembic current failed (exit {r.returncode}):\n{tail(output, 10, 1500)}"
+                + _hint(self.cfg, output)))
         return parse_current(r.stdout or "")
 
     def heads(self) -> list[str]:
@@ -163,21 +191,13 @@ class ComposeRunMigrator:
         return self._alembic("upgrade", target, what=f"upgrade {target}")
 
     def upgrade_reporting(self, target: str) -> UpgradeReport | None:
-        """current, upgrade, current and heads in ONE container and one Python process.
-
-        Each container start costs ~0.6 s and each alembic start ~0.25 s. A fixed script calls
-        alembic's own CLI entry point four times; the revision is an argument, never spliced
-        into it. None when this does not apply (a custom alembic command, or no python3 in the
-        image): the caller falls back to separate runs.
-        """
-        if list(self.cfg.command) != ["alembic"]:
-            return None
-        r = self.deployer.compose(
-            "run", "--rm", "--no-deps", "-T", "--entrypoint", "python3", self.cfg.service,
-            "-c", _ONE_RUN, validate_revision(target),
-            env=self.tag_env, timeout=min(self.cfg.timeout_s, max(1.0, self.timeout())),
-            check=False, what=f"alembic upgrade {target}",
-        )
+        """current, upgrade, current and heads in ONE container: ``sh`` runs the configured
+        invocation four times (it and the revision are arguments, never spliced into the
+        script). Each container start costs ~0.6 s. None when the image has no ``sh``: the
+        caller falls back to separate runs of the same invocation."""
+        r = self._compose_run("-c", _ONE_RUN, "sh", validate_revision(target),
+                              *self.cfg.command, what=f"alembic upgrade {target}",
+                              entrypoint="sh")
         output = (r.stdout or "") + (r.stderr or "")
         parts = _sections(r.stdout or "")
         if "before" not in parts:
@@ -195,7 +215,8 @@ class ComposeRunMigrator:
                     "after": "current (after the upgrade)", "heads": "heads"}[phase]
             raise StepFailed(self.deployer._mask(
                 f"alembic {what} failed (exit {r.returncode}):\n"
-                f"{tail(parts[phase] + chr(10) + (r.stderr or ''), 10, 1500)}"),
+                f"{tail(parts[phase] + chr(10) + (r.stderr or ''), 10, 1500)}"
+                + _hint(self.cfg, output)),
                 facts={"alembic_before": before} if phase != "before" else {})
         heads = parse_current(parts.get("heads", ""))
         return UpgradeReport(before=before, after=parse_current(parts.get("after", "")),
@@ -206,16 +227,22 @@ class ComposeRunMigrator:
         return self._alembic("downgrade", revision, what=f"downgrade {revision}")
 
 
-# Runs inside the target image; sys.argv[1] is the (validated) target revision. alembic's CLI
-# exits non-zero on an error, which stops the sequence where it failed.
+def _hint(cfg: Migrations, output: str) -> str:
+    low = output.lower()
+    if "not found" in low or "no such file" in low or "executable file not found" in low:
+        return (f"\n(is `{' '.join(cfg.command)}` in the image? set [target.migrations] "
+                f"command, e.g. [\"python3\", \"-m\", \"alembic\"])")
+    return ""
+
+
+# Runs inside the target image as ``sh -c _ONE_RUN sh <revision> <command...>``: the configured
+# invocation ("$@") four times; a failure stops the sequence where it failed, with its status.
 _ONE_RUN = """\
-import sys
-from alembic.config import main
-for marker, argv in (("before", ["current"]), ("upgrade", ["upgrade", sys.argv[1]]),
-                     ("after", ["current"]), ("heads", ["heads"])):
-    print("@@golive:" + marker, flush=True)
-    main(argv=argv, prog="alembic")
-    sys.stdout.flush()
+t="$1"; shift
+echo @@golive:before; "$@" current || exit $?
+echo @@golive:upgrade; "$@" upgrade "$t" || exit $?
+echo @@golive:after; "$@" current || exit $?
+echo @@golive:heads; "$@" heads
 """
 
 
@@ -257,6 +284,8 @@ def revision_chain(script_location: Any) -> dict[str, tuple[tuple[str, ...], str
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
+    if script_location is None:
+        raise StepFailed("no [target.migrations] script_location: the downgrade path is unknown")
     config = Config()
     config.set_main_option("script_location", str(script_location))
     try:

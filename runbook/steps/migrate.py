@@ -1,4 +1,8 @@
-"""``migrate``: ``alembic upgrade head`` on the target database, revisions recorded."""
+"""``migrate``: ``alembic upgrade head`` on the target database, revisions recorded.
+
+Every alembic call (``current`` before and after, ``upgrade``, ``heads``) is the one configured
+invocation (``[target.migrations] command``), the same one the rollback's downgrade uses;
+revisions come from the project's version table."""
 
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ def run(ctx: StepContext) -> StepResult:
     one_run = getattr(migrator, "upgrade_reporting", None)
     report = None
     if one_run is not None:
-        ctx.progress(f"alembic upgrade {goal} in one {target.migrations.service} container")
+        ctx.progress(f"{' '.join(target.migrations.command)} upgrade {goal} in one "
+                     f"{target.migrations.service} container")
         report = one_run(goal)
     if report is not None:
         return _result(goal, report.before, report.after, report.heads, report.output)

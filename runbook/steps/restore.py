@@ -101,7 +101,9 @@ def restore_snapshot(ctx: StepContext) -> StepResult:
         pgrestore.restore_over(path, url, drop_first=extra, bin_dir=_bin_dir(ctx),
                                timeout=stepkit.remaining_or_fail(ctx, "the restore"))
         after = pgdump.restored_figures(url, []).counts
-        revision = alembic_current(url)
+        mig = stepkit.target_of(ctx).migrations
+        revision = alembic_current(url, version_table=mig.version_table,
+                                   schema=mig.version_table_schema)
     except (pgdump.PgError, pgdump.psycopg.Error) as e:
         raise StepFailed(f"restore failed: {_first(e)}", facts=facts) from None
     wrong = [f"{t}: {after.get(t, 'missing')} rows, the snapshot has "
