@@ -83,7 +83,7 @@ def show(value: Any, limit: int = 60) -> str:
 def compact(body: Any, limit: int = 400) -> str:
     """A JSON body on one line, cut at ``limit`` characters (mask it before showing)."""
     try:
-        text = json.dumps(body, separators=(",", ":"), sort_keys=True, default=str)
+        text = json.dumps(body, separators=(",", ":"), default=str)
     except (TypeError, ValueError):
         text = repr(body)
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -229,7 +229,7 @@ def _why(r: httpx.Response) -> str:
         body = r.json()
     except ValueError:
         return ""
-    return f": {compact(body, 200)}" if body not in (None, "", {}, []) else ""
+    return f": {compact(body, 300)}" if body not in (None, "", {}, []) else ""
 
 
 def describe_health(body: Any, cfg: HealthCheck | None = None) -> str:
