@@ -26,7 +26,7 @@ TITLES = {"health": "Health", "webhooks": "Webhook signatures",
           "error_budget": "Error budget (5xx burn rate)", "payouts": "Payout failure rate",
           "ledger": "Ledger invariants"}
 EMOJI = {"pending": "⏳", "ok": "🟢", "warn": "🟡", "breach": "🔴", "inconclusive": "❔",
-         "error": "⚠️", "problem": "⛔"}
+         "error": "⚠️", "problem": "⛔", "paused": "⏸", "off": "⚪"}
 
 
 def title(name: str) -> str:
@@ -56,12 +56,16 @@ def watch_line(name: str, st: dict) -> str:
     """One line per watch, for its message's head and ``/golive watch list``."""
     if "problem" in st:
         return f"{EMOJI['problem']} *{title(name)}*: cannot run: {esc(st['problem'])}"
+    if "off" in st:
+        return f"{EMOJI['off']} *{title(name)}*: *off*: {esc(st['off'])}"
+    why = f" ({esc(st['paused_why'])})" if st.get("state") == "paused" and st.get(
+        "paused_why") else ""
     last = st.get("last") or {}
     value = (f"{fmt(last.get('value'), last.get('unit', ''))} "
              f"(threshold {fmt(last.get('threshold'), last.get('unit', ''))})"
              if last else "not measured yet")
     dry = " (dry run)" if st.get("dry_run") else ""
-    return (f"{EMOJI.get(st['state'], '•')} *{title(name)}*{dry}: *{st['state']}* since "
+    return (f"{EMOJI.get(st['state'], '•')} *{title(name)}*{dry}: *{st['state']}*{why} since "
             f"{_time(st.get('since'))} · last {value} · `{sparkline(st.get('history') or []) or '—'}`")
 
 
@@ -79,7 +83,7 @@ def render_watch(conn: psycopg.Connection, ref: str, data: Any) -> Content | Non
     if last and last.get("summary"):
         lines.append(esc(last["summary"]) + (f" — {esc(last['warn'])}" if last.get("warn")
                                              else ""))
-    if "problem" not in st:
+    if "problem" not in st and "off" not in st:
         c = st.get("counts") or {}
         lines.append(f"every {st.get('interval_s', 0):g} s · {c.get('count', 0)} measurements, "
                      f"{c.get('failed', 0)} failed, {c.get('error', 0)} errors"
@@ -91,7 +95,7 @@ def render_watch(conn: psycopg.Connection, ref: str, data: Any) -> Content | Non
     if lines:
         blocks.append({"type": "context", "elements": [
             {"type": "mrkdwn", "text": "\n".join(lines)[:3000]}]})
-    text = f"{title(name)}: {st.get('state', 'problem')}"
+    text = f"{title(name)}: {st.get('state', 'off' if 'off' in st else 'problem')}"
     return {"text": text, "blocks": blocks}
 
 

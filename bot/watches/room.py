@@ -47,6 +47,24 @@ def traffic_opened(conn: Any, runbook: Any, run_id: int) -> bool:
     return any(latest.get(i, {}).get("state") == "succeeded" for i in ids)
 
 
+PAUSED_IN_MAINTENANCE = ("health",)
+"""Watches that measure what a planned maintenance takes down: paused while it is on."""
+
+
+def planned_maintenance(conn: Any, runbook: Any, run_id: int) -> str:
+    """Why the run is in its planned maintenance ("" when not): its own cutover step put the
+    maintenance page up (its newest success is an "on") and traffic has not opened since."""
+    if traffic_opened(conn, runbook, run_id):
+        return ""
+    latest = repo.latest_executions(conn, run_id=run_id)
+    flips = sorted(((e.get("finished_at"), e["id"], s) for s in runbook.cutover_steps()
+                    if s.kind == "maintenance" and (e := latest.get(s.id))
+                    and e["state"] == "succeeded"), key=lambda x: (str(x[0]), x[1]))
+    if not flips or str(flips[-1][2].params.get("mode", "on")) != "on":
+        return ""
+    return f"planned maintenance: `{flips[-1][2].id}` is on, traffic not open yet"
+
+
 def raise_alert(conn: Any, outbox: Any, *, channels: list[str], run_id: int | None, kind: str,
                 watch: str | None, text: str, evidence: dict, by: str, now: datetime) -> int:
     """Record an alert and the messages that show it, in the caller's transaction."""
@@ -131,6 +149,11 @@ class WatchRoom:
                                  by=self.me, now=now, measured=False)
                 self.outbox.touch(conn, key=watch_key(run_id, name),
                                   channel=self.config.channels.cutover)
+            for name, why in getattr(ws, "off", {}).items():  # listed as off, never run
+                store.save_state(conn, run_id=run_id, name=name, st={"off": why},
+                                 by=self.me, now=now, measured=False)
+                self.outbox.touch(conn, key=watch_key(run_id, name),
+                                  channel=self.config.channels.cutover)
         sched = BackgroundScheduler(
             timezone=UTC, executors={"default": ThreadPoolExecutor(max(1, len(ws.watches)))},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
@@ -159,7 +182,15 @@ class WatchRoom:
         ws = self._ws
         if ws is None or self._run_id != run_id:
             return
-        state, events = ws.tick(name, self.now())
+        paused = ""
+        if name in PAUSED_IN_MAINTENANCE:
+            try:
+                with self.db.transaction() as conn:
+                    paused = planned_maintenance(conn, self.runbook, run_id)
+            except Exception as e:  # noqa: BLE001 - unknown: measure, as without maintenance
+                log.warning("watches: could not read the run's maintenance: %s",
+                            type(e).__name__)
+        state, events = ws.tick(name, self.now(), paused=paused)
         now = self.now()
         try:
             with self.leader.write() as conn:

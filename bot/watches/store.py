@@ -54,6 +54,7 @@ def dump(st: WatchState) -> dict[str, Any]:
         "phase": st.phase, "phase_message": st.phase_message, "counts": vars(st.counts),
         "history": list(st.history), "tripped_at": _iso(st.tripped_at),
         "triggered": st.triggered, "next_due": _iso(st.next_due),
+        "paused_why": st.paused_why,
         "interval_s": st.spec.interval_s, "dry_run": st.spec.dry_run,
         "rollback_trigger": st.spec.rollback_trigger,
         "last": None if m is None else {
@@ -75,7 +76,8 @@ def load(spec: AnalysisSpec, d: dict[str, Any]) -> WatchState:
                    phase_message=d.get("phase_message") or "",
                    counts=Counts(**d.get("counts", {})), last=last,
                    history=tuple(d.get("history") or ())[-spec.history:],
-                   tripped_at=_dt(d.get("tripped_at")), triggered=bool(d.get("triggered")))
+                   tripped_at=_dt(d.get("tripped_at")), triggered=bool(d.get("triggered")),
+                   paused_why=d.get("paused_why") or "")
 
 
 # --- control ---------------------------------------------------------------------------------

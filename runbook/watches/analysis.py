@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 Phase = Literal["Successful", "Failed", "Inconclusive", "Error"]
 RunPhase = Literal["Pending", "Running", "Failed", "Inconclusive", "Error"]
-Display = Literal["pending", "ok", "warn", "breach", "inconclusive", "error"]
+Display = Literal["pending", "ok", "warn", "breach", "inconclusive", "error", "paused"]
 EventKind = Literal["state_changed", "rollback_trigger", "dry_run_trigger", "needs_person",
                     "measurement_error", "recovered"]
 
@@ -97,6 +97,8 @@ class WatchState:
     tripped_at: datetime | None = None
     triggered: bool = False
     """The rollback trigger fired during the current breach (it fires once per breach)."""
+    paused_why: str = ""
+    """Why the watch is ``paused`` (e.g. the run's planned maintenance); "" otherwise."""
 
     @property
     def next_due(self) -> datetime:
@@ -171,12 +173,23 @@ def _display(prev: WatchState, m: Measurement, phase: RunPhase) -> Display:
         return "error"
     if m.phase == "Error":
         # an error is not a failure: below the limit the watch keeps its last judgement
-        return prev.state if prev.state != "pending" else "pending"
+        return prev.state if prev.state not in ("pending", "paused") else "pending"
     if m.phase == "Failed":
         return "breach" if phase == "Failed" or m.immediate else "warn"
     if m.phase == "Inconclusive":
         return "inconclusive" if phase == "Inconclusive" else "warn"
     return "warn" if m.warn else "ok"
+
+
+def pause(state: WatchState, now: datetime, why: str) -> tuple[WatchState, list[Event]]:
+    """Not measured on purpose (e.g. during the run's planned maintenance): shown ``paused``
+    with ``why``, never counted, never a trigger; the next measurement resumes the watch."""
+    if state.state == "paused" and state.paused_why == why:
+        return state, []
+    new = replace(state, state="paused", since=now if state.state != "paused" else state.since,
+                  paused_why=why, triggered=False)
+    text = f"{state.spec.name}: {state.state} → paused ({why})"
+    return new, [Event("state_changed", state.spec.name, now, text, {"paused": why})]
 
 
 def step(state: WatchState, m: Measurement, now: datetime) -> tuple[WatchState, list[Event]]:
@@ -187,7 +200,7 @@ def step(state: WatchState, m: Measurement, now: datetime) -> tuple[WatchState, 
     display = _display(state, m, phase)
     history = (*state.history, m.value if m.phase != "Error" else None)[-spec.history:]
     new = replace(state, counts=counts, phase=phase, phase_message=msg, last=m,
-                  history=history, state=display,
+                  history=history, state=display, paused_why="",
                   since=now if display != state.state else state.since)
     events: list[Event] = []
     evidence = {"value": m.value, "threshold": m.threshold, "unit": m.unit,

@@ -14,7 +14,15 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from runbook.target import ComposeDeployerConfig, TargetConfig
-from runbook.watches.analysis import AnalysisSpec, Event, Measurement, WatchState, new_state, step
+from runbook.watches.analysis import (
+    AnalysisSpec,
+    Event,
+    Measurement,
+    WatchState,
+    new_state,
+    pause,
+    step,
+)
 from runbook.watches.burnrate import BurnPolicy
 from runbook.watches.config import LogSource, WatchConfig, WatchesConfig
 from runbook.watches.logs import (
@@ -75,8 +83,15 @@ class WatchSet:
         for t in self.tails:
             t.stop()
 
-    def tick(self, name: str, now: datetime) -> tuple[WatchState, list[Event]]:
-        """Measure one watch and fold the result into its state."""
+    def tick(self, name: str, now: datetime, *, paused: str = ""
+             ) -> tuple[WatchState, list[Event]]:
+        """Measure one watch and fold the result into its state; with ``paused`` (why), do
+        not measure: the watch shows ``paused`` until its next measurement."""
+        if paused:
+            with self._lock:
+                new, events = pause(self.states[name], now, paused)
+                self.states[name] = new
+            return new, events
         m = self.watches[name].measure(now)
         with self._lock:
             new, events = step(self.states[name], m, now)
