@@ -14,6 +14,7 @@ import json
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 import httpx
@@ -53,15 +54,19 @@ def main() -> None:
                 image = {"image": "127.0.0.1:5000/paybox/app:{tag}", "registry_scheme": "http"}
             except httpx.HTTPError:
                 image = {}
+            from bot.rehearse.sample import LEDGER_TABLES, prod_config_rules, rc_evidence_toml
+
+            sample = tomllib.loads(prod_config_rules(api) + rc_evidence_toml(
+                str(ev / "evidence" / "{tag}"), api + "/v1/balance", "GET"))["preflight"]
             cfg = PreflightConfig.model_validate({
                 "release_freeze": {"repo": "acme/paybox", "api_url": api, **image},
                 "prod_config": {"source": "env_file", "env_file": str(env),
-                                "psps": ["stripe", "adyen"], "stripe_api_url": api},
+                                **sample["prod_config"]},
                 "backup_drill": {"database_url": url, "scratch_url": pg.ADMIN_URL,
-                                 "snapshot_dir": str(tmp / "snapshots")},
+                                 "snapshot_dir": str(tmp / "snapshots"),
+                                 "ledger_tables": LEDGER_TABLES},
                 "migration_check": {"script_location": str(MIGRATIONS)},
-                "rc_evidence": {"dir": str(ev / "evidence" / "{tag}"),
-                                "payouts_url": api + "/v1/balance", "payouts_method": "GET"},
+                "rc_evidence": sample["rc_evidence"],
                 "team_scripts": [{"name": "verify_prod_env",
                                   "command": ["sh", "-c", "echo env ok"]}],
             })

@@ -161,7 +161,8 @@ class Preflight(EngineCore):
         return {"rc_sha": st.sha, "verdict": verdict, "age_min": st.age_min,
                 "max_age": max_age,
                 "lines": pfb.checklist(st.expected, list(st.rows.values()),
-                                       running=st.running)}
+                                       running=st.running, off=config_of(
+                                           self.deps.config).not_selected())}
 
     # ------------------------------------------------------------------ renderers
     def _preflight_checklist(self, conn: psycopg.Connection, exe: Mapping[str, Any],
@@ -169,7 +170,7 @@ class Preflight(EngineCore):
         """The checklist lines of a preflight step's card (None for other steps)."""
         if not is_preflight_kind(step.kind):
             return None
-        from runbook.steps.preflight import planned_checks
+        from runbook.steps.preflight import not_configured, planned_checks
 
         try:
             planned = planned_checks(config_of(self.deps.config), step.kind,
@@ -179,7 +180,8 @@ class Preflight(EngineCore):
         rows = store.results_of_execution(conn, execution_id=exe["id"])
         if not planned and not rows:
             return None
-        return pfb.checklist(planned, rows, running=exe["state"] in ACTIVE_STATES)
+        return pfb.checklist(planned, rows, running=exe["state"] in ACTIVE_STATES,
+                             off=not_configured(config_of(self.deps.config), step.kind))
 
     def render_preflight_details(self, conn: psycopg.Connection, ref: str, data: Any
                                  ) -> dict | None:

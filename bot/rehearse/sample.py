@@ -134,6 +134,95 @@ def env_file_for(stack: SampleStack, work: Path) -> Path:
     return out
 
 
+def prod_config_rules(stripe_api_url: str) -> str:
+    """The sample stack's ``[[preflight.prod_config.rules]]`` (golive.example.toml has the same,
+    tests/preflight/test_team_preflight.py keeps them equal): live PSP keys, well-formed webhook
+    secrets, a database that answers, strict trusted proxies, bootstrap off."""
+    return f"""
+[[preflight.prod_config.rules]]
+key = "STRIPE_SECRET_KEY"
+matches = "^(sk|rk)_live_"
+check = "stripe_livemode"
+api_url = {_q(stripe_api_url)}
+hint = "a live Stripe secret or restricted key, sk_live_... or rk_live_..."
+
+[[preflight.prod_config.rules]]
+key = "STRIPE_RESTRICTED_KEY"
+required = false
+matches = "^rk_live_"
+hint = "a live restricted key, rk_live_..."
+
+[[preflight.prod_config.rules]]
+key = "STRIPE_PUBLISHABLE_KEY"
+matches = "^pk_live_"
+hint = "a live publishable key, pk_live_..."
+
+[[preflight.prod_config.rules]]
+key = "STRIPE_WEBHOOK_SECRET"
+matches = "^whsec_."
+hint = "a Stripe signing secret, whsec_..."
+
+[[preflight.prod_config.rules]]
+key = "ADYEN_API_KEY"
+
+[[preflight.prod_config.rules]]
+key = "ADYEN_CHECKOUT_URL"
+matches = '^https://[A-Za-z0-9][A-Za-z0-9-]*-checkout-live\\.adyenpayments\\.com(/|$)'
+hint = "a live Adyen checkout endpoint, https://<prefix>-checkout-live.adyenpayments.com/..."
+secret = true
+
+[[preflight.prod_config.rules]]
+key = "ADYEN_CLIENT_KEY"
+matches = "^live_"
+hint = "a live client key, live_..."
+
+[[preflight.prod_config.rules]]
+key = "ADYEN_HMAC_KEY"
+matches = "^([0-9A-Fa-f]{{2}})+$"
+hint = "a hex HMAC key"
+
+[[preflight.prod_config.rules]]
+key = "DATABASE_URL"
+check = "database"
+
+[[preflight.prod_config.rules]]
+key = "TRUSTED_PROXIES"
+check = "networks"
+
+[[preflight.prod_config.rules]]
+key = "BOOTSTRAP_ENABLED"
+equals = "false"
+"""
+
+
+def rc_evidence_toml(evidence_dir: str, payouts_url: str, method: str = "POST") -> str:
+    """The sample stack's ``[preflight.rc_evidence]``: its two JUnit suites, its artifacts
+    manifest and its payouts route (golive.example.toml has the same)."""
+    body = "\nbody = {}" if method == "POST" else ""
+    return f"""
+[preflight.rc_evidence]
+dir = {_q(evidence_dir)}
+manifest = "artifacts/SHA256SUMS"
+
+[[preflight.rc_evidence.junit]]
+name = "E2E money loop"
+files = ["junit/e2e-money-loop.xml"]
+
+[[preflight.rc_evidence.junit]]
+name = "backend regression"
+files = ["junit/backend-regression.xml"]
+
+[[preflight.rc_evidence.routes]]
+name = "payouts"
+url = {_q(payouts_url)}
+method = "{method}"{body}
+"""
+
+
+LEDGER_TABLES = ["accounts", "payouts", "transactions"]
+"""The sample ledger's tables the backup drill compares by md5."""
+
+
 def preflight_toml(stack: SampleStack, *, github_url: str, work: Path) -> str:
     """``[preflight]`` against the sample stack: every check has a section."""
     root = repo_root()
@@ -150,21 +239,17 @@ registry_scheme = "http"
 [preflight.prod_config]
 source = "env_file"
 env_file = {_q(env_file_for(stack, work))}
-psps = ["stripe", "adyen"]
-stripe_api_url = {_q(github_url)}
-
+{prod_config_rules(github_url)}
 [preflight.backup_drill]
 database_url = {_q(stack.database_url)}
 scratch_url = {_q(stack.admin_url)}
 snapshot_dir = {_q(work / "snapshots")}
+ledger_tables = {json.dumps(LEDGER_TABLES)}
 
 [preflight.migration_check]
 script_location = {_q(root / "examples/paybox/app/migrations")}
-
-[preflight.rc_evidence]
-dir = {_q(root / "examples/paybox/build/evidence/{tag}")}
-payouts_url = "{stack.internal_url}/api/payouts"
-"""
+{rc_evidence_toml(str(root / "examples/paybox/build/evidence/{tag}"),
+                  f"{stack.internal_url}/api/payouts")}"""
 
 
 def target_toml(stack: SampleStack) -> str:

@@ -11,7 +11,7 @@ from slack_sdk.models.blocks import ContextBlock, MarkdownTextObject, SectionBlo
 from bot.slack.blocks import clip, esc
 from runbook.checks.base import Status
 
-RUNNING, NOT_RUN = "⏳", "▫️"
+RUNNING, NOT_RUN, OFF = "⏳", "▫️", "➖"
 
 
 def icon(status: str) -> str:
@@ -27,9 +27,10 @@ def check_line(row: Mapping[str, Any]) -> str:
     return f"{icon(row['status'])} *{esc(row['check_name'])}*: {esc(row['finding'])}{took}"
 
 
-def checklist(planned: Sequence[str], rows: Sequence[Mapping[str, Any]], *, running: bool
-              ) -> list[str]:
-    """One line per planned check: its result once finished, else running / not run."""
+def checklist(planned: Sequence[str], rows: Sequence[Mapping[str, Any]], *, running: bool,
+              off: Sequence[str] = ()) -> list[str]:
+    """One line per planned check: its result once finished, else running / not run; then one
+    per check ``[preflight] checks`` leaves out (``off``): not configured, never failing."""
     by_name = {r["check_name"]: r for r in rows}
     lines = []
     for name in dict.fromkeys([*planned, *by_name]):
@@ -38,6 +39,8 @@ def checklist(planned: Sequence[str], rows: Sequence[Mapping[str, Any]], *, runn
         else:
             lines.append(f"{RUNNING} *{esc(name)}*: running" if running
                          else f"{NOT_RUN} *{esc(name)}*: no result (the step ended first)")
+    lines += [f"{OFF} *{esc(name)}*: not configured (not in `[preflight] checks`)"
+              for name in off if name not in by_name]
     return lines
 
 

@@ -131,7 +131,8 @@ class CheckContext:
         """The config section, or a clear failure naming the TOML section to add."""
         if self.config is None:
             raise CheckFailed(f"not configured: add a [preflight.{what}] section to the golive "
-                              "config (see golive.example.toml)")
+                              "config (see golive.example.toml), or choose the checks with "
+                              "[preflight] checks = [...]")
         return self.config
 
 

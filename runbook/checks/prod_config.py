@@ -1,79 +1,24 @@
-"""Check 2, prod config: the target's environment has live PSP keys, well-formed webhook
-secrets, a reachable database, strict trusted proxies and bootstrap off (the team's
-``scripts/verify_prod_env.py``). Findings show a secret's last 4 characters at most."""
+"""Check 2, prod config: the target's environment against the team's rules
+(``[[preflight.prod_config.rules]]``): set, equals, not_equals, one_of, matches, not_matches,
+and the built-in tests ``networks`` (strict IP networks), ``database`` (answers a read-only
+query) and ``stripe_livemode``. No rule is built in: the sample stack's (live PSP keys, strict
+trusted proxies, bootstrap off) are its config. Findings show a secret's last 4 characters at
+most."""
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httpx
 
 from runbook.adapters import envsource
 from runbook.checks.base import CheckContext, CheckFailed, CheckResult, Status, last4, worst
-from runbook.checks.config import ProdConfigConfig
+from runbook.checks.config import SECRET_NAME, EnvRule, ProdConfigConfig
 
 NAME = "prod_config"
-DEFAULT_VARS = {
-    "STRIPE_SECRET_KEY": "STRIPE_SECRET_KEY",
-    "STRIPE_RESTRICTED_KEY": "STRIPE_RESTRICTED_KEY",
-    "STRIPE_PUBLISHABLE_KEY": "STRIPE_PUBLISHABLE_KEY",
-    "STRIPE_WEBHOOK_SECRET": "STRIPE_WEBHOOK_SECRET",
-    "ADYEN_API_KEY": "ADYEN_API_KEY",
-    "ADYEN_CHECKOUT_URL": "ADYEN_CHECKOUT_URL",
-    "ADYEN_CLIENT_KEY": "ADYEN_CLIENT_KEY",
-    "ADYEN_HMAC_KEY": "ADYEN_HMAC_KEY",
-    "DATABASE_URL": "DATABASE_URL",
-    "TRUSTED_PROXIES": "TRUSTED_PROXIES",
-    "BOOTSTRAP_ENABLED": "BOOTSTRAP_ENABLED",
-}
-_SECRETISH = re.compile(r"SECRET|TOKEN|PASSWORD|API_KEY|PRIVATE|HMAC|DATABASE_URL|DSN|_KEY$")
-_ADYEN_LIVE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*-checkout-live\.adyenpayments\.com$")
-_HEX = re.compile(r"^(?:[0-9A-Fa-f]{2})+$")
 Rule = tuple[Status, str]
-
-
-def _shown(value: str, prefix_len: int = 0) -> str:
-    """A key as the checklist may show it: its (non-secret) type prefix and last 4."""
-    head = value[:prefix_len] if prefix_len and len(value) > prefix_len + 8 else ""
-    return head + last4(value)
-
-
-def _prefix(value: str) -> str:
-    m = re.match(r"^([a-z]{2,5}_(?:live|test)_)", value)
-    return m.group(1) if m else ""
-
-
-def check_stripe(env: dict[str, str], var: Callable[[str], str]) -> list[Rule]:
-    out: list[Rule] = []
-    for key, allowed in (("STRIPE_SECRET_KEY", ("sk_live_", "rk_live_")),
-                         ("STRIPE_RESTRICTED_KEY", ("rk_live_",)),
-                         ("STRIPE_PUBLISHABLE_KEY", ("pk_live_",))):
-        name, value = var(key), env.get(var(key), "")
-        if not value:
-            if key != "STRIPE_RESTRICTED_KEY":
-                out.append((Status.FAIL, f"{name} is not set"))
-            continue
-        shown = _shown(value, len(_prefix(value)))
-        if value.startswith(allowed):
-            out.append((Status.OK, f"{name} is a live key ({shown})"))
-        elif "_test_" in value[:10]:
-            out.append((Status.FAIL, (f"{name} is a TEST key ({shown}): prod needs "
-                        f"{' or '.join(allowed)}")))
-        else:
-            out.append((Status.FAIL, (f"{name} is not a live Stripe key ({shown}): expected "
-                        f"{' or '.join(allowed)}")))
-    name, value = var("STRIPE_WEBHOOK_SECRET"), env.get(var("STRIPE_WEBHOOK_SECRET"), "")
-    if not value:
-        out.append((Status.FAIL, f"{name} is not set"))
-    elif not value.startswith("whsec_") or len(value) == len("whsec_"):
-        out.append((Status.FAIL, (f"{name} is not a Stripe signing secret (whsec_…) "
-                    f"({last4(value)})")))
-    else:
-        out.append((Status.OK, f"{name} well formed (whsec_{last4(value)})"))
-    return out
 
 
 def check_stripe_livemode(api_url: str, secret_key: str, timeout: float) -> Rule:
@@ -92,43 +37,6 @@ def check_stripe_livemode(api_url: str, secret_key: str, timeout: float) -> Rule
     if live is True:
         return Status.OK, "Stripe confirms livemode: true"
     return Status.FAIL, f"Stripe says livemode: {str(live).lower()} for the secret key"
-
-
-def check_adyen(env: dict[str, str], var: Callable[[str], str]) -> list[Rule]:
-    out: list[Rule] = []
-    name = var("ADYEN_API_KEY")
-    out.append((Status.OK, f"{name} present ({last4(env[name])})") if env.get(name)
-               else (Status.FAIL, f"{name} is not set"))
-    name, url = var("ADYEN_CHECKOUT_URL"), env.get(var("ADYEN_CHECKOUT_URL"), "")
-    try:
-        parts = urlsplit(url)
-        host_ok = (parts.scheme == "https" and not parts.username and parts.port is None
-                   and bool(_ADYEN_LIVE.match(parts.hostname or "")))
-    except ValueError:
-        host_ok = False
-    if not url:
-        out.append((Status.FAIL, f"{name} is not set"))
-    elif host_ok:
-        out.append((Status.OK, f"{name} is a live endpoint ({parts.hostname})"))
-    else:
-        out.append((Status.FAIL, (f"{name} is not a live Adyen checkout endpoint "
-                    f"(https://<prefix>-checkout-live.adyenpayments.com/…): {url[:80]}")))
-    name, value = var("ADYEN_CLIENT_KEY"), env.get(var("ADYEN_CLIENT_KEY"), "")
-    if not value:
-        out.append((Status.FAIL, f"{name} is not set"))
-    elif value.startswith("live_"):
-        out.append((Status.OK, f"{name} is a live client key (live_{last4(value)})"))
-    else:
-        out.append((Status.FAIL, (f"{name} is not a live client key (must start with live_; "
-                    f"{'test_' if value.startswith('test_') else ''}{last4(value)})")))
-    name, value = var("ADYEN_HMAC_KEY"), env.get(var("ADYEN_HMAC_KEY"), "")
-    if not value:
-        out.append((Status.FAIL, f"{name} is not set"))
-    elif _HEX.match(value):
-        out.append((Status.OK, f"{name} is a hex HMAC key ({last4(value)})"))
-    else:
-        out.append((Status.FAIL, f"{name} is not a hex HMAC key ({last4(value)})"))
-    return out
 
 
 def check_trusted_proxies(name: str, value: str) -> Rule:
@@ -183,55 +91,71 @@ def check_database(name: str, url: str, timeout: float, probe: bool) -> Rule:
 
 def read_env(cfg: ProdConfigConfig, timeout: float) -> dict[str, str]:
     try:
-        if cfg.source == "env_file":
-            if cfg.env_file is None:
-                raise CheckFailed("[preflight.prod_config] source = \"env_file\" needs env_file")
+        if cfg.source == "env_file" and cfg.env_file is not None:
             return envsource.from_file(cfg.env_file)
-        if cfg.source == "container":
-            if not cfg.container:
-                raise CheckFailed("[preflight.prod_config] source = \"container\" needs container")
+        if cfg.source == "container" and cfg.container:
             return envsource.from_container(cfg.container, cfg.docker_host, timeout)
         return envsource.from_process()
     except envsource.EnvSourceError as e:
         raise CheckFailed(f"cannot read the target's environment: {e}") from None
 
 
+def _clip(value: str) -> str:
+    return repr(value if len(value) <= 80 else value[:77] + "...")
+
+
+def evaluate(rule: EnvRule, value: str | None, timeout: float) -> Rule:
+    """One rule against the variable's value: (status, one line; a secret shows its last 4)."""
+    name = rule.key
+    secret = rule.is_secret
+    hint = f" (expected {rule.hint})" if rule.hint else ""
+    if not value:
+        if rule.required:
+            return Status.FAIL, f"{name} is not set{hint}"
+        return Status.OK, f"{name} is not set (optional)"
+    shown = last4(value) if secret else _clip(value)
+
+    def said(v: str) -> str:
+        return "the configured value" if secret else repr(v)
+
+    problems: list[str] = []
+    if rule.equals is not None and value != rule.equals:
+        problems.append(f"must be {said(rule.equals)}")
+    if rule.not_equals is not None and value == rule.not_equals:
+        problems.append(f"must not be {said(rule.not_equals)}")
+    if rule.one_of is not None and value not in rule.one_of:
+        problems.append("must be one of " + ("the configured values" if secret
+                                             else ", ".join(map(repr, rule.one_of))))
+    if rule.matches is not None and not re.search(rule.matches, value):
+        problems.append(f"does not match {rule.matches}")
+    if rule.not_matches is not None and re.search(rule.not_matches, value):
+        problems.append(f"matches {rule.not_matches}, which it must not")
+    if problems:
+        return Status.FAIL, f"{name} {' and '.join(problems)} (it is {shown}){hint}"
+    if rule.check == "networks":
+        return check_trusted_proxies(name, value)
+    if rule.check == "database":
+        return check_database(name, value, timeout, True)
+    if rule.check == "stripe_livemode":
+        return check_stripe_livemode(rule.api_url or "", value, timeout)
+    return Status.OK, f"{name} as required ({shown})"
+
+
 def run(ctx: CheckContext) -> CheckResult:
-    """Verify the target's production environment."""
+    """Verify the target's environment against the team's rules."""
     cfg: ProdConfigConfig = ctx.require_config(NAME)
+    if not cfg.rules:
+        raise CheckFailed("no rules to check: add [[preflight.prod_config.rules]] entries "
+                          '(key = "VAR" with required / equals / not_equals / one_of / matches / '
+                          "not_matches / check; see golive.example.toml)")
     env = read_env(cfg, min(10.0, ctx.remaining()))
-    names = {**DEFAULT_VARS, **cfg.variables}
-    var: Callable[[str], str] = lambda key: names.get(key, key)
-    secret_rules = {r.name for r in cfg.rules if r.secret}
+    shown_plain = {r.key for r in cfg.rules if r.secret is False}
+    secret_keys = {r.key for r in cfg.rules if r.is_secret}
     for k, v in env.items():
-        if _SECRETISH.search(k) or k in secret_rules or k in {var(n) for n in DEFAULT_VARS
-                                                            if n.startswith(("STRIPE", "ADYEN"))}:
+        if k in secret_keys or (SECRET_NAME.search(k) and k not in shown_plain):
             ctx.add_secret(f"env.{k}", v)
     ctx.say(f"read {len(env)} variables from the {cfg.source.replace('_', ' ')}")
-    rules: list[Rule] = []
-    if "stripe" in cfg.psps:
-        rules += check_stripe(env, var)
-        sk = env.get(var("STRIPE_SECRET_KEY"), "")
-        if cfg.stripe_api_url and sk:
-            rules.append(check_stripe_livemode(cfg.stripe_api_url, sk, min(10.0, ctx.remaining())))
-    if "adyen" in cfg.psps:
-        rules += check_adyen(env, var)
-    rules.append(check_database(var("DATABASE_URL"), env.get(var("DATABASE_URL"), ""),
-                                min(5.0, ctx.remaining()), cfg.check_database))
-    rules.append(check_trusted_proxies(var("TRUSTED_PROXIES"), env.get(var("TRUSTED_PROXIES"), "")))
-    name, value = var("BOOTSTRAP_ENABLED"), env.get(var("BOOTSTRAP_ENABLED"))
-    rules.append((Status.OK, f"{name}=false") if (value or "").strip().lower() == "false" else
-                 (Status.FAIL, f"{name} must be false (it is {value if value else 'not set'})"))
-    for rule in cfg.rules:
-        value = env.get(rule.name)
-        shown = last4(value) if rule.secret else repr(value)
-        if rule.set and not value:
-            rules.append((Status.FAIL, f"{rule.name} must be set"))
-        elif rule.equals is not None and value != rule.equals:
-            rules.append((Status.FAIL, (f"{rule.name} must be {'the configured value' if rule.secret else repr(rule.equals)} "
-                          f"(it is {shown if value is not None else 'not set'})")))
-        else:
-            rules.append((Status.OK, f"{rule.name} as required"))
+    rules = [evaluate(rule, env.get(rule.key), min(10.0, ctx.remaining())) for rule in cfg.rules]
     status = worst([s for s, _ in rules])
     failed = [m for s, m in rules if s != Status.OK]
     finding = (f"all {len(rules)} rules pass" if not failed else

@@ -1,6 +1,8 @@
-"""Check 5, RC sign-off evidence (runbook section 1): the money-loop E2E and the backend
-regression JUnit reports all passed, the payouts router answers, and the artifacts directory
-matches its sha256 manifest file for file."""
+"""Check 5, RC sign-off evidence (runbook section 1): the team's JUnit suites all passed
+(``[[preflight.rc_evidence.junit]]``), the routes the release must serve answer
+(``[[preflight.rc_evidence.routes]]``), and the artifacts directory matches its sha256 manifest
+file for file (``manifest``). Every item is the team's to name and optional; with none
+configured the check says what to configure."""
 
 from __future__ import annotations
 
@@ -11,28 +13,32 @@ from pathlib import Path
 import httpx
 
 from runbook.adapters.junit import JUnitError, count
-from runbook.checks.base import CheckContext, CheckResult, Status, worst
-from runbook.checks.config import RcEvidenceConfig
+from runbook.checks.base import CheckContext, CheckFailed, CheckResult, Status, worst
+from runbook.checks.config import JUnitSuite, RcEvidenceConfig, Route
 
 NAME = "rc_evidence"
 _MANIFEST_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
 Part = tuple[Status, str]
 
 
-def junit_part(label: str, paths: list[Path]) -> tuple[Part, list[str]]:
+def junit_part(suite: JUnitSuite, base: Path) -> tuple[Part, list[str]]:
     """All reports of one suite: (status + finding, details)."""
+    label = suite.name
     passed = total = 0
     details: list[str] = []
-    for p in paths:
+    for f in suite.files:
+        p = base / f
         try:
             c = count(p)
         except JUnitError as e:
             return (Status.FAIL, f"{label}: {e}"), details
         passed, total = passed + c.passed, total + c.total
-        details.append(f"{label}: {p.name}: {c.summary()}")
+        details.append(f"{label}: {f}: {c.summary()}")
         details += [f"  {x}" for x in c.not_passed[:20]]
-    if total == 0:
-        return (Status.FAIL, f"{label}: zero tests in {', '.join(p.name for p in paths)}"), details
+    if total < suite.min_tests:
+        return (Status.FAIL, (f"{label}: {total} test case(s) in {', '.join(suite.files)}, "
+                f"at least {suite.min_tests} expected (the wrong file, or the suite did not "
+                "run?)")), details
     if passed != total:
         return (Status.FAIL, f"{label} {passed}/{total} passed"), details
     return (Status.OK, f"{label} {passed}/{total}"), details
@@ -69,48 +75,61 @@ def verify_manifest(directory: Path, manifest: Path) -> tuple[Part, list[str]]:
     return (Status.OK, f"{len(listed)} artifacts match {manifest.name}"), []
 
 
-def payouts_part(cfg: RcEvidenceConfig, timeout: float) -> Part:
-    """The payouts router is active: its route answers, or the OpenAPI document lists it."""
+def _alive(route: Route, status: int) -> bool:
+    if route.expect_status:
+        return status in route.expect_status
+    return status not in (404, 405, 501) and status < 500
+
+
+def route_part(route: Route, timeout: float) -> Part:
+    """The route is served: its URL answers, or the OpenAPI document lists it."""
     try:
-        if cfg.payouts_url:
-            r = httpx.request(cfg.payouts_method, cfg.payouts_url, timeout=timeout,
-                              json={} if cfg.payouts_method == "POST" else None)
-            if r.status_code in (404, 405, 501) or r.status_code >= 500:
-                return Status.FAIL, (f"payouts route {cfg.payouts_method} {cfg.payouts_url} " \
-                                    f"answers HTTP {r.status_code} (router not active)")
-            return Status.OK, f"payouts route answers ({r.status_code})"
-        if cfg.openapi_url:
-            r = httpx.get(cfg.openapi_url, timeout=timeout)
-            paths = (r.json() or {}).get("paths") or {} if r.status_code == 200 else {}
-            if cfg.payouts_path in paths:
-                return Status.OK, f"payouts route {cfg.payouts_path} in the OpenAPI document"
-            return Status.FAIL, (f"{cfg.payouts_path} is not in the OpenAPI document " \
-                                f"({cfg.openapi_url}, HTTP {r.status_code})")
-    except (httpx.HTTPError, ValueError) as e:
-        return Status.FAIL, (f"payouts router: cannot reach the app: {type(e).__name__}: " \
-                            f"{str(e)[:120]}")
-    return Status.UNKNOWN, ("payouts router not checked: set [preflight.rc_evidence] " \
-                           "payouts_url or openapi_url")
+        if route.url:
+            r = httpx.request(route.method, route.url, timeout=timeout, json=route.body)
+            if not _alive(route, r.status_code):
+                return Status.FAIL, (f"route {route.name}: {route.method} {route.url} answers "
+                                     f"HTTP {r.status_code} (not served)")
+            return Status.OK, f"route {route.name} answers ({r.status_code})"
+        r = httpx.get(route.openapi_url or "", timeout=timeout)
+        paths = ((r.json() or {}).get("paths") or {}) if r.status_code == 200 else {}
+        if route.path in paths:
+            return Status.OK, f"route {route.name}: {route.path} in the OpenAPI document"
+        return Status.FAIL, (f"route {route.name}: {route.path} is not in the OpenAPI document "
+                             f"({route.openapi_url}, HTTP {r.status_code})")
+    except (httpx.HTTPError, ValueError, AttributeError) as e:
+        return Status.FAIL, (f"route {route.name}: cannot reach the app: {type(e).__name__}: "
+                             f"{str(e)[:120]}")
 
 
 def run(ctx: CheckContext) -> CheckResult:
-    """Check the RC's test reports, the payouts router and the artifacts manifest."""
+    """Check the RC's test reports, its routes and its artifacts manifest (each as configured)."""
     cfg: RcEvidenceConfig = ctx.require_config(NAME)
-    base = Path(str(cfg.dir).replace("{tag}", ctx.rc_tag or ""))
+    if cfg.empty:
+        raise CheckFailed("nothing to check: configure at least one of "
+                          "[[preflight.rc_evidence.junit]] (name, files), manifest (with dir) "
+                          "or [[preflight.rc_evidence.routes]] (name, url) — see "
+                          "golive.example.toml")
+    base = Path(cfg.dir.replace("{tag}", ctx.rc_tag or "")) if cfg.dir else None
     parts: list[Part] = []
-    details: list[str] = [f"evidence directory {base}"]
-    for label, files in (("E2E money loop", cfg.e2e_junit), ("backend regression",
-                                                             cfg.regression_junit)):
-        part, lines = junit_part(label, [base / f for f in files])
+    details: list[str] = [f"evidence directory {base}"] if base else []
+    if base is not None and (cfg.junit or cfg.manifest) and not base.is_dir():
+        raise CheckFailed(f"the evidence directory {base} is missing (check [preflight."
+                          "rc_evidence] dir, and that CI published this RC's evidence)",
+                          details=details)
+    for suite in cfg.junit:
+        part, lines = junit_part(suite, base)  # type: ignore[arg-type]
         parts.append(part)
         details += lines
-    parts.append(payouts_part(cfg, min(10.0, ctx.remaining())))
-    artifacts = base / cfg.artifacts_dir
-    part, problems = verify_manifest(artifacts, artifacts / cfg.manifest)
-    parts.append(part)
-    details += problems[:50]
+    for route in cfg.routes:
+        parts.append(route_part(route, min(10.0, ctx.remaining())))
+    if cfg.manifest and base is not None:
+        manifest = base / cfg.manifest
+        artifacts = base / cfg.artifacts_dir if cfg.artifacts_dir else manifest.parent
+        part, problems = verify_manifest(artifacts, manifest)
+        parts.append(part)
+        details += problems[:50]
     status = worst([s for s, _ in parts])
     shown = [f for s, f in parts if s != Status.OK] if status != Status.OK else \
         [f for _, f in parts]
     return CheckResult(NAME, status, "; ".join(shown), details,
-                       facts={"rc_evidence_dir": str(base)})
+                       facts={"rc_evidence_dir": str(base)} if base else {})

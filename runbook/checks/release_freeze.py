@@ -1,6 +1,10 @@
 """Check 1, release freeze: the RC tag resolves to the run's commit, the image to deploy
 carries that commit as its revision label, and nobody can push to the main branch right now.
 
+``source = "github"`` reads the tag, branch protection and rulesets from GitHub's API;
+``source = "git"`` reads the tag from any repository ``git ls-remote`` can read (a local path or
+a URL) and shows the branch lock as not applicable: a plain git server has none to read.
+
 Locked means: classic protection with both ``lock_branch`` and ``enforce_admins``, or an active
 ruleset ``update`` rule whose ruleset has no bypass actors. ``restrictions`` alone does not
 count (admins can still push); a 404 is unknown, never a pass.
@@ -9,8 +13,10 @@ count (admins can still push); a 404 is unknown, never a pass.
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
-from runbook.adapters.github import GitHub, GitHubError
+from runbook.adapters import gitrepo
+from runbook.adapters.github import GitHub, GitHubError, TagTarget
 from runbook.adapters.registry import RegistryError, image_revision
 from runbook.checks.base import CheckContext, CheckFailed, CheckResult, Status, worst
 from runbook.checks.config import ReleaseFreezeConfig
@@ -70,73 +76,94 @@ def branch_locked(gh: GitHub, branch: str) -> tuple[Status, str, list[str]]:
                         "cutover)"), details
 
 
-def run(ctx: CheckContext) -> CheckResult:
-    """Check the RC tag's commit, the image's revision label and the branch lock."""
-    cfg: ReleaseFreezeConfig = ctx.require_config(NAME)
-    if not ctx.rc_tag:
-        raise CheckFailed("the run has no RC tag: start it with /golive start <rc-tag> <sha>")
+def _pinned(ctx: CheckContext, target: TagTarget, facts: dict[str, str], details: list[str]
+            ) -> tuple[Status, str]:
+    """Whether the run's pinned SHA is the tag's commit."""
+    sha = target.commit_sha.lower()
+    facts["rc_sha"] = sha
+    kind = f"annotated tag ({len(target.chain)} tag object(s))" if target.annotated \
+        else "lightweight tag"
+    details.append(f"{ctx.rc_tag}: {kind} -> commit {sha}")
+    ctx.say(f"{ctx.rc_tag} resolves to {sha[:12]}")
+    pinned = (ctx.rc_sha or "").lower()
+    if not pinned:
+        return Status.FAIL, (f"the run pins no RC SHA; {ctx.rc_tag} is {sha[:12]} (start the "
+                             "run with the full SHA)")
+    if not _FULL_SHA.match(pinned):
+        return Status.FAIL, (f"the run pins {pinned!r}, not a full 40-character SHA; "
+                             f"{ctx.rc_tag} is {sha}")
+    if pinned != sha:
+        return Status.FAIL, (f"{ctx.rc_tag} is {sha[:12]}, but the run pins {pinned[:12]} (the "
+                             "tag moved, or the run has the wrong SHA)")
+    return Status.OK, f"{ctx.rc_tag} = {sha[:12]}"
+
+
+def _image(ctx: CheckContext, cfg: ReleaseFreezeConfig, facts: dict[str, str],
+           details: list[str]) -> tuple[Status, str] | None:
+    """Whether the RC image's revision label is the tag's commit (None: not configured)."""
+    if not cfg.image:
+        details.append("image label: not checked ([preflight.release_freeze] image unset)")
+        return None
+    image = cfg.image.replace("{tag}", ctx.rc_tag or "")
+    facts["rc_image"] = image
+    try:
+        rev = image_revision(image, scheme=cfg.registry_scheme, timeout=min(
+            10.0, ctx.remaining()), token=cfg.registry_token.get_secret_value()
+            if cfg.registry_token else None)
+    except RegistryError as e:
+        return Status.FAIL, f"{e} (push the RC image, or fix [preflight.release_freeze] image)"
+    details.append(f"{image}: revision label {rev or '(none)'}")
+    want = facts.get("rc_sha") or (ctx.rc_sha or "").lower()
+    if not rev:
+        return Status.FAIL, f"{image} has no org.opencontainers.image.revision label"
+    if rev.lower() != want:
+        return Status.FAIL, (f"{image} was built from {rev[:12]}, not the RC commit "
+                             f"{want[:12] or '?'}")
+    return Status.OK, "image label matches"
+
+
+def _from_git(ctx: CheckContext, cfg: ReleaseFreezeConfig, parts: list[tuple[Status, str]],
+              details: list[str], facts: dict[str, str]) -> None:
+    url = cfg.git_url or ""
+    try:
+        ctx.add_secret("release_freeze.git_password", urlsplit(url).password)
+    except ValueError:
+        pass
+    try:
+        target = gitrepo.resolve_tag(url, ctx.rc_tag or "", timeout=min(30.0, ctx.remaining()))
+    except gitrepo.GitError as e:
+        parts.append((Status.FAIL, f"{e} (check [preflight.release_freeze] git_url)"))
+    else:
+        parts.append(_pinned(ctx, target, facts, details))
+    image = _image(ctx, cfg, facts, details)
+    if image:
+        parts.append(image)
+    parts.append((Status.OK, ("branch protection not applicable (source = \"git\": only "
+                  "GitHub's is read)")))
+    details.append("branch lock: not applicable for a plain git repository (source = \"git\")")
+
+
+def _from_github(ctx: CheckContext, cfg: ReleaseFreezeConfig,
+                 parts: list[tuple[Status, str]], details: list[str],
+                 facts: dict[str, str]) -> None:
     token = cfg.token.get_secret_value() if cfg.token else None
     ctx.add_secret("github_token", token)
-    gh = GitHub(cfg.api_url, cfg.repo, token=token, api_version=cfg.api_version,
+    gh = GitHub(cfg.api_url, cfg.repo or "", token=token, api_version=cfg.api_version,
                 timeout=min(10.0, ctx.remaining()),
                 max_wait_s=min(cfg.max_rate_limit_wait_s, ctx.remaining(0)))
-    parts: list[tuple[Status, str]] = []
-    details: list[str] = []
-    facts: dict[str, str] = {"rc_tag": ctx.rc_tag}
     try:
-        # RC tag -> commit
         try:
-            target = gh.resolve_tag(ctx.rc_tag)
+            target = gh.resolve_tag(ctx.rc_tag or "")
         except GitHubError as e:
             if e.status == 0:
                 raise CheckFailed(f"{e} (check [preflight.release_freeze] api_url and the "
                                   "network)") from None
             parts.append((Status.FAIL, str(e)))
-            target = None
-        if target is not None:
-            sha = target.commit_sha.lower()
-            facts["rc_sha"] = sha
-            kind = f"annotated tag ({len(target.chain)} tag object(s))" if target.annotated \
-                else "lightweight tag"
-            details.append(f"{ctx.rc_tag}: {kind} -> commit {sha}")
-            pinned = (ctx.rc_sha or "").lower()
-            if not pinned:
-                parts.append((Status.FAIL, (f"the run pins no RC SHA; {ctx.rc_tag} is {sha[:12]} "
-                              "(start the run with the full SHA)")))
-            elif not _FULL_SHA.match(pinned):
-                parts.append((Status.FAIL, (f"the run pins {pinned!r}, not a full 40-character "
-                              f"SHA; {ctx.rc_tag} is {sha}")))
-            elif pinned != sha:
-                parts.append((Status.FAIL, (f"{ctx.rc_tag} is {sha[:12]}, but the run pins "
-                              f"{pinned[:12]} (the tag moved, or the run has the wrong SHA)")))
-            else:
-                parts.append((Status.OK, f"{ctx.rc_tag} = {sha[:12]}"))
-            ctx.say(f"{ctx.rc_tag} resolves to {sha[:12]}")
-        # image label
-        if cfg.image:
-            image = cfg.image.replace("{tag}", ctx.rc_tag)
-            facts["rc_image"] = image
-            try:
-                rev = image_revision(image, scheme=cfg.registry_scheme, timeout=min(
-                    10.0, ctx.remaining()), token=cfg.registry_token.get_secret_value()
-                    if cfg.registry_token else None)
-            except RegistryError as e:
-                parts.append((Status.FAIL, (f"{e} (push the RC image, or fix "
-                              "[preflight.release_freeze] image)")))
-            else:
-                details.append(f"{image}: revision label {rev or '(none)'}")
-                want = facts.get("rc_sha") or (ctx.rc_sha or "").lower()
-                if not rev:
-                    parts.append((Status.FAIL, (f"{image} has no org.opencontainers.image."
-                                  "revision label")))
-                elif rev.lower() != want:
-                    parts.append((Status.FAIL, (f"{image} was built from {rev[:12]}, not the RC "
-                                  f"commit {want[:12] or '?'}")))
-                else:
-                    parts.append((Status.OK, "image label matches"))
         else:
-            details.append("image label: not checked ([preflight.release_freeze] image unset)")
-        # branch lock
+            parts.append(_pinned(ctx, target, facts, details))
+        image = _image(ctx, cfg, facts, details)
+        if image:
+            parts.append(image)
         try:
             status, finding, lock_details = branch_locked(gh, cfg.branch)
         except GitHubError as e:
@@ -146,6 +173,17 @@ def run(ctx: CheckContext) -> CheckResult:
         parts.append((status, finding))
     finally:
         gh.close()
+
+
+def run(ctx: CheckContext) -> CheckResult:
+    """Check the RC tag's commit, the image's revision label and (GitHub) the branch lock."""
+    cfg: ReleaseFreezeConfig = ctx.require_config(NAME)
+    if not ctx.rc_tag:
+        raise CheckFailed("the run has no RC tag: start it with /golive start <rc-tag> <sha>")
+    parts: list[tuple[Status, str]] = []
+    details: list[str] = []
+    facts: dict[str, str] = {"rc_tag": ctx.rc_tag}
+    (_from_git if cfg.source == "git" else _from_github)(ctx, cfg, parts, details, facts)
     status = worst([s for s, _ in parts])
     shown = [f for s, f in parts if s == status] if status != Status.OK else [f for _, f in parts]
     return CheckResult(NAME, status, "; ".join(shown), details, facts=facts)

@@ -1,5 +1,9 @@
 """Check 6, the team's own scripts (e.g. ``scripts/verify_prod_env.py``) as extra checks, on
-the host or in the app container: the exit code and the tail of the output, secrets masked."""
+the host or in the app container: the exit code and the tail of the output, secrets masked.
+
+On the host a script gets its configured ``env``, the bot's variables it names in
+``env_passthrough``, and PATH, HOME, LANG, LC_ALL, TZ and TMPDIR: never the bot's whole
+environment (its tokens and database URLs)."""
 
 from __future__ import annotations
 
@@ -12,13 +16,21 @@ from runbook.checks.config import TeamScript
 
 NAME = "team_scripts"
 _ENV_SECRET = ("PASSWORD", "TOKEN", "SECRET", "DSN", "API_KEY", "PRIVATE", "DATABASE_URL")
+BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+
+
+def script_env(script: TeamScript, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """What a host script's environment holds: the base names, its passthrough, its env."""
+    source = os.environ if environ is None else environ
+    names = (*BASE_ENV, *script.env_passthrough)
+    return {**{n: source[n] for n in names if n in source}, **script.env}
 
 
 def run_script(script: TeamScript, timeout: float) -> tuple[int | None, str]:
     """(exit code or None on timeout, combined output)."""
     if script.where == "container":
         return _in_container(script, timeout)
-    env = {**os.environ, **script.env}
+    env = script_env(script)
     try:
         r = subprocess.run(script.command, env=env, capture_output=True, text=True,
                            timeout=timeout, check=False, cwd=script.cwd)
@@ -34,13 +46,11 @@ def _in_container(script: TeamScript, timeout: float) -> tuple[int | None, str]:
     import docker
     from docker.errors import DockerException, NotFound
 
-    if not script.container:
-        return 2, f"{script.name}: where = \"container\" needs container = \"...\""
     try:
         client = (docker.DockerClient(base_url=script.docker_host, timeout=int(timeout) + 5)
                   if script.docker_host else docker.from_env(timeout=int(timeout) + 5))
         try:
-            container = client.containers.get(script.container)
+            container = client.containers.get(script.container or "")
             r = container.exec_run(script.command, environment=script.env, demux=False)
         finally:
             client.close()
@@ -57,7 +67,8 @@ def run(ctx: CheckContext) -> CheckResult:
     scripts: list[TeamScript] = ctx.config or []
     if not scripts:
         raise CheckFailed("not configured: add [[preflight.team_scripts]] entries (name, "
-                          "command) to the golive config")
+                          "command) to the golive config (see golive.example.toml), or leave "
+                          "team_scripts out of [preflight] checks")
     parts: list[tuple[Status, str]] = []
     details: list[str] = []
     for s in scripts:

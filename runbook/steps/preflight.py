@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from runbook.checks import CHECKS, KIND_TO_CHECK, build_specs
+from runbook.checks import KIND_TO_CHECK, build_specs
 from runbook.checks.base import Status
-from runbook.checks.config import PreflightConfig
+from runbook.checks.config import PreflightConfig, normalise_check
 from runbook.checks.runner import run_checks
 from runbook.steps.base import REGISTRY, Registered, StepContext, StepFailed, StepResult
 
@@ -38,25 +38,35 @@ def config_of(config: Any) -> PreflightConfig:
 
 def check_name(word: str) -> str:
     """A check's name as typed (``prod-config`` or ``prod_config``); ValueError if unknown."""
-    name = word.strip().lower().replace("-", "_")
-    if name == "migration_dry_run":
-        name = "migration_check"
-    if name not in CHECKS:
-        raise ValueError(f"no preflight check `{word}`; checks: {', '.join(CHECKS)}")
-    return name
+    try:
+        return normalise_check(word)
+    except ValueError as e:
+        raise ValueError(f"no preflight check `{word}`; {str(e).partition('(')[2].rstrip(')')}"
+                         ) from None
 
 
 def expected_checks(cfg: PreflightConfig, kind: str) -> list[str]:
-    """The checks a green verdict of a ``kind`` step needs."""
+    """The checks a green verdict of a ``kind`` step needs (``check.all``: the ones
+    ``[preflight] checks`` selects)."""
     if kind == ALL:
-        return [s.name for s in build_specs(cfg)]
+        return cfg.selected()
     return [KIND_TO_CHECK[kind]]
+
+
+def not_configured(cfg: PreflightConfig, kind: str) -> list[str]:
+    """The checks a ``kind`` step leaves out because ``[preflight] checks`` does not list them
+    (shown as not configured, never as failing)."""
+    return cfg.not_selected() if kind == ALL else []
 
 
 def planned_checks(cfg: PreflightConfig, kind: str, params: Mapping[str, Any]) -> list[str]:
     """The checks one execution runs (``params.check``: just that one)."""
     if kind == ALL and params.get("check"):
-        return [check_name(str(params["check"]))]
+        name = check_name(str(params["check"]))
+        if name not in cfg.selected():
+            raise ValueError(f"`{name}` is not one of this preflight's checks ([preflight] "
+                             f"checks: {', '.join(cfg.selected())}); add it there to run it")
+        return [name]
     return expected_checks(cfg, kind)
 
 
@@ -98,8 +108,11 @@ def _make(kind: str):
             why = "; ".join(red + ([f"not run yet for this RC: {', '.join(missing)}"]
                                    if missing else []))
             raise StepFailed(f"preflight is red: {why}", facts=facts)
+        off = not_configured(cfg, kind)
         return StepResult(summary=f"preflight green: {len(report.results)} check(s) "
-                                  f"({tally}) in {took}", facts=facts)
+                                  f"({tally}) in {took}" + (
+                                      f"; not configured (not in [preflight] checks): "
+                                      f"{', '.join(off)}" if off else ""), facts=facts)
 
     run.__doc__ = f"Preflight: {kind}"
     return run

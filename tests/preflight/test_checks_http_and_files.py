@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import socket
 import stat
+import tomllib
 
 import pytest
 
+from bot.rehearse.sample import prod_config_rules, rc_evidence_toml
 from runbook.checks import build_specs, prod_config, rc_evidence, release_freeze, team_scripts
 from runbook.checks.base import CheckContext, Status
 from runbook.checks.config import PreflightConfig
@@ -92,9 +94,15 @@ def test_unreachable_github_and_bad_token_are_clear(gh):
     assert r.status is Status.FAIL and "401" in r.finding
 
 
-def prod(env_file, **extra):
+def sample_rules(stripe_api_url="https://stripe.invalid"):
+    """The sample stack's prod_config rules, as bot/rehearse/sample.py configures them."""
+    return tomllib.loads(prod_config_rules(stripe_api_url))["preflight"]["prod_config"]["rules"]
+
+
+def prod(env_file, rules=None, **extra):
     cfg = PreflightConfig.model_validate({"prod_config": {
-        "source": "env_file", "env_file": str(env_file), "psps": ["stripe", "adyen"], **extra}})
+        "source": "env_file", "env_file": str(env_file),
+        "rules": sample_rules() if rules is None else rules, **extra}})
     return run_checks(build_specs(cfg, ["prod_config"])).results["prod_config"]
 
 
@@ -110,18 +118,21 @@ def test_prod_config_live_env_passes_and_test_keys_fail(evidence, gh, bot_db_url
     for path in (live, test):  # point DATABASE_URL at a database that answers
         text = path.read_text().replace("postgresql://postgres@127.0.0.1:5432/paybox", bot_db_url)
         path.write_text(text)
-    r = prod(live, stripe_api_url=gh.url)
+    r = prod(live, sample_rules(gh.url))
     assert r.status is Status.OK, r.details
     assert any("livemode: true" in d for d in r.details)
     assert_no_secret(r, env_values(live))
-    r = prod(test)
+    r = prod(test, sample_rules(gh.url))
     assert r.status is Status.FAIL
-    for words in ("TEST key", "not a live Adyen", "not a live client key", "trusts everyone",
-                  "proxy.internal", "BOOTSTRAP_ENABLED must be false"):
+    for words in ("STRIPE_SECRET_KEY does not match ^(sk|rk)_live_",
+                  "expected a live Stripe secret or restricted key",
+                  "ADYEN_CHECKOUT_URL does not match", "ADYEN_CLIENT_KEY does not match ^live_",
+                  "trusts everyone", "proxy.internal",
+                  "BOOTSTRAP_ENABLED must be 'false' (it is 'true')"):
         assert any(words in d for d in r.details), (words, r.details)
     assert_no_secret(r, env_values(test))
     gh.state["stripe_livemode"] = False
-    r = prod(live, stripe_api_url=gh.url)
+    r = prod(live, sample_rules(gh.url))
     assert r.status is Status.FAIL and "livemode: false" in r.finding
 
 
@@ -130,27 +141,30 @@ def test_prod_config_missing_env_file_and_dead_database(tmp_path):
     assert r.status is Status.FAIL and "cannot read env file" in r.finding
     env = tmp_path / "x.env"
     env.write_text("DATABASE_URL=postgresql://u:s3cretpassw0rd@127.0.0.1:1/db\n")
-    r = prod(env, psps=[], rules=[{"name": "PAYBOX_REGION", "equals": "eu"}])
+    r = prod(env, [{"key": "DATABASE_URL", "check": "database"},
+                   {"key": "APP_REGION", "equals": "eu"}])
     assert "does not answer a read-only query" in r.finding
-    assert any("PAYBOX_REGION must be 'eu'" in d for d in r.details)
+    assert any("APP_REGION is not set" in d for d in r.details), r.details
     assert_no_secret(r, {"pw": "s3cretpassw0rd"})
 
 
-def evidence_check(base, tag="v2", **extra):
-    cfg = PreflightConfig.model_validate({"rc_evidence": {
-        "dir": str(base / "evidence" / "{tag}"), **extra}})
+def evidence_check(base, tag="v2", url=None, **extra):
+    """The sample's rc_evidence (bot/rehearse/sample.py), its payouts route at ``url``."""
+    sample = tomllib.loads(rc_evidence_toml(str(base / "evidence" / "{tag}"), url or "x",
+                                            "GET"))["preflight"]["rc_evidence"]
+    if url is None:
+        sample.pop("routes")
+    cfg = PreflightConfig.model_validate({"rc_evidence": {**sample, **extra}})
     ctx = CheckContext("rc_evidence", cfg.rc_evidence, rc_tag=tag)
     return rc_evidence.run(ctx)
 
 
 def test_rc_evidence_pass_and_fail(evidence, gh):
-    r = evidence_check(evidence, openapi_url=None, payouts_url=gh.url + "/v1/balance",
-                       payouts_method="GET")
+    r = evidence_check(evidence, url=gh.url + "/v1/balance")
     assert r.status is Status.OK, r.finding
     assert "E2E money loop 2/2" in r.finding and "backend regression 8/8" in r.finding
     assert "3 artifacts match SHA256SUMS" in r.finding
-    r = evidence_check(evidence, tag="v2-failing", payouts_url=gh.url + "/v1/balance",
-                       payouts_method="GET")
+    r = evidence_check(evidence, tag="v2-failing", url=gh.url + "/v1/balance")
     assert r.status is Status.FAIL
     assert "E2E money loop 1/2 passed" in r.finding and "backend regression 7/8" in r.finding
     assert any("failure: com.paybox.BackendRegressionTest.test_payout_idempotency_key" in d
@@ -164,16 +178,17 @@ def test_rc_evidence_tampered_missing_extra_and_malformed(evidence, gh):
     (art / "stray.bin").write_text("x")
     junit = evidence / "evidence" / "v2" / "junit" / "e2e-money-loop.xml"
     junit.write_text("<testsuites><testsuite>")
-    r = evidence_check(evidence, payouts_url=gh.url + "/nope", payouts_method="GET")
+    r = evidence_check(evidence, url=gh.url + "/nope")
     assert r.status is Status.FAIL
     assert "not well-formed XML" in r.finding and "e2e-money-loop.xml" in r.finding
-    assert "payouts route" in r.finding and "404" in r.finding
+    assert "route payouts" in r.finding and "404" in r.finding
     for words in ("sha256 mismatch: sbom.json", "missing: screenshots/dashboard.txt",
                   "extra (not in the manifest): stray.bin"):
         assert words in r.details, r.details
     junit.write_text("<testsuites><testsuite name='empty'/></testsuites>")
     r = evidence_check(evidence)
-    assert "zero tests" in r.finding and "payouts router not checked" in r.finding
+    assert "E2E money loop: 0 test case(s) in junit/e2e-money-loop.xml, at least 1 expected" \
+        in r.finding, r.finding
 
 
 def test_team_scripts_exit_code_tail_and_masking(tmp_path):

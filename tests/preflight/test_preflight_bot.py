@@ -5,6 +5,7 @@ stored result gating `maintenance on`."""
 
 from __future__ import annotations
 
+import json
 import stat
 import time
 from datetime import timedelta
@@ -12,6 +13,7 @@ from datetime import timedelta
 import pytest
 
 from bot.ids import Action
+from bot.rehearse.sample import LEDGER_TABLES, prod_config_rules, rc_evidence_toml
 from tests.preflight.conftest import V2
 from tests.support import pg
 from tests.support.harness import BASE_CONFIG, Bot, text_of
@@ -37,21 +39,16 @@ token = "{TOKEN}"
 [preflight.prod_config]
 source = "env_file"
 env_file = "{evidence / 'env' / env}"
-psps = ["stripe", "adyen"]
-stripe_api_url = "{gh.url}"
-
+{prod_config_rules(gh.url)}
 [preflight.backup_drill]
 database_url = "{ledger}"
 scratch_url = "{pg.ADMIN_URL}"
 snapshot_dir = "{tmp_path / 'snapshots'}"
+ledger_tables = {json.dumps(LEDGER_TABLES)}
 
 [preflight.migration_check]
 script_location = "{MIGRATIONS}"
-
-[preflight.rc_evidence]
-dir = "{evidence / 'evidence' / '{tag}'}"
-payouts_url = "{gh.url}/v1/balance"
-payouts_method = "GET"
+{rc_evidence_toml(str(evidence / 'evidence' / '{tag}'), gh.url + "/v1/balance", "GET")}
 """
 
 

@@ -89,35 +89,52 @@ def test_trusted_proxies_strict(value, ok, why):
     assert why in msg
 
 
-def _stripe(env):
-    return {m: s for s, m in prod_config.check_stripe(env, lambda k: k)}
+def sample_rules():
+    """The sample stack's prod_config rules (bot/rehearse/sample.py), by key."""
+    import tomllib
+
+    from bot.rehearse.sample import prod_config_rules
+    from runbook.checks.config import EnvRule
+
+    rules = tomllib.loads(prod_config_rules("https://stripe.invalid"))["preflight"]
+    return {r["key"]: EnvRule.model_validate({k: v for k, v in r.items() if k not in (
+        "check", "api_url")}) for r in rules["prod_config"]["rules"]}
 
 
-def test_stripe_keys_live_only_and_never_by_length():
-    live = {"STRIPE_SECRET_KEY": "sk_live_x1", "STRIPE_PUBLISHABLE_KEY": "pk_live_y",
-            "STRIPE_WEBHOOK_SECRET": "whsec_abc"}
-    assert set(_stripe(live).values()) == {Status.OK}, "short live keys must pass"
-    restricted = {**live, "STRIPE_SECRET_KEY": "rk_live_abcdefghijklmnop"}
-    assert set(_stripe(restricted).values()) == {Status.OK}
-    test = {**live, "STRIPE_SECRET_KEY": "sk_test_abcdefghijklmnop1234"}
-    bad = [m for m, s in _stripe(test).items() if s is Status.FAIL]
-    assert bad and "TEST key" in bad[0] and "1234" in bad[0]
-    assert "abcdefghijklmnop" not in bad[0]
-    pk = {**live, "STRIPE_PUBLISHABLE_KEY": "pk_test_zzz"}
-    assert Status.FAIL in _stripe(pk).values()
+def verdict(rules, key, value):
+    return prod_config.evaluate(rules[key], value, 1.0)
 
 
-def test_adyen_rules():
-    env = {"ADYEN_API_KEY": "anything-at-all",
-           "ADYEN_CHECKOUT_URL": "https://abc123-Shop-checkout-live.adyenpayments.com/checkout",
-           "ADYEN_CLIENT_KEY": "live_ABCDEFGH", "ADYEN_HMAC_KEY": "A1B2C3D4"}
-    assert {s for s, _ in prod_config.check_adyen(env, lambda k: k)} == {Status.OK}
+def test_sample_stripe_rules_live_only_and_never_by_length():
+    rules = sample_rules()
+    for key, value in (("STRIPE_SECRET_KEY", "sk_live_x1"), ("STRIPE_SECRET_KEY", "rk_live_ab"),
+                       ("STRIPE_PUBLISHABLE_KEY", "pk_live_y"),
+                       ("STRIPE_WEBHOOK_SECRET", "whsec_abc")):
+        assert verdict(rules, key, value)[0] is Status.OK, (key, value)
+    status, msg = verdict(rules, "STRIPE_SECRET_KEY", "sk_test_abcdefghijklmnop1234")
+    assert status is Status.FAIL and "does not match" in msg and "1234" in msg, msg
+    assert "abcdefghijklmnop" not in msg, "a secret shows its last 4 characters at most"
+    assert verdict(rules, "STRIPE_PUBLISHABLE_KEY", "pk_test_zzz")[0] is Status.FAIL
+    assert verdict(rules, "STRIPE_RESTRICTED_KEY", None)[0] is Status.OK, "optional"
+    assert verdict(rules, "STRIPE_WEBHOOK_SECRET", None) == (
+        Status.FAIL, ("STRIPE_WEBHOOK_SECRET is not set (expected a Stripe signing secret, "
+                     "whsec_...)"))
+
+
+def test_sample_adyen_rules():
+    rules = sample_rules()
+    good = {"ADYEN_API_KEY": "anything-at-all",
+            "ADYEN_CHECKOUT_URL": "https://abc123-Shop-checkout-live.adyenpayments.com/checkout",
+            "ADYEN_CLIENT_KEY": "live_ABCDEFGH", "ADYEN_HMAC_KEY": "A1B2C3D4"}
+    for key, value in good.items():
+        assert verdict(rules, key, value)[0] is Status.OK, (key, value)
     for key, bad in (("ADYEN_CHECKOUT_URL", "https://checkout-test.adyen.com/v71"),
                      ("ADYEN_CHECKOUT_URL", "https://x-checkout-live.adyenpayments.com.evil.io/"),
+                     ("ADYEN_CHECKOUT_URL", "https://u@x-checkout-live.adyenpayments.com/"),
                      ("ADYEN_CLIENT_KEY", "test_ABCDEFGH"), ("ADYEN_HMAC_KEY", "not-hex!"),
                      ("ADYEN_API_KEY", "")):
-        rules = prod_config.check_adyen({**env, key: bad}, lambda k: k)
-        assert any(s is Status.FAIL and key in m for s, m in rules), (key, bad, rules)
+        status, msg = verdict(rules, key, bad)
+        assert status is Status.FAIL and key in msg, (key, bad, msg)
 
 
 PYTEST_SHAPE = """<testsuites><testsuite name="pytest" tests="99">
