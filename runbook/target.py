@@ -6,6 +6,7 @@ The settings module expands environment variables and then calls
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,11 +25,13 @@ class _Model(BaseModel):
 
 
 class ServiceImage(_Model):
-    """A compose service whose image tag the deploy step sets."""
+    """A compose service that takes the release image: the deploy step sets its tag and
+    recreates it (and only it, ``--no-deps``)."""
 
-    service: str
-    repository: str = Field(description="image repository without registry, e.g. paybox/app")
-    tag_variable: str = Field(description="env var the compose file reads the tag from")
+    service: str = Field(description="the compose service name, e.g. app")
+    repository: str = Field(description="image repository without registry, e.g. team/app")
+    tag_variable: str = Field(description="env var the compose file reads the tag from, e.g. "
+                              "APP_TAG (`image: ${REGISTRY}/team/app:${APP_TAG}`)")
 
     @field_validator("repository")
     @classmethod
@@ -38,19 +41,51 @@ class ServiceImage(_Model):
             raise ValueError("repository must not carry a tag or digest")
         return v
 
+    @field_validator("tag_variable")
+    @classmethod
+    def _tag_variable_ok(cls, v: str) -> str:
+        return _env_name(v)
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _env_name(v: str) -> str:
+    if not _ENV_NAME.fullmatch(v):
+        raise ValueError(f"{v!r} is not an environment variable name")
+    return v
+
 
 class ComposeDeployerConfig(_Model):
-    kind: Literal["compose"] = "compose"
-    compose_file: Path = Path("examples/paybox/compose.yaml")
-    project: str = "paybox"
-    env: dict[str, str] = Field(default_factory=dict, repr=False)
-    """Passed to compose; values whose names look secret are masked in all output."""
+    """A Docker Compose v2 project. The deploy (and the rollback's revert) recreates only
+    ``services``, with ``--no-deps``, and waits for those to be healthy; every other service
+    of the project is left as it runs."""
+
+    kind: Literal["compose"] = Field(default="compose", description="the deployer kind")
+    compose_file: Path = Field(
+        description="the project's compose file (relative paths from where the bot runs)")
+    project: str = Field(description="the compose project name (`docker compose -p`)")
+    env: dict[str, str] = Field(
+        default_factory=dict, repr=False,
+        description="variables passed to every compose call (`${VAR}` in the golive config "
+        "expands from the bot's environment at load); values whose names look secret (TOKEN, "
+        "PASSWORD, SECRET, DSN, ...) are masked in all output")
+    env_passthrough: list[str] = Field(
+        default_factory=list,
+        description="names of variables taken from the bot's environment when the step runs "
+        "and passed to compose as they are (the deploy refuses when one is unset, rather than "
+        "let the compose file's default reach the service); secret-looking values are masked")
     services: list[ServiceImage] = Field(
-        default_factory=lambda: [
-            ServiceImage(service="app", repository="paybox/app", tag_variable="PAYBOX_APP_TAG")
-        ]
-    )
-    registry: str = "127.0.0.1:5000"
+        min_length=1,
+        description="the services that take the release image: the only ones the deploy "
+        "recreates and waits for")
+    allow_recreate: list[str] = Field(
+        default_factory=list,
+        description="other services the deploy may recreate along when compose says it would "
+        "(e.g. one that shares a deployed service's network namespace); '*' allows any. "
+        "Default: none, the deploy refuses and names them before anything changes")
+    registry: str = Field(description="the registry the images are pulled from, e.g. "
+                          "registry.example.com or 127.0.0.1:5000")
     registry_variable: str | None = Field(
         default=None, description="env var through which the compose file reads the registry"
     )
@@ -58,8 +93,14 @@ class ComposeDeployerConfig(_Model):
     compose_command: list[str] | None = Field(
         default=None, description="override the compose CLI argv prefix, e.g. ['docker','compose']"
     )
-    pull_timeout_s: float = 600.0
-    up_timeout_s: float = 300.0
+    pull_timeout_s: float = Field(default=600.0, description="deadline of each image pull")
+    up_timeout_s: float = Field(default=300.0, description="deadline of `docker compose up` "
+                                "(its --wait-timeout)")
+
+    @field_validator("env_passthrough")
+    @classmethod
+    def _passthrough_ok(cls, v: list[str]) -> list[str]:
+        return [_env_name(name) for name in v]
 
     @field_validator("project")
     @classmethod
@@ -295,7 +336,6 @@ class MaintenancePage(_Model):
         "alone is checked")
 
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SQL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
 
 
@@ -363,7 +403,9 @@ class TargetConfig(_Model):
     name: str = "paybox"
     public_url: str = "http://127.0.0.1:18080"
     internal_url: str = "http://127.0.0.1:18081"
-    deployer: DeployerConfig = Field(default_factory=ComposeDeployerConfig)
+    deployer: DeployerConfig | None = Field(
+        default=None, description="how releases are deployed ([target.deployer]); unset: the "
+        "deploy and the rollback's revert are off")
     health: HealthCheck = Field(default_factory=HealthCheck)
     admin_login: AdminLogin = Field(default_factory=AdminLogin)
     dashboard: Dashboard = Field(default_factory=Dashboard)
@@ -405,6 +447,10 @@ class TargetConfig(_Model):
             for key, value in self.deployer.env.items():
                 if _SECRET_ENV_NAME.search(key) and value:
                     out[f"deployer.env.{key}"] = value
+            for key in self.deployer.env_passthrough:  # read when the step runs, as compose is
+                value = os.environ.get(key, "")
+                if _SECRET_ENV_NAME.search(key) and value:
+                    out[f"deployer.env_passthrough.{key}"] = value
         if self.smoke is not None:
             for key, value in self.smoke.env.items():
                 if _SECRET_ENV_NAME.search(key) and value:
@@ -453,6 +499,8 @@ def paybox_target(
             "env": env,
             "registry": registry,
             "registry_variable": "PAYBOX_REGISTRY",
+            "services": [{"service": "app", "repository": "paybox/app",
+                          "tag_variable": "PAYBOX_APP_TAG"}],
         },
         "health": {"path": "/api/health", "expect": {"status": "ok", "db": "ok"},
                    "version_field": "version", "revision_field": "revision",

@@ -268,6 +268,7 @@ compose_file = {_q(root / "examples/paybox/compose.yaml")}
 project = {_q(stack.project)}
 registry = "{stack.registry}"
 registry_variable = "PAYBOX_REGISTRY"
+services = [{{ service = "app", repository = "paybox/app", tag_variable = "PAYBOX_APP_TAG" }}]
 env = {{ {env} }}
 
 [target.health]

@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runbook.adapters.images import Progress
 from runbook.adapters.redact import mask, tail
 from runbook.errors import StepFailed
-from runbook.target import ComposeDeployerConfig
+from runbook.target import _SECRET_ENV_NAME, ComposeDeployerConfig
 
 # Environment handed to compose besides the target's own env: enough to find docker and its
 # config, never the bot's own secrets.
@@ -85,6 +87,33 @@ def parse_ps_json(out: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.splitlines() if line.strip().startswith("{")]
 
 
+# `up --dry-run` prints one line per container and what it would do to it, e.g.
+# " DRY-RUN MODE -  Container proj-web-1  Recreate"; "Running", "Waiting" and "Healthy" change
+# nothing. A container being replaced shows under a temporary name, "<12 hex>_proj-web-1".
+_DRY_RUN_LINE = re.compile(r"Container\s+(?P<name>\S+)\s+(?P<action>[A-Z][a-z]+)\b")
+_VERBS = {verb: (verb.capitalize(), verb.capitalize().removesuffix("e") + "ed",
+                 verb.capitalize().removesuffix("e") + "ing")
+          for verb in ("create", "recreate", "start", "restart", "remove")}
+_VERBS |= {"stop": ("Stop", "Stopped", "Stopping"), "kill": ("Kill", "Killed", "Killing")}
+_VERB_OF = {form: verb for verb, forms in _VERBS.items() for form in forms}
+_REPLACES = {*_VERBS["create"], *_VERBS["recreate"]}
+_CONFIG_HASH = re.compile(r"com\.docker\.compose\.config-hash=([0-9a-f]+)")
+
+
+@dataclass
+class UpPlan:
+    """What a scoped ``up`` of ``services`` would do to the rest of the project, found out
+    before anything changes."""
+
+    services: list[str]
+    others: dict[str, str] = field(default_factory=dict)
+    """Other services compose would recreate, start or stop along -> why."""
+    drifted: list[str] = field(default_factory=list)
+    """Other running services whose compose config differs from what runs (left as they run)."""
+    dry_run: bool = True
+    """False when this compose has no ``up --dry-run`` (only the dependents were checked)."""
+
+
 class ComposeProject:
     """One Compose v2 project (``cfg.project``): the CLI calls, with the secrets masked."""
 
@@ -99,6 +128,9 @@ class ComposeProject:
     ):
         self.cfg = cfg
         self.secrets = dict(secrets or {})
+        for name in cfg.env_passthrough:  # masked like `env`: a value the bot holds at run time
+            if _SECRET_ENV_NAME.search(name) and os.environ.get(name):
+                self.secrets[f"deployer.env_passthrough.{name}"] = os.environ[name]
         self.clock = clock
         self.sleep = sleep
         self.cwd = cwd
@@ -109,6 +141,7 @@ class ComposeProject:
     def _env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         env = {k: os.environ[k] for k in _PASSTHROUGH_ENV if k in os.environ}
         env.update(self.cfg.env)
+        env.update({k: os.environ[k] for k in self.cfg.env_passthrough if k in os.environ})
         if self.cfg.registry_variable:
             env[self.cfg.registry_variable] = self.cfg.registry
         if self.cfg.docker_host:
@@ -157,18 +190,21 @@ class ComposeProject:
             prefix = f"{what} failed (exit {r.returncode})"
         return self._mask(f"{prefix}:\n{err}")
 
-    def ps(self, *, all_containers: bool = False) -> list[dict[str, Any]]:
+    def ps(self, *, all_containers: bool = False, services: list[str] | None = None
+           ) -> list[dict[str, Any]]:
         args = ["ps", "--format", "json"] + (["--all"] if all_containers else [])
+        args += list(services or [])
         r = self.compose(*args, timeout=60, what="docker compose ps")
         try:
             return parse_ps_json(r.stdout)
         except json.JSONDecodeError:
             raise StepFailed("docker compose ps printed something that is not JSON") from None
 
-    def _unhealthy_logs(self, tag_env: Mapping[str, str]) -> str:
+    def _unhealthy_logs(self, tag_env: Mapping[str, str], services: list[str] | None = None
+                        ) -> str:
         """The last log lines of each service that is not healthy (masked), for the failure."""
         try:
-            rows = self.ps(all_containers=True)
+            rows = self.ps(all_containers=True, services=services)
         except StepFailed:
             return ""
         bad = [r["Service"] for r in rows if r.get("Service")
@@ -180,13 +216,15 @@ class ComposeProject:
             out.append(f"--- {service} logs:\n{tail(r.stdout or r.stderr or '', 6, 600)}")
         return self._mask("\n" + "\n".join(out)) if out else ""
 
-    def wait_healthy(self, deadline: float) -> list[dict[str, Any]]:
-        """Wait until every container of the project is running and (if it has one) healthy.
-        Returns the ``ps --all`` rows that showed it: every one of them running, so they are
-        what a plain ``ps`` would list at that moment (callers need not ask again)."""
+    def wait_healthy(self, deadline: float, services: list[str] | None = None
+                     ) -> list[dict[str, Any]]:
+        """Wait until every container of ``services`` (default: the whole project) is running
+        and (if it has one) healthy. Returns the ``ps --all`` rows that showed it: every one of
+        them running, so they are what a plain ``ps`` would list at that moment (callers need
+        not ask again)."""
         delay = 0.5
         while True:
-            rows = self.ps(all_containers=True)
+            rows = self.ps(all_containers=True, services=services)
             bad = [
                 f"{r.get('Service')}: {r.get('State')}{'/' + r['Health'] if r.get('Health') else ''}"
                 for r in rows
@@ -206,3 +244,87 @@ class ComposeProject:
         self.compose("rm", "--stop", "--force", service, timeout=timeout,
                      what=f"docker compose rm --stop {service}")
         progress(f"compose service {service} stopped")
+
+    def missing_passthrough(self) -> list[str]:
+        """``env_passthrough`` names the bot's environment does not hold right now."""
+        return [k for k in self.cfg.env_passthrough if k not in os.environ]
+
+    def _service_of(self, container: str, names: Mapping[str, str]) -> str | None:
+        container = re.sub(r"^[0-9a-f]{12}_", "", container)
+        if container in names:
+            return names[container]
+        m = re.fullmatch(re.escape(self.cfg.project) + r"[-_](.+)[-_]\d+", container)
+        return m.group(1) if m else None
+
+    def plan_up(self, services: list[str], env: Mapping[str, str]) -> UpPlan:
+        """What ``up --no-deps services`` would do to the other services, before it runs: the
+        containers ``up --dry-run`` would create, recreate, start or stop; the running services
+        that share a namespace or volumes with a service it replaces (``network_mode``,
+        ``ipc``, ``pid``: ``service:X``, ``volumes_from``), which a full ``up`` would recreate
+        and a scoped one would leave attached to the removed container; and, for the card, the
+        running services whose compose config differs from what runs (config hash)."""
+        r = self.compose("config", "--format", "json", env=env, timeout=60,
+                         what="docker compose config")
+        try:
+            defined: dict[str, Any] = json.loads(r.stdout).get("services") or {}
+        except (json.JSONDecodeError, AttributeError):
+            raise StepFailed("docker compose config printed something that is not JSON") from None
+        unknown = [s for s in services if s not in defined]
+        if unknown:
+            raise StepFailed(
+                f"compose file {self.cfg.compose_file} has no service {', '.join(unknown)} "
+                f"(it has {', '.join(sorted(defined)) or 'none'}): correct [target.deployer] "
+                "services")
+        rows = self.ps(all_containers=True)
+        names = {str(row.get("Name")): str(row.get("Service")) for row in rows if row.get("Name")}
+        running = {str(row.get("Service")): row for row in rows
+                   if row.get("Service") and row.get("State") == "running"}
+        plan = UpPlan(list(services))
+
+        dry = self.compose("up", "--dry-run", "-d", "--no-build", "--no-deps", *services,
+                           env=env, timeout=120, check=False, what="docker compose up --dry-run")
+        replaced = set(services)
+        if dry.returncode == 0:
+            actions: dict[str, set[str]] = {}
+            for m in _DRY_RUN_LINE.finditer((dry.stdout or "") + "\n" + (dry.stderr or "")):
+                svc = self._service_of(m.group("name"), names)
+                if svc and m.group("action") in _VERB_OF:
+                    actions.setdefault(svc, set()).add(m.group("action"))
+            replaced = {s for s in services if actions.get(s, set()) & _REPLACES}
+            for svc, did in sorted(actions.items()):
+                if svc not in services:
+                    verbs = " and ".join(sorted({_VERB_OF[a] for a in did}))
+                    plan.others[svc] = f"`docker compose up --dry-run` says it would {verbs} it"
+        elif "dry-run" in ((dry.stderr or "") + (dry.stdout or "")).lower() and "unknown" in (
+                (dry.stderr or "") + (dry.stdout or "")).lower():
+            plan.dry_run = False
+        else:
+            raise StepFailed(self._describe_failure(dry, "docker compose up --dry-run"))
+
+        for name, spec in sorted(defined.items()):
+            if name in services or name in plan.others or name not in running:
+                continue
+            for s in sorted(replaced):
+                shared = [key for key in ("network_mode", "ipc", "pid")
+                          if spec.get(key) == f"service:{s}"]
+                if any(v in (s, f"service:{s}") or v.startswith((f"{s}:", f"service:{s}:"))
+                       for v in spec.get("volumes_from") or []):
+                    shared.append("volumes_from")
+                if shared:
+                    plan.others[name] = (f"it shares {s}'s container ({', '.join(shared)}), and "
+                                         f"the deploy replaces {s}'s container")
+                    break
+
+        hashes = self.compose("config", "--hash", "*", env=env, timeout=60, check=False,
+                              what="docker compose config --hash")
+        want = dict(line.split(None, 1) for line in (hashes.stdout or "").splitlines()
+                    if len(line.split()) == 2) if hashes.returncode == 0 else {}
+        for svc, row in sorted(running.items()):
+            if svc in services or svc in plan.others or svc not in want or any(
+                    str((defined.get(svc) or {}).get(k) or "").startswith("service:")
+                    for k in ("network_mode", "ipc", "pid")):
+                continue  # compose hashes those with the other container's id: always differ
+            m = _CONFIG_HASH.search(str(row.get("Labels") or ""))
+            if m and m.group(1) != want[svc].strip():
+                plan.drifted.append(svc)
+        return plan

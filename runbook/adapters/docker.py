@@ -33,9 +33,9 @@ class Deployer(Protocol):
     def pull(self, images: Iterable[str], progress: Progress) -> None: ...
     def inspect_revision(self, image: str) -> str | None: ...
     def current_images(self) -> dict[str, ImageInfo]: ...
-    def up(self, tag_env: Mapping[str, str], progress: Progress) -> None: ...
-    def wait_healthy(self, deadline: float) -> None: ...
-    def revert(self, previous: Mapping[str, ImageInfo], progress: Progress) -> None: ...
+    def up(self, tag_env: Mapping[str, str], progress: Progress) -> list[str]: ...
+    def wait_healthy(self, deadline: float, services: list[str] | None = None) -> Any: ...
+    def revert(self, previous: Mapping[str, ImageInfo], progress: Progress) -> list[str]: ...
 
 
 class ComposeDeployer(ComposeProject):
@@ -155,20 +155,66 @@ class ComposeDeployer(ComposeProject):
     def tag_env(self, tag: str) -> dict[str, str]:
         return {svc.tag_variable: tag for svc in self.cfg.services}
 
-    def up(self, tag_env: Mapping[str, str], progress: Progress, *, timeout: float | None = None
-           ) -> None:
-        """``compose up -d --wait --no-build`` with the given tag variables."""
+    def up(self, tag_env: Mapping[str, str], progress: Progress, *,
+           services: list[str] | None = None, timeout: float | None = None,
+           what: str = "deploy") -> list[str]:
+        """``compose up -d --wait --no-build --no-deps`` of ``services`` (default: the
+        configured ones, those that take the release image) with the given tag variables, and
+        nothing else: what compose would do to the other services is found out first, said on
+        the card, and refused unless ``allow_recreate`` names them. Returns the services it
+        brought up (the ones to wait for)."""
         timeout = timeout or self.cfg.up_timeout_s
-        progress(f"docker compose up ({', '.join(f'{k}={v}' for k, v in tag_env.items())})")
+        names = list(services or [s.service for s in self.cfg.services])
+        missing = self.missing_passthrough()
+        if missing:
+            raise StepFailed(
+                f"[target.deployer] env_passthrough names {', '.join(missing)}, but the bot's "
+                f"environment does not hold {'it' if len(missing) == 1 else 'them'}: set "
+                f"{'it' if len(missing) == 1 else 'them'} where the bot runs (else the compose "
+                "file's default would reach the service); nothing was changed")
+        if self.cfg.env_passthrough:
+            progress(self._mask("environment passed through: " + ", ".join(
+                f"{k}={os.environ[k]}" for k in self.cfg.env_passthrough)))
+        plan = self.plan_up(names, tag_env)
+        if plan.drifted:
+            progress(f"left as they run: {', '.join(plan.drifted)} (compose's config for "
+                     f"{'it' if len(plan.drifted) == 1 else 'them'} differs from what runs, e.g. "
+                     "a variable the bot does not pass; this deploy does not recreate "
+                     f"{'it' if len(plan.drifted) == 1 else 'them'})")
+        allowed = set(self.cfg.allow_recreate)
+        refused = {s: why for s, why in plan.others.items() if not allowed & {s, "*"}}
+        for svc, why in plan.others.items():
+            progress(f"⚠️ compose would also recreate {svc}: {why}"
+                     + ("" if svc in refused else " (allowed by allow_recreate)"))
+        if refused:
+            raise StepFailed(
+                f"refusing to {what}: docker "
+                f"compose would also recreate {', '.join(refused)}, which "
+                f"{'is' if len(refused) == 1 else 'are'} not among the services that take the "
+                f"release image ({', '.join(names)}): "
+                + "; ".join(f"{s}: {why}" for s, why in refused.items())
+                + ". Nothing was changed. If that is intended, name "
+                f"{'it' if len(refused) == 1 else 'them'} in [target.deployer] allow_recreate.")
+        names += [s for s in plan.others if s not in names]
+        if not plan.dry_run:
+            progress("this docker compose has no `up --dry-run`: only the services sharing a "
+                     "deployed container were checked")
+        elif not plan.others:
+            progress(f"checked with `docker compose up --dry-run`: only {', '.join(names)} "
+                     "change; every other service is left as it runs")
+        progress(f"docker compose up --no-deps {' '.join(names)} "
+                 f"({', '.join(f'{k}={v}' for k, v in tag_env.items())})")
         try:
             self.compose("up", "-d", "--wait", "--wait-timeout", str(int(max(1, timeout))),
-                         "--no-build", env=tag_env, timeout=timeout + 30,
+                         "--no-build", "--no-deps", *names, env=tag_env, timeout=timeout + 30,
                          what="docker compose up")
         except StepFailed as e:
             if e.message.startswith("containers not healthy"):
-                raise StepFailed(e.message + self._unhealthy_logs(tag_env), facts=e.facts) from None
+                raise StepFailed(e.message + self._unhealthy_logs(tag_env, names),
+                                 facts=e.facts) from None
             raise
-        progress("compose services up and healthy")
+        progress(f"{', '.join(names)} up and healthy")
+        return names
 
     def start_service(self, service: str, progress: Progress, *, timeout: float = 120.0) -> None:
         env = self.current_tag_env()
@@ -177,8 +223,9 @@ class ComposeDeployer(ComposeProject):
         progress(f"compose service {service} started")
 
     def revert(self, previous: Mapping[str, ImageInfo], progress: Progress,
-               *, timeout: float | None = None) -> None:
-        """Run each service on the exact image it ran before the deploy."""
+               *, timeout: float | None = None) -> list[str]:
+        """Run each service on the exact image it ran before the deploy; only those services
+        are recreated (``up``). Returns the services brought up."""
         by_service = {s.service: s for s in self.cfg.services}
         env: dict[str, str] = {}
         for service, info in previous.items():
@@ -211,4 +258,5 @@ class ComposeDeployer(ComposeProject):
                 self.pull([info.image], progress)
         if not env:
             raise StepFailed("nothing to revert: no previous image recorded for a deployed service")
-        self.up(env, progress, timeout=timeout)
+        return self.up(env, progress, services=[s for s in previous if s in by_service],
+                       timeout=timeout, what="revert")

@@ -65,6 +65,9 @@ def masked_step(fn: Callable[[StepContext], StepResult]) -> Callable[[StepContex
 
 
 def compose_deployer(target: TargetConfig, ctx: StepContext) -> ComposeDeployer:
+    if target.deployer is None:
+        raise StepFailed("no deployer configured: add a [target.deployer] table (compose_file, "
+                         "project, registry and the services that take the release image)")
     if not isinstance(target.deployer, ComposeDeployerConfig):
         raise StepFailed(f"deployer kind {target.deployer.kind!r} is not available yet")
     return ComposeDeployer(target.deployer, secrets=secrets_of(ctx), clock=ctx.clock,

@@ -37,7 +37,8 @@ def _check_revisions(ctx: StepContext, pulled: dict[str, ImageInfo]) -> None:
         ctx.progress(f"revision label matches the RC sha {short(str(rc_sha))}")
 
 
-@step_kind("deploy", description="Pull the release tag, verify its revision, compose up, wait healthy")
+@step_kind("deploy", description="Pull the release tag, verify its revision, compose up the "
+           "services that take it (--no-deps), wait healthy")
 @stepkit.masked_step
 def run(ctx: StepContext) -> StepResult:
     raw_tag = ctx.params.get("tag")
@@ -65,10 +66,12 @@ def run(ctx: StepContext) -> StepResult:
     before = ", ".join(f"{s}={i.tag}" for s, i in previous.items() if s in images) or "nothing"
     ctx.progress(f"running now: {before}")
     try:
-        deployer.up(deployer.tag_env(tag), ctx.progress,
-                    timeout=min(cfg.up_timeout_s, stepkit.remaining_or_fail(ctx, "compose up")))
-        # One `ps --all` says both: everything is healthy, and which image each service runs.
-        now = deployer.current_images(deployer.wait_healthy(ctx.deadline))
+        # Only the services that take the release image, --no-deps; refused before anything
+        # changes when compose would recreate another one the config does not allow.
+        brought = deployer.up(deployer.tag_env(tag), ctx.progress, timeout=min(
+            cfg.up_timeout_s, stepkit.remaining_or_fail(ctx, "compose up")))
+        # One `ps --all` says both: they are healthy, and which image each of them runs.
+        now = deployer.current_images(deployer.wait_healthy(ctx.deadline, brought))
     except StepFailed as e:
         raise StepFailed(e.message, facts={**keep, **e.facts}) from None
 

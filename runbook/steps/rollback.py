@@ -28,9 +28,10 @@ def revert_deploy(ctx: StepContext) -> StepResult:
     if not previous:
         raise StepFailed("nothing to revert: `previous_images` names no deployed service")
     ctx.progress("reverting to " + ", ".join(f"{s}={i.image}" for s, i in previous.items()))
-    deployer.revert(previous, ctx.progress,
-                    timeout=min(deployer.cfg.up_timeout_s, stepkit.remaining_or_fail(ctx, "up")))
-    now = deployer.current_images(deployer.wait_healthy(ctx.deadline))  # one `ps --all`
+    # Only the services deploy recorded, --no-deps (refused when compose would recreate others).
+    brought = deployer.revert(previous, ctx.progress, timeout=min(
+        deployer.cfg.up_timeout_s, stepkit.remaining_or_fail(ctx, "up")))
+    now = deployer.current_images(deployer.wait_healthy(ctx.deadline, brought))  # one `ps --all`
     wrong = [f"{s}: runs {now[s].image if s in now else 'nothing'}" for s, i in previous.items()
              if s not in now or (i.image_id and now[s].image_id != i.image_id)]
     if wrong:

@@ -46,6 +46,10 @@ password = "${PAYBOX_ADMIN_PASSWORD}"
 
 [target.deployer]
 kind = "compose"
+compose_file = "compose.yaml"
+project = "secrets"
+registry = "127.0.0.1:5000"
+services = [{ service = "app", repository = "team/app", tag_variable = "APP_TAG" }]
 env = { PAYBOX_OPS_TOKEN = "${PAYBOX_OPS_TOKEN}" }
 """
     bot = Bot(clean_db, tmp_path, config=config,
@@ -91,6 +95,10 @@ password = "${PAYBOX_ADMIN_PASSWORD}"
 
 [target.deployer]
 kind = "compose"
+compose_file = "compose.yaml"
+project = "secrets"
+registry = "127.0.0.1:5000"
+services = [{ service = "app", repository = "team/app", tag_variable = "APP_TAG" }]
 env = { PAYBOX_SIGNING = "${PAYBOX_SIGNING_KEY}" }
 
 [target.smoke]

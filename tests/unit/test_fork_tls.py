@@ -64,7 +64,7 @@ def test_before_fork_is_idempotent_in_one_process():
 
 def test_the_worker_looks_up_the_compose_cli_once_for_its_step_processes(monkeypatch):
     from runbook.adapters import stepkit
-    from runbook.target import ComposeDeployerConfig, TargetConfig
+    from runbook.target import ComposeDeployerConfig, ServiceImage, TargetConfig
 
     asked: list[str | None] = []
 
@@ -78,11 +78,13 @@ def test_the_worker_looks_up_the_compose_cli_once_for_its_step_processes(monkeyp
     monkeypatch.setattr(stepkit.threading, "Thread", InlineThread)
     monkeypatch.setattr(stepkit, "compose_cli",
                         lambda docker_host=None: asked.append(docker_host) or ["docker"])
+    required: dict = {"compose_file": "compose.yaml", "project": "p", "registry": "r",
+                      "services": [ServiceImage(service="a", repository="a", tag_variable="A")]}
     stepkit.prepare_step_processes(TargetConfig(deployer=ComposeDeployerConfig(
-        docker_host="unix:///tmp/x.sock")))
+        **required, docker_host="unix:///tmp/x.sock")))
     assert asked == ["unix:///tmp/x.sock"], "the compose CLI was not looked up for the target"
     # A configured compose command needs no lookup; a target without a deployer neither.
     stepkit.prepare_step_processes(TargetConfig(deployer=ComposeDeployerConfig(
-        compose_command=["docker", "compose"])))
+        **required, compose_command=["docker", "compose"])))
     stepkit.prepare_step_processes(None)
     assert asked == ["unix:///tmp/x.sock"]
