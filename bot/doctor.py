@@ -2,7 +2,9 @@
 
 The TOML and the runbook first (all `--offline` does), then the environment, the database
 (reachable, migrated), the Slack token (auth.test), each channel as the bot sees it, each
-approver and operator group, and the target's URLs.
+approver and operator group, the target's URLs, and then what the night will do, tried
+read-only (`bot/tries.py`): compose file, smoke script, health contract, login, switches,
+migrations, preflight sources, watch and canary queries, the Docker engine.
 """
 
 from __future__ import annotations
@@ -26,10 +28,14 @@ class Check:
     fix: str = ""
     skipped: bool = False
     """Not run because an earlier check failed (that one is the ❌ to fix)."""
+    warn: bool = False
+    """Not a failure, but the night may need it (a section that is off): ⚠️."""
 
     def line(self) -> str:
         if self.skipped:
             return f"⏭️ {self.what}"
+        if self.ok and self.warn:
+            return f"⚠️ {self.what}"
         if self.ok:
             return f"✅ {self.what}"
         return f"❌ {self.what}" + (f" — fix: {self.fix}" if self.fix else "")
@@ -219,6 +225,20 @@ def target_checks(settings: Settings) -> list[Check]:
     return checks
 
 
+def tries_checks(settings: Settings, *, down: set[str] = frozenset()) -> list[Check]:
+    """What the night will do, tried read-only; ``down`` names the target URLs
+    (``public_url``, ``internal_url``) that did not answer, whose tries are not repeated."""
+    from bot.tries import stack_checks
+
+    try:
+        from bot.runtime import runbook_for
+
+        kinds = {s.kind for s in runbook_for(settings).all_steps()}
+    except Exception:  # noqa: BLE001 - an invalid runbook is reported by offline_checks
+        kinds = set()
+    return stack_checks(settings, kinds, down=down)
+
+
 def run(*, offline: bool = False, environ: Mapping[str, str] | None = None,
         out: Callable[[str], None] = print) -> int:
     """Run every check, print one line each (secrets masked); 0 when all passed, else 1."""
@@ -240,16 +260,20 @@ def run(*, offline: bool = False, environ: Mapping[str, str] | None = None,
                 checks += database_checks(env.database_url.get_secret_value())
             checks += slack_checks(env, settings)
         if settings is not None:
-            checks += target_checks(settings)
+            reach = target_checks(settings)
+            checks += reach + tries_checks(settings, down={
+                c.what.split()[1] for c in reach if not c.ok})
     secrets = settings.secrets() if settings is not None else {
         k: v for k, v in environ.items() if k in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET",
                                                   "DATABASE_URL", "GOLIVE_AUDIT_KEY")}
     for check in checks:
         out(mask(check.line(), secrets))
     failed = sum(1 for c in checks if not c.ok and not c.skipped)
-    passed = sum(1 for c in checks if c.ok)
+    warned = sum(1 for c in checks if c.ok and c.warn)
+    passed = sum(1 for c in checks if c.ok and not c.warn)
     scope = "TOML and runbook only (--offline)" if offline else "pre-flight"
-    out(f"{scope}: {passed} passed, {failed} failed" if failed
-        else f"{scope}: all {passed} checks passed")
+    warnings = f", {warned} warning(s) (⚠️: off, but the runbook uses it)" if warned else ""
+    out(f"{scope}: {passed} passed, {failed} failed{warnings}" if failed
+        else f"{scope}: all {passed} checks passed{warnings}")
     return 1 if failed else 0
 

@@ -52,6 +52,9 @@ def test_a_good_setup_passes_every_check(sandbox, clean_db, tmp_path, toy):
                  "approver group approvers (S_APPROVERS): 2 member(s)",
                  f"target public_url {toy.url}", f"target internal_url {toy.url}"):
         assert what in good, f"no ✅ line for {what!r}:\n{r.stdout}"
+    # The toy stack has no smoke script, which the runbook runs: off, a warning, not a failure.
+    assert "⚠️ smoke script: off — the runbook needs it; add [target.smoke]" in r.stdout, \
+        r.stdout
     assert BOT_TOKEN not in r.stdout + r.stderr and SIGNING_SECRET not in r.stdout + r.stderr
 
 

@@ -1,0 +1,536 @@
+"""`golive config check`, the stack half: each line is a read-only try of what the night does.
+
+The compose file is parsed by `docker compose config` (it must name the configured services and
+read their tag variables), the smoke script must be able to execute, the health path must
+answer 2xx and its contract (the health step's own check) hold against today's answer, one
+login, the maintenance switch URL must answer (never toggled), the migration tool must answer
+``current`` where the migrate step runs it, the preflight's sources must answer, every watch and
+canary query must plan (``EXPLAIN``) on the target database, and the Docker engine must answer.
+Every try has its own timeout and the tries run side by side, so the whole check stays short.
+A section that is not configured is "off": a ⚠️ when the runbook needs it, never a ❌.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bot.doctor import Check
+from bot.settings import Settings
+
+HTTP_TIMEOUT_S = 5.0
+DB_TIMEOUT_S = 5
+DOCKER_TIMEOUT_S = 15.0
+COMPOSE_TIMEOUT_S = 30.0
+MIGRATION_TIMEOUT_S = 90.0
+SENTINEL_TAG = "golive-config-check"
+"""What the tag variables are set to while the compose file is parsed: the configured
+services' images must then end in it (proof the file reads the variable)."""
+
+Try = Callable[[], list[Check]]
+
+
+def _first(e: BaseException | str) -> str:
+    text = str(e).strip()
+    return (text.splitlines() or [type(e).__name__])[0][:300]
+
+
+def _off(what: str, needed: bool, where: str) -> Check:
+    """A section that is not configured: ⚠️ when the runbook needs it, else a plain "off"."""
+    if needed:
+        return Check(True, f"{what}: off — the runbook needs it; add {where}", warn=True)
+    return Check(True, f"{what}: off (not configured)")
+
+
+class StackTries:
+    """The tries for one settings object; ``checks()`` runs them all, in a stable order."""
+
+    def __init__(self, settings: Settings, kinds: Iterable[str] = (),
+                 down: Iterable[str] = ()) -> None:
+        self.settings = settings
+        self.down = set(down)
+        """``public_url`` / ``internal_url`` when it did not answer (already one ❌)."""
+        self.cfg = settings.config
+        self.target = settings.config.target
+        self.where = settings.config_path or "the config"
+        self.kinds = set(kinds)
+        self.secrets = settings.secrets()
+        self._compose: dict[str, Any] | None = None
+        self._compose_error: str | None = None
+
+    # ------------------------------------------------------------------ helpers
+
+    def needs(self, *kinds: str) -> bool:
+        return any(k in self.kinds or any(x.startswith(k + ".") for x in self.kinds)
+                   for k in kinds)
+
+    def _compose_deployer(self) -> Any | None:
+        from runbook.target import ComposeDeployerConfig
+
+        d = getattr(self.target, "deployer", None)
+        return d if isinstance(d, ComposeDeployerConfig) else None
+
+    def _http(self):
+        from runbook.adapters.http import client
+
+        probe = self.target.probe.model_copy(update={"timeout_s": min(
+            self.target.probe.timeout_s, HTTP_TIMEOUT_S)})
+        return client(probe)
+
+    # ------------------------------------------------------------------ docker
+
+    def docker_engine(self) -> list[Check]:
+        d = self._compose_deployer()
+        if d is None:
+            return [_off("Docker engine", self.needs("deploy"), "[target.deployer]")]
+        docker = shutil.which("docker")
+        if docker is None:
+            return [Check(False, "Docker engine: the `docker` CLI is not installed",
+                          "install Docker Engine and the compose plugin on the bot's host")]
+        env = dict(os.environ)
+        if d.docker_host:
+            env["DOCKER_HOST"] = d.docker_host
+        host = env.get("DOCKER_HOST", "the local socket")
+        try:
+            r = subprocess.run([docker, "info", "--format", "{{.ServerVersion}}"], env=env,
+                               capture_output=True, text=True, timeout=DOCKER_TIMEOUT_S,
+                               check=False)
+        except subprocess.TimeoutExpired:
+            return [Check(False, f"Docker engine at {host}: no answer in "
+                                 f"{DOCKER_TIMEOUT_S:.0f}s",
+                          "start the Docker daemon, or correct [target.deployer] docker_host")]
+        if r.returncode != 0 or not r.stdout.strip():
+            return [Check(False, f"Docker engine at {host}: does not answer "
+                                 f"({_first(r.stderr or r.stdout or 'no output')})",
+                          "start the Docker daemon (and let the bot's user use it), or "
+                          f"correct [target.deployer] docker_host in {self.where}")]
+        return [Check(True, f"Docker engine at {host}: answers (server {r.stdout.strip()})")]
+
+    def compose_file(self) -> list[Check]:
+        from runbook.adapters.compose import ComposeProject
+        from runbook.errors import StepFailed
+
+        d = self._compose_deployer()
+        if d is None:
+            return [_off("compose file", self.needs("deploy"), "[target.deployer]")]
+        path = Path(d.compose_file)
+        shown = path if path.is_absolute() else f"{path} (from {Path.cwd()})"
+        if not path.is_file():
+            self._compose_error = "missing"
+            return [Check(False, f"compose file {shown}: no such file",
+                          f"correct [target.deployer] compose_file in {self.where} (relative "
+                          "paths are resolved from where the bot runs)")]
+        sentinel = {svc.tag_variable: SENTINEL_TAG for svc in d.services}
+        try:
+            r = ComposeProject(d, secrets=self.secrets, cwd=Path.cwd()).compose(
+                "config", "--format", "json", env=sentinel, timeout=COMPOSE_TIMEOUT_S,
+                check=False, what="docker compose config")
+        except StepFailed as e:
+            self._compose_error = e.message
+            return [Check(False, f"compose file {shown}: cannot be parsed ({_first(e.message)})",
+                          "install the docker compose plugin on the bot's host")]
+        if r.returncode != 0:
+            self._compose_error = r.stderr or r.stdout
+            return [Check(False, f"compose file {shown}: `docker compose config` refuses it: "
+                                 f"{_first(r.stderr or r.stdout or f'exit {r.returncode}')}",
+                          f"fix the compose file (or the variables [target.deployer] env "
+                          f"passes) until `docker compose -f {path} config` accepts it")]
+        try:
+            self._compose = json.loads(r.stdout)
+        except ValueError:
+            self._compose_error = "not JSON"
+            return [Check(False, f"compose file {shown}: `docker compose config --format json` "
+                                 "did not print JSON",
+                          "use Docker Compose v2.2 or newer")]
+        services = self._compose.get("services") or {}
+        checks: list[Check] = []
+        for svc in d.services:
+            found = services.get(svc.service)
+            if found is None:
+                checks.append(Check(False, f"compose file {shown}: no service {svc.service!r} "
+                                           f"(it has {', '.join(sorted(services)) or 'none'})",
+                                    f"correct [target.deployer] services in {self.where}, or "
+                                    "add the service to the compose file"))
+            elif not str(found.get("image") or "").endswith(":" + SENTINEL_TAG):
+                checks.append(Check(False, f"compose file {shown}: service {svc.service!r} "
+                                           f"does not take its tag from ${{{svc.tag_variable}}} "
+                                           f"(image {found.get('image') or 'unset'})",
+                                    f"write `image: …:${{{svc.tag_variable}}}` for "
+                                    f"{svc.service} in the compose file, or correct its "
+                                    f"tag_variable in {self.where}"))
+        if not checks:
+            names = ", ".join(f"{s.service} (${{{s.tag_variable}}})" for s in d.services)
+            checks.append(Check(True, f"compose file {shown}: parses; services {names} "
+                                      "take the release tag"))
+        return checks
+
+    def compose_services(self) -> set[str] | None:
+        """The compose file's services (None when it could not be parsed)."""
+        if self._compose is None:
+            return None
+        return set((self._compose.get("services") or {}).keys())
+
+    # ------------------------------------------------------------------ smoke
+
+    def smoke(self) -> list[Check]:
+        s = self.target.smoke
+        if s is None:
+            return [_off("smoke script", self.needs("smoke"), "[target.smoke]")]
+        path = Path(s.path)
+        shown = path if path.is_absolute() else f"{path} (from {Path.cwd()})"
+        if not path.is_file():
+            return [Check(False, f"smoke script {shown}: no such file",
+                          f"correct [target.smoke] path in {self.where}")]
+        interpreter = list(getattr(s, "interpreter", None) or [])
+        if interpreter:
+            found = shutil.which(interpreter[0])
+            if found is None:
+                return [Check(False, f"smoke script {shown}: its interpreter "
+                                     f"{interpreter[0]!r} is not on the bot's PATH",
+                              f"install it, or correct [target.smoke] interpreter in "
+                              f"{self.where}")]
+            return [Check(True, f"smoke script {shown}: exists, runs with {found}")]
+        if not os.access(path, os.X_OK):
+            return [Check(False, f"smoke script {shown}: not executable",
+                          f"`chmod +x {path}` (with a #! line), or set [target.smoke] "
+                          "interpreter")]
+        with path.open("rb") as f:
+            head = f.readline(200)
+        if head.startswith(b"#!"):
+            argv = head[2:].decode(errors="replace").split()
+            if argv and not (Path(argv[0]).is_file() and os.access(argv[0], os.X_OK)):
+                return [Check(False, f"smoke script {shown}: its #! interpreter {argv[0]} "
+                                     "does not exist on the bot's host",
+                              "correct the #! line, or set [target.smoke] interpreter")]
+            how = " ".join(argv)
+        else:
+            how = "itself (a binary)"
+        return [Check(True, f"smoke script {shown}: exists and is executable (runs by {how})")]
+
+    # ------------------------------------------------------------------ HTTP
+
+    def health(self) -> list[Check]:
+        import httpx
+
+        h = getattr(self.target, "health", None)
+        if h is None or not getattr(h, "path", None):
+            return [_off("health", self.needs("health"), "[target.health]")]
+        base = self.target.internal_url
+        url = base + h.path
+        if "internal_url" in self.down:
+            return [Check(False, f"health {url}: not tried (internal_url does not answer)",
+                          skipped=True)]
+        with self._http() as http:
+            try:
+                r = http.get(url)
+            except httpx.HTTPError as e:
+                return [Check(False, f"health {url}: does not answer ({type(e).__name__})",
+                              f"start the stack, or correct [target] internal_url in "
+                              f"{self.where}")]
+            if r.status_code == 404:
+                return [Check(False, f"health {url}: HTTP 404, no such path",
+                              f"correct [target.health] path in {self.where} (the app's "
+                              "health endpoint, e.g. /healthz)")]
+            if not 200 <= r.status_code < 300:
+                return [Check(False, f"health {url}: HTTP {r.status_code} (expected 2xx)",
+                              "make the app healthy, or correct [target.health] path")]
+            problem = health_contract(http, base, h)
+        if problem:
+            return [Check(False, f"health {url}: answers HTTP {r.status_code}, but the contract "
+                                 f"does not hold: {problem}",
+                          f"correct [target.health] (expect, fields) in {self.where} to match "
+                          "what the app answers")]
+        return [Check(True, f"health {url}: HTTP {r.status_code}, the contract holds")]
+
+    def login(self) -> list[Check]:
+        from runbook.adapters.http import ProbeError, check_admin_login
+
+        login = getattr(self.target, "admin_login", None)
+        if login is None or not getattr(login, "path", None):
+            return [_off("login", False, "[target.admin_login]")]
+        url = self.target.internal_url + login.path
+        if "internal_url" in self.down:
+            return [Check(False, f"login {url}: not tried (internal_url does not answer)",
+                          skipped=True)]
+        with self._http() as http:
+            try:
+                how = check_admin_login(http, self.target.internal_url, login)
+            except ProbeError as e:
+                return [Check(False, f"login {url}: {_first(e)}",
+                              f"correct [target.admin_login] (path, username, the password's "
+                              f"variable) in {self.where}")]
+        return [Check(True, f"login {url}: {how}")]
+
+    def switches(self) -> list[Check]:
+        out = [self._switch("maintenance", self.target.maintenance, self.needs("maintenance"))]
+        if self.target.traffic is not None:
+            out.append(self._switch("traffic", self.target.traffic, False))
+        return out
+
+    def _switch(self, label: str, switch: Any, needed: bool) -> Check:
+        import httpx
+
+        from runbook.target import CommandSwitch, ComposeServiceSwitch, HttpSwitch
+
+        if switch is None:
+            if label == "maintenance":
+                return _off("maintenance switch", needed, "[target.maintenance]")
+            return Check(True, "traffic switch: off (opening traffic turns maintenance off)")
+        if isinstance(switch, HttpSwitch):
+            try:
+                with self._http() as http:
+                    r = http.get(switch.url)
+            except httpx.HTTPError as e:
+                return Check(False, f"{label} switch {switch.url}: does not answer "
+                                    f"({type(e).__name__})",
+                             f"start the stack, or correct [target.{label}] url in {self.where}")
+            if r.status_code == 404 or r.status_code >= 500:
+                return Check(False, f"{label} switch {switch.url}: GET answers HTTP "
+                                    f"{r.status_code}",
+                             f"correct [target.{label}] url in {self.where}")
+            return Check(True, f"{label} switch {switch.url}: answers (GET: HTTP "
+                               f"{r.status_code}; not toggled)")
+        if isinstance(switch, CommandSwitch):
+            for state, argv in (("on", switch.on), ("off", switch.off)):
+                exe = argv[0] if argv else ""
+                if not exe or not (shutil.which(exe) or (Path(exe).is_file()
+                                                         and os.access(exe, os.X_OK))):
+                    return Check(False, f"{label} switch: the {state} command {exe!r} cannot "
+                                        "be run on the bot's host",
+                                 f"install it, or correct [target.{label}] {state} in "
+                                 f"{self.where}")
+            return Check(True, f"{label} switch: commands {switch.on[0]} / {switch.off[0]} "
+                               "found (not run)")
+        if isinstance(switch, ComposeServiceSwitch):
+            services = self.compose_services()
+            if services is None:
+                return Check(False, f"{label} switch: compose service {switch.service!r} not "
+                                    "checked (the compose file did not parse)", skipped=True)
+            if switch.service not in services:
+                return Check(False, f"{label} switch: the compose file has no service "
+                                    f"{switch.service!r}",
+                             f"correct [target.{label}] service in {self.where}")
+            return Check(True, f"{label} switch: compose service {switch.service!r} exists "
+                               "(not started)")
+        return Check(True, f"{label} switch: kind {getattr(switch, 'kind', '?')} (not tried)")
+
+    # ------------------------------------------------------------------ migrations
+
+    def migrations(self) -> list[Check]:
+        import time
+
+        from runbook.adapters import stepkit
+        from runbook.context import StepContext
+        from runbook.errors import StepFailed
+
+        m = getattr(self.target, "migrations", None)
+        if m is None or (m.mode == "compose-run" and not (
+                getattr(m, "service", None) and self._compose_deployer() is not None)) or (
+                m.mode == "alembic-api" and m.database_url is None):
+            need = ("service and [target.deployer]" if m is not None and m.mode == "compose-run"
+                    else "database_url")
+            return [_off("migrations", self.needs("migrate"), f"[target.migrations] {need}")]
+        if m.mode != "alembic-api" and self._compose_deployer() is not None \
+                and self._compose is None:
+            return [Check(False, "migrations: `current` not tried (the compose file did not "
+                                 "parse)", skipped=True)]
+        ctx = StepContext(run_id=0, step_id="config-check", params={}, facts={},
+                          target=self.target, progress=lambda _line: None,
+                          deadline=time.monotonic() + MIGRATION_TIMEOUT_S,
+                          secrets=self.secrets, config=self.cfg)
+        where = (f"service {m.service} of the running release" if m.mode == "compose-run"
+                 else f"{m.script_location} (alembic API)")
+        try:
+            migrator = stepkit.make_migrator(ctx, self.target)
+            current = migrator.current_revision()
+        except StepFailed as e:
+            return [Check(False, f"migrations: `current` in {where} fails: {_first(e.message)}",
+                          f"correct [target.migrations] (mode, service, command, database_url) "
+                          f"in {self.where}; the release image must carry the migration tool")]
+        return [Check(True, f"migrations: `current` in {where} answers: "
+                            f"{current or 'empty database (no revision yet)'}")]
+
+    # ------------------------------------------------------------------ preflight
+
+    def preflight(self) -> list[Check]:
+        from pydantic import BaseModel
+
+        p = self.cfg.preflight
+        out: list[Check] = []
+        for name in type(p).model_fields:
+            section = getattr(p, name)
+            if name in ("timeouts", "max_age_minutes") or not isinstance(section, BaseModel):
+                continue
+            out.extend(self._sources(f"preflight {name}", f"[preflight.{name}]", section))
+        return out or [Check(True, "preflight: no sources configured", warn=True)]
+
+    def _sources(self, label: str, table: str, section: Any) -> list[Check]:
+        """Every URL (HTTP answers, PostgreSQL connects) and plain path (exists) of a section."""
+        from pydantic import SecretStr
+
+        tried: list[Check] = []
+        for key in type(section).model_fields:
+            value = getattr(section, key)
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            if isinstance(value, str) and value.startswith(("http://", "https://")) \
+                    and "{" not in value:
+                tried.append(self._answers(f"{label} {key}", value, f"{table} {key}"))
+            elif isinstance(value, str) and value.startswith(("postgresql://", "postgres://")):
+                tried.append(self._connects(f"{label} {key}", value, f"{table} {key}"))
+            elif isinstance(value, Path) and "{" not in str(value) and key != "pg_bin_dir":
+                shown = value if value.is_absolute() else f"{value} (from {Path.cwd()})"
+                if key == "snapshot_dir" and not value.exists():
+                    tried.append(Check(True, f"{label} {key} {shown}: will be created"))
+                elif value.exists():
+                    tried.append(Check(True, f"{label} {key} {shown}: exists"))
+                else:
+                    tried.append(Check(False, f"{label} {key} {shown}: no such file or folder",
+                                       f"correct {table} {key} in {self.where}"))
+        if not tried:
+            tried.append(Check(True, f"{label}: configured (nothing to reach ahead of the "
+                                     "night)"))
+        return tried
+
+    def _answers(self, label: str, url: str, key: str) -> Check:
+        import httpx
+
+        try:
+            with self._http() as http:
+                r = http.get(url)
+        except httpx.HTTPError as e:
+            return Check(False, f"{label} {url}: does not answer ({type(e).__name__})",
+                         f"start it, or correct {key} in {self.where}")
+        if r.status_code >= 500:
+            return Check(False, f"{label} {url}: HTTP {r.status_code}",
+                         f"check the service, or correct {key} in {self.where}")
+        return Check(True, f"{label} {url}: answers (HTTP {r.status_code})")
+
+    def _connects(self, label: str, url: str, key: str) -> Check:
+        import psycopg
+
+        from bot.doctor import _where
+
+        try:
+            with psycopg.connect(url, connect_timeout=DB_TIMEOUT_S) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.Error as e:
+            return Check(False, f"{label} {_where(url)}: cannot connect ({_first(e)})",
+                         f"start the database, or correct {key} in {self.where}")
+        return Check(True, f"{label} {_where(url)}: connects")
+
+    # ------------------------------------------------------------------ queries
+
+    def queries(self) -> list[Check]:
+        """Every SQL query a watch or the canary runs, planned with EXPLAIN on its database."""
+        from pydantic import SecretStr
+
+        w, c = self.cfg.watches, self.cfg.canary
+        default = self.target.migrations.database_url if self.target.migrations else None
+        groups: list[tuple[str, str, Any, dict[str, str]]] = []
+
+        def url_of(own: SecretStr | None) -> str:
+            v = own or default
+            return v.get_secret_value() if v is not None else ""
+
+        payouts = getattr(w, "payouts", None)
+        if payouts is not None and payouts.enabled and getattr(payouts, "sql", None):
+            groups.append(("watch payouts", "[watches.payouts]", url_of(payouts.database_url),
+                           {"sql": payouts.sql}))
+        ledger = getattr(w, "ledger", None)
+        if ledger is not None and ledger.enabled and getattr(ledger, "invariants", None):
+            groups.append(("watch ledger", "[watches.ledger]", url_of(ledger.database_url),
+                           {f"invariants.{k}": v for k, v in ledger.invariants.items()}))
+        if c.enabled and c.queries is not None:
+            q = c.queries
+            sqls = {k: getattr(q, k) for k in ("balances", "deposit", "withdrawal")
+                    if getattr(q, k, None)}
+            sqls.update({f"invariants.{k}": v for k, v in (q.invariants or {}).items()})
+            if sqls:
+                groups.append(("canary", "[canary.queries]", url_of(c.database_url), sqls))
+        out: list[Check] = []
+        for label, table, url, sqls in groups:
+            if not url:
+                out.append(Check(True, f"{label} queries: not tried, no database — set "
+                                       f"database_url in {table.removesuffix('.queries]')}"
+                                       f"{']' if table.endswith('.queries]') else ''} or "
+                                       "[target.migrations]", warn=True))
+                continue
+            out.extend(self._explain(label, table, url, sqls))
+        return out
+
+    def _explain(self, label: str, table: str, url: str, sqls: dict[str, str]) -> list[Check]:
+        import psycopg
+
+        from bot.doctor import _where
+
+        params = {"window_s": 60, "account": "golive-config-check",
+                  "reference": "golive-config-check"}
+        bad: list[Check] = []
+        try:
+            with psycopg.connect(url, connect_timeout=DB_TIMEOUT_S, autocommit=True,
+                                 cursor_factory=psycopg.ClientCursor) as conn:
+                conn.execute(f"SET statement_timeout = {DB_TIMEOUT_S * 1000}")
+                conn.execute("SET default_transaction_read_only = on")
+                for key, sql in sqls.items():
+                    try:
+                        conn.execute("EXPLAIN " + sql, params if "%(" in sql else None)
+                    except psycopg.Error as e:
+                        bad.append(Check(False, f"{label} query {key} on {_where(url)}: "
+                                                f"{_first(e)}",
+                                         f"correct {table} {key.split('.')[0]} in "
+                                         f"{self.where} (it must run on the target's schema)"))
+        except psycopg.Error as e:
+            return [Check(False, f"{label} queries: cannot connect to {_where(url)} "
+                                 f"({_first(e)})",
+                          f"start the database, or correct the database_url {table} uses")]
+        return bad or [Check(True, f"{label}: {len(sqls)} quer{'y' if len(sqls) == 1 else 'ies'} "
+                                   f"plan on {_where(url)} (EXPLAIN)")]
+
+    # ------------------------------------------------------------------ all
+
+    def checks(self) -> list[Check]:
+        # The compose file first: the migration and compose-service tries read its services.
+        first = self.compose_file()
+        tries: list[Try] = [self.docker_engine, self.smoke, self.health, self.login,
+                            self.switches, self.migrations, self.preflight, self.queries]
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="golive-try") as pool:
+            results = list(pool.map(_safe, tries))
+        docker, *rest = results
+        return docker + first + [c for r in rest for c in r]
+
+
+def _safe(fn: Try) -> list[Check]:
+    """A try that raises is one ❌ line, never a traceback."""
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 - an unexpected error is a finding, not a crash
+        name = getattr(fn, "__name__", "try").replace("_", " ")
+        return [Check(False, f"{name}: could not be tried ({type(e).__name__}: {_first(e)})",
+                      "correct that section of the config")]
+
+
+def health_contract(http: Any, base: str, cfg: Any) -> str:
+    """The health step's own contract check against today's answer ('' when it holds).
+
+    Today's answer is the release that runs now, so the deploy-time expectations (version from
+    the tag, revision from the image) are not applied; the configured fields and ``expect`` are.
+    """
+    from runbook.adapters.http import ProbeError, check_health
+
+    try:
+        check_health(http, base, cfg)
+    except ProbeError as e:
+        return _first(e)
+    return ""
+
+
+def stack_checks(settings: Settings, kinds: Iterable[str] = (),
+                 down: Iterable[str] = ()) -> list[Check]:
+    return StackTries(settings, kinds, down).checks()
