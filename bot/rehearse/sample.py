@@ -247,7 +247,9 @@ snapshot_dir = {_q(work / "snapshots")}
 ledger_tables = {json.dumps(LEDGER_TABLES)}
 
 [preflight.migration_check]
-script_location = {_q(root / "examples/paybox/app/migrations")}
+image = "{stack.registry}/paybox/app:{{tag}}"
+url_variable = "PAYBOX_DATABASE_URL"
+network = "host"
 {rc_evidence_toml(str(root / "examples/paybox/build/evidence/{tag}"),
                   f"{stack.internal_url}/api/payouts")}"""
 
