@@ -22,6 +22,7 @@ OUTBOX = ["tests/unit/test_outbox_touch.py", "tests/integration/test_outbox.py"]
 RESUME = "tests/scenario/test_rollback_resume.py"
 OUTSIDE_ROLLBACK = "tests/scenario/test_outside_rollback.py"
 OUTSIDE_POLICY = "tests/scenario/test_outside_policy.py"
+GUARDED = "tests/scenario/test_guarded_protections.py"  # issue 23
 
 WORKER = "bot/engine/worker.py"  # the reaper and what a failure holds
 CLAIM = "bot/engine/claim.py"  # the claim (split out of the worker)
@@ -290,4 +291,59 @@ MUTATIONS: list[dict] = [
      "edits": [("bot/canary/cards.py", "    out = esc(text)\n", "    out = text\n")],
      "tests": ["tests/scenario/test_outside_canary.py::test_a_no_go_reason_never_pings_the_"
                "channel"]},
+    # ------------------------------------------------------------ issue 23: survivors of an
+    # outside check (36 bugs written without reading this file; these 10 left the suite green)
+    {"name": "claim-skips-preflight-gate",
+     "issue": "issue 23: the preflight gate kept at request time but skipped at claim time (a "
+              "step approved before the preflight went stale still runs)",
+     "edits": [_off(CLAIM, "gate")],
+     "tests": [f"{GUARDED}::test_a_step_approved_on_a_fresh_preflight_does_not_start_once_it_"
+               "went_stale"]},
+    {"name": "finish-abort-under-running-step",
+     "issue": "issue 23: /golive finish --abort closes the run while a step is still running",
+     "edits": [(REQUESTS, "            if running:\n", "            if running and not abort:\n")],
+     "tests": [f"{GUARDED}::test_finish_abort_is_refused_while_a_step_is_running"]},
+    {"name": "mark-done-failed-cutover-step",
+     "issue": "issue 23: a FAILED cutover step (not just an interrupted one) can be marked done",
+     "edits": [_off(RECOVERY, 'exe["state"] == "failed" and not rollback')],
+     "tests": [f"{GUARDED}::test_a_failed_cutover_step_cannot_be_marked_done"]},
+    {"name": "break-glass-unknown-trigger-as-manual",
+     "issue": "issue 23: a trigger id not in the runbook (--trigger security-made-up) is taken "
+              "as a manual declaration instead of refused",
+     "edits": [("bot/engine/rollback.py", "triggers=None if found else triggers)",
+                "triggers=None)")],
+     "tests": [f"{GUARDED}::test_break_glass_naming_a_trigger_the_runbook_does_not_have_is_"
+               "refused"]},
+    {"name": "preflight-of-another-rc-sha",
+     "issue": "issue 23: preflight results recorded for another RC SHA open the gate",
+     "edits": [("bot/engine/preflight.py", ' and r["rc_sha"] == sha}', "}")],
+     "tests": [f"{GUARDED}::test_a_green_preflight_of_another_rc_does_not_open_the_gate"]},
+    {"name": "replay-remembered-one-second",
+     "issue": "issue 23: remembered signatures are forgotten after 1 s instead of twice Slack's "
+              "5-minute window",
+     "edits": [("bot/server.py", "purge = ingress.REPLAY_WINDOW_S * 2 if", "purge = 1 if")],
+     "tests": [f"{GUARDED}::test_a_request_captured_minutes_ago_is_still_refused_by_a_fresh_"
+               "replica"]},
+    {"name": "inbox-handles-a-settled-request-again",
+     "issue": "issue 23: a request already handled (done or dropped) is handled again when "
+              "redispatched",
+     "edits": [("bot/inbox.py", 'if row is None or row["state"] != "new":', "if row is None:")],
+     "tests": [f"{GUARDED}::test_a_request_handled_or_dropped_is_not_handled_again_when_"
+               "redispatched"]},
+    {"name": "redact-misses-url-encoded-secret",
+     "issue": "issue 23: a secret that appears URL-encoded (in a logged URL) is not masked",
+     "edits": [("runbook/adapters/redact.py",
+                'out = {value, quote(value, safe=""), unquote(value)}',
+                "out = {value, unquote(value)}")],
+     "tests": [f"{GUARDED}::test_a_secret_shown_url_encoded_is_masked"]},
+    {"name": "watch-stop-overridden-by-leader",
+     "issue": "issue 23: after traffic opens, a person's /golive watch stop is overridden by "
+              "the leader every second",
+     "edits": [("bot/watches/room.py", "only_if_unset=True)", "only_if_unset=False)")],
+     "tests": ["tests/watches_shell/test_watch_stop_holds.py"]},
+    {"name": "canary-old-check-overwrites-newer-report",
+     "issue": "issue 23: a slow ledger check of an older reference overwrites the result of a "
+              "newer report",
+     "edits": [("bot/canary/room.py", " or it.reference != v.reference:", ":")],
+     "tests": ["tests/canary/test_canary_stale_check.py"]},
 ]

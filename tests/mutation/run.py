@@ -192,7 +192,8 @@ def _interrupted(signum: int, frame: object) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("-k", default="", help="only mutations whose name contains this")
+    ap.add_argument("-k", default="", help="only mutations whose name contains this (or "
+                                           "one of these, comma-separated)")
     ap.add_argument("-j", "--jobs", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=420.0, help="seconds per test run")
     ap.add_argument("--no-baseline", action="store_true")
@@ -208,7 +209,7 @@ def main() -> int:
     SOURCE.update(rev=args.rev, overlay=args.overlay)
     names = [m["name"] for m in MUTATIONS]
     assert len(names) == len(set(names)), "mutation names must be unique"
-    wanted = [m for m in MUTATIONS if args.k in m["name"]]
+    wanted = [m for m in MUTATIONS if any(k in m["name"] for k in args.k.split(","))]
     skipped = [m for m in wanted if {e[0] for e in m["edits"]} & set(args.skip_file)]
     chosen = [m for m in wanted if m not in skipped]
     commit = measured_at()
