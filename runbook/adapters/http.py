@@ -12,7 +12,7 @@ import os
 import random
 import ssl
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -248,7 +248,7 @@ def describe_health(body: Any, cfg: HealthCheck | None = None) -> str:
 
 
 def log_in(http: httpx.Client, base_url: str, cfg: AdminLogin,
-           secrets: MutableMapping[str, str] | None = None) -> str:
+           secrets: Mapping[str, str] | None = None) -> str:
     """Log in on this client and keep the session on it: the cookie jar (``session =
     'cookie'``) or the token header on every later request (``'bearer'``). Earlier sessions
     are dropped first so an old one cannot make a login look good. Credentials and the token
@@ -281,14 +281,15 @@ def log_in(http: httpx.Client, base_url: str, cfg: AdminLogin,
         keys = ", ".join(sorted(answer)) if isinstance(answer, dict) else type(answer).__name__
         raise ProbeError(f"admin login: HTTP {r.status_code} but no token at "
                          f"{cfg.token_field!r} in the answer (its keys: {keys})")
-    if secrets is not None:
-        secrets["admin_login.token"] = token
+    if isinstance(secrets, MutableMapping):  # every token seen stays masked, not only the last
+        secrets[f"admin_login.token.{sum(k.startswith('admin_login.token') for k in secrets)}"] \
+            = token
     http.headers[cfg.token_header] = cfg.token_format.format(token=token)
     return f"HTTP {r.status_code}, bearer token from {cfg.token_field}"
 
 
 def check_admin_login(http: httpx.Client, base_url: str, cfg: AdminLogin,
-                      secrets: MutableMapping[str, str] | None = None) -> str:
+                      secrets: Mapping[str, str] | None = None) -> str:
     """POST the login; pass on the configured status with the configured session."""
     return log_in(http, base_url, cfg, secrets)
 
@@ -304,7 +305,7 @@ def check_page(http: httpx.Client, base_url: str, path: str, expect_text: str | 
 
 
 def login_session(http: httpx.Client, base_url: str, cfg: AdminLogin, before: str,
-                  secrets: MutableMapping[str, str] | None = None) -> None:
+                  secrets: Mapping[str, str] | None = None) -> None:
     """Log in on this client ahead of a protected page (nothing when no login is configured):
     later requests carry the session (cookie jar or token header)."""
     if not cfg.path:

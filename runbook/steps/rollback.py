@@ -93,7 +93,7 @@ def verify_readonly(ctx: StepContext) -> StepResult:
 
         def page(path: str):
             def check() -> str:
-                login_session(http, base, login, path)
+                login_session(http, base, login, path, ctx.secrets)
                 return check_page(http, base, path)
             return check
 

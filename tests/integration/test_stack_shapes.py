@@ -310,3 +310,37 @@ def test_smoke_script_that_cannot_execute_says_what_to_do(server, fake_clock, tm
     ok = run(smoke, target(server, smoke={"path": str(script), "interpreter": ["python3"]}),
              fake_clock)
     assert ok.summary == "smoke passed: hi"
+
+
+# ---- the health watch uses the same contract -----------------------------------------------
+
+def _health_watch(tgt: TargetConfig) -> Any:
+    from types import SimpleNamespace
+
+    from bot.settings import Thresholds
+    from runbook.watches.config import WatchesConfig
+    from runbook.watches.watchset import WatchSet
+
+    cfg = {n: {"enabled": n == "health"} for n in
+           ("health", "webhooks", "error_budget", "payouts", "ledger")}
+    cfg["health"]["base"] = "internal"
+    return WatchSet.from_config(SimpleNamespace(
+        watches=WatchesConfig.model_validate(cfg), thresholds=Thresholds(), target=tgt))
+
+
+def test_health_watch_judges_the_nested_contract(server):
+    from datetime import UTC, datetime
+
+    ws = _health_watch(target(server))
+    assert not ws.problems, ws.problems
+    good = ws.watches["health"].measure(datetime.now(UTC))
+    assert good.phase == "Successful", good.summary
+    server.shape.health["checks"]["ledger"] = "unreachable"
+    bad = ws.watches["health"].measure(datetime.now(UTC))
+    assert bad.phase == "Failed" and "checks.ledger='unreachable'" in bad.summary, bad.summary
+
+
+def test_health_watch_without_a_health_path_is_not_built(server):
+    ws = _health_watch(target(server, health={"path": None}))
+    said = {**ws.problems, **getattr(ws, "off", {})}  # listed as off (or as a problem)
+    assert "health" not in ws.watches and "[target.health] path" in said["health"]
