@@ -6,6 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from bot.rehearse.sample import LEDGER_TABLES
 from runbook.adapters import pgdump
 from runbook.checks import build_specs
 from runbook.checks.base import Status
@@ -18,7 +19,8 @@ from tests.support.preflight import MIGRATIONS, assert_no_secret
 def config(ledger, tmp_path, **backup):
     return PreflightConfig.model_validate({
         "backup_drill": {"database_url": ledger, "scratch_url": pg.ADMIN_URL,
-                         "snapshot_dir": str(tmp_path / "snapshots"), **backup},
+                         "snapshot_dir": str(tmp_path / "snapshots"),
+                         "ledger_tables": LEDGER_TABLES, **backup},
         "migration_check": {"script_location": str(MIGRATIONS)},
     })
 
@@ -44,7 +46,7 @@ def test_drill_and_migration_on_the_prod_copy(ledger, tmp_path, monkeypatch):
     report = run_checks(build_specs(cfg, ["backup_drill", "migration_check"]), rc_tag="v2")
     drill, mig = report.results["backup_drill"], report.results["migration_check"]
     assert drill.status is Status.OK, (drill.finding, drill.details)
-    assert "ledger md5s match" in drill.finding
+    assert "3 ledger md5s match" in drill.finding, drill.finding
     assert drill.facts["snapshot_size"] > 0 and len(drill.facts["snapshot_sha256"]) == 64
     assert drill.facts["snapshot_source_rows"]["transactions"] == 300
     assert mig.status is Status.WARN, (mig.finding, mig.details)
@@ -133,3 +135,14 @@ def test_image_revision_label_from_the_local_registry(gh):
                registry_scheme="http")
     assert r.status is Status.FAIL and "unreachable" in r.finding
     assert built != V1 and V2
+
+
+def test_drill_without_ledger_tables_compares_row_counts_only(ledger, tmp_path):
+    """No table is built in: without ledger_tables every table's rows are counted, none is
+    md5'd, and the line says so."""
+    report = run_checks(build_specs(config(ledger, tmp_path, ledger_tables=[]),
+                                    ["backup_drill"]), rc_tag="v2")
+    drill = report.results["backup_drill"]
+    assert drill.status is Status.OK, (drill.finding, drill.details)
+    assert "row counts only: no ledger_tables" in drill.finding, drill.finding
+    assert drill.facts["snapshot_source_rows"]["transactions"] == 300
