@@ -134,7 +134,9 @@ def _dotted(v: str | None) -> str | None:
     return v
 
 
-def _token_format(v: str) -> str:
+def _token_format(v: str | None) -> str | None:
+    if v is None:
+        return v
     if "{token}" not in v:
         raise ValueError("the format must contain {token}, e.g. 'Bearer {token}'")
     try:
@@ -142,6 +144,14 @@ def _token_format(v: str) -> str:
     except (KeyError, IndexError, ValueError):
         raise ValueError("the format may contain only the placeholder {token}") from None
     return v
+
+
+def header_value(header: str, fmt: str | None, token: str) -> str:
+    """The auth header's value: ``fmt`` with the token, or by default ``Bearer <token>`` in
+    ``Authorization`` and the bare token in any other header (e.g. ``X-Ops-Token``)."""
+    if fmt is None:
+        fmt = "Bearer {token}" if header.lower() == "authorization" else "{token}"
+    return fmt.format(token=token)
 
 
 class HealthCheck(_Model):
@@ -210,9 +220,10 @@ class AdminLogin(_Model):
     token_header: str = Field(
         default="Authorization", description="with session = 'bearer': the header that carries "
         "the token")
-    token_format: str = Field(
-        default="Bearer {token}", description="with session = 'bearer': the header's value, "
-        "{token} replaced by the token")
+    token_format: str | None = Field(
+        default=None, description="with session = 'bearer': the header's value, {token} "
+        "replaced by the token; unset: 'Bearer {token}' in Authorization, the bare token in "
+        "any other header")
 
     @field_validator("token_field")
     @classmethod
@@ -221,7 +232,7 @@ class AdminLogin(_Model):
 
     @field_validator("token_format")
     @classmethod
-    def _format_ok(cls, v: str) -> str:
+    def _format_ok(cls, v: str | None) -> str | None:
         return _token_format(v)
 
     @model_validator(mode="after")
@@ -286,23 +297,23 @@ class HttpSwitch(_Model):
     token_header: str = Field(
         default="Authorization", description="the header that carries the token, e.g. "
         "'Authorization' or 'X-Ops-Token'")
-    token_format: str = Field(
-        default="Bearer {token}", description="the header's value, {token} replaced by the "
-        "token; '{token}' sends it bare")
+    token_format: str | None = Field(
+        default=None, description="the header's value, {token} replaced by the token; unset: "
+        "'Bearer {token}' in Authorization, the bare token in any other header")
     success_status: list[int] = Field(
         default_factory=list, description="statuses that mean the switch flipped; empty: any 2xx")
 
     @field_validator("token_format")
     @classmethod
-    def _format_ok(cls, v: str) -> str:
+    def _format_ok(cls, v: str | None) -> str | None:
         return _token_format(v)
 
     def auth_headers(self) -> dict[str, str]:
         """The header that carries the token (none without a token)."""
         if self.token is None:
             return {}
-        return {self.token_header: self.token_format.format(
-            token=self.token.get_secret_value())}
+        return {self.token_header: header_value(self.token_header, self.token_format,
+                                                self.token.get_secret_value())}
 
 
 class CommandSwitch(_Model):

@@ -19,7 +19,14 @@ from typing import Any, TypeVar
 import httpx
 
 from runbook.health_contract import MISSING, compact, dig, leaves, show, subset_mismatches
-from runbook.target import AdminLogin, Dashboard, HealthCheck, MaintenancePage, Probe
+from runbook.target import (
+    AdminLogin,
+    Dashboard,
+    HealthCheck,
+    MaintenancePage,
+    Probe,
+    header_value,
+)
 
 T = TypeVar("T")
 
@@ -284,7 +291,7 @@ def log_in(http: httpx.Client, base_url: str, cfg: AdminLogin,
     if isinstance(secrets, MutableMapping):  # every token seen stays masked, not only the last
         secrets[f"admin_login.token.{sum(k.startswith('admin_login.token') for k in secrets)}"] \
             = token
-    http.headers[cfg.token_header] = cfg.token_format.format(token=token)
+    http.headers[cfg.token_header] = header_value(cfg.token_header, cfg.token_format, token)
     return f"HTTP {r.status_code}, bearer token from {cfg.token_field}"
 
 

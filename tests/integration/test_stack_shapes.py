@@ -57,8 +57,7 @@ def target(srv: ShapeServer, **sections: Any) -> TargetConfig:
         "readonly_paths": ["/console", "/reports"],
         "maintenance": {"kind": "http", "url": srv.url + s.switch_path, "method": "PUT",
                         "on_body": {"mode": "down"}, "off_body": {"mode": "up"},
-                        "token": s.switch_token, "token_header": "Authorization",
-                        "token_format": "Bearer {token}"},
+                        "token": s.switch_token, "token_header": "Authorization"},
         "maintenance_page": {"path": "/", "status": 503, "expect_text": s.maintenance_text},
         "probe": {"backoff_initial_s": 0.5, "backoff_max_s": 8, "jitter": 0},
     }
@@ -344,3 +343,11 @@ def test_health_watch_without_a_health_path_is_not_built(server):
     ws = _health_watch(target(server, health={"path": None}))
     said = {**ws.problems, **getattr(ws, "off", {})}  # listed as off (or as a problem)
     assert "health" not in ws.watches and "[target.health] path" in said["health"]
+
+
+def test_a_custom_header_carries_the_bare_token_unless_a_format_is_set(server, fake_clock):
+    server.shape.switch_header, server.shape.switch_format = "X-Ops-Token", "{token}"
+    tgt = target(server, maintenance={"token_header": "X-Ops-Token", "token_format": None})
+    run(maintenance, tgt, fake_clock, params={"mode": "on"})
+    assert server.requests_to("/ops/maintenance")[-1].headers["X-Ops-Token"] == \
+        server.shape.switch_token
