@@ -328,8 +328,10 @@ MUTATIONS: list[dict] = [
      "issue": "issue 23: a request already handled (done or dropped) is handled again when "
               "redispatched",
      "edits": [("bot/inbox.py", 'if row is None or row["state"] != "new":', "if row is None:")],
-     "tests": [f"{GUARDED}::test_a_request_handled_or_dropped_is_not_handled_again_when_"
-               "redispatched"]},
+     "tests": [f"{GUARDED}::test_a_request_already_handled_is_not_handled_again_when_"
+               "redispatched",
+               f"{GUARDED}::test_a_request_dropped_after_a_database_failure_is_never_applied_"
+               "late"]},
     {"name": "redact-misses-url-encoded-secret",
      "issue": "issue 23: a secret that appears URL-encoded (in a logged URL) is not masked",
      "edits": [("runbook/adapters/redact.py",

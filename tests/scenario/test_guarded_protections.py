@@ -259,44 +259,71 @@ password = "${PAYBOX_ADMIN_PASSWORD}"
 
 # ------------------------------------------------------------------ the inbox
 
-def test_a_request_handled_or_dropped_is_not_handled_again_when_redispatched(clean_db):
-    """bot/inbox.py: a recovery may hand a request back to the app after its first handling
-    committed (or after the person was told the database failed and it was dropped): its
-    effect must not happen a second time, nor late."""
-    from bot.inbox import Inbox, Outcome
-    from bot.store import repo
-    from bot.store.db import Database, DatabaseUnavailable
-    from tests.support import pg
-    from tests.support.poll import wait_until
+class InboxRig:
+    """The inbox as the door fills it and a handler drains it: the real Inbox on the bot's
+    database (runtime role), each request's effect recorded when it is applied."""
 
-    db = Database(pg.runtime_url(clean_db))
-    db.open(wait=True)
-    inbox = Inbox(db)
-    effects: list[str] = []
+    def __init__(self, db_url: str):
+        from bot.inbox import Inbox
+        from bot.store.db import Database
+        from tests.support import pg
 
-    def record(body: bytes) -> int:  # as the door records a verified request
-        with db.connection(autocommit=True) as conn:
+        self.db = Database(pg.runtime_url(db_url))
+        self.db.open(wait=True)
+        self.inbox = Inbox(self.db)
+        self.effects: list[bytes] = []
+
+    def record(self, body: bytes) -> int:
+        """As the door records a verified request (bot/server.py)."""
+        from bot.store import repo
+
+        with self.db.connection(autocommit=True) as conn:
             return repo.inbox_insert(conn, sig_key=body.hex(), kind="command",
                                      channel="C_CUTOVER", body=body, owner="")
 
-    def finish() -> None:
-        effects.append("finish")
+    def handle(self, inbox_id: int, body: bytes):
+        return self.inbox.handle(inbox_id, "C_CUTOVER", lambda: self.effects.append(body))
+
+    def close(self) -> None:
+        self.inbox.stop()
+        self.db.close()
+
+
+def test_a_request_already_handled_is_not_handled_again_when_redispatched(clean_db):
+    """bot/inbox.py: a recovery may hand a request back to the app after its first handling
+    committed (the owner looked gone, but finished): its effect must not happen twice."""
+    from bot.inbox import Outcome
+
+    reqs = InboxRig(clean_db)
+    try:
+        body = b"command=/golive&text=finish"
+        done = reqs.record(body)
+        assert reqs.handle(done, body) is Outcome.DONE
+        assert reqs.handle(done, body) is Outcome.SKIPPED
+    finally:
+        reqs.close()
+    assert reqs.effects == [body], "a handled request was handled again"
+    assert rows(clean_db, "SELECT state FROM inbox") == [("done",)]
+
+
+def test_a_request_dropped_after_a_database_failure_is_never_applied_late(clean_db):
+    """bot/inbox.py: the person was told the database is not answering, so the request is
+    marked dropped; a later redispatch of it must not apply it behind their back."""
+    from bot.inbox import Outcome
+    from bot.store.db import DatabaseUnavailable
+    from tests.support.poll import wait_until
 
     def database_fails() -> None:
         raise DatabaseUnavailable("the database is not answering")
+    reqs = InboxRig(clean_db)
     try:
-        done = record(b"text=finish")
-        assert inbox.handle(done, "C_CUTOVER", finish) is Outcome.DONE
-        assert inbox.handle(done, "C_CUTOVER", finish) is Outcome.SKIPPED
-        assert effects == ["finish"], "a handled request was handled again"
-
-        dropped = record(b"text=finish+--abort")
-        assert inbox.handle(dropped, "C_CUTOVER", database_fails) is Outcome.FAILED
+        body = b'command=/golive&text=finish+--abort+"window+closed"'
+        dropped = reqs.record(body)
+        assert reqs.inbox.handle(dropped, "C_CUTOVER", database_fails) is Outcome.FAILED
         wait_until("the failed request to be marked dropped", lambda: rows(
             clean_db, "SELECT state FROM inbox WHERE id = %s", dropped) == [("dropped",)], 10)
-        assert inbox.handle(dropped, "C_CUTOVER", finish) is Outcome.SKIPPED
-        assert effects == ["finish"], "a request the person was told failed was applied late"
+        assert reqs.handle(dropped, body) is Outcome.SKIPPED
     finally:
-        inbox.stop()
-        db.close()
-    assert rows(clean_db, "SELECT state FROM inbox ORDER BY id") == [("done",), ("dropped",)]
+        reqs.close()
+    assert reqs.effects == [], "a request the person was told failed was applied late"
+    assert rows(clean_db, "SELECT state FROM inbox") == [("dropped",)]
