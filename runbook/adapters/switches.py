@@ -100,6 +100,8 @@ def flip(
 def verify_maintenance(target: TargetConfig, retry: Retrier, on: bool, progress: Progress,
                        http: httpx.Client | None = None) -> str:
     """On: the public URL shows the maintenance page. Off: public health answers 200."""
+    if not target.public_url:
+        raise StepFailed("cannot verify maintenance: set [target] public_url")
     own = http is None
     http = http or client(target.probe)
     try:
@@ -123,6 +125,8 @@ def verify_traffic(target: TargetConfig, retry: Retrier, open_: bool, progress: 
     """Open: public health answers 200. Closed: it does not (maintenance page if configured)."""
     if target.traffic is None:
         return verify_maintenance(target, retry, not open_, progress)
+    if not target.public_url:
+        raise StepFailed("cannot verify traffic: set [target] public_url")
     with client(target.probe) as http:
         def check() -> str:
             if open_:
