@@ -202,6 +202,11 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    if args.action == "schema":
+        from bot.config_schema import render
+
+        sys.stdout.write(render())
+        return 0
     from bot.doctor import run
 
     return run(offline=args.offline)
@@ -288,9 +293,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("revision", nargs="?", help="default: head (upgrade) / base (downgrade)")
     s.set_defaults(fn=cmd_db)
 
-    s = sub.add_parser("config", help="pre-flight the bot: config, environment, database, "
-                                          "Slack, target (secrets masked)")
-    s.add_argument("action", choices=["check"])
+    s = sub.add_parser("config", help="check: pre-flight the bot and try what the night will "
+                                          "do (read-only, secrets masked); schema: every key "
+                                          "of the TOML")
+    s.add_argument("action", choices=["check", "schema"])
     s.add_argument("--offline", action="store_true",
                    help="only the TOML and the runbook: no tokens, database or network needed")
     s.set_defaults(fn=cmd_config_check)
