@@ -165,13 +165,7 @@ class ComposeDeployer(ComposeProject):
         brought up (the ones to wait for)."""
         timeout = timeout or self.cfg.up_timeout_s
         names = list(services or [s.service for s in self.cfg.services])
-        missing = self.missing_passthrough()
-        if missing:
-            raise StepFailed(
-                f"[target.deployer] env_passthrough names {', '.join(missing)}, but the bot's "
-                f"environment does not hold {'it' if len(missing) == 1 else 'them'}: set "
-                f"{'it' if len(missing) == 1 else 'them'} where the bot runs (else the compose "
-                "file's default would reach the service); nothing was changed")
+        self.require_passthrough()
         if self.cfg.env_passthrough:
             progress(self._mask("environment passed through: " + ", ".join(
                 f"{k}={os.environ[k]}" for k in self.cfg.env_passthrough)))

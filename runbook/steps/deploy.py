@@ -50,6 +50,7 @@ def run(ctx: StepContext) -> StepResult:
         raise StepFailed(f"refusing to deploy: {e}") from None
 
     deployer = stepkit.make_deployer(ctx)
+    deployer.require_passthrough()  # before the pull: nothing to wait for if it would refuse
     cfg = deployer.cfg
     images = {svc.service: cfg.image(svc, tag) for svc in cfg.services}
     ctx.progress(f"pulling {len(images)} image(s) for tag {tag} from {cfg.registry}")

@@ -222,6 +222,7 @@ def test_env_passthrough_unset_in_the_bot_is_refused_before_anything(
     assert out.error is not None
     assert "env_passthrough names SCOPE_API_TOKEN" in out.error.message
     assert "nothing was changed" in out.error.message
+    assert out.progress == [], "refused before the pull"
     assert project.container("web")["Id"] == web["Id"]
 
 
