@@ -203,6 +203,7 @@ class GoliveConfig(BaseModel):
         out = {f"config.{k}": v for k, v in _secret_strs(self).items()}
         out.update(self.target.secrets())
         out.update({f"${{{k}}}": v for k, v in self._expanded_secrets.items()})
+        out.update({f"${{{k}}}": os.environ[k] for k in self.secrets if os.environ.get(k)})
         return {k: v for k, v in out.items() if v}
 
 
