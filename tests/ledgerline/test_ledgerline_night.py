@@ -219,8 +219,8 @@ def test_health_reads_the_nested_fields_and_the_bearer_console(night):
 
 
 def test_smoke_runs_the_python_script(night):
-    card = night.get("smoke")
-    assert "all checks passed" in card and "bearer token issued" in card, card
+    card = night.get("smoke")  # a bash run of smoke.py fails on its first line
+    assert f"all checks passed against {night.ll.internal_url}" in card, card
 
 
 def test_traffic_opens_on_v2(night):
