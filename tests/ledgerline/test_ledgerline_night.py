@@ -68,6 +68,34 @@ def test_config_check_on_the_ledgerline_config_is_all_green(stack, clean_db, tmp
     assert code == 200 and '"draining": false' in body, body
 
 
+def test_health_fails_fast_when_the_nested_release_is_not_the_deployed_one(stack):
+    """The contract is read at the dotted paths the config names: v1 answers build.release
+    "v1", so a health step expecting v2 fails, after the same body repeated, without waiting
+    for its deadline (the clock moves only when the step sleeps)."""
+    from bot.settings import parse_config
+    from runbook.context import StepContext
+    from runbook.steps.base import StepFailed
+    from runbook.steps.health import run as health
+
+    ll = stack
+    target = parse_config(config_text(), environ=ll.env()).target
+    now = [0.0]
+    lines: list[str] = []
+    ctx = StepContext(
+        run_id=1, step_id="health", params={}, target=target, progress=lines.append,
+        facts={"deployed_tag": "v2", "deployed_revision": ll.releases["v2"],
+               "alembic_after": V2_SCHEMA},
+        deadline=600.0, clock=lambda: now[0],
+        sleep=lambda s: now.__setitem__(0, now[0] + s), secrets=target.secrets())
+    with pytest.raises(StepFailed) as failed:
+        health(ctx)
+    message = failed.value.message
+    assert "build.release" in message and "v1" in message, message
+    assert now[0] < 60, f"gave up only after {now[0]:.0f} s of retries:\n{message}"
+    for secret in ll.secret_values:
+        assert secret not in message + "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------- the night
 def public(m) -> bool:
     return m.ephemeral_to is None and not m.via_response_url and not m.is_reply
