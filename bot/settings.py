@@ -93,7 +93,9 @@ def _slack_ids(values: list[str], pattern: re.Pattern[str], what: str) -> list[s
 class Channels(BaseModel):
     model_config = ConfigDict(extra="forbid")
     cutover: str
+    """The cutover channel's ID (C...): commands, approval cards, progress and the summary."""
     incident: list[str] = Field(default_factory=list)
+    """Incident channel IDs: rollback, incident, status and help also work there."""
 
     @field_validator("cutover")
     @classmethod
@@ -109,12 +111,15 @@ class Channels(BaseModel):
 class Approvers(BaseModel):
     model_config = ConfigDict(extra="forbid")
     users: list[str] = Field(default_factory=list)
+    """Slack user IDs (U...) who may approve gated steps (never their own request)."""
     groups: dict[str, str] = Field(default_factory=dict)
     """Approver group name (used by runbook gates) -> Slack user group ID (S...)."""
     expiry_minutes: int = Field(15, ge=1, le=24 * 60)
+    """An approval request nobody answered expires after this many minutes."""
     group_cache_seconds: int | None = Field(None, ge=0, le=3600)
     """Ignored, kept so older configs load: membership is looked up fresh on every click."""
     rollback_requires_approval: bool = True
+    """A rollback needs a second person's approval (break-glass aside)."""
 
     @field_validator("users")
     @classmethod
@@ -133,6 +138,7 @@ class Operators(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     users: list[str] = Field(default_factory=list)
+    """Slack user IDs (U...) who may start and finish runs and request steps."""
     groups: list[str] = Field(default_factory=list)
     """Slack user group IDs (S...); membership is looked up at request time."""
 
@@ -150,9 +156,13 @@ class Operators(BaseModel):
 class Thresholds(BaseModel):
     model_config = ConfigDict(extra="forbid")
     payout_failure_rate: float = Field(0.15, ge=0, le=1)
+    """The payout watch's rollback trigger: a failure rate above this (0.15 = 15 %)."""
     error_rate_5xx: float = Field(0.02, ge=0, le=1)
+    """The error budget: the share of requests that may answer 5xx."""
     ledger_violations: int = Field(0, ge=0)
+    """Ledger invariant violations tolerated before the ledger watch is a rollback trigger."""
     watch_interval_seconds: int = Field(30, ge=5, le=3600)
+    """Seconds between a watch's measurements, unless the watch sets interval_s."""
 
 
 class GoliveConfig(BaseModel):
@@ -160,15 +170,23 @@ class GoliveConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     environment: str = "production"
+    """A label on cards and the summary; "production" also requires GOLIVE_AUDIT_KEY."""
     runbook: Path | None = None
+    """Your own runbook TOML (relative to this file); unset: the packaged runbook/cutover.toml."""
     channels: Channels
+    """``[channels]``: where the bot works."""
     approvers: Approvers
+    """``[approvers]``: who approves gated steps, overrides and rollbacks."""
     operators: Operators | None = None
+    """``[operators]``: who runs the cutover; unset: the approvers."""
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    """``[thresholds]``: the runbook's rollback triggers and the watches' defaults."""
     watches: WatchesConfig = Field(default_factory=WatchesConfig)
     """The post-cutover watches; unset thresholds come from ``thresholds``."""
     target: TargetConfig = Field(default_factory=TargetConfig)
+    """``[target]``: the stack being cut over (URLs, deployer, health, switches, migrations)."""
     preflight: PreflightConfig = Field(default_factory=PreflightConfig)
+    """``[preflight]``: the pre-cutover checks and how fresh their result must be."""
     canary: CanaryConfig = Field(default_factory=CanaryConfig)
     """The real-money canary and its sign-off (runbook 2C)."""
     rollback: RollbackSettings = Field(default_factory=RollbackSettings)
