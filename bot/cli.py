@@ -324,6 +324,9 @@ def parser() -> argparse.ArgumentParser:
     demo = sub.choices["demo"]
     demo.add_argument("--keep", action="store_true",
                       help="keep earlier demo runs (default: a fresh demo database each time)")
+    demo.add_argument("--config", type=Path, metavar="FILE",
+                      help="drive your own stack: FILE's target, preflight, watches, canary and "
+                           "runbook, with the sandbox's channels and people")
     demo.add_argument("--stop", action="store_true",
                       help="stop the embedded PostgreSQL a crashed demo left running, then exit")
     return p

@@ -7,6 +7,7 @@ The demo needs nothing installed: without DATABASE_URL it starts an embedded Pos
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import shutil
@@ -28,7 +29,23 @@ def people_toml(note: str, environment: str, group_cache_seconds: int) -> str:
     return f"""\
 # Written by {note}
 environment = "{environment}"
+""" + people_tables(group_cache_seconds)
 
+
+PEOPLE = ("channels", "approvers", "operators")
+"""The tables the sandbox supplies: a team's own config names its real Slack's IDs there."""
+SANDBOX_PEOPLE = ("#cutover is C_CUTOVER, #incident is C_INCIDENT; alice (U_ALICE) requests; "
+                  "bob (U_BOB) and carol (U_CAROL), the user group @golive-approvers "
+                  "(S_APPROVERS), approve")
+
+
+def people_tables(group_cache_seconds: int = 30, group_names: tuple[str, ...] = ()) -> str:
+    """``[channels]``, ``[approvers]`` and ``[operators]`` for the sandbox workspace; every
+    approver group name in ``group_names`` (what a team's runbook gates name) is the sandbox's
+    @golive-approvers."""
+    names = dict.fromkeys(("approvers", *group_names))
+    groups = ", ".join(f'{json.dumps(n)} = "S_APPROVERS"' for n in names)
+    return f"""
 [channels]
 cutover = "C_CUTOVER"
 incident = ["C_INCIDENT"]
@@ -36,7 +53,7 @@ incident = ["C_INCIDENT"]
 [approvers]
 # alice requests; bob and carol (user group @golive-approvers) approve.
 users = []
-groups = {{ approvers = "S_APPROVERS" }}
+groups = {{ {groups} }}
 expiry_minutes = 15
 group_cache_seconds = {group_cache_seconds}
 
@@ -198,10 +215,95 @@ def demo_config(root: Path, github_url: str) -> str:
                                                               work=root) + watches_toml())
 
 
+def _split_tables(text: str) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """A TOML text as its top-level lines and its tables (root name, lines with the header)."""
+    import re
+
+    header = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_\-]+)")
+    top: list[str] = []
+    tables: list[tuple[str, list[str]]] = []
+    for line in text.splitlines():
+        m = header.match(line)
+        if m:
+            tables.append((m.group(1), [line]))
+        elif tables:
+            tables[-1][1].append(line)
+        else:
+            top.append(line)
+    return top, tables
+
+
+def team_config(path: Path) -> tuple[str, list[str]]:
+    """A team's own TOML for the demo: its target, preflight, watches, canary, runbook and the
+    rest as written, but the sandbox's channels and people (the bot talks to the sandbox's
+    Slack, whose IDs are the only ones it knows). Returns the text and one banner line per
+    thing that was changed. Raises ConfigError when the file cannot be read."""
+    import re
+    import tomllib
+
+    from bot.settings import ConfigError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        raw = tomllib.loads(text)
+    except OSError as e:
+        raise ConfigError([f"--config {path}: cannot read it ({e.strerror or e})"]) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([f"--config {path}: not valid TOML: {e}"]) from None
+    top, tables = _split_tables(text)
+    base = path.resolve().parent
+
+    def absolute(lines: list[str], key: str) -> list[str]:
+        """``key = "relative"`` resolved from the config's folder, as the bot would."""
+        out = []
+        for line in lines:
+            m = re.match(rf"^\s*{key}\s*=\s*(['\"])(.+?)\1", line)
+            if m and "${" not in m.group(2) and not Path(m.group(2)).is_absolute():
+                line = f"{key} = {json.dumps(str(base / m.group(2)))}"
+            out.append(line)
+        return out
+
+    notes = []
+    theirs = raw.get("channels") or {}
+    named = [theirs.get("cutover"), *(theirs.get("incident") or [])]
+    named = [c for c in named if c]
+    if named and named != ["C_CUTOVER", "C_INCIDENT"]:
+        notes.append(f"Your config's channels ({', '.join(map(str, named))}) and people are "
+                     "not the sandbox's: the demo uses the sandbox's instead.")
+    kept = [(name, absolute(lines, "template") if name == "canary" else lines)
+            for name, lines in tables if name not in PEOPLE]
+    merged = [(f"# Written by `golive demo --config {path}`: that file with the sandbox's "
+               "channels and people."), *absolute(top, "runbook"),
+              people_tables(group_names=tuple((raw.get("approvers") or {}).get("groups") or ())),
+              *("\n".join(lines) for _, lines in kept)]
+    return "\n".join(merged) + "\n", notes
+
+
 def _demo(args: argparse.Namespace, root: Path, own_db: bool) -> int:
     from bot.rehearse.sample import FakeGitHub, revisions
     from bot.settings import ConfigError
 
+    own = getattr(args, "config", None)
+    if own is None and os.environ.get("GOLIVE_CONFIG"):
+        print(f"golive demo: GOLIVE_CONFIG ({os.environ['GOLIVE_CONFIG']}) is not used: the "
+              "demo drives the sample stack. To drive yours: golive demo --config "
+              f"{os.environ['GOLIVE_CONFIG']}", flush=True)
+    if own is not None:
+        try:
+            text, notes = team_config(own)
+        except ConfigError as e:
+            print("\n".join(e.problems), file=sys.stderr)
+            return 2
+        print(f"golive demo: starting the database; your config {own}…", flush=True)
+        try:
+            session = open_session(root, text, own_db=own_db, keep=args.keep)
+        except ConfigError as e:
+            print("\n".join(e.problems), file=sys.stderr)
+            return 2
+        try:
+            return _console(args, session, None, None, config=own, notes=notes)
+        finally:
+            session.stop()
     print("golive demo: starting the database and the fake GitHub…", flush=True)
     github = FakeGitHub(FAKE_GITHUB_PORT)
     try:
@@ -220,21 +322,45 @@ def _demo(args: argparse.Namespace, root: Path, own_db: bool) -> int:
         print("golive demo: stopped the fake GitHub.", flush=True)
 
 
-def _console(args: argparse.Namespace, session: Session, github: Any, sha: str | None) -> int:
+def own_stack_line(name: str, public_url: str, *, timeout: float = 2.0) -> str:
+    """Whether the team's stack answers at its public URL (the demo drives it for real)."""
+    import httpx
+
+    try:
+        httpx.get(public_url, timeout=timeout)
+    except httpx.HTTPError:
+        return (f"Your stack {name}: not answering at {public_url}; steps against it will "
+                "fail until it is up (`golive config check` tries each part).")
+    return (f"Your stack {name}: answering at {public_url}. The steps act on it for real "
+            "(deploy, migrate, switches): point the config at a staging copy.")
+
+
+def _console(args: argparse.Namespace, session: Session, github: Any, sha: str | None,
+             *, config: Path | None = None, notes: list[str] | None = None) -> int:
     from bot.sandbox import Console
     from bot.sandbox.knobs import paybox_knobs
 
     workspace, settings = session.workspace, session.settings
     user = workspace.user(args.user).id
-    gh = (f"Preflight: a fake GitHub at {github.url} (tags from build.sh), RC evidence and env "
-          "files from examples/paybox/build." + (f"\n  ! {github.problem}" if github.problem
-                                                  else ""))
-    start = f"start v2 {sha}" if sha else "start v2 <sha> (build the images to get it)"
+    target = settings.config.target
+    if config is not None:
+        import hashlib
+
+        digest = hashlib.sha256(config.read_bytes()).hexdigest()[:12]
+        gh = "\n  ".join([(f"Config: {config.resolve()} (sha256 {digest}), as written: target, "
+                           "preflight, watches, canary, runbook."),
+                          *(notes or []), f"Sandbox Slack: {SANDBOX_PEOPLE}."])
+        start, stack = "start <rc-tag> <sha>", own_stack_line(target.name, target.public_url)
+        knobs = None
+    else:
+        gh = (f"Preflight: a fake GitHub at {github.url} (tags from build.sh), RC evidence and "
+              "env files from examples/paybox/build." + (f"\n  ! {github.problem}"
+                                                         if github.problem else ""))
+        start = f"start v2 {sha}" if sha else "start v2 <sha> (build the images to get it)"
+        stack, knobs = stack_line(target.public_url), paybox_knobs(target)
     print(BANNER.format(user=workspace.users[user].name, database=session.database, start=start,
-                        stack=stack_line(settings.config.target.public_url), github=gh),
-          flush=True)
-    console = Console(session.sandbox, workspace, user=user,
-                      knobs=paybox_knobs(settings.config.target))
+                        stack=stack, github=gh), flush=True)
+    console = Console(session.sandbox, workspace, user=user, knobs=knobs)
     try:
         if sys.stdin.isatty():
             console.run()

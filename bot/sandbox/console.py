@@ -23,7 +23,7 @@ Commands:
   /thread [n]         list threads, or show thread n
   /view               show your open modal
   /submit block.action=value ...   submit your open modal
-  /users              list users and groups
+  /users              list users, groups and channels, with their IDs
   /knob <name> <v>    turn a sample app knob, e.g. /knob error_5xx_rate 0.3 (demo with paybox)
   /help               this help
   /quit               leave
@@ -341,7 +341,12 @@ class Console:
             )
         for g in self.ws.usergroups.values():
             members = ", ".join(self.ws.users[m].name for m in g.users if m in self.ws.users)
-            lines.append(f"  @{g.handle}: {members}")
+            lines.append(f"  @{g.handle} ({g.id}): {members}")
+        # The IDs a config names in [channels] (golive demo --config maps a team's own to these).
+        for c in self.ws.channels.values():
+            if not c.is_im:
+                mark = "*" if c.id == self.channel else " "
+                lines.append(f"{mark} #{c.name:<9} {'channel':<20} {c.id}")
         self._write("\n".join(lines))
 
     # ----------------------------------------------------------------- loop

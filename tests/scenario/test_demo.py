@@ -124,3 +124,47 @@ def test_the_banner_says_whether_the_sample_stack_answers():
         server.shutdown()
         server.server_close()
     assert "answering at" in up and "not answering" not in up, up
+
+
+TEAM_CONFIG = """
+environment = "staging"
+
+[channels]
+cutover = "C0123CUTOVER"
+incident = ["C0456INCIDENT"]
+
+[approvers]
+users = ["U0AAAAAAA"]
+groups = { sre = "S0SRETEAM" }
+"""
+
+OWN_TOUR = ('/users\n/golive start v2\n'
+            '/golive maintenance on --override "no preflight for this stack yet"\n'
+            '/as bob\n1\n/quit\n')
+
+
+def test_demo_config_drives_your_own_stack_with_the_sandboxs_people(data_dir, tmp_path, toy):
+    cfg = tmp_path / "team.toml"
+    cfg.write_text(TEAM_CONFIG + toy.config(), encoding="utf-8")
+    r = demo(data_dir, OWN_TOUR, "--config", str(cfg))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"Config: {cfg.resolve()} (sha256 " in r.stdout, r.stdout[:2000]
+    assert "Your config's channels (C0123CUTOVER, C0456INCIDENT)" in r.stdout and \
+        "#cutover is C_CUTOVER" in r.stdout, f"the banner hides the channel mapping:\n{r.stdout}"
+    assert "Your stack toy: answering at" in r.stdout, r.stdout[:2000]
+    assert re.search(r"#cutover\s+channel\s+C_CUTOVER", r.stdout), \
+        f"/users does not list the sandbox's channels:\n{r.stdout[:3000]}"
+    # The team's own maintenance switch (a real command) ran once, approved by bob.
+    assert toy.executions() == ["on"], f"the team's switch did not run:\n{r.stdout[-3000:]}"
+    assert_postgres_stopped(r, data_dir)
+
+
+def test_golive_config_is_not_silently_ignored(data_dir, tmp_path):
+    env_cfg = tmp_path / "elsewhere.toml"
+    r = subprocess.run([sys.executable, "-m", "bot.cli", "demo", "--data-dir", str(data_dir)],
+                       input="/quit\n", cwd=ROOT, capture_output=True, text=True, timeout=180,
+                       check=False, env={**{k: v for k, v in os.environ.items()
+                                            if not k.startswith(("SLACK_", "DATABASE_URL"))},
+                                         "GOLIVE_CONFIG": str(env_cfg)})
+    assert f"GOLIVE_CONFIG ({env_cfg}) is not used" in r.stdout, r.stdout + r.stderr
+    assert f"golive demo --config {env_cfg}" in r.stdout, r.stdout
