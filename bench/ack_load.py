@@ -150,6 +150,9 @@ def bot_config(base: str, target: Target, access_log: Path, target_db_url: str,
                runbook: Path) -> str:
     """The bot's config: ``base`` plus the bench runbook, the target and five watches at 1 s."""
     on_off = json.dumps(["true"])
+    from bot.rehearse.sample import PAYBOX_INVARIANTS, PAYBOX_PAYOUTS_SQL
+    from tests.support.paybox_target import toml_value
+
     logs = f'{{ kind = "file", path = "{access_log}" }}'
     return f"""runbook = "{runbook}"
 {base}
@@ -183,10 +186,12 @@ logs = {logs}
 [watches.payouts]
 interval_s = 1
 database_url = "{target_db_url}"
+sql = {toml_value(PAYBOX_PAYOUTS_SQL)}
 
 [watches.ledger]
 interval_s = 1
 database_url = "{target_db_url}"
+invariants = {toml_value(PAYBOX_INVARIANTS)}
 """
 
 

@@ -132,6 +132,7 @@ def overhead(seconds: float) -> dict:
     from runbook.watches.config import WatchesConfig
     from runbook.watches.watchset import WatchSet
     from tests.support.paybox_env import PG_ADMIN_URL, free_port
+    from tests.support.paybox_target import paybox_watch_sources
 
     app_dir = ROOT / "examples/paybox/app"
     db = f"golive_bench_watch_{os.getpid()}"
@@ -159,14 +160,18 @@ def overhead(seconds: float) -> dict:
                 ["bash", str(ROOT / "examples/paybox/prometheus.sh"), str(tmp / "prom"),
                  str(pport), str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             _wait(lambda: _get(f"http://127.0.0.1:{pport}/-/ready") == 200, "prometheus")
-            source = {"source": "prometheus", "prometheus": {"url": f"http://127.0.0.1:{pport}"}}
+            source = {"source": "prometheus", "prometheus": {
+                "url": f"http://127.0.0.1:{pport}", **paybox_watch_sources()["error_budget"][
+                    "prometheus"]}}
         procs.append(subprocess.Popen([sys.executable, "-c", LOAD, app],
                                       stdout=subprocess.DEVNULL))
         every = {"interval_s": 1}
         cfg = WatchesConfig.model_validate({
             "health": {**every, "base": "internal"},
             "webhooks": {**every, "logs": {"kind": "file", "path": str(log)}},
-            "error_budget": {**every, **source}, "payouts": every, "ledger": every})
+            "error_budget": {**every, **source},
+            "payouts": {**every, **paybox_watch_sources()["payouts"]},
+            "ledger": {**every, **paybox_watch_sources()["ledger"]}})
         target = paybox_target(app_port=port, database_url=url)
         idle_cpu0, t0 = time.process_time(), time.monotonic()
         time.sleep(min(10.0, seconds / 3))

@@ -411,16 +411,22 @@ class Probe(_Model):
 
 
 class TargetConfig(_Model):
-    name: str = "paybox"
-    public_url: str = "http://127.0.0.1:18080"
-    internal_url: str = "http://127.0.0.1:18081"
+    name: str = Field(default="", description="the stack's name, as messages show it")
+    public_url: str = Field(
+        default="", description="what customers reach (through the ingress); unset: the steps, "
+        "checks and watches that need it are off or fail saying to set it")
+    internal_url: str = Field(
+        default="", description="the app directly (checked during maintenance); unset: as "
+        "public_url")
     deployer: DeployerConfig | None = Field(
         default=None, description="how releases are deployed ([target.deployer]); unset: the "
         "deploy and the rollback's revert are off")
     health: HealthCheck = Field(default_factory=HealthCheck)
     admin_login: AdminLogin = Field(default_factory=AdminLogin)
     dashboard: Dashboard = Field(default_factory=Dashboard)
-    readonly_paths: list[str] = Field(default_factory=lambda: ["/dashboard"])
+    readonly_paths: list[str] = Field(
+        default_factory=list, description="pages the rollback's verify step loads (with the "
+        "login's session) on the old version; empty: health and login only")
     smoke: SmokeScript | None = None
     maintenance: SwitchConfig | None = None
     traffic: SwitchConfig | None = None
@@ -440,9 +446,15 @@ class TargetConfig(_Model):
     @field_validator("public_url", "internal_url")
     @classmethod
     def _strip_slash(cls, v: str) -> str:
-        if not re.match(r"https?://", v):
+        if v and not re.match(r"https?://", v):
             raise ValueError("must be an http(s) URL")
         return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _internal_defaults_to_public(self) -> TargetConfig:
+        if not self.internal_url and self.public_url:
+            object.__setattr__(self, "internal_url", self.public_url)
+        return self
 
     def secrets(self) -> dict[str, str]:
         """Every secret value this config holds (name -> value), for masking output."""

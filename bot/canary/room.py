@@ -58,6 +58,9 @@ class CanaryRoom:
         requirements succeeded); the opening balances are read from the ledger first."""
         if not self.cfg.enabled:
             raise Refused("The canary is disabled in the config (`[canary] enabled = false`).")
+        if self.cfg.unset():  # the ledger's account and queries are the team's, never guessed
+            raise Refused("The canary is off until its ledger is configured: set "
+                          + ", ".join(f"`{k}`" for k in self.cfg.unset()) + ".")
         if not self.ledger_url:
             raise Refused("The canary needs the target's database: set `[canary] database_url` "
                           "or `[target.migrations] database_url`.")

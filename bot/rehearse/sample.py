@@ -254,6 +254,53 @@ network = "host"
                   f"{stack.internal_url}/api/payouts")}"""
 
 
+# The sample's ledger, as its watches and canary read it (paybox's schema: accounts,
+# transactions, payouts). golive has no defaults of its own for these: they are this config's.
+PAYBOX_PAYOUTS_SQL = (
+    "SELECT count(*) FILTER (WHERE status = 'failed') AS failed, "
+    "count(*) FILTER (WHERE status IN ('settled', 'failed')) AS total FROM payouts "
+    "WHERE updated_at > now() - make_interval(secs => %(window_s)s)")
+PAYBOX_INVARIANTS = {
+    "negative_available": "SELECT id AS account, available_cents FROM accounts "
+                          "WHERE available_cents < 0",
+    "negative_held": "SELECT id AS account, held_cents FROM accounts WHERE held_cents < 0",
+    "held_not_released": (
+        "SELECT a.id AS account, a.held_cents, COALESCE(p.total, 0) AS held_payouts_cents "
+        "FROM accounts a LEFT JOIN (SELECT account_id, SUM(amount_cents) AS total FROM payouts "
+        "WHERE status = 'held' GROUP BY account_id) p ON p.account_id = a.id "
+        "WHERE a.held_cents <> COALESCE(p.total, 0)"),
+    "entries_match_balances": (
+        "SELECT a.id AS account, a.available_cents + a.held_cents AS balance_cents, "
+        "COALESCE(t.total, 0) AS entries_cents FROM accounts a LEFT JOIN "
+        "(SELECT account_id, SUM(amount_cents) AS total FROM transactions GROUP BY account_id) t "
+        "ON t.account_id = a.id WHERE a.available_cents + a.held_cents <> COALESCE(t.total, 0)"),
+}
+PAYBOX_CANARY_QUERIES = {
+    "balances": "SELECT available_cents AS available, held_cents AS held "
+                "FROM accounts WHERE id = %(account)s",
+    # paybox credits a deposit in the same transaction that records it: a row is settled
+    "deposit": "SELECT id::text AS id, account_id AS account, amount_cents AS amount, "
+               "'settled' AS status, created_at AS at FROM transactions "
+               "WHERE kind = 'deposit' AND (reference = %(reference)s OR id::text = %(reference)s)",
+    # to_jsonb keeps the query valid on schema 0001, before payouts.idempotency_key existed
+    "withdrawal": "SELECT p.id::text AS id, p.account_id AS account, p.amount_cents AS amount, "
+                  "p.status, p.created_at AS at, p.updated_at AS settled_at, "
+                  "(SELECT -sum(t.amount_cents) FROM transactions t WHERE t.payout_id = p.id) "
+                  "AS entries FROM payouts p WHERE p.id::text = %(reference)s "
+                  "OR to_jsonb(p) ->> 'idempotency_key' = %(reference)s",
+}
+PAYBOX_PROMETHEUS = {
+    "errors_query": 'sum(increase(paybox_http_requests_total{{status=~"5.."}}[{window}]))',
+    "total_query": "sum(increase(paybox_http_requests_total[{window}]))",
+}
+
+
+def _table(values: dict[str, Any]) -> str:
+    """A TOML inline table of strings (and tables of strings)."""
+    return "{ " + ", ".join(f"{k} = {_table(v) if isinstance(v, dict) else _q(v)}"
+                            for k, v in values.items()) + " }"
+
+
 def target_toml(stack: SampleStack) -> str:
     root = repo_root()
     env = ", ".join(f"{k} = {_q(v)}" for k, v in stack.env().items()
@@ -263,6 +310,7 @@ def target_toml(stack: SampleStack) -> str:
 name = "paybox"
 public_url = "{stack.public_url}"
 internal_url = "{stack.internal_url}"
+readonly_paths = ["/dashboard"]
 
 [target.deployer]
 kind = "compose"
@@ -331,20 +379,25 @@ interval_s = {interval_s}
 [watches.webhooks]
 interval_s = {interval_s}
 window_s = 120
+logs = {{ kind = "docker", service = "app" }}
 
 [watches.error_budget]
 interval_s = {interval_s}
 min_requests = 1
+logs = {{ kind = "docker", service = "app" }}
 
 [watches.payouts]
 interval_s = {interval_s}
 window_s = 120
 min_payouts = 3
+sql = {_q(PAYBOX_PAYOUTS_SQL)}
 
 [watches.ledger]
 interval_s = {interval_s}
+invariants = {_table(PAYBOX_INVARIANTS)}
 
 [canary]
+queries = {_table({**PAYBOX_CANARY_QUERIES, "invariants": PAYBOX_INVARIANTS})}
 account = {_q(canary_account)}
 template = {_q(repo_root() / "examples/paybox/docs/ops/canary_report_template.md")}
 required_signoffs = 2

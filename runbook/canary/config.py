@@ -9,24 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from runbook.watches.config import DEFAULT_INVARIANTS
-
 SHIPPED_TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "canary_report.md"
-
-DEFAULT_QUERIES = {
-    "balances": "SELECT available_cents AS available, held_cents AS held "
-                "FROM accounts WHERE id = %(account)s",
-    # paybox credits a deposit in the same transaction that records it: a row is settled
-    "deposit": "SELECT id::text AS id, account_id AS account, amount_cents AS amount, "
-               "'settled' AS status, created_at AS at FROM transactions "
-               "WHERE kind = 'deposit' AND (reference = %(reference)s OR id::text = %(reference)s)",
-    # to_jsonb keeps the query valid on schema 0001, before payouts.idempotency_key existed
-    "withdrawal": "SELECT p.id::text AS id, p.account_id AS account, p.amount_cents AS amount, "
-                  "p.status, p.created_at AS at, p.updated_at AS settled_at, "
-                  "(SELECT -sum(t.amount_cents) FROM transactions t WHERE t.payout_id = p.id) "
-                  "AS entries FROM payouts p WHERE p.id::text = %(reference)s "
-                  "OR to_jsonb(p) ->> 'idempotency_key' = %(reference)s",
-}
 
 
 class _Model(BaseModel):
@@ -34,18 +17,19 @@ class _Model(BaseModel):
 
 
 class CanaryQueries(_Model):
-    """SQL against the target's database; ``%(account)s`` and ``%(reference)s`` are bound."""
+    """SQL against the target's database; ``%(account)s`` and ``%(reference)s`` are bound.
+    The three queries are the team's (its ledger's schema); unset, the canary is off."""
 
-    balances: str = DEFAULT_QUERIES["balances"]
+    balances: str | None = None
     """One row with ``available`` and ``held`` (minor units) for ``%(account)s``."""
-    deposit: str = DEFAULT_QUERIES["deposit"]
+    deposit: str | None = None
     """The deposit with ``%(reference)s``: ``id``, ``account``, ``amount``, ``status``, ``at``."""
-    withdrawal: str = DEFAULT_QUERIES["withdrawal"]
+    withdrawal: str | None = None
     """The payout with ``%(reference)s``: as ``deposit``, optionally ``settled_at``, ``entries``."""
     settled_statuses: list[str] = Field(default_factory=lambda: ["settled", "completed",
                                                                  "succeeded"])
-    invariants: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_INVARIANTS))
-    """Name -> SQL returning the violating rows (the ledger watch's defaults)."""
+    invariants: dict[str, str] = Field(default_factory=dict)
+    """Name -> SQL returning the violating rows (none: the canary checks no invariants)."""
 
 
 _SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$|^[UWS]_[A-Z0-9_]+$")
@@ -81,8 +65,9 @@ class CanaryConfig(_Model):
     withdraw_amount: Decimal = Field(Decimal(10), gt=0)
     fee: Decimal = Field(Decimal(0), ge=0)
     """Charged on the withdrawal: ``available`` must fall by amount + fee."""
-    account: str = "canary"
-    """The account the people use for the canary; nothing else should move it meanwhile."""
+    account: str | None = None
+    """The account the people use for the canary; nothing else should move it meanwhile.
+    Unset: the canary is off."""
     database_url: SecretStr | None = None
     """The target's database; unset: ``[target.migrations] database_url``."""
     timeout_s: float = Field(10.0, gt=0, le=120)
@@ -118,6 +103,12 @@ class CanaryConfig(_Model):
             raise ValueError(f"roles need {floor} signatures but required_signoffs is "
                              f"{self.required_signoffs}")
         return self
+
+    def unset(self) -> list[str]:
+        """The keys the canary still needs before it can run (empty: ready)."""
+        out = [] if self.account else ["[canary] account"]
+        return out + [f"[canary.queries] {k}" for k in ("balances", "deposit", "withdrawal")
+                      if not getattr(self.queries, k)]
 
     def cents(self, amount: Decimal) -> int:
         """``amount`` in minor units."""

@@ -5,7 +5,8 @@ and ``available`` rose by exactly that. Withdrawal: the payout exists on the acc
 canary's amount and settled (its money passed through ``held``), ``held`` is back to 0 and
 ``available`` fell by exactly amount + fee. Invariants: each configured query returns no rows.
 Every problem is listed with its numbers; balances before and after go into the details for
-the report. Queries come from ``CanaryQueries`` (defaults fit examples/paybox).
+the report. Queries come from ``CanaryQueries`` (the team's; the canary refuses to open
+without them, see ``CanaryConfig.unset``).
 """
 
 from __future__ import annotations
@@ -36,16 +37,23 @@ class LedgerVerifier:
                                connect_timeout=max(1, int(self.cfg.timeout_s)),
                                options=f"-c statement_timeout={int(self.cfg.timeout_s * 1000)}")
 
+    def _sql(self, key: str) -> str:
+        """The configured query ``key`` (a psycopg error, shown as such, when it is unset)."""
+        sql = getattr(self.q, key)
+        if not sql:
+            raise psycopg.ProgrammingError(f"[canary.queries] {key} is not set")
+        return sql
+
     def money(self, cents: int | None) -> str:
         return fmt_money(cents, self.cfg.currency, self.cfg.minor_units)
 
     def balances(self, account: str | None = None) -> Balances:
         """The account's balances now (zeros with ``exists`` False when it has no row)."""
         with self._connect() as conn:
-            return self._balances(conn, account or self.cfg.account)
+            return self._balances(conn, account or self.cfg.account or "")
 
     def _balances(self, conn: psycopg.Connection[dict[str, Any]], account: str) -> Balances:
-        row = conn.execute(self.q.balances, {"account": account}).fetchone()
+        row = conn.execute(self._sql("balances"), {"account": account}).fetchone()
         now = self.clock()
         if row is None:
             return Balances(available=0, held=0, exists=False, at=now)
@@ -62,7 +70,7 @@ class LedgerVerifier:
 
     def _verify(self, conn: psycopg.Connection[dict[str, Any]], v: Verify) -> CheckResult:
         withdrawal = v.item == "withdrawal"
-        sql = self.q.withdrawal if withdrawal else self.q.deposit
+        sql = self._sql("withdrawal" if withdrawal else "deposit")
         rows = conn.execute(sql, {"reference": v.reference, "account": v.account}).fetchall()
         noun = "payout" if withdrawal else "deposit"
         if not rows:
@@ -136,7 +144,7 @@ class LedgerVerifier:
                     rows = conn.execute(sql).fetchall()
                     if rows:
                         violations[name] = [_plain(r) for r in rows]
-                bal = self._balances(conn, account or self.cfg.account)
+                bal = self._balances(conn, account or self.cfg.account or "")
         except psycopg.Error as e:
             return CheckResult(False, f"could not run the ledger invariants "
                                       f"({type(e).__name__}: {_first_line(e)})")

@@ -24,7 +24,10 @@ def base_url(ctx: StepContext, target: TargetConfig) -> str:
     via = str(ctx.params.get("via", "internal")).lower()
     if via not in ("internal", "public"):
         raise StepFailed(f"health via must be 'internal' or 'public', got {via!r}")
-    return target.public_url if via == "public" else target.internal_url
+    url = target.public_url if via == "public" else target.internal_url
+    if not url:
+        raise StepFailed(f"[target] {via}_url is not set: set it to the stack's URL")
+    return url
 
 
 def run_checks(ctx: StepContext, target: TargetConfig,

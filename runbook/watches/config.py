@@ -3,6 +3,10 @@
 Unset thresholds and intervals fall back to ``[thresholds]`` (``payout_failure_rate``,
 ``error_rate_5xx``, ``ledger_violations``, ``watch_interval_seconds``), which is where they
 lived before the watches existed; set them here to override per watch.
+
+Nothing here knows the team's stack: a watch whose source is not configured (no log service
+or container, no Prometheus queries, no payouts SQL, no ledger invariants) is listed as
+*off*, never run with someone else's query.
 """
 
 from __future__ import annotations
@@ -42,8 +46,10 @@ class LogSource(_Model):
 
     kind: Literal["docker", "file"] = "docker"
     container: str | None = None
-    """Container name or ID; unset: the compose ``app`` service of ``[target.deployer]``."""
-    service: str = "app"
+    """Container name or ID; unset: the container of ``service``."""
+    service: str | None = None
+    """The compose service (of ``[target.deployer]``'s project) whose log stream is read;
+    with neither ``service`` nor ``container`` (kind docker) the watches reading it are off."""
     path: Path | None = None
     docker_host: str | None = None
     reconnect_max_s: float = Field(5.0, gt=0, le=300)
@@ -76,10 +82,17 @@ class WebhookWatchConfig(WatchConfig):
 
 
 class PrometheusSource(_Model):
-    url: str = "http://127.0.0.1:9090"
-    errors_query: str = 'sum(increase(paybox_http_requests_total{{status=~"5.."}}[{window}]))'
-    total_query: str = "sum(increase(paybox_http_requests_total[{window}]))"
+    url: str | None = None
+    """The Prometheus server (``/api/v1/query``); unset: the source is off."""
+    errors_query: str | None = None
+    """5xx responses over ``{window}``, e.g.
+    ``sum(increase(http_requests_total{{status=~"5.."}}[{window}]))``; unset: off."""
+    total_query: str | None = None
     """``{window}`` becomes the window (e.g. ``30m``); braces for PromQL are doubled."""
+
+    def missing(self) -> list[str]:
+        """The keys this source still needs."""
+        return [k for k in ("url", "errors_query", "total_query") if not getattr(self, k)]
 
 
 class SentrySource(_Model):
@@ -118,35 +131,16 @@ class PayoutWatchConfig(DatabaseWatchConfig):
     """Failure rate above which it is a rollback trigger; unset: ``[thresholds]`` (0.15)."""
     window_s: float = Field(300.0, gt=0)
     min_payouts: int = Field(10, ge=1)
-    sql: str = (
-        "SELECT count(*) FILTER (WHERE status = 'failed') AS failed, "
-        "count(*) FILTER (WHERE status IN ('settled', 'failed')) AS total FROM payouts "
-        "WHERE updated_at > now() - make_interval(secs => %(window_s)s)"
-    )
-    """Returns one row with ``failed`` and ``total``; ``%(window_s)s`` is the window."""
-
-
-DEFAULT_INVARIANTS = {
-    "negative_available": "SELECT id AS account, available_cents FROM accounts "
-                          "WHERE available_cents < 0",
-    "negative_held": "SELECT id AS account, held_cents FROM accounts WHERE held_cents < 0",
-    "held_not_released": (
-        "SELECT a.id AS account, a.held_cents, COALESCE(p.total, 0) AS held_payouts_cents "
-        "FROM accounts a LEFT JOIN (SELECT account_id, SUM(amount_cents) AS total FROM payouts "
-        "WHERE status = 'held' GROUP BY account_id) p ON p.account_id = a.id "
-        "WHERE a.held_cents <> COALESCE(p.total, 0)"),
-    "entries_match_balances": (
-        "SELECT a.id AS account, a.available_cents + a.held_cents AS balance_cents, "
-        "COALESCE(t.total, 0) AS entries_cents FROM accounts a LEFT JOIN "
-        "(SELECT account_id, SUM(amount_cents) AS total FROM transactions GROUP BY account_id) t "
-        "ON t.account_id = a.id WHERE a.available_cents + a.held_cents <> COALESCE(t.total, 0)"),
-}
+    sql: str | None = None
+    """Returns one row with ``failed`` and ``total``; ``%(window_s)s`` is the window (seconds).
+    Unset: the watch is off."""
 
 
 class LedgerWatchConfig(DatabaseWatchConfig):
     rollback_trigger: bool = True
-    invariants: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_INVARIANTS))
-    """Name -> SQL returning the violating rows (none when the invariant holds)."""
+    invariants: dict[str, str] = Field(default_factory=dict)
+    """Name -> SQL returning the violating rows (none when the invariant holds); empty: the
+    watch is off."""
     max_violations: int | None = Field(None, ge=0)
     """Violating rows tolerated; unset: ``[thresholds] ledger_violations`` (0)."""
 

@@ -64,6 +64,8 @@ class WatchSet:
     tails: list[LogTail] = field(default_factory=list)
     problems: dict[str, str] = field(default_factory=dict)
     """Watches that could not be built (e.g. no database URL), with the reason."""
+    off: dict[str, str] = field(default_factory=dict)
+    """Enabled watches whose source is not configured, with what to set: listed as off."""
     states: dict[str, WatchState] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -128,9 +130,22 @@ class _Tails:
                                    else None)
         if src.container:
             return f"container:{src.container}", docker_opener(src.container, docker_host=host)
-        assert isinstance(dep, ComposeDeployerConfig)  # the only deployer the target allows
+        assert isinstance(dep, ComposeDeployerConfig) and src.service  # _logs_unset checked
         return (f"compose:{dep.project}/{src.service}",
                 docker_opener(compose_container(dep.project, src.service, host), docker_host=host))
+
+
+def _logs_unset(src: LogSource, table: str, target: TargetConfig) -> str:
+    """Why a log source cannot be read as configured ("" when it can)."""
+    if src.kind == "file" or src.container:
+        return ""
+    if not src.service:
+        return (f"no log source: set {table} logs = {{ service = \"...\" }} (a compose "
+                "service), a container, or kind = \"file\" with a path")
+    if not isinstance(target.deployer, ComposeDeployerConfig):
+        return (f"{table} logs names service {src.service!r} but [target.deployer] is not set: "
+                "name the container instead")
+    return ""
 
 
 def _build(wc: WatchesConfig, thresholds: Any, target: TargetConfig) -> WatchSet:
@@ -138,22 +153,27 @@ def _build(wc: WatchesConfig, thresholds: Any, target: TargetConfig) -> WatchSet
     tails = _Tails(target)
     watches: dict[str, Watch] = {}
     problems: dict[str, str] = {}
+    off: dict[str, str] = {}
 
     def spec(name: str, w: WatchConfig) -> AnalysisSpec:
         return _spec(name, w, default_interval, wc.history)
 
     h = wc.health
+    base = target.public_url if h.base == "public" else target.internal_url
     if h.enabled and not (h.path or target.health.path):
-        problems["health"] = "no health path: set [target.health] path or [watches.health] path"
+        off["health"] = "no health path: set [target.health] path or [watches.health] path"
+    elif h.enabled and not base:
+        off["health"] = f"no URL: set [target] {h.base}_url"
     elif h.enabled:
-        base = target.public_url if h.base == "public" else target.internal_url
         watches["health"] = HealthWatch(
             spec("health", h), base + (h.path or target.health.path or ""),
             expect=dict(target.health.expect), latency_warn_ms=h.latency_warn_ms,
             timeout_s=h.timeout_s, verify_tls=target.probe.verify_tls)
 
     wh = wc.webhooks
-    if wh.enabled:
+    if wh.enabled and _logs_unset(wh.logs, "[watches.webhooks]", target):
+        off["webhooks"] = _logs_unset(wh.logs, "[watches.webhooks]", target)
+    elif wh.enabled:
         tail = tails.get(wh.logs)
         counter = tail.subscribe(LineCounter(pattern_classifier({
             "verified": wh.verified_pattern, "failed": wh.failure_pattern,
@@ -164,7 +184,19 @@ def _build(wc: WatchesConfig, thresholds: Any, target: TargetConfig) -> WatchSet
             min_traffic=wh.min_traffic)
 
     eb = wc.error_budget
-    if eb.enabled:
+    logs_src = eb.source == "logs" or (eb.source == "sentry" and eb.sentry.requests_from == "logs")
+    prom_src = eb.source == "prometheus" or (eb.source == "sentry"
+                                             and eb.sentry.requests_from == "prometheus")
+    if eb.enabled and logs_src and _logs_unset(eb.logs, "[watches.error_budget]", target):
+        off["error_budget"] = _logs_unset(eb.logs, "[watches.error_budget]", target)
+    elif eb.enabled and prom_src and eb.prometheus.missing():
+        off["error_budget"] = ("Prometheus not configured: set [watches.error_budget.prometheus] "
+                               + ", ".join(eb.prometheus.missing()))
+    elif eb.enabled and eb.source == "sentry" and not (eb.sentry.organization
+                                                       and eb.sentry.project):
+        off["error_budget"] = ("Sentry not configured: set [watches.error_budget.sentry] "
+                               "organization and project")
+    elif eb.enabled:
         def log_counts() -> LogCounts:
             tail = tails.get(eb.logs)
             return LogCounts(tail, tail.subscribe(LineCounter(status_classifier(
@@ -172,7 +204,8 @@ def _build(wc: WatchesConfig, thresholds: Any, target: TargetConfig) -> WatchSet
 
         def prom_counts() -> PrometheusCounts:
             p = eb.prometheus
-            return PrometheusCounts(p.url, p.errors_query, p.total_query, timeout_s=eb.timeout_s)
+            return PrometheusCounts(p.url or "", p.errors_query or "", p.total_query or "",
+                                    timeout_s=eb.timeout_s)
 
         source: CountsSource
         if eb.source == "logs":
@@ -195,6 +228,13 @@ def _build(wc: WatchesConfig, thresholds: Any, target: TargetConfig) -> WatchSet
         w = getattr(wc, name)
         if not w.enabled:
             continue
+        if name == "payouts" and not w.sql:
+            off[name] = "no query: set [watches.payouts] sql (one row: failed, total)"
+            continue
+        if name == "ledger" and not w.invariants:
+            off[name] = ("no invariants: set [watches.ledger] invariants (name = SQL returning "
+                         "the violating rows)")
+            continue
         url_s = w.database_url or db_default
         url = url_s.get_secret_value() if url_s is not None else ""
         if not url:
@@ -212,4 +252,5 @@ def _build(wc: WatchesConfig, thresholds: Any, target: TargetConfig) -> WatchSet
                      else int(getattr(thresholds, "ledger_violations", 0)))
             watches[name] = LedgerWatch(spec(name, w), url, dict(w.invariants),
                                         max_violations=limit, timeout_s=w.timeout_s)
-    return WatchSet(watches=watches, tails=list(tails.by_key.values()), problems=problems)
+    return WatchSet(watches=watches, tails=list(tails.by_key.values()), problems=problems,
+                    off=off)

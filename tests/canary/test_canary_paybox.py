@@ -26,6 +26,7 @@ from runbook.watches.logs import LineCounter, LogTail, status_classifier
 from runbook.watches.sources import LogCounts
 from runbook.watches.watches import HealthWatch
 from tests.canary.conftest import PayboxApp
+from tests.support.paybox_target import paybox_canary_queries
 from tests.watches.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +40,8 @@ def now() -> datetime:
 
 
 def config(**kw: Any) -> CanaryConfig:
-    base: dict[str, Any] = {"account": f"canary-{uuid.uuid4().hex[:8]}", "roles": ROLES}
+    base: dict[str, Any] = {"account": f"canary-{uuid.uuid4().hex[:8]}", "roles": ROLES,
+                            "queries": paybox_canary_queries()}
     return CanaryConfig(**{**base, **kw})
 
 

@@ -34,7 +34,7 @@ def checked(cfg: CanaryConfig) -> machine.CanaryState:
 
 
 def test_a_non_signer_is_refused_and_nothing_changes() -> None:
-    st = checked(CanaryConfig(roles=ROLES))
+    st = checked(CanaryConfig(account="canary", roles=ROLES))
     step = machine.sign(st, Actor(NOBODY), POLICY, now=T0)
     assert not step.changed and step.refusal is Refusal.NOT_AN_APPROVER, step
     assert step.reply == ("You are not a signer for this canary; sign-off is for `engineering` "
@@ -45,7 +45,7 @@ def test_a_non_signer_is_refused_and_nothing_changes() -> None:
 
 
 def test_two_distinct_signers_with_roles_make_it_go_and_nobody_signs_twice() -> None:
-    st = checked(CanaryConfig(roles=ROLES))
+    st = checked(CanaryConfig(account="canary", roles=ROLES))
     one = machine.sign(st, Actor(ENG), POLICY, now=T0, note="ledger ok")
     twice = machine.sign(one.state, Actor(ENG), POLICY, now=T0)
     assert twice.refusal is Refusal.ALREADY_VOTED and not twice.changed, twice.reply
@@ -62,7 +62,7 @@ def test_two_distinct_signers_with_roles_make_it_go_and_nobody_signs_twice() -> 
 
 
 def test_the_opener_cannot_be_the_only_signer() -> None:
-    cfg = CanaryConfig(required_signoffs=1)  # no roles: the approvers sign
+    cfg = CanaryConfig(account="canary", required_signoffs=1)  # no roles: the approvers sign
     approvers = Policy(approvers=frozenset({OPENER, ENG}))
     st = checked(cfg)
     alone = machine.sign(st, Actor(OPENER), approvers, now=T0)
@@ -73,7 +73,7 @@ def test_the_opener_cannot_be_the_only_signer() -> None:
 
 
 def test_sign_off_waits_for_the_checks_but_reject_does_not() -> None:
-    st = machine.open_canary(CanaryConfig(roles=ROLES), opened_by=OPENER, now=T0)
+    st = machine.open_canary(CanaryConfig(account="canary", roles=ROLES), opened_by=OPENER, now=T0)
     early = machine.sign(st, Actor(ENG), POLICY, now=T0)
     assert not early.changed and "still open: Deposit, Withdraw" in early.reply, early.reply
     no = machine.sign(st, Actor(FIN), POLICY, now=T0, decision="reject", note="wrong payout")
@@ -84,7 +84,7 @@ def test_sign_off_waits_for_the_checks_but_reject_does_not() -> None:
 
 
 def test_reject_after_a_signature_is_no_go() -> None:
-    st = checked(CanaryConfig(roles=ROLES))
+    st = checked(CanaryConfig(account="canary", roles=ROLES))
     one = machine.sign(st, Actor(ENG), POLICY, now=T0)
     no = machine.sign(one.state, Actor(FIN), POLICY, now=T0, decision="reject")
     assert no.state.outcome == "NO-GO" and no.offer_rollback, no.reply

@@ -20,6 +20,7 @@ from bot.ids import Action, Block
 from bot.sandbox.workspace import Message
 from tests.canary.conftest import PayboxApp
 from tests.support.harness import BASE_CONFIG, BOT_TOKEN, SIGNING_SECRET, Bot, text_of
+from tests.support.paybox_target import paybox_canary_queries, toml_value
 
 CH = "C_CUTOVER"
 # bob signs for engineering; the approvers group (bob, carol) for finance; alice, the
@@ -60,6 +61,7 @@ path = "{app.log}"
 
 [canary]
 account = "{account}"
+queries = {toml_value(paybox_canary_queries())}
 {roles}
 """
 

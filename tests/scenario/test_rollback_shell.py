@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -38,10 +39,18 @@ def set_facts(db: str, facts: dict) -> None:
         conn.execute("UPDATE runs SET facts = facts || %s::jsonb", (json.dumps(facts),))
 
 
+# The sample's migration scripts: the plan reads their revision chain (no default of golive's).
+MIGRATIONS = f"""
+[target.migrations]
+script_location = "{Path(__file__).resolve().parents[2] / 'examples/paybox/app/migrations'}"
+"""
+
+
 @pytest.fixture
 def pbot(clean_db, tmp_path):
     """The bot without a worker: nothing requested here runs."""
-    b = Bot(clean_db, tmp_path, workspace=workspace(), worker=False)
+    b = Bot(clean_db, tmp_path, workspace=workspace(), worker=False,
+            config=BASE_CONFIG + MIGRATIONS)
     yield b
     b.stop()
 

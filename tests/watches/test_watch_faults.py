@@ -137,12 +137,12 @@ def test_database_unreachable_is_a_measurement_error() -> None:
 
 
 def test_payout_rate_and_ledger_invariants_on_a_real_database(ledger_db: str) -> None:
-    from runbook.watches.config import DEFAULT_INVARIANTS, PayoutWatchConfig
+    from bot.rehearse.sample import PAYBOX_INVARIANTS, PAYBOX_PAYOUTS_SQL
 
     payouts = PayoutWatch(AnalysisSpec("payouts", rollback_trigger=True), ledger_db,
-                          PayoutWatchConfig().sql, threshold=0.15, window_s=300, min_payouts=10)
+                          PAYBOX_PAYOUTS_SQL, threshold=0.15, window_s=300, min_payouts=10)
     ledger = LedgerWatch(AnalysisSpec("ledger", rollback_trigger=True), ledger_db,
-                         dict(DEFAULT_INVARIANTS), max_violations=0)
+                         dict(PAYBOX_INVARIANTS), max_violations=0)
     with psycopg.connect(ledger_db, autocommit=True) as conn:
         conn.execute("INSERT INTO accounts VALUES ('a', 100, 0)")
         conn.execute("INSERT INTO transactions (account_id, kind, amount_cents) "

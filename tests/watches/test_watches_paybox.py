@@ -18,6 +18,7 @@ from runbook.target import paybox_target
 from runbook.watches.analysis import Event
 from runbook.watches.config import WatchesConfig
 from runbook.watches.watchset import WatchSet
+from tests.support.paybox_target import paybox_watch_sources
 from tests.watches.conftest import wait_until
 
 pytestmark = pytest.mark.docker
@@ -27,8 +28,12 @@ def watchset(stack: Any, **watches: Any) -> WatchSet:
     """The configured watches for this stack; only those named in ``watches`` are enabled."""
     cfg: dict[str, Any] = {n: {"enabled": False} for n in
                            ("health", "webhooks", "error_budget", "payouts", "ledger")}
+    sources = paybox_watch_sources()  # paybox's log service and queries: its config's
     for name, over in watches.items():
-        cfg[name] = {"enabled": True, **over}
+        src = dict(sources.get(name, {}))
+        if "prometheus" in src and "prometheus" in over:
+            over = {**over, "prometheus": {**src.pop("prometheus"), **over["prometheus"]}}
+        cfg[name] = {"enabled": True, **src, **over}
     target = paybox_target(edge_port=stack.edge_port, app_port=stack.app_port,
                            project=stack.project, database_url=stack.database_url,
                            ops_token=stack.ops_token)
