@@ -125,6 +125,10 @@ class ImageRunner:
     network: str | None = None
     docker_host: str | None = None
     docker: str = "docker"
+    pull: str = "always"
+    """``docker run --pull`` of the first run (a tag re-pushed since is fetched again); the
+    runs after it use the image that one left (``never``)."""
+    _pulled: bool = field(default=False, init=False, repr=False)
 
     def _cli_env(self, passed: Mapping[str, str]) -> dict[str, str]:
         env = clean_env(passed, keep=BASICS + _DOCKER_CLI)
@@ -140,7 +144,8 @@ class ImageRunner:
                   else dict(self.extra_env))
         exe = shutil.which(self.docker, path=os.environ.get("PATH")) or self.docker
         name = f"golive-migcheck-{pysecrets.token_hex(6)}"
-        argv = [exe, "run", "--rm", "--name", name, "--pull", "missing"]
+        argv = [exe, "run", "--rm", "--name", name, "--pull",
+                "never" if self._pulled else self.pull]
         if self.network:
             argv += ["--network", self.network]
         for key in passed:
@@ -157,6 +162,7 @@ class ImageRunner:
                                ) from None
         except OSError as e:
             raise AlembicError(f"cannot run the docker CLI ({self.docker}): {e}") from None
+        self._pulled = self._pulled or r.returncode != 125
         if r.returncode != 0:
             out = tail(r.stderr or r.stdout, 6, 1200)
             if r.returncode == 125:  # docker itself: no image, no engine, bad network

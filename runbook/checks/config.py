@@ -269,6 +269,9 @@ class MigrationCheckConfig(_Section):
         None, description="docker network of the dry-run container (e.g. host, or the one the "
         "scratch database is reachable on); default: Docker's default bridge")
     docker_host: str | None = Field(None, description="DOCKER_HOST; default from the bot's env")
+    pull: Literal["always", "missing", "never"] = Field(
+        "always", description="`docker run --pull` for the RC's image: always (a tag pushed "
+        "again is fetched again), missing, or never (the image is already on this engine)")
     version_table: str = Field(
         "alembic_version", description="the project's alembic version table, read for current")
     version_table_schema: str | None = Field(None, description="its schema, when not the default")

@@ -67,7 +67,8 @@ def _runner(ctx: CheckContext, cfg: MigrationCheckConfig) -> Any:
                               "start a run with `/golive start <rc-tag>`")
         image = (cfg.image or "").replace("{tag}", ctx.rc_tag or "")
         return alembic_cli.ImageRunner(image, cfg.command, cfg.url_variable, cfg.env,
-                                       network=cfg.network, docker_host=cfg.docker_host)
+                                       network=cfg.network, docker_host=cfg.docker_host,
+                                       pull=cfg.pull)
     return alembic_cli.ApiRunner(cfg.script_location, cfg.url_variable, cfg.env)
 
 
