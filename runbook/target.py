@@ -329,7 +329,8 @@ class ComposeServiceSwitch(_Model):
     """``on`` starts the compose service (e.g. a maintenance page), ``off`` stops it."""
 
     kind: Literal["compose-service"] = "compose-service"
-    service: str
+    service: str = Field(description="the compose service (in the deployer's project) that is "
+                         "started for on and stopped for off")
 
 
 SwitchConfig = Annotated[
