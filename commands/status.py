@@ -12,6 +12,16 @@ def handle(ctx: Context, inv: Invocation) -> Reply:
     if line:  # the canary's GO / NO-GO with who signed, or what it still waits for
         text += "\n" + line
         blocks = [*blocks, {"type": "section", "text": {"type": "mrkdwn", "text": line[:2900]}}]
+    if view is not None:  # each watch's state (or why it is off), as `/golive watch list`
+        from bot.watches import store
+        from bot.watches.messages import watch_line
+
+        with ctx.engine.db.transaction() as conn:
+            states = store.states(conn, view.run["id"])
+        if states:
+            lines = "\n".join(watch_line(n, r["state"]) for n, r in states.items())
+            blocks = [*blocks, {"type": "section", "text": {
+                "type": "mrkdwn", "text": f"*Watches*\n{lines}"[:2900]}}]
     identity = ctx.config.identity()
     if identity:  # which config the running bot loaded: its file and content hash
         blocks = [*blocks, {"type": "context", "elements": [

@@ -39,6 +39,9 @@ interval_s = 0.5
         assert "*Ledger invariants*: *off*: no invariants: set [watches.ledger] invariants" \
             in listed, listed
         assert "*Webhook signatures*: *off*: no log source" in listed, listed
+        status = bot.command("bob", "status")
+        assert "*Payout failure rate*: *off*: no query" in status, status
+        assert "*Health*: *ok*" in status, status
         said = "\n".join(text_of(m) for m in bot.workspace.messages("C_CUTOVER"))
         for sample in ("UndefinedTable", "does not exist", "relation", "cannot measure"):
             assert sample not in said, \
