@@ -351,3 +351,11 @@ def test_a_custom_header_carries_the_bare_token_unless_a_format_is_set(server, f
     run(maintenance, tgt, fake_clock, params={"mode": "on"})
     assert server.requests_to("/ops/maintenance")[-1].headers["X-Ops-Token"] == \
         server.shape.switch_token
+
+
+def test_no_url_says_what_to_set(server, fake_clock):
+    out = run(health, target(server, internal_url="", public_url=""), fake_clock, fail=True)
+    assert "[target] internal_url" in out.message and "set" in out.message
+    out = run(maintenance, target(server, internal_url="", public_url=""), fake_clock,
+              params={"mode": "on"}, fail=True)
+    assert "set [target] public_url" in out.message
