@@ -106,10 +106,11 @@ def _image(ctx: CheckContext, cfg: ReleaseFreezeConfig, facts: dict[str, str],
         return None
     image = cfg.image.replace("{tag}", ctx.rc_tag or "")
     facts["rc_image"] = image
+    token = cfg.registry_token.get_secret_value() if cfg.registry_token else None
+    ctx.add_secret("release_freeze.registry_token", token)
     try:
-        rev = image_revision(image, scheme=cfg.registry_scheme, timeout=min(
-            10.0, ctx.remaining()), token=cfg.registry_token.get_secret_value()
-            if cfg.registry_token else None)
+        rev = image_revision(image, scheme=cfg.registry_scheme,
+                             timeout=min(10.0, ctx.remaining()), token=token)
     except RegistryError as e:
         return Status.FAIL, f"{e} (push the RC image, or fix [preflight.release_freeze] image)"
     details.append(f"{image}: revision label {rev or '(none)'}")
