@@ -359,3 +359,12 @@ def test_no_url_says_what_to_set(server, fake_clock):
     out = run(maintenance, target(server, internal_url="", public_url=""), fake_clock,
               params={"mode": "on"}, fail=True)
     assert "set [target] public_url" in out.message
+
+
+def test_a_shebang_naming_a_missing_interpreter_is_named(server, fake_clock, tmp_path):
+    script = tmp_path / "smoke.py"
+    script.write_text("#!/opt/nowhere/python3\nprint('hi')\n")
+    script.chmod(0o755)
+    out = run(smoke, target(server, smoke={"path": str(script)}), fake_clock, fail=True)
+    assert "(its shebang: #!/opt/nowhere/python3)" in out.message, out.message
+    assert "Traceback" not in out.message
