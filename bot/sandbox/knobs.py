@@ -17,7 +17,7 @@ def paybox_knobs(target: Any) -> Callable[[str, str], str] | None:
     switch = getattr(target, "maintenance", None)
     if not isinstance(switch, HttpSwitch) or switch.token is None:
         return None
-    token, header = switch.token.get_secret_value(), switch.token_header
+    headers = switch.auth_headers()  # the switch's header in its configured format
     url = target.internal_url.rstrip("/") + "/ops/knobs"
 
     def set_knob(name: str, value: str) -> str:
@@ -28,7 +28,7 @@ def paybox_knobs(target: Any) -> Callable[[str, str], str] | None:
             except ValueError:
                 return f"! {name}: {value!r} is not a number or true/false"
         try:
-            r = httpx.post(url, json={name: parsed}, headers={header: token}, timeout=5)
+            r = httpx.post(url, json={name: parsed}, headers=headers, timeout=5)
         except httpx.HTTPError as e:
             return f"! the sample app is not reachable ({type(e).__name__})"
         if r.status_code != 200:
