@@ -11,10 +11,12 @@ URL, capturing alembic's output. Revisions are read from the project's version t
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -67,6 +69,25 @@ class AlembicApiMigrator:
         config.attributes["configure_logger"] = False
         return config
 
+    @contextlib.contextmanager
+    def _url_variable(self) -> Iterator[None]:
+        """While alembic runs in this (step) process: ``url_variable`` holds database_url, so
+        an env.py that reads its URL from there migrates the configured database, whatever the
+        bot's own environment says; the old value is put back after."""
+        name = self.cfg.url_variable
+        if not name:
+            yield
+            return
+        old = os.environ.get(name)
+        os.environ[name] = self.database_url
+        try:
+            yield
+        finally:
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
+
     def _engine(self) -> Any:
         import sqlalchemy as sa
 
@@ -109,7 +130,8 @@ class AlembicApiMigrator:
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         try:
-            fn(self._config(out), *args)
+            with self._url_variable():
+                fn(self._config(out), *args)
         except Exception as e:  # noqa: BLE001 - a failing migration raises anything
             text = tail(log_buf.getvalue() + out.getvalue(), 10, 1500)
             raise StepFailed(mask(f"alembic {what} failed: {type(e).__name__}: {_first(e)}"

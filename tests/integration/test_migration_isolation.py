@@ -125,6 +125,19 @@ def test_api_migrator_reads_the_projects_version_table(prod, tmp_path):
     assert revision(prod) == R2
 
 
+def test_api_migrate_passes_database_url_in_url_variable(prod, tmp_path, monkeypatch):
+    """The bot holds LL_DB_DSN for another database: `url_variable` points env.py at the
+    configured database_url for the forward migrate, and the bot's value is kept after."""
+    elsewhere = pg.db_url("golive_no_such_db")
+    monkeypatch.setenv("LL_DB_DSN", elsewhere)
+    target = _target(tmp_path, "unused", mode="alembic-api", script_location=str(PROJECT),
+                     database_url=prod)
+    out = migrate(_ctx(target))
+    assert out.facts == {"alembic_before": R1, "alembic_after": R2}, out.summary
+    assert revision(prod) == R2
+    assert os.environ["LL_DB_DSN"] == elsewhere
+
+
 # ------------------------------------------------------------------------------- with Docker
 @pytest.fixture(scope="module")
 def ll_image(tmp_path_factory) -> str:
