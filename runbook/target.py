@@ -376,7 +376,8 @@ class Migrations(_Model):
         None, description="the target database (alembic-api; restore; the watches' default)")
     url_variable: str | None = Field(
         None, description="the environment variable the team's env.py reads its database URL "
-        "from, e.g. LL_DB_DSN: compose-run passes database_url in it (`-e NAME`)")
+        "from, e.g. LL_DB_DSN: compose-run passes database_url in it (`-e NAME`), alembic-api "
+        "sets it while alembic runs")
     version_table: str = Field(
         "alembic_version", description="the project's alembic version table (env.py's "
         "version_table); golive reads revisions from it")
