@@ -515,6 +515,7 @@ def paybox_target(
     edge = f"http://127.0.0.1:{edge_port}"
     data: dict[str, Any] = {
         "name": "paybox",
+        "readonly_paths": ["/dashboard"],
         "public_url": edge,
         "internal_url": f"http://127.0.0.1:{app_port}",
         "deployer": {

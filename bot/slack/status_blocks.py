@@ -45,7 +45,8 @@ def _step_line(view: RunView, step: Step) -> str:
     later = view.passed_over().get(step.id)
     if later:  # the run went past this step: say so, with the override's reason
         why = later.get("override_reason")
-        extra += (f" — passed over: `{later['step_id']}` went ahead"
+        went = "went ahead" if later["state"] in ("running", "succeeded") else "was requested"
+        extra += (f" — passed over: `{later['step_id']}` {went}"
                   + (f" with --override “{esc(why)}”" if why else ""))
     gate = " 🔒" if step.gated else ""
     return f"{STATE_ICONS.get(state, '')} `{step.id}`{gate} {state_word(state)}{extra}"[:400]
