@@ -209,6 +209,9 @@ class AdminLogin(_Model):
         default="username", description="the body field that carries the user name")
     password_field: str = Field(
         default="password", description="the body field that carries the password")
+    extra_fields: dict[str, str] = Field(
+        default_factory=dict, description="more fields sent with the credentials, e.g. "
+        "{ grant_type = \"password\" }")
     success_status: int = Field(
         default=200, description="the HTTP status of a successful login")
     session: Literal["cookie", "bearer"] = Field(

@@ -264,7 +264,7 @@ def log_in(http: httpx.Client, base_url: str, cfg: AdminLogin,
         raise GaveUp("no login configured: set [target.admin_login] path and username")
     http.cookies.clear()
     http.headers.pop(cfg.token_header, None)
-    creds = {cfg.username_field: cfg.username or "",
+    creds = {**cfg.extra_fields, cfg.username_field: cfg.username or "",
              cfg.password_field: cfg.password.get_secret_value()}
     try:
         r = (http.post(base_url + cfg.path, json=creds) if cfg.body == "json"

@@ -368,3 +368,10 @@ def test_a_shebang_naming_a_missing_interpreter_is_named(server, fake_clock, tmp
     out = run(smoke, target(server, smoke={"path": str(script)}), fake_clock, fail=True)
     assert "(its shebang: #!/opt/nowhere/python3)" in out.message, out.message
     assert "Traceback" not in out.message
+
+
+def test_extra_login_fields_are_sent_with_the_credentials(server, fake_clock):
+    tgt = target(server, admin_login={"extra_fields": {"grant_type": "password"}})
+    run(health, tgt, fake_clock, srv=server, facts=FACTS)
+    sent = json.loads(server.requests_to("/auth/session")[0].body)
+    assert sent["grant_type"] == "password" and sent["email"] == server.shape.user
