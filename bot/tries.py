@@ -362,10 +362,14 @@ class StackTries:
         from pydantic import BaseModel
 
         p = self.cfg.preflight
+        chosen = getattr(p, "checks", None)  # [preflight] checks: only those run
         out: list[Check] = []
         for name in type(p).model_fields:
             section = getattr(p, name)
             if name in ("timeouts", "max_age_minutes") or not isinstance(section, BaseModel):
+                continue
+            if chosen is not None and name not in chosen:
+                out.append(Check(True, f"preflight {name}: off (not in [preflight] checks)"))
                 continue
             out.extend(self._sources(f"preflight {name}", f"[preflight.{name}]", section))
         return out or [Check(True, "preflight: no sources configured", warn=True)]
@@ -425,6 +429,75 @@ class StackTries:
                          f"start the database, or correct {key} in {self.where}")
         return Check(True, f"{label} {_where(url)}: connects")
 
+    # ------------------------------------------------------------------ watch sources
+
+    def watch_sources(self) -> list[Check]:
+        """Where the log-reading watches read from, and the error budget's metrics source."""
+        w = self.cfg.watches
+        out: list[Check] = []
+        hooks = getattr(w, "webhooks", None)
+        if hooks is not None and hooks.enabled:
+            out.append(self._logs("watch webhooks", "[watches.webhooks] logs", hooks.logs,
+                                  self.needs("watch.webhooks")))
+        budget = getattr(w, "error_budget", None)
+        if budget is not None and budget.enabled:
+            label, need = "watch error_budget", self.needs("watch.error_budget")
+            if budget.source == "logs":
+                out.append(self._logs(label, "[watches.error_budget] logs", budget.logs, need))
+            elif budget.source == "prometheus":
+                out.append(self._prometheus(label, budget.prometheus, need))
+            else:
+                out.append(self._answers(f"{label} sentry", budget.sentry.url,
+                                         "[watches.error_budget] sentry url"))
+        return out
+
+    def _logs(self, label: str, table: str, logs: Any, needed: bool) -> Check:
+        if logs.kind == "file":
+            path = Path(logs.path)
+            if path.is_file():
+                return Check(True, f"{label}: log file {path} exists")
+            return Check(False, f"{label}: log file {path}: no such file",
+                         f"correct {table} path in {self.where}")
+        if logs.container:
+            return Check(True, f"{label}: reads container {logs.container}'s log (not tried)")
+        if not logs.service:
+            return _off(label, needed, f"{table} service (or container)")
+        services = self.compose_services()
+        if services is None:
+            return Check(False, f"{label}: service {logs.service!r} not checked (no compose "
+                                "file parsed)", skipped=True)
+        if logs.service not in services:
+            return Check(False, f"{label}: the compose file has no service {logs.service!r}",
+                         f"correct {table} service in {self.where}")
+        return Check(True, f"{label}: reads compose service {logs.service}'s log")
+
+    def _prometheus(self, label: str, prom: Any, needed: bool) -> Check:
+        import httpx
+
+        missing = [k for k in ("url", "errors_query", "total_query") if not getattr(prom, k)]
+        if missing:
+            return _off(label, needed, "[watches.error_budget] prometheus "
+                                       + ", ".join(missing))
+        url = prom.url.rstrip("/") + "/api/v1/query"
+        for key in ("errors_query", "total_query"):
+            query = getattr(prom, key).replace("{window}", "5m").replace(
+                "{{", "{").replace("}}", "}")
+            try:
+                with self._http() as http:
+                    r = http.get(url, params={"query": query})
+                body = r.json()
+            except (httpx.HTTPError, ValueError) as e:
+                return Check(False, f"{label}: Prometheus {prom.url} does not answer "
+                                    f"({type(e).__name__})",
+                             f"start it, or correct [watches.error_budget] prometheus url in "
+                             f"{self.where}")
+            if body.get("status") != "success":
+                return Check(False, f"{label}: Prometheus refuses {key}: "
+                                    f"{_first(str(body.get('error') or r.status_code))}",
+                             f"correct [watches.error_budget] prometheus {key} in "
+                             f"{self.where}")
+        return Check(True, f"{label}: Prometheus {prom.url} runs both queries")
+
     # ------------------------------------------------------------------ queries
 
     def queries(self) -> list[Check]:
@@ -439,21 +512,30 @@ class StackTries:
             v = own or default
             return v.get_secret_value() if v is not None else ""
 
+        off: list[Check] = []
         payouts = getattr(w, "payouts", None)
         if payouts is not None and payouts.enabled and getattr(payouts, "sql", None):
             groups.append(("watch payouts", "[watches.payouts]", url_of(payouts.database_url),
                            {"sql": payouts.sql}))
+        else:
+            off.append(_off("watch payouts", False, "[watches.payouts] sql"))
         ledger = getattr(w, "ledger", None)
         if ledger is not None and ledger.enabled and getattr(ledger, "invariants", None):
             groups.append(("watch ledger", "[watches.ledger]", url_of(ledger.database_url),
                            {f"invariants.{k}": v for k, v in ledger.invariants.items()}))
-        if c.enabled and c.queries is not None:
-            q = c.queries
-            sqls = {k: getattr(q, k) for k in ("balances", "deposit", "withdrawal")
-                    if getattr(q, k, None)}
-            sqls.update({f"invariants.{k}": v for k, v in (q.invariants or {}).items()})
-            if sqls:
-                groups.append(("canary", "[canary.queries]", url_of(c.database_url), sqls))
+        else:
+            off.append(_off("watch ledger", self.needs("watch.ledger"),
+                            "[watches.ledger] invariants"))
+        q = c.queries if c.enabled else None
+        sqls = {k: getattr(q, k) for k in ("balances", "deposit", "withdrawal")
+                if q is not None and getattr(q, k, None)}
+        sqls.update({f"invariants.{k}": v for k, v in ((q.invariants if q else None) or {}
+                                                       ).items()})
+        if sqls:
+            groups.append(("canary", "[canary.queries]", url_of(c.database_url), sqls))
+        else:
+            off.append(_off("canary queries", c.enabled and self.needs("canary"),
+                            "[canary.queries]"))
         out: list[Check] = []
         for label, table, url, sqls in groups:
             if not url:
@@ -463,7 +545,7 @@ class StackTries:
                                        "[target.migrations]", warn=True))
                 continue
             out.extend(self._explain(label, table, url, sqls))
-        return out
+        return out + off
 
     def _explain(self, label: str, table: str, url: str, sqls: dict[str, str]) -> list[Check]:
         import psycopg
@@ -499,7 +581,8 @@ class StackTries:
         # The compose file first: the migration and compose-service tries read its services.
         first = self.compose_file()
         tries: list[Try] = [self.docker_engine, self.smoke, self.health, self.login,
-                            self.switches, self.migrations, self.preflight, self.queries]
+                            self.switches, self.migrations, self.preflight, self.watch_sources,
+                            self.queries]
         with ThreadPoolExecutor(max_workers=4, thread_name_prefix="golive-try") as pool:
             results = list(pool.map(_safe, tries))
         docker, *rest = results

@@ -58,7 +58,8 @@ def test_a_good_stack_is_tried_line_by_line_and_passes(sandbox, clean_db, tmp_pa
                  f"login {shop.url}/session: HTTP 200",
                  f"maintenance switch {shop.url}/ops/maint: answers (GET: HTTP 405; not toggled)",
                  "migrations: `current`", "watch payouts: 1 query plan",
-                 "watch ledger: 1 query plan", "canary: 4 queries plan"):
+                 "watch ledger: 1 query plan", "canary: 4 queries plan",
+                 "watch webhooks: reads compose service web's log"):
         assert what in good, f"no ✅ line for {what!r}:\n{r.stdout}"
 
 
@@ -83,6 +84,9 @@ BROKEN = {
     "maintenance switch at a wrong URL": (
         {"maintenance_url": '"{url}/ops/maintenance"'}, "GET answers HTTP 404",
         "correct [target.maintenance] url"),
+    "watch reading a service the compose file lacks": (
+        {"webhook_service": '"app"'}, "watch webhooks: the compose file has no service 'app'",
+        "correct [watches.webhooks] logs service"),
     "broken watch query": (
         {"payouts_sql": '"SELECT count(*) AS failed, count(*) AS total FROM payoutz"'},
         'watch payouts query sql', "correct [watches.payouts] sql"),

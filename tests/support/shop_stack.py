@@ -125,6 +125,7 @@ class ShopStack:
                             'count(*) AS total FROM orders WHERE changed > now() - '
                             'make_interval(secs => %(window_s)s)"'),
             "login_path": '"/session"',
+            "webhook_service": '"web"',
             **swap,
         }
         v = values
@@ -171,6 +172,9 @@ database_url = "${{SHOP_DSN}}"
 [target.probe]
 backoff_initial_s = 0.05
 backoff_max_s = 0.1
+
+[watches.webhooks]
+logs = {{ kind = "docker", service = {v['webhook_service']} }}
 
 [watches.payouts]
 sql = {v['payouts_sql']}
