@@ -148,41 +148,19 @@ def _logs_unset(src: LogSource, table: str, target: TargetConfig) -> str:
     return ""
 
 
-def _build(wc: WatchesConfig, thresholds: Any, target: TargetConfig) -> WatchSet:
-    default_interval = float(getattr(thresholds, "watch_interval_seconds", 30))
-    tails = _Tails(target)
-    watches: dict[str, Watch] = {}
-    problems: dict[str, str] = {}
+def unconfigured(wc: WatchesConfig, target: TargetConfig) -> dict[str, str]:
+    """Enabled watches whose source is not configured -> what to set (they are off). Pure:
+    the bot lists them as off, `golive config check` can warn about them."""
     off: dict[str, str] = {}
-
-    def spec(name: str, w: WatchConfig) -> AnalysisSpec:
-        return _spec(name, w, default_interval, wc.history)
-
     h = wc.health
     base = target.public_url if h.base == "public" else target.internal_url
     if h.enabled and not (h.path or target.health.path):
         off["health"] = "no health path: set [target.health] path or [watches.health] path"
     elif h.enabled and not base:
         off["health"] = f"no URL: set [target] {h.base}_url"
-    elif h.enabled:
-        watches["health"] = HealthWatch(
-            spec("health", h), base + (h.path or target.health.path or ""),
-            expect=dict(target.health.expect), latency_warn_ms=h.latency_warn_ms,
-            timeout_s=h.timeout_s, verify_tls=target.probe.verify_tls)
-
     wh = wc.webhooks
     if wh.enabled and _logs_unset(wh.logs, "[watches.webhooks]", target):
         off["webhooks"] = _logs_unset(wh.logs, "[watches.webhooks]", target)
-    elif wh.enabled:
-        tail = tails.get(wh.logs)
-        counter = tail.subscribe(LineCounter(pattern_classifier({
-            "verified": wh.verified_pattern, "failed": wh.failure_pattern,
-            "traffic": wh.traffic_pattern})))
-        watches["webhooks"] = WebhookWatch(
-            spec("webhooks", wh), tail, counter, window_s=wh.window_s,
-            max_failure_ratio=wh.max_failure_ratio, min_events=wh.min_events,
-            min_traffic=wh.min_traffic)
-
     eb = wc.error_budget
     logs_src = eb.source == "logs" or (eb.source == "sentry" and eb.sentry.requests_from == "logs")
     prom_src = eb.source == "prometheus" or (eb.source == "sentry"
@@ -196,7 +174,45 @@ def _build(wc: WatchesConfig, thresholds: Any, target: TargetConfig) -> WatchSet
                                                        and eb.sentry.project):
         off["error_budget"] = ("Sentry not configured: set [watches.error_budget.sentry] "
                                "organization and project")
-    elif eb.enabled:
+    if wc.payouts.enabled and not wc.payouts.sql:
+        off["payouts"] = "no query: set [watches.payouts] sql (one row: failed, total)"
+    if wc.ledger.enabled and not wc.ledger.invariants:
+        off["ledger"] = ("no invariants: set [watches.ledger] invariants (name = SQL returning "
+                         "the violating rows)")
+    return off
+
+
+def _build(wc: WatchesConfig, thresholds: Any, target: TargetConfig) -> WatchSet:
+    default_interval = float(getattr(thresholds, "watch_interval_seconds", 30))
+    tails = _Tails(target)
+    watches: dict[str, Watch] = {}
+    problems: dict[str, str] = {}
+    off = unconfigured(wc, target)
+
+    def spec(name: str, w: WatchConfig) -> AnalysisSpec:
+        return _spec(name, w, default_interval, wc.history)
+
+    h = wc.health
+    base = target.public_url if h.base == "public" else target.internal_url
+    if h.enabled and "health" not in off:
+        watches["health"] = HealthWatch(
+            spec("health", h), base + (h.path or target.health.path or ""),
+            expect=dict(target.health.expect), latency_warn_ms=h.latency_warn_ms,
+            timeout_s=h.timeout_s, verify_tls=target.probe.verify_tls)
+
+    wh = wc.webhooks
+    if wh.enabled and "webhooks" not in off:
+        tail = tails.get(wh.logs)
+        counter = tail.subscribe(LineCounter(pattern_classifier({
+            "verified": wh.verified_pattern, "failed": wh.failure_pattern,
+            "traffic": wh.traffic_pattern})))
+        watches["webhooks"] = WebhookWatch(
+            spec("webhooks", wh), tail, counter, window_s=wh.window_s,
+            max_failure_ratio=wh.max_failure_ratio, min_events=wh.min_events,
+            min_traffic=wh.min_traffic)
+
+    eb = wc.error_budget
+    if eb.enabled and "error_budget" not in off:
         def log_counts() -> LogCounts:
             tail = tails.get(eb.logs)
             return LogCounts(tail, tail.subscribe(LineCounter(status_classifier(
@@ -226,14 +242,7 @@ def _build(wc: WatchesConfig, thresholds: Any, target: TargetConfig) -> WatchSet
     db_default = target.migrations.database_url
     for name in ("payouts", "ledger"):
         w = getattr(wc, name)
-        if not w.enabled:
-            continue
-        if name == "payouts" and not w.sql:
-            off[name] = "no query: set [watches.payouts] sql (one row: failed, total)"
-            continue
-        if name == "ledger" and not w.invariants:
-            off[name] = ("no invariants: set [watches.ledger] invariants (name = SQL returning "
-                         "the violating rows)")
+        if not w.enabled or name in off:
             continue
         url_s = w.database_url or db_default
         url = url_s.get_secret_value() if url_s is not None else ""
