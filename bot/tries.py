@@ -260,7 +260,8 @@ class StackTries:
                           skipped=True)]
         with self._http() as http:
             try:
-                how = check_admin_login(http, self.target.internal_url, login)
+                how = check_admin_login(http, self.target.internal_url, login,
+                                        secrets=self.secrets)
             except ProbeError as e:
                 return [Check(False, f"login {url}: {_first(e)}",
                               f"correct [target.admin_login] (path, username, the password's "
@@ -372,14 +373,21 @@ class StackTries:
                 out.append(Check(True, f"preflight {name}: off (not in [preflight] checks)"))
                 continue
             out.extend(self._sources(f"preflight {name}", f"[preflight.{name}]", section))
-        return out or [Check(True, "preflight: no sources configured", warn=True)]
+        return out or [_off("preflight", self.needs("check"), "a [preflight.<check>] table "
+                                                               "per check it runs")]
 
     def _sources(self, label: str, table: str, section: Any) -> list[Check]:
         """Every URL (HTTP answers, PostgreSQL connects) and plain path (exists) of a section."""
         from pydantic import SecretStr
 
         tried: list[Check] = []
+        explicit = set(section.model_fields_set)  # a default the team did not set is no source
+        if label == "preflight release_freeze":
+            tried.extend(self._release_sources(section))
+            explicit -= {"api_url", "git_url", "image"}
         for key in type(section).model_fields:
+            if key not in explicit:
+                continue
             value = getattr(section, key)
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
@@ -401,6 +409,48 @@ class StackTries:
             tried.append(Check(True, f"{label}: configured (nothing to reach ahead of the "
                                      "night)"))
         return tried
+
+    def _release_sources(self, cfg: Any) -> list[Check]:
+        """The release freeze's sources: GitHub's API or the git repository, and the registry
+        that holds the release image."""
+        label, table = "preflight release_freeze", "[preflight.release_freeze]"
+        out: list[Check] = []
+        source = getattr(cfg, "source", "github")
+        if source == "git" and getattr(cfg, "git_url", None):
+            out.append(self._git(label, cfg.git_url, f"{table} git_url"))
+        elif source == "github" and getattr(cfg, "api_url", None):
+            out.append(self._answers(f"{label} api_url", cfg.api_url, f"{table} api_url"))
+        image = getattr(cfg, "image", None)
+        if image:
+            from runbook.docker_ref import parse_reference
+
+            try:
+                registry = parse_reference(image.replace("{tag}", "v0")).domain or ""
+            except Exception:  # noqa: BLE001 - an invalid reference is the check's to report
+                registry = ""
+            if registry:
+                scheme = getattr(cfg, "registry_scheme", "https")
+                out.append(self._answers(f"{label} registry", f"{scheme}://{registry}/v2/",
+                                         f"{table} image / registry_scheme"))
+        return out
+
+    def _git(self, label: str, url: str, key: str) -> Check:
+        git = shutil.which("git")
+        if git is None:
+            return Check(False, f"{label}: `git` is not installed on the bot's host",
+                         "install git (the release freeze reads the tag with it)")
+        try:
+            r = subprocess.run([git, "ls-remote", "--tags", url], capture_output=True, text=True,
+                               timeout=COMPOSE_TIMEOUT_S, check=False,
+                               env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+        except subprocess.TimeoutExpired:
+            return Check(False, f"{label} git {url}: no answer in {COMPOSE_TIMEOUT_S:.0f}s",
+                         f"correct {key} in {self.where}")
+        if r.returncode != 0:
+            return Check(False, f"{label} git {url}: {_first(r.stderr or 'git ls-remote failed')}",
+                         f"correct {key} in {self.where}, or give the bot's user read access")
+        tags = sum(1 for line in r.stdout.splitlines() if "refs/tags/" in line)
+        return Check(True, f"{label} git {url}: answers ({tags} tag ref(s))")
 
     def _answers(self, label: str, url: str, key: str) -> Check:
         import httpx
