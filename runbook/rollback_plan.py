@@ -189,9 +189,11 @@ def restore_option(facts: Mapping[str, Any], now: datetime, stale_after: timedel
             "since it was taken is lost"),))
     age = (now - taken).total_seconds()
     lines.append(f"taken {taken.isoformat(timespec='seconds')}, {human_age(age)} ago")
+    where = (" from " + ", ".join(sorted(str(t) for t in rows)) if isinstance(rows, Mapping)
+             and rows else "")
     warnings = [(f"everything written in the last {human_age(age)} (since "
-                f"{taken.isoformat(timespec='seconds')}) is lost: deposits, payouts and ledger "
-                "entries made since then. The data as it is now is dumped first, to reconcile")]
+                f"{taken.isoformat(timespec='seconds')}) is lost{where}. The data as it is now "
+                "is dumped first, to reconcile")]
     if age > stale_after.total_seconds():
         warnings.append(f"the snapshot is {human_age(age)} old, older than "
                         f"{human_age(stale_after.total_seconds())}")

@@ -77,8 +77,10 @@ def test_restore_shows_its_age_and_warns_what_is_lost(steps):
     assert option.offered and plan.default_strategy == "restore"
     assert option.snapshot_age_s == 1800
     assert "30 min ago" in "\n".join(option.lines)
-    assert any("everything written in the last 30 min" in w and "lost" in w
+    assert any("everything written in the last 30 min" in w
+               and "is lost from accounts, payouts, transactions." in w
                for w in option.warnings), option.warnings
+    assert not any("deposits" in w for w in option.warnings), "the snapshot's tables, not prose"
     assert not any("older than" in w for w in option.warnings), "30 min is not stale"
     assert "3 tables, 6 rows at the time" in option.lines
 
