@@ -59,7 +59,8 @@ def test_a_good_stack_is_tried_line_by_line_and_passes(sandbox, clean_db, tmp_pa
                  f"maintenance switch {shop.url}/ops/maint: answers (GET: HTTP 405; not toggled)",
                  "migrations: `current`", "watch payouts: 1 query plan",
                  "watch ledger: 1 query plan", "canary: 4 queries plan",
-                 "watch webhooks: reads compose service web's log"):
+                 "watch webhooks: reads compose service web's log",
+                 f"preflight release_freeze git {shop.release_repo}: answers"):
         assert what in good, f"no ✅ line for {what!r}:\n{r.stdout}"
 
 
@@ -87,6 +88,9 @@ BROKEN = {
     "watch reading a service the compose file lacks": (
         {"webhook_service": '"app"'}, "watch webhooks: the compose file has no service 'app'",
         "correct [watches.webhooks] logs service"),
+    "release repository that is not there": (
+        {"git_url": '"/nonexistent/release.git"'}, "preflight release_freeze git /nonexistent",
+        "correct [preflight.release_freeze] git_url"),
     "broken watch query": (
         {"payouts_sql": '"SELECT count(*) AS failed, count(*) AS total FROM payoutz"'},
         'watch payouts query sql', "correct [watches.payouts] sql"),

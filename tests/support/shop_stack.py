@@ -8,6 +8,7 @@ file, a real PostgreSQL database with its own schema, and a smoke script in Pyth
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -51,6 +52,8 @@ class ShopStack:
         self.smoke = root / "smoke.py"
         self.smoke.write_text(SMOKE, encoding="utf-8")
         self.smoke.chmod(0o755)
+        self.release_repo = root / "release.git"  # the release freeze reads tags from git
+        subprocess.run(["git", "init", "-q", "--bare", str(self.release_repo)], check=True)
         self.db_name, self.db_url = pg.create_database("golive_shop")
         with psycopg.connect(self.db_url, autocommit=True) as conn:
             conn.execute(SCHEMA)
@@ -126,6 +129,7 @@ class ShopStack:
                             'make_interval(secs => %(window_s)s)"'),
             "login_path": '"/session"',
             "webhook_service": '"web"',
+            "git_url": f'"{self.release_repo}"',
             **swap,
         }
         v = values
@@ -172,6 +176,13 @@ database_url = "${{SHOP_DSN}}"
 [target.probe]
 backoff_initial_s = 0.05
 backoff_max_s = 0.1
+
+[preflight]
+checks = ["release_freeze"]
+
+[preflight.release_freeze]
+source = "git"
+git_url = {v['git_url']}
 
 [watches.webhooks]
 logs = {{ kind = "docker", service = {v['webhook_service']} }}
