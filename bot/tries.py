@@ -656,11 +656,17 @@ def health_contract(http: Any, base: str, cfg: Any) -> str:
     the tag, revision from the image) are not applied; the configured fields and ``expect`` are.
     """
     from runbook.adapters.http import ProbeError, check_health
+    from runbook.health_contract import MISSING, compact, dig
 
     try:
-        check_health(http, base, cfg)
+        body = check_health(http, base, cfg)
     except ProbeError as e:
         return _first(e)
+    absent = [f"{name} {path!r}" for name in ("version_field", "revision_field", "schema_field")
+              if (path := getattr(cfg, name, None)) and dig(body, path) is MISSING]
+    if absent:
+        return (f"{', '.join(absent)} not in today's answer {compact(body, 200)} (the night "
+                "compares the deployed release there)")
     return ""
 
 

@@ -80,6 +80,9 @@ BROKEN = {
     "typo in expect": (
         {"expect": '{ state = "upp", database = "ok" }'},
         "state='up' (expected 'upp')", "correct [target.health]"),
+    "typo in a field path": (
+        {"version_field": '"build.relase"'}, "version_field 'build.relase' not in today's answer",
+        "correct [target.health]"),
     "wrong login path": (
         {"login_path": '"/login"'}, "login ", "correct [target.admin_login]"),
     "maintenance switch at a wrong URL": (

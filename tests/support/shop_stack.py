@@ -130,6 +130,7 @@ class ShopStack:
             "login_path": '"/session"',
             "webhook_service": '"web"',
             "git_url": f'"{self.release_repo}"',
+            "version_field": '"build.release"',
             **swap,
         }
         v = values
@@ -151,6 +152,7 @@ env = {{ SHOP_DSN = "${{SHOP_DSN}}" }}
 [target.health]
 path = {v['health_path']}
 expect = {v['expect']}
+version_field = {v['version_field']}
 
 [target.admin_login]
 path = {v['login_path']}
