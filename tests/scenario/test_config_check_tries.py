@@ -72,6 +72,12 @@ BROKEN = {
     "compose file that does not parse": (
         {"compose_file": '"{broken}"'}, "`docker compose config` refuses it",
         "fix the compose file"),
+    "compose file whose service ignores the tag variable": (
+        {"compose_file": '"{fixed}"'}, "service 'web' does not take its tag from ${SHOP_WEB_TAG}",
+        "write `image: …:${SHOP_WEB_TAG}`"),
+    "compose file without the configured service": (
+        {"deploy_service": '"api"'}, "no service 'api' (it has web, worker)",
+        "correct [target.deployer] services"),
     "missing smoke script": (
         {"smoke_path": '"/nonexistent/smoke.py"'}, "smoke script /nonexistent/smoke.py: no such file",
         "correct [target.smoke] path"),
@@ -106,8 +112,13 @@ def test_each_broken_part_of_the_stack_is_one_red_line_with_its_fix(case, sandbo
     swap, what, fix = BROKEN[case]
     broken = tmp_path / "broken-compose.yaml"
     broken.write_text("services:\n  web:\n    image: [unclosed\n", encoding="utf-8")
-    swap = {k: v.replace("{broken}", str(broken)).replace("{url}", shop.url)
-            for k, v in swap.items()}
+    fixed = tmp_path / "fixed-tag-compose.yaml"
+    fixed.write_text("services:\n  web:\n    image: 127.0.0.1:5000/shop/web:v1\n",
+                     encoding="utf-8")
+    files = {"{broken}": broken, "{fixed}": fixed}
+    for placeholder, path in files.items():
+        swap = {k: v.replace(placeholder, str(path)) for k, v in swap.items()}
+    swap = {k: v.replace("{url}", shop.url) for k, v in swap.items()}
     r = check(sandbox, clean_db, tmp_path, shop, **swap)
     red = marked(r.stdout, "❌")
     assert r.returncode != 0, f"{case}: the check passed:\n{r.stdout}"

@@ -131,6 +131,7 @@ class ShopStack:
             "webhook_service": '"web"',
             "git_url": f'"{self.release_repo}"',
             "version_field": '"build.release"',
+            "deploy_service": '"web"',
             **swap,
         }
         v = values
@@ -146,7 +147,7 @@ compose_file = {v['compose_file']}
 project = "shop-config-check"
 registry = "127.0.0.1:5000"
 registry_variable = "SHOP_REGISTRY"
-services = [{{ service = "web", repository = "shop/web", tag_variable = "SHOP_WEB_TAG" }}]
+services = [{{ service = {v['deploy_service']}, repository = "shop/web", tag_variable = "SHOP_WEB_TAG" }}]
 env = {{ SHOP_DSN = "${{SHOP_DSN}}" }}
 
 [target.health]
