@@ -266,15 +266,17 @@ def settled(inbox: Inbox, half: Callable[..., None]) -> Callable[..., None]:
 def build_app(*, settings: Any, engine: Engine, client: Any, secrets: dict[str, str],
               inbox: Inbox, canary: Any = None, lazy: bool = True) -> App:
     """The Bolt app for one process; nothing is created at import time. ``lazy=False``: the
-    door's app (bot/server.py), which only acks; the work side's (bot/handoff.py) and Socket
-    Mode's run the lazy halves too."""
+    door's app (bot/door.py, for HTTP and Socket Mode), which only acks; ``lazy=True``: the
+    work side's (bot/handoff.py), which only runs the lazy halves."""
     def authorize(**_: Any) -> AuthorizeResult:
         # Single-workspace bot: no auth.test round trip on the request path.
         return AuthorizeResult(enterprise_id=None, team_id=None, bot_token=settings.bot_token,
                                bot_user_id=None, bot_id=None)
 
     app = App(signing_secret=settings.signing_secret, client=client, authorize=authorize,
-              process_before_response=True, request_verification_enabled=True,
+              # The door verified the signature (bot/server.py; Socket Mode has none): the
+              # work side trusts the inbox row, which only the door can write.
+              process_before_response=True, request_verification_enabled=False,
               token_verification_enabled=False, ignoring_self_events_enabled=False,
               logger=BOLT_LOG)
     app.use(use_masking_client(client))  # listeners' client and respond: masked and metered
@@ -286,7 +288,8 @@ def build_app(*, settings: Any, engine: Engine, client: Any, secrets: dict[str, 
     listeners.canary = canary  # bot.canary.room.CanaryRoom (None: /golive canary says so)
     for kind, id_, ack, half in TABLE:
         register = getattr(app, kind)(id_)
-        register(ack=getattr(listeners, ack),
+        # The ack half runs once, at the door; the work side's acks go nowhere.
+        register(ack=listeners.just_ack if lazy else getattr(listeners, ack),
                  lazy=[settled(inbox, getattr(listeners, half))] if half and lazy else [])
 
     @app.error

@@ -140,9 +140,11 @@ def cmd_socket(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from slack_bolt.adapter.socket_mode import SocketModeHandler
     from slack_sdk import WebClient
     from slack_sdk.errors import SlackApiError
+    from slack_sdk.socket_mode.builtin import SocketModeClient
+
+    from bot.socket_door import SocketDoor
 
     settings = _settings()
     if not settings.env.slack_app_token:
@@ -155,8 +157,11 @@ def cmd_socket(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     # The bot's client masks every Slack token it sends, the app token included, so the
     # link's one Web API call (apps.connections.open) goes through a plain client.
-    handler = SocketModeHandler(runtime.app, settings.env.slack_app_token.get_secret_value(),
-                                web_client=WebClient(base_url=settings.env.slack_api_url))
+    # Every envelope goes through the door into the inbox before its ack (bot/socket_door.py).
+    handler = SocketModeClient(app_token=settings.env.slack_app_token.get_secret_value(),
+                               web_client=WebClient(base_url=settings.env.slack_api_url),
+                               logger=logging.getLogger("golive.socket"))
+    handler.socket_mode_request_listeners.append(SocketDoor(runtime).handle)
     runtime.start()
     try:
         handler.connect()

@@ -19,6 +19,8 @@ import logging
 from collections.abc import Callable
 
 import psycopg
+from slack_bolt import App
+from slack_bolt.request import BoltRequest
 
 from bot.inbox import Inbox
 from bot.loops import Loop
@@ -30,6 +32,19 @@ CHANNEL = "golive_inbox"
 CAPACITY = 8  # claimed and unfinished requests per process (Bolt runs lazy halves on 10 threads)
 POLL_S = 1.0
 RETRY_S = 1.0  # after a database failure
+
+
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+def dispatch(app: App, inbox_id: int, body: bytes) -> bool:
+    """Hand a request the door recorded (or one acked by a process that died) to the work
+    side's app, as it is: the door verified it once, and only the door writes inbox rows
+    (docs/THREAT_MODEL.md), so it is not signed again. False when nothing will handle it."""
+    request = BoltRequest(body=body.decode("utf-8"), headers=FORM)
+    request.context["inbox_id"] = inbox_id
+    # 404: no listener; 5xx: its ack failed, so Bolt started no lazy half either.
+    return app.dispatch(request).status == 200
 
 
 class Handoff:

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from typing import Any
 
-from slack_bolt.request import BoltRequest
-from slack_sdk.signature import SignatureVerifier
-
 from bot.canary.cards import CanaryCards
 from bot.canary.room import CanaryRoom
 from bot.engine import Deps, Engine
-from bot.handoff import Handoff
+from bot.handoff import Handoff, dispatch
 from bot.inbox import Inbox
 from bot.metrics import Metrics
 from bot.outbox import Outbox, Sender
@@ -80,18 +76,9 @@ class Runtime:
                 self.watches.start()
 
     def redispatch(self, inbox_id: int, body: bytes) -> bool:
-        """Hand a request the door recorded (bot/handoff.py), or one acked by a process that
-        died (bot/inbox.py), to the app: signed anew with our own secret, as the door already
-        verified the original. False when nothing will handle it."""
-        ts = str(int(time.time()))
-        signature = SignatureVerifier(self.settings.signing_secret).generate_signature(
-            timestamp=ts, body=body.decode("utf-8"))
-        request = BoltRequest(body=body.decode("utf-8"), headers={
-            "content-type": "application/x-www-form-urlencoded",
-            "x-slack-request-timestamp": ts, "x-slack-signature": signature})
-        request.context["inbox_id"] = inbox_id
-        # 404: no listener; 5xx: its ack failed, so Bolt started no lazy half either.
-        return self.app.dispatch(request).status == 200
+        """Hand a request the door recorded, or one acked by a process that died, to the
+        work side's app (bot/handoff.py): as it is, never signed anew."""
+        return dispatch(self.app, inbox_id, body)
 
     def _resume_canary(self) -> None:
         try:

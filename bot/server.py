@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import logging
 import sys
@@ -11,8 +10,6 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import asynccontextmanager
-from itertools import count
-from typing import Any
 
 import httpx
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
@@ -25,13 +22,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot import ingress
+from bot.door import Door, unhandled
 from bot.runtime import Runtime
-from bot.store import repo
 from bot.store.db import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
-PURGE_EVERY = 200  # requests between purges of remembered signatures
-ACK_DB_BUDGET_S = 1.0
 SWITCH_INTERVAL_S = 0.001
 """The GIL switch interval `golive serve` runs with (``tune_gc``). The acks run on the event
 loop and one short worker thread each; the lazy halves (status views, audit rows, replies) are
@@ -43,23 +38,15 @@ loaded 2-core machine of 2026-12-02 the difference was inside the noise (bench/R
 
 def build_asgi(runtime: Runtime, *, worker: bool = True, work: bool = True,
                work_status: Callable[[], str | None] | None = None) -> Starlette:
-    """The door: verify, record in the inbox, ack. It dispatches to the ack-only Bolt app;
+    """The door over HTTP: verify (once: nothing after it verifies again), record in the inbox,
+    ack (bot/door.py). It dispatches to the ack-only Bolt app;
     the lazy halves run on the work side (bot/handoff.py): in this process with ``work``
     (``worker``: the step worker too), else in the work process ``golive serve`` supervises,
     whose state ``work_status`` reports for /healthz (None: up)."""
-    app, metrics = runtime.door_app, runtime.metrics
+    metrics = runtime.metrics
 
-    verifier = SignatureVerifier(runtime.settings.signing_secret)
-    seen = count()
-
-    def remember(inbound: ingress.Inbound, key: str, body: bytes) -> int | None:
-        purge = ingress.REPLAY_WINDOW_S * 2 if next(seen) % PURGE_EVERY == 0 else None
-        # The ack must come within Slack's 3 s even when the database is silent.
-        # One statement, its own transaction: one round trip (and the commit's WAL flush).
-        with runtime.db.connection(timeout=ACK_DB_BUDGET_S, autocommit=True) as conn:
-            return repo.inbox_insert(conn, sig_key=key, kind=inbound.kind,
-                                     channel=inbound.channel, body=body,
-                                     owner="", purge_older_than_s=purge)  # unclaimed
+    verifier = SignatureVerifier(runtime.settings.signing_secret)  # the one check
+    door = Door(runtime)
 
     def answer(kind: str, started: float, resp: Response) -> Response:
         metrics.ack_seconds.labels(kind).observe(time.perf_counter() - started)
@@ -81,14 +68,14 @@ def build_asgi(runtime: Runtime, *, worker: bool = True, work: bool = True,
                                                               status_code=400))
         background = None
         if inbound.is_help:  # answered in the ack; recorded after it, for its audit row
-            background = BackgroundTask(record_after_ack, inbound,
+            background = BackgroundTask(door.record_after_ack, inbound,
                                         ingress.signature_key(headers), body)
         try:
             bolt_req = to_bolt_request(request, body)
             # One hop off the event loop for both halves of the door (each hop is a thread
             # switch on the ack's path): record it, then let Bolt ack it.
             inbox_id, bolt_resp = await run_in_threadpool(
-                record_and_ack, inbound, ingress.signature_key(headers), body, bolt_req)
+                door.record_and_ack, inbound, ingress.signature_key(headers), body, bolt_req)
         except DatabaseUnavailable:
             return answer(inbound.kind, started, database_down(inbound))
         except Exception as e:  # noqa: BLE001 - the boundary: never a 5xx or a traceback
@@ -103,35 +90,16 @@ def build_asgi(runtime: Runtime, *, worker: bool = True, work: bool = True,
             log.warning("refused a replayed %s request", inbound.kind)
             return answer(inbound.kind, started, JSONResponse(
                 {"error": "this request was already received"}, status_code=401))
-        if bolt_resp.status == 404 or bolt_resp.status >= 500:
+        if unhandled(bolt_resp):
             # No listener for it, or a listener failed before its ack (Bolt has logged why):
             # Slack expects an ack, and a 404/5xx only shows the user an opaque error.
             log.warning("acked a %s request Bolt answered %s", inbound.kind, bolt_resp.status)
             if inbox_id is not None:  # nothing will handle it: not an orphan to recover
-                with contextlib.suppress(DatabaseUnavailable):
-                    await run_in_threadpool(runtime.inbox.nothing_to_do, inbox_id)
+                await run_in_threadpool(door.nothing_to_do, inbox_id)
             return answer(inbound.kind, started, Response(status_code=200))
         resp = to_starlette_response(bolt_resp)
         resp.background = background
         return answer(inbound.kind, started, resp)
-
-    def record_and_ack(inbound: ingress.Inbound, key: str, body: bytes, bolt_req: Any
-                       ) -> tuple[int | None, Any]:
-        """The inbox row (DatabaseUnavailable: none), then Bolt's ack; (None, None) for a
-        replay. Help is not recorded before its ack (``record_after_ack``)."""
-        inbox_id: int | None = None
-        if inbound.needs_database:
-            inbox_id = remember(inbound, key, body)
-            if inbox_id is None:
-                return None, None
-        bolt_req.context["inbox_id"] = inbox_id  # the lazy half handles it (bot/inbox.py)
-        return inbox_id, app.dispatch(bolt_req)
-
-    def record_after_ack(inbound: ingress.Inbound, key: str, body: bytes) -> None:
-        try:
-            remember(inbound, key, body)
-        except DatabaseUnavailable:
-            log.warning("help answered but not recorded: the database is not answering")
 
     async def healthz(request: Request) -> Response:
         db_ok = await run_in_threadpool(runtime.db.ping)

@@ -218,7 +218,7 @@ MUTATIONS: list[dict] = [
      "tests": OUTBOX},
     # ------------------------------------------------------------ the replay guard
     {"name": "replay-not-refused", "issue": "extra: the door lets a replayed request through",
-     "edits": [_off("bot/server.py", "inbox_id is None")], "tests": REPLAY},
+     "edits": [_off("bot/door.py", "inbox_id is None")], "tests": REPLAY},
     {"name": "replay-key-unique-per-request",
      "issue": "extra: the replay key no longer depends only on timestamp and signature",
      "edits": [("bot/ingress.py", 'f"{ts}:{sig}".encode()', 'f"{ts}:{sig}:{id(headers)}".encode()')],
@@ -321,7 +321,7 @@ MUTATIONS: list[dict] = [
     {"name": "replay-remembered-one-second",
      "issue": "issue 23: remembered signatures are forgotten after 1 s instead of twice Slack's "
               "5-minute window",
-     "edits": [("bot/server.py", "purge = ingress.REPLAY_WINDOW_S * 2 if", "purge = 1 if")],
+     "edits": [("bot/door.py", "purge = ingress.REPLAY_WINDOW_S * 2 if", "purge = 1 if")],
      "tests": [f"{GUARDED}::test_a_request_captured_minutes_ago_is_still_refused_by_a_fresh_"
                "replica"]},
     {"name": "inbox-handles-a-settled-request-again",
