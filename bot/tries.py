@@ -87,6 +87,8 @@ class StackTries:
 
     def docker_engine(self) -> list[Check]:
         d = self._compose_deployer()
+        if getattr(getattr(self.target, "deployer", None), "kind", None) == "kubernetes":
+            return []  # the cluster is tried instead (``cluster``)
         if d is None:
             return [_off("Docker engine", self.needs("deploy"), "[target.deployer]")]
         docker = shutil.which("docker")
@@ -112,11 +114,49 @@ class StackTries:
                           f"correct [target.deployer] docker_host in {self.where}")]
         return [Check(True, f"Docker engine at {host}: answers (server {r.stdout.strip()})")]
 
+    def cluster(self) -> list[Check]:
+        """A Kubernetes deployer: the API server answers, the namespace exists, the bot may do
+        what the deploy needs (SelfSubjectAccessReviews, read-only), the manifests parse."""
+        import time
+
+        from runbook.errors import StepFailed
+
+        d = getattr(self.target, "deployer", None)
+        if getattr(d, "kind", None) != "kubernetes":
+            return []
+        fix = (f"start the cluster, or correct [target.deployer] (kubeconfig, context, "
+               f"namespace) in {self.where}")
+        try:
+            from runbook.adapters.kubernetes import KubernetesDeployer
+
+            k8s = KubernetesDeployer(d, secrets=self.secrets, clock=time.monotonic,
+                                     sleep=time.sleep, cwd=Path.cwd())
+            review = getattr(k8s, "access_review", None)
+            lines = review() if review is not None else []
+        except ImportError as e:
+            return [Check(False, f"Kubernetes: the client library is missing ({_first(e)})",
+                          "install golive with its kubernetes extra")]
+        except StepFailed as e:
+            return [Check(False, f"Kubernetes cluster: {_first(e.message)}", fix)]
+        checks = [Check(ok, f"Kubernetes: {line}", "" if ok else fix) for ok, line in lines]
+        try:
+            objects = k8s.manifests()
+        except StepFailed as e:
+            checks.append(Check(False, f"Kubernetes manifests {d.manifests}: {_first(e.message)}",
+                                f"fix the manifests, or correct [target.deployer] manifests in "
+                                f"{self.where}"))
+        else:
+            checks.append(Check(True, f"Kubernetes manifests {d.manifests}: {len(objects)} "
+                                      "object(s) parse"))
+        return checks
+
     def compose_file(self) -> list[Check]:
         from runbook.adapters.compose import ComposeProject
         from runbook.errors import StepFailed
 
         d = self._compose_deployer()
+        if getattr(getattr(self.target, "deployer", None), "kind", None) == "kubernetes":
+            return []
         if d is None:
             return [_off("compose file", self.needs("deploy"), "[target.deployer]")]
         path = Path(d.compose_file)
@@ -345,8 +385,9 @@ class StackTries:
                           target=self.target, progress=lambda _line: None,
                           deadline=time.monotonic() + MIGRATION_TIMEOUT_S,
                           secrets=self.secrets, config=self.cfg)
-        where = (f"service {m.service} of the running release" if m.mode == "compose-run"
-                 else f"{m.script_location} (alembic API)")
+        where = {"compose-run": f"service {m.service} of the running release",
+                 "alembic-api": f"{m.script_location} (alembic API)"}.get(
+                     m.mode, f"a {m.mode} from the running release")
         try:
             migrator = stepkit.make_migrator(ctx, self.target)
             current = migrator.current_revision()
@@ -630,13 +671,13 @@ class StackTries:
     def checks(self) -> list[Check]:
         # The compose file first: the migration and compose-service tries read its services.
         first = self.compose_file()
-        tries: list[Try] = [self.docker_engine, self.smoke, self.health, self.login,
+        tries: list[Try] = [self.docker_engine, self.cluster, self.smoke, self.health, self.login,
                             self.switches, self.migrations, self.preflight, self.watch_sources,
                             self.queries]
         with ThreadPoolExecutor(max_workers=4, thread_name_prefix="golive-try") as pool:
             results = list(pool.map(_safe, tries))
-        docker, *rest = results
-        return docker + first + [c for r in rest for c in r]
+        docker, cluster, *rest = results
+        return docker + cluster + first + [c for r in rest for c in r]
 
 
 def _safe(fn: Try) -> list[Check]:
