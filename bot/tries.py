@@ -670,7 +670,7 @@ class StackTries:
 
     def checks(self) -> list[Check]:
         # The compose file first: the migration and compose-service tries read its services.
-        first = self.compose_file()
+        first = _safe(self.compose_file)
         tries: list[Try] = [self.docker_engine, self.cluster, self.smoke, self.health, self.login,
                             self.switches, self.migrations, self.preflight, self.watch_sources,
                             self.queries]
