@@ -168,3 +168,14 @@ def test_golive_config_is_not_silently_ignored(data_dir, tmp_path):
                                          "GOLIVE_CONFIG": str(env_cfg)})
     assert f"GOLIVE_CONFIG ({env_cfg}) is not used" in r.stdout, r.stdout + r.stderr
     assert f"golive demo --config {env_cfg}" in r.stdout, r.stdout
+
+
+def test_a_config_the_demo_cannot_use_is_one_clear_line(data_dir, tmp_path):
+    missing = demo(data_dir, "", "--config", str(tmp_path / "nope.toml"))
+    assert missing.returncode == 2 and "nope.toml: cannot read it" in missing.stderr, \
+        missing.stdout + missing.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TEAM_CONFIG + "[target]\nname = 'x'\nhealth_path = '/h'\n", encoding="utf-8")
+    r = demo(data_dir, "/quit\n", "--config", str(bad))
+    assert r.returncode == 2 and "target.health_path: Extra inputs are not permitted" in r.stderr, \
+        r.stdout + r.stderr
