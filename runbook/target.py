@@ -113,14 +113,73 @@ class ComposeDeployerConfig(_Model):
         return f"{self.registry}/{svc.repository}:{tag}"
 
 
+class ContainerImage(_Model):
+    """A container of a Deployment that takes the release image: the deploy sets its image
+    (by digest) and waits for the Deployment's rollout."""
+
+    deployment: str = Field(description="the Deployment's name (in the deployer's namespace)")
+    container: str = Field(description="the container's name in its pod template")
+    repository: str = Field(description="image repository without registry, e.g. team/app")
+
+    @field_validator("repository")
+    @classmethod
+    def _repo_ok(cls, v: str) -> str:
+        ref = parse_reference(v)
+        if ref.tag or ref.digest:
+            raise ValueError("repository must not carry a tag or digest")
+        return v
+
+
 class KubernetesDeployerConfig(_Model):
-    """Listed so configs can name it; rejected until the kubernetes deployer is built."""
+    """A namespace of a Kubernetes cluster. The deploy server-side applies the team's
+    manifests (field manager ``field_manager``) with the release image, pinned by digest, in
+    the ``containers`` named here, then waits until every Deployment of the manifests has
+    rolled out. The rollback's revert re-applies them with the images recorded before."""
 
-    kind: Literal["kubernetes"]
+    kind: Literal["kubernetes"] = Field(description="the deployer kind")
+    kubeconfig: Path | None = Field(
+        default=None, description="the kubeconfig file the bot uses; unset: $KUBECONFIG or "
+        "~/.kube/config, unless in_cluster")
+    in_cluster: bool = Field(
+        default=False, description="use the pod's service account (the bot runs in the "
+        "cluster); kubeconfig and context are then ignored")
+    context: str | None = Field(
+        default=None, description="the kubeconfig context; unset: its current-context")
+    namespace: str = Field(description="the namespace the manifests are applied to")
+    manifests: Path = Field(
+        description="the team's manifests: a directory of YAML files (*.yaml, *.yml; several "
+        "documents a file; applied in file-name order) or one YAML file. Kustomizations are "
+        "not rendered: render them to a file first (`kubectl kustomize`)")
+    containers: list[ContainerImage] = Field(
+        min_length=1, description="the containers that take the release image: "
+        "[{ deployment, container, repository }]")
+    registry: str = Field(description="the registry the cluster pulls the images from, e.g. "
+                          "registry.example.com or 127.0.0.1:5000; the deploy reads each tag's "
+                          "digest and revision label from it")
+    registry_scheme: Literal["https", "http"] = Field(
+        default="https", description="how golive reaches the registry's v2 API (http for a "
+        "plain local registry such as 127.0.0.1:5000)")
+    registry_token: SecretStr | None = Field(
+        default=None, description="bearer token for the registry's v2 API; secret, masked")
+    field_manager: str = Field(
+        default="golive", description="the server-side apply field manager")
+    rollout_timeout_s: float = Field(
+        default=300.0, gt=0, description="how long the deploy waits for every Deployment's "
+        "rollout to complete (within the step's own timeout)")
+    poll_interval_s: float = Field(
+        default=0.5, gt=0, description="how often the rollout's status is read")
+    request_timeout_s: float = Field(
+        default=10.0, gt=0, description="deadline of each API request")
 
-    @model_validator(mode="after")
-    def _not_built(self) -> KubernetesDeployerConfig:
-        raise ValueError("deployer kind 'kubernetes' is not available yet; use 'compose'")
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_ok(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", v):
+            raise ValueError("a namespace is lowercase letters, digits and '-' (RFC 1123)")
+        return v
+
+    def image(self, c: ContainerImage, tag: str) -> str:
+        return f"{self.registry}/{c.repository}:{tag}"
 
 
 DeployerConfig = Annotated[
@@ -360,13 +419,16 @@ class Migrations(_Model):
     One invocation (``command``) serves ``current``, ``upgrade``, ``downgrade`` and ``heads``,
     in the forward migrate and in the rollback alike."""
 
-    mode: Literal["compose-run", "alembic-api"] = Field(
+    mode: Literal["compose-run", "alembic-api", "kubernetes-job"] = Field(
         "compose-run", description="compose-run: `docker compose run --rm --no-deps <service> "
         "<command> ...` with the deployed image (the team's alembic, driver and migrations); "
-        "alembic-api: alembic's Python API in golive against script_location")
+        "alembic-api: alembic's Python API in golive against script_location; kubernetes-job: "
+        "a Job in the deployer's namespace from the deployed image, with the pod template of "
+        "`service`'s release container (its env, envFrom, hostNetwork)")
     service: str | None = Field(
         None, description="compose service whose image runs the migrations (compose-run: "
-        "required)")
+        "required); kubernetes-job: the Deployment (one of [target.deployer] containers) whose "
+        "release container the Job copies (default: the first one)")
     command: list[str] = Field(
         default_factory=lambda: ["alembic"], min_length=1,
         description="the alembic invocation inside the image, used for current, upgrade, "
@@ -471,6 +533,8 @@ class TargetConfig(_Model):
         for label, switch in (("maintenance", self.maintenance), ("traffic", self.traffic)):
             if isinstance(switch, HttpSwitch) and switch.token is not None:
                 out[f"{label}.token"] = switch.token.get_secret_value()
+        if isinstance(self.deployer, KubernetesDeployerConfig) and self.deployer.registry_token:
+            out["deployer.registry_token"] = self.deployer.registry_token.get_secret_value()
         if isinstance(self.deployer, ComposeDeployerConfig):
             for key, value in self.deployer.env.items():
                 if _SECRET_ENV_NAME.search(key) and value:

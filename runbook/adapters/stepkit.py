@@ -16,7 +16,7 @@ from runbook.adapters.http import Retrier
 from runbook.adapters.redact import mask
 from runbook.context import StepContext, StepResult
 from runbook.errors import StepFailed, StepNotAvailable
-from runbook.target import ComposeDeployerConfig, TargetConfig
+from runbook.target import ComposeDeployerConfig, KubernetesDeployerConfig, TargetConfig
 
 # Tests (and a future kubernetes deployer) may swap how deployers are built.
 DeployerFactory = Callable[[TargetConfig, StepContext], Any]
@@ -77,8 +77,23 @@ def compose_deployer(target: TargetConfig, ctx: StepContext) -> ComposeDeployer:
 deployer_factory: DeployerFactory = compose_deployer
 
 
-def make_deployer(ctx: StepContext) -> ComposeDeployer:
-    return deployer_factory(target_of(ctx), ctx)
+def kubernetes_deployer(target: TargetConfig, ctx: StepContext) -> Any:
+    from runbook.adapters.kubernetes import KubernetesDeployer
+
+    assert isinstance(target.deployer, KubernetesDeployerConfig)
+    return KubernetesDeployer(target.deployer, secrets=secrets_of(ctx), clock=ctx.clock,
+                              sleep=ctx.sleep, cwd=Path.cwd())
+
+
+def is_kubernetes(ctx: StepContext) -> bool:
+    return isinstance(target_of(ctx).deployer, KubernetesDeployerConfig)
+
+
+def make_deployer(ctx: StepContext) -> Any:
+    target = target_of(ctx)
+    if isinstance(target.deployer, KubernetesDeployerConfig):
+        return kubernetes_deployer(target, ctx)
+    return deployer_factory(target, ctx)
 
 
 def prepare_step_processes(target: Any) -> None:
@@ -123,6 +138,15 @@ def make_migrator(ctx: StepContext, target: TargetConfig) -> Any:
     from runbook.adapters.migrations import AlembicApiMigrator, ComposeRunMigrator
 
     m = target.migrations
+    if m.mode == "kubernetes-job" or (m.mode != "alembic-api" and isinstance(
+            target.deployer, KubernetesDeployerConfig)):
+        from runbook.adapters.kubernetes import KubernetesJobMigrator
+
+        if not isinstance(target.deployer, KubernetesDeployerConfig):
+            raise StepFailed("migrations.mode = 'kubernetes-job' needs a [target.deployer] "
+                             "of kind 'kubernetes'")
+        return KubernetesJobMigrator(m, make_deployer(ctx), dict(ctx.facts), ctx.remaining,
+                                     ctx.progress)
     if m.mode == "alembic-api":
         url = m.database_url.get_secret_value() if m.database_url else ""
         if not url:

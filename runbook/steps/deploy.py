@@ -49,6 +49,8 @@ def run(ctx: StepContext) -> StepResult:
     except ValueError as e:
         raise StepFailed(f"refusing to deploy: {e}") from None
 
+    if stepkit.is_kubernetes(ctx):
+        return _deploy_kubernetes(ctx, tag)
     deployer = stepkit.make_deployer(ctx)
     deployer.require_passthrough()  # before the pull: nothing to wait for if it would refuse
     cfg = deployer.cfg
@@ -102,3 +104,38 @@ def run(ctx: StepContext) -> StepResult:
         },
         detail="\n".join(lines),
     )
+
+
+def _deploy_kubernetes(ctx: StepContext, tag: str) -> StepResult:
+    """Resolve the tag's digest, check its revision, server-side apply the manifests with it,
+    wait for every Deployment's rollout; what ran before is recorded for the revert."""
+    deployer = stepkit.make_deployer(ctx)
+    cfg = deployer.cfg
+    ctx.progress(f"resolving {tag} in {cfg.registry} (the cluster gets it by digest)")
+    pulled = deployer.resolve(tag, ctx.progress)  # "deployment/container" -> ImageInfo
+    _check_revisions(ctx, pulled)
+    previous = deployer.previous_images(pulled, ctx.progress)
+    keep = {"previous_images": previous}
+    before = ", ".join(f"{k}={f.get('tag')}" for k, f in previous.items()) or "nothing"
+    ctx.progress(f"running now: {before}")
+    try:
+        names = deployer.apply({k: i.image for k, i in pulled.items()}, ctx.progress)
+        stepkit.remaining_or_fail(ctx, "the rollout")
+        deployer.wait_rollout(names, min(ctx.deadline, ctx.clock() + cfg.rollout_timeout_s),
+                              ctx.progress)
+        now = deployer.current_images()
+    except StepFailed as e:
+        raise StepFailed(e.message, facts={**keep, **e.facts}) from None
+    wrong = [f"{k} runs {now[k]['image'] if k in now else 'nothing'}, expected {i.image}"
+             for k, i in pulled.items() if k not in now or now[k]["image"] != i.image]
+    if wrong:
+        raise StepFailed("deploy did not take effect: " + "; ".join(wrong), facts=keep)
+    revisions = {i.revision for i in pulled.values() if i.revision}
+    lines = [f"{k}: {(previous[k].get('tag') if k in previous else 'none')} -> {tag} "
+             f"({short(i.image_id, 19)}, sha {short(i.revision, 7)}, revision "
+             f"{now[k].get('deployment_revision')})" for k, i in pulled.items()]
+    return StepResult(
+        summary="; ".join(lines),
+        facts={**keep, "deployed_images": {k: now[k] for k in pulled}, "deployed_tag": tag,
+               "deployed_revision": revisions.pop() if len(revisions) == 1 else None},
+        detail="\n".join(lines))

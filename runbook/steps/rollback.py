@@ -23,6 +23,8 @@ def revert_deploy(ctx: StepContext) -> StepResult:
         raise StepFailed("nothing to revert: this run has no `previous_images` fact "
                          "(was the deploy step run?)")
     deployer = stepkit.make_deployer(ctx)
+    if stepkit.is_kubernetes(ctx):
+        return _revert_kubernetes(ctx, deployer, dict(recorded))
     managed = {s.service for s in deployer.cfg.services}
     previous = {svc: ImageInfo.from_fact(f) for svc, f in dict(recorded).items() if svc in managed}
     if not previous:
@@ -39,6 +41,31 @@ def revert_deploy(ctx: StepContext) -> StepResult:
     lines = [f"{s}: back on {i.tag} (sha {short(i.revision, 7)})" for s, i in previous.items()]
     return StepResult(summary="; ".join(lines),
                       facts={"reverted_images": {s: now[s].as_fact() for s in previous}},
+                      detail="\n".join(lines))
+
+
+def _revert_kubernetes(ctx: StepContext, deployer, recorded: dict) -> StepResult:
+    """Re-apply the manifests with the images recorded before the deploy; idempotent."""
+    from runbook.adapters.kubernetes import key
+
+    managed = {key(c) for c in deployer.cfg.containers}
+    previous = {k: f for k, f in recorded.items() if k in managed and f.get("image")}
+    if not previous:
+        raise StepFailed("nothing to revert: `previous_images` names no release container")
+    ctx.progress("reverting to " + ", ".join(f"{k}={f['image']}" for k, f in previous.items()))
+    names = deployer.apply({k: f["image"] for k, f in previous.items()}, ctx.progress)
+    stepkit.remaining_or_fail(ctx, "the rollout")
+    deployer.wait_rollout(names, min(ctx.deadline, ctx.clock() + deployer.cfg.rollout_timeout_s),
+                          ctx.progress)
+    now = deployer.current_images()
+    wrong = [f"{k}: runs {now[k]['image'] if k in now else 'nothing'}"
+             for k, f in previous.items() if k not in now or now[k]["image"] != f["image"]]
+    if wrong:
+        raise StepFailed("revert did not take effect: " + "; ".join(wrong))
+    lines = [f"{k}: back on {f.get('tag')} (sha {short(f.get('revision'), 7)}, revision "
+             f"{now[k].get('deployment_revision')})" for k, f in previous.items()]
+    return StepResult(summary="; ".join(lines),
+                      facts={"reverted_images": {k: now[k] for k in previous}},
                       detail="\n".join(lines))
 
 
