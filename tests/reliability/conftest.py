@@ -10,8 +10,16 @@ import pytest
 
 from bot.sandbox import SandboxServer, Workspace
 from bot.settings import load_settings
-from tests.support.harness import BASE_CONFIG, BOT_TOKEN, SIGNING_SECRET, Bot, bot_environ
+from tests.support.harness import (
+    APP_TOKEN,
+    BASE_CONFIG,
+    BOT_TOKEN,
+    SIGNING_SECRET,
+    Bot,
+    bot_environ,
+)
 from tests.support.procs import BotProcess
+from tests.support.socket_proc import SocketProcess
 
 # Steps slow enough to get a live log in their card's thread: more messages at stake.
 SWITCH_S = 1.5
@@ -35,22 +43,49 @@ def toybot(clean_db, tmp_path, toy, sandbox):
     b.stop()
 
 
-@pytest.fixture
-def spawn(clean_db, tmp_path, toy, sandbox):
-    """Start `golive serve` processes (each one is the bot the sandbox delivers to next)."""
+def spawner(transport: str, sandbox: SandboxServer, clean_db: str, tmp_path: Path, toy):
+    """Start bot processes over ``transport``: `golive serve` behind HTTP (``http``) or
+    `golive socket` on a Socket Mode link (``socket``); each is the bot the sandbox delivers
+    to next. Yields the start function, stops them all after."""
+    extra = {"GOLIVE_LOG_LEVEL": "WARNING"}
+    if transport == "socket":
+        links = sandbox.enable_socket_mode(APP_TOKEN)
+        extra["SLACK_APP_TOKEN"] = APP_TOKEN
     env = bot_environ(sandbox, clean_db, tmp_path, BASE_CONFIG + toy.config(switch_s=SWITCH_S),
-                      {"GOLIVE_LOG_LEVEL": "WARNING"})
-    procs: list[BotProcess] = []
+                      extra)
+    procs: list[BotProcess | SocketProcess] = []
 
-    def start(name: str) -> BotProcess:
-        p = BotProcess(env, tmp_path / f"{name}.log").wait_ready()
+    def start(name: str) -> BotProcess | SocketProcess:
+        log = tmp_path / f"{name}.log"
+        if transport == "socket":
+            p: BotProcess | SocketProcess = SocketProcess(env, log, links).wait_ready()
+        else:
+            p = BotProcess(env, log).wait_ready()
+            sandbox.bot_url = p.url + "/slack/events"
         procs.append(p)
-        sandbox.bot_url = p.url + "/slack/events"
         return p
 
     yield start
     for p in procs:
         p.stop()
+
+
+@pytest.fixture
+def spawn(clean_db, tmp_path, toy, sandbox):
+    """Start `golive serve` processes (each one is the bot the sandbox delivers to next)."""
+    yield from spawner("http", sandbox, clean_db, tmp_path, toy)
+
+
+@pytest.fixture(params=["http", "socket"])
+def transport(request) -> str:
+    """How Slack reaches the bot: the guarantees hold for both."""
+    return request.param
+
+
+@pytest.fixture
+def spawn_over(transport, clean_db, tmp_path, toy, sandbox):
+    """``spawn`` over each transport (``golive serve`` on HTTP, ``golive socket``)."""
+    yield from spawner(transport, sandbox, clean_db, tmp_path, toy)
 
 
 # ------------------------------------------------------------------ suite-wide secret scan
@@ -97,7 +132,8 @@ def secret_scan(request):
     """After the last reliability test: no secret of any bot's settings or target environment
     in any request a sandbox received, in any answer the bot gave, or in any log."""
     watch = SecretWatch()
-    start, bot_init, proc_init = SandboxServer.start, Bot.__init__, BotProcess.__init__
+    start, bot_init = SandboxServer.start, Bot.__init__
+    proc_inits = {BotProcess: BotProcess.__init__, SocketProcess: SocketProcess.__init__}
 
     def sandbox_start(self, *a, **kw):
         if self not in watch.sandboxes:
@@ -111,7 +147,7 @@ def secret_scan(request):
     def process_created(self, environ, log, *a, **kw):
         watch.learn(environ)
         watch.process_logs.append(log)
-        proc_init(self, environ, log, *a, **kw)
+        proc_inits[type(self)](self, environ, log, *a, **kw)
 
     root = logging.getLogger()
     level = root.level
@@ -120,7 +156,8 @@ def secret_scan(request):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(SandboxServer, "start", sandbox_start)
         mp.setattr(Bot, "__init__", bot_created)
-        mp.setattr(BotProcess, "__init__", process_created)
+        for cls in proc_inits:
+            mp.setattr(cls, "__init__", process_created)
         yield watch
     root.removeHandler(watch)
     root.setLevel(level)

@@ -199,19 +199,19 @@ def test_a_cutover_under_500s_and_429s_ends_with_every_card_true_once_and_paced(
 
 # ------------------------------------------------------------------ 2. kill -9 before delivery
 def test_a_bot_killed_before_delivering_leaves_the_next_one_to_deliver_each_once(
-        spawn, sandbox, toy, clean_db):
+        spawn_over, sandbox, toy, clean_db):
     # Proves the outbox row written with the state change (the killed bot delivered nothing,
     # the new one knows what to send) and the metadata lookup across processes (the step's
     # progress reply, which Slack applied but whose answer was lost before the crash, is
     # adopted by the new bot, not posted again).
     ws = sandbox.workspace
-    a = spawn("a")
+    a = spawn_over("a")
     command(sandbox, "alice", "start v2")
     on = request_card(sandbox, clean_db, OVERRIDE, ON)
     # Slack applies every post but the bot never hears back; updates and lookups fail.
     down = outage(sandbox, chat_postMessage={"applied": True})
     assert "Approved" in approve(sandbox, "bob", on), \
-        "a click reaches the bot over HTTP, so it works while the Web API fails"
+        "a click reaches the bot over HTTP or its link, so it works while the Web API fails"
     until("maintenance-on succeeding", lambda: step_state(clean_db, "maintenance-on")
           == "succeeded")
     progress = ws.wait_for(lambda: next((m for m in ws.thread(CHANNEL, on.ts)
@@ -223,7 +223,7 @@ def test_a_bot_killed_before_delivering_leaves_the_next_one_to_deliver_each_once
     a.kill()
 
     lift(sandbox, down)
-    spawn("b")
+    spawn_over("b")
     ws.wait_for(lambda: shows(ws, on, "succeeded") and not sandbox.buttons(on), 15)
     until("the new bot adopting the progress reply",
           lambda: rows(clean_db, "SELECT 1 FROM outbox WHERE key = 'progress:exe:1'"
@@ -236,11 +236,11 @@ def test_a_bot_killed_before_delivering_leaves_the_next_one_to_deliver_each_once
 
 # ------------------------------------------------------------------ 3. kill -9 before the effect
 def test_a_click_acked_by_a_bot_killed_before_its_effect_is_applied_once_by_the_next(
-        spawn, sandbox, toy, clean_db):
+        spawn_over, sandbox, toy, clean_db):
     # Proves the inbox: the ack is only sent once the click is a row, and bot/inbox.py's
     # recovery hands a dead owner's row to a live process, which applies it once.
     ws = sandbox.workspace
-    a = spawn("a")
+    a = spawn_over("a")
     command(sandbox, "alice", "start v2")
     on = request_card(sandbox, clean_db, OVERRIDE, ON)
     stuck = sandbox.api.inject(Fault("users.info", hold=threading.Event(),
@@ -254,7 +254,7 @@ def test_a_click_acked_by_a_bot_killed_before_its_effect_is_applied_once_by_the_
     assert not rows(clean_db, "SELECT 1 FROM approval_votes"), "the kill came too late"
 
     started = time.monotonic()
-    spawn("b")
+    spawn_over("b")
     up = time.monotonic()  # its web process answers /healthz and its work process is up
     assert up - started < 30, f"the new bot took {up - started:.1f}s to start"
     until("the new bot applying the click", lambda: step_state(clean_db, "maintenance-on")
@@ -276,7 +276,7 @@ def test_a_click_acked_by_a_bot_killed_before_its_effect_is_applied_once_by_the_
 
 # ------------------------------------------------------------------ 4. order
 def test_two_commands_5_ms_apart_take_effect_in_the_order_they_were_sent(
-        spawn, sandbox, clean_db):
+        spawn_over, sandbox, clean_db):
     # Proves the inbox's per-channel order: the second command waits for the first one's
     # effect. The first is held in its directory lookup, so without the order the second
     # would run first and answer "No cutover run is active". The bot is its own process and
@@ -284,7 +284,7 @@ def test_two_commands_5_ms_apart_take_effect_in_the_order_they_were_sent(
     # requests reach it, and a cold start in this process could swap two sent 5 ms apart.
     ws = sandbox.workspace
     alice, bob = ws.user("alice").id, ws.user("bob").id
-    spawn("a")
+    spawn_over("a")
     assert "No cutover run" in command(sandbox, "carol", "status")
     first = sandbox.api.inject(Fault("users.info", hold=threading.Event(),
                                      params={"user": alice}, times=1))
