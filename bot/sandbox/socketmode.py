@@ -83,6 +83,7 @@ class SocketModeServer:
         self.clock = clock
         self.links: list[Link] = []
         self._tickets: set[str] = set()
+        self._sent: dict[str, dict[str, Any]] = {}  # every envelope, by id (for redeliver)
         self._cond = threading.Condition()
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
@@ -211,10 +212,11 @@ class SocketModeServer:
     # ----------------------------------------------------------------- delivery
 
     def deliver(self, kind: str, payload: Mapping[str, Any], *,
-                accepts_response_payload: bool) -> SocketAck:
+                accepts_response_payload: bool, envelope_id: str | None = None,
+                retry_attempt: int = 0) -> SocketAck:
         """Send one envelope on the newest routable link and wait for its ack there."""
         started = time.perf_counter()
-        envelope_id = secrets.token_hex(12)
+        envelope_id = envelope_id or secrets.token_hex(12)
         pending = _Pending()
         with self._cond:
             link = next((x for x in reversed(self.links) if x.routable), None)
@@ -227,6 +229,10 @@ class SocketModeServer:
                              "dispatch_failed (no Socket Mode connection is open)")
         envelope = {"envelope_id": envelope_id, "type": kind, "payload": dict(payload),
                     "accepts_response_payload": accepts_response_payload}
+        if retry_attempt:
+            envelope.update(retry_attempt=retry_attempt, retry_reason="timeout")
+        with self._cond:
+            self._sent[envelope_id] = envelope
         try:
             conn.send(json.dumps(envelope))
             acked = pending.done.wait(self.ack_limit)
@@ -246,6 +252,16 @@ class SocketModeServer:
                              link.id)
         return SocketAck(0, "", elapsed, f"operation_timeout (no ack on link {link.id} within "
                                          f"{self.ack_limit:g} s)", link.id)
+
+    def redeliver(self, envelope_id: str) -> SocketAck:
+        """Send an envelope again, as Slack does when it saw no ack in time (or thinks so):
+        the same envelope id, ``retry_attempt`` one more, ``retry_reason`` ``timeout``."""
+        with self._cond:
+            sent = self._sent[envelope_id]
+        return self.deliver(sent["type"], sent["payload"],
+                            accepts_response_payload=sent["accepts_response_payload"],
+                            envelope_id=envelope_id,
+                            retry_attempt=sent.get("retry_attempt", 0) + 1)
 
     def deliver_form(self, fields: Mapping[str, str]) -> SocketAck:
         """Deliver what HTTP mode would POST as a form: a slash command or an interaction."""
