@@ -55,10 +55,14 @@ BASE_REF="$BASE_IMAGE@$(docker image inspect -f '{{index .RootFS.Layers 0}}' "$B
 # One commit per release over api/ and gateway/ (v1 without the v2 migration).
 export GIT_AUTHOR_NAME="Ledgerline Release" GIT_AUTHOR_EMAIL="release@ledgerline.test"
 export GIT_COMMITTER_NAME="$GIT_AUTHOR_NAME" GIT_COMMITTER_EMAIL="$GIT_AUTHOR_EMAIL"
+# Made aside and swapped in only when a tag moved: a reader (a running preflight) never finds
+# it half-written on a re-run that changes nothing.
+FINAL="$REPO"
+REPO="$BUILD/release.git.new.$$"
 rm -rf "$REPO"
 git init -q --bare "$REPO"
 git --git-dir="$REPO" symbolic-ref HEAD refs/heads/main
-STAGE=$(mktemp -d); trap 'rm -rf "$STAGE"' EXIT
+STAGE=$(mktemp -d); trap 'rm -rf "$STAGE" "$BUILD/release.git.new.$$"' EXIT
 declare -A REV
 parent=()
 for v in v1 v2; do
@@ -82,6 +86,13 @@ for v in v1 v2; do
   REV[$v]=$commit
   parent=(-p "$commit")
 done
+if [ "$(git --git-dir="$FINAL" rev-parse v1^{commit} v2^{commit} 2>/dev/null)" \
+     = "$(printf '%s\n%s' "${REV[v1]}" "${REV[v2]}")" ]; then
+  rm -rf "$REPO"
+else
+  rm -rf "$FINAL" && mv "$REPO" "$FINAL"
+fi
+REPO="$FINAL"
 say "release repo $REPO: v1=${REV[v1]:0:12} v2=${REV[v2]:0:12}"
 
 # -------------------------------------------------------------------- images
