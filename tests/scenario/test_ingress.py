@@ -11,6 +11,7 @@ import pytest
 
 from bot import ingress
 from tests.support.harness import Bot, text_of
+from tests.support.malformed import MALFORMED
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -68,18 +69,6 @@ def test_help_replayed_still_answers_and_never_touches_the_database(bot):
         assert d.status == 200, "help is harmless to replay; it must not be refused"
 
 
-MALFORMED = [
-    "[]", "null", "42", '"text"', "{", "{}", '{"type": 5}',
-    '{"type": "block_actions"}',
-    '{"type": "block_actions", "actions": []}',
-    ('{"type": "block_actions", "actions": [{"action_id": "approve", "value": "abc"}],'
-     ' "user": {"id": "U_BOB"}, "channel": {"id": "C_CUTOVER"}}'),
-    '{"type": "block_actions", "actions": [{"action_id": "approve", "value": "1"}]}',
-    '{"type": "block_actions", "actions": "approve", "user": "U_BOB"}',
-    '{"type": "view_submission", "view": {"callback_id": "no_such_view"}, "user": {"id": "U_BOB"}}',
-    '{"type": "view_submission", "view": null}',
-    '{"type": "shortcut", "callback_id": 7}',
-]
 
 
 @pytest.mark.parametrize("payload", MALFORMED, ids=range(len(MALFORMED)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +20,8 @@ from tests.support.harness import (
     bot_environ,
     text_of,
 )
+from tests.support.malformed import MALFORMED
+from tests.support.pg import rows
 
 pytestmark = pytest.mark.slow  # each test starts a `golive socket` process
 
@@ -97,3 +100,52 @@ def test_a_wrong_app_token_stops_start_up_with_one_clear_line(clean_db, tmp_path
     assert "cannot open the Socket Mode link: invalid_auth" in done.stderr, done.stderr[-2000:]
     assert "Traceback" not in done.stderr, done.stderr[-2000:]
     assert wrong not in done.stderr + done.stdout, "the app token was printed"
+
+
+# ------------------------------------------------------------------ the door over the socket
+def test_an_envelope_slack_sends_again_is_acked_and_takes_effect_once(socketbot, clean_db):
+    """Slack sends an envelope again when it thinks its ack was lost (same envelope id): the
+    inbox knows the id, so it is acked and not handled twice (the HTTP door's replay guard)."""
+    bot = socketbot
+    assert "started cutover run #1" in bot.command("alice", "start v1")
+    assert "closed run #1" in bot.command("alice", "finish")
+    finish = bot.links.links[-1].envelopes[-1]
+    assert "started cutover run #2" in bot.command("alice", "start v2")
+
+    mark = bot.seq()
+    again = bot.links.redeliver(finish)
+    assert again.status == 200 and again.error is None, f"the envelope was not acked: {again}"
+    status = bot.command("carol", "status")
+    assert "run #2" in status.lower(), f"the envelope sent again closed run #2: {status}"
+    said = " ".join(text_of(m) for m in bot.workspace.messages("C_CUTOVER", after_seq=mark))
+    assert "closed run" not in said, said
+    finishes = rows(clean_db, "SELECT 1 FROM audit_log WHERE action = 'command'"
+                              " AND detail->>'text' = 'finish'")
+    assert len(finishes) == 1, f"{len(finishes)} audit rows for one finish"
+
+
+NOT_SERVED = [("events_api", {"type": "event_callback", "event": {"type": "app_mention"}}),
+              ("interactive", {"type": "block_actions", "actions": "approve", "user": "U_BOB"}),
+              ("slash_commands", {"command": "/golive", "text": "status"})]
+
+
+def test_malformed_envelopes_are_acked_and_change_nothing(socketbot, clean_db):
+    """What the HTTP door answers 400 (tests/scenario/test_ingress.py) is acked on the socket
+    (Slack would send it again otherwise), logged in one line and never handled."""
+    bot = socketbot
+    payloads = [p for p in map(_json, MALFORMED) if isinstance(p, dict)]
+    sent = [("interactive", p) for p in payloads] + NOT_SERVED
+    for kind, payload in sent:
+        ack = bot.links.deliver(kind, payload, accepts_response_payload=False)
+        assert ack.status == 200, f"{kind} {str(payload)[:60]} was not acked: {ack}"
+    assert "No cutover run" in bot.command("alice", "status"), "the bot still answers"
+    assert "Traceback" not in bot.output(), bot.output()
+    left = rows(clean_db, "SELECT id, kind FROM inbox WHERE state = 'new'")
+    assert not left, f"malformed envelopes left requests to handle: {left}"
+
+
+def _json(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None  # not JSON: the socket cannot carry it (Slack sends objects)
