@@ -306,7 +306,26 @@ class StackTries:
                 return [Check(False, f"login {url}: {_first(e)}",
                               f"correct [target.admin_login] (path, username, the password's "
                               f"variable) in {self.where}")]
-        return [Check(True, f"login {url}: {how}")]
+        return [Check(True, f"login {url}: {how}")] + self.dashboard()
+
+    def dashboard(self) -> list[Check]:
+        """The protected page the health step opens with the login's session."""
+        from runbook.adapters.http import ProbeError, check_dashboard, login_session
+
+        dash = getattr(self.target, "dashboard", None)
+        if dash is None or not getattr(dash, "path", None):
+            return []
+        base = self.target.internal_url
+        with self._http() as http:
+            try:
+                login_session(http, base, self.target.admin_login, "dashboard",
+                              secrets=self.secrets)
+                how = check_dashboard(http, base, dash)
+            except ProbeError as e:
+                return [Check(False, f"dashboard {base + dash.path}: {_first(e)}",
+                              f"correct [target.dashboard] (path, expect_text) in "
+                              f"{self.where}")]
+        return [Check(True, f"dashboard {base + dash.path}: {how}")]
 
     def switches(self) -> list[Check]:
         out = [self._switch("maintenance", self.target.maintenance, self.needs("maintenance"))]

@@ -56,6 +56,7 @@ def test_a_good_stack_is_tried_line_by_line_and_passes(sandbox, clean_db, tmp_pa
                  f"smoke script {shop.smoke}: exists and is executable",
                  f"health {shop.url}/healthz: HTTP 200, the contract holds",
                  f"login {shop.url}/session: HTTP 200",
+                 f"dashboard {shop.url}/console: HTTP 200, found 'Shop console'",
                  f"maintenance switch {shop.url}/ops/maint: answers (GET: HTTP 405; not toggled)",
                  "migrations: `current`", "watch payouts: 1 query plan",
                  "watch ledger: 1 query plan", "canary: 4 queries plan",
@@ -91,6 +92,9 @@ BROKEN = {
         "correct [target.health]"),
     "wrong login path": (
         {"login_path": '"/login"'}, "login ", "correct [target.admin_login]"),
+    "dashboard without the expected text": (
+        {"dashboard_text": '"Shop Console v2"'}, "/console: HTTP 200 but the page lacks",
+        "correct [target.dashboard]"),
     "maintenance switch at a wrong URL": (
         {"maintenance_url": '"{url}/ops/maintenance"'}, "GET answers HTTP 404",
         "correct [target.maintenance] url"),

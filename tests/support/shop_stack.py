@@ -78,6 +78,11 @@ class ShopStack:
                                      "build": {"release": "v1"}})
                 elif self.path == "/ops/maint":
                     self._send(405, {"error": "use PUT"})
+                elif self.path == "/console":
+                    if "shop_session=abc" in (self.headers.get("Cookie") or ""):
+                        self._send(200, {"page": "Shop console"})
+                    else:
+                        self._send(302, {"login": "/session"})
                 elif self.path == "/":
                     self._send(200, {"shop": True})
                 else:
@@ -132,6 +137,7 @@ class ShopStack:
             "git_url": f'"{self.release_repo}"',
             "version_field": '"build.release"',
             "deploy_service": '"web"',
+            "dashboard_text": '"Shop console"',
             **swap,
         }
         v = values
@@ -161,6 +167,10 @@ username = "ops-bot"
 password = "${{SHOP_ADMIN_PASSWORD}}"
 username_field = "user"
 password_field = "pass"
+
+[target.dashboard]
+path = "/console"
+expect_text = {v['dashboard_text']}
 
 [target.smoke]
 path = {v['smoke_path']}
