@@ -42,7 +42,7 @@ stop kube-scheduler
 stop kube-controller-manager
 stop kube-apiserver
 stop etcd
-if ip -o addr show dev lo | grep -q " $NODE_IP/"; then ip addr del "$NODE_IP/32" dev lo; fi
+case "$(ip -o addr show dev lo)" in *" $NODE_IP/"*) ip addr del "$NODE_IP/32" dev lo ;; esac
 if ip link show "$CNI_BRIDGE" >/dev/null 2>&1; then ip link del "$CNI_BRIDGE"; fi
 if [ "${1:-}" = --purge ]; then
   step "removing $STATE and $RUN"

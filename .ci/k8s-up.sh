@@ -101,7 +101,7 @@ PKGS=(etcd-server containerd runc containernetworking-plugins iptables conntrack
       gcc libc6-dev curl)
 missing=()
 for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   while pgrep -x apt-get >/dev/null || pgrep -x dpkg >/dev/null; do
@@ -121,7 +121,19 @@ CNI_BIN=/usr/lib/cni
 GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
 export GOFLAGS=-buildvcs=false
 need=()
-for c in "${COMPONENTS[@]}"; do [ -x "$BIN/$c" ] || need+=("$c"); done
+# Built outside kubernetes' own build scripts, a binary reports v0.0.0-master unless the
+# linker sets the version (as hack/lib/version.sh does); one that does not is rebuilt (the
+# compiled packages come from Go's build cache: only the link runs again).
+minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+VERSION_LDFLAGS=""
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  VERSION_LDFLAGS+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+  VERSION_LDFLAGS+=" -X $pkg.gitTreeState=clean"
+done
+for c in "${COMPONENTS[@]}"; do
+  [ -x "$BIN/$c" ] && [ "$("$BIN/$c" --version 2>/dev/null)" = "Kubernetes $K8S_VERSION" ] ||
+    need+=("$c")
+done
 BUILD_S=0
 if [ ${#need[@]} -gt 0 ]; then
   [ -x "$GO" ] || die "Go is needed to build ${need[*]} $K8S_VERSION (not found)"
@@ -156,7 +168,7 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
   for c in "${need[@]}"; do
     step "building $c $K8S_VERSION (cold: ~30 min for all four on 2 cores)"
-    (cd "$SRC" && nice -n 10 "$GO" build -trimpath -ldflags="-s -w" -o "$BIN/$c.tmp" \
+    (cd "$SRC" && nice -n 10 "$GO" build -trimpath -ldflags="-s -w$VERSION_LDFLAGS" -o "$BIN/$c.tmp" \
       "k8s.io/kubernetes/cmd/$c") || die "go build $c failed"
     mv -f "$BIN/$c.tmp" "$BIN/$c"
   done
@@ -252,7 +264,8 @@ kubeconfig "$STATE/scheduler.kubeconfig" scheduler
 kubeconfig "$STATE/kubelet.kubeconfig" kubelet
 
 # --- 5. the node address: non-loopback, on lo, so it is reachable from this machine only ----
-ip -o addr show dev lo | grep -q " $NODE_IP/" || ip addr add "$NODE_IP/32" dev lo
+# (no `ip | grep -q` under pipefail: grep quitting early makes ip die of SIGPIPE)
+case "$(ip -o addr show dev lo)" in *" $NODE_IP/"*) ;; *) ip addr add "$NODE_IP/32" dev lo ;; esac
 
 # --- 6. control plane ----------------------------------------------------------------
 TS=$SECONDS
