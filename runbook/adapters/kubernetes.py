@@ -498,8 +498,8 @@ class KubernetesDeployer:
             deadline = self.clock() + timeout
             while True:
                 with self.calling(f"reading Job {name}"):
-                    st = batch.read_namespaced_job_status(name, self.cfg.namespace,
-                                                          **self._kw()).status
+                    st = batch.read_namespaced_job(name, self.cfg.namespace,
+                                                   **self._kw()).status
                 if st.succeeded or st.failed:
                     break
                 if self.clock() >= deadline:

@@ -7,8 +7,6 @@ with those ports, so tests run side by side under pytest-xdist.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,18 +22,13 @@ from runbook.context import StepContext
 from runbook.target import TargetConfig
 from tests.support.paybox_env import PAYBOX, PG_ADMIN_URL, REGISTRY, free_port, worker_tag
 
-KUBECONFIG = Path(os.environ.get("GOLIVE_KUBECONFIG", "/var/lib/golive-k8s/admin.kubeconfig"))
 MANIFEST = PAYBOX / "k8s" / "paybox.yaml"
-
-
-def api() -> Any:
-    from kubernetes import config
-
-    return config.new_client_from_config(config_file=str(KUBECONFIG))
 
 
 @dataclass
 class Stack:
+    kubeconfig: str
+    api: Any
     namespace: str
     manifests: Path
     app_port: int
@@ -51,7 +44,7 @@ class Stack:
             "public_url": f"http://127.0.0.1:{self.edge_port}",
             "internal_url": f"http://127.0.0.1:{self.app_port}",
             "deployer": {
-                "kind": "kubernetes", "kubeconfig": str(KUBECONFIG),
+                "kind": "kubernetes", "kubeconfig": self.kubeconfig,
                 "namespace": self.namespace, "manifests": str(self.manifests),
                 "containers": [{"deployment": "app", "container": "app",
                                 "repository": "paybox/app"}],
@@ -89,22 +82,23 @@ def render(dest: Path, *, app_port: int, edge_port: int) -> Path:
 
 
 @pytest.fixture(name="k8s_stack")
-def k8s_stack_fixture(tmp_path: Path) -> Iterator[Stack]:
-    """A namespace (deleted afterwards), the app's Secret and a ledger database of its own."""
+def k8s_stack_fixture(tmp_path: Path, k8s_kubeconfig: str, k8s_api: Any,
+                      k8s_namespace: str) -> Iterator[Stack]:
+    """In the test's namespace (tests/k8s/conftest.py): the app's Secret and a ledger
+    database of its own."""
     from kubernetes import client
 
     tag = f"{worker_tag()}-{uuid.uuid4().hex[:6]}".lower()
-    ns = f"golive-deploy-{tag}"
+    ns = k8s_namespace
     db = f"paybox_k8s_{tag.replace('-', '_')}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as c:
         c.execute(f'CREATE DATABASE "{db}"')
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{db}"
     app_port, edge_port = free_port(), free_port()
-    stack = Stack(ns, render(tmp_path / "manifests", app_port=app_port, edge_port=edge_port),
+    stack = Stack(k8s_kubeconfig, k8s_api, ns, render(tmp_path / "manifests", app_port=app_port, edge_port=edge_port),
                   app_port, edge_port, url, f"ops-{uuid.uuid4().hex}",
                   f"pw-{uuid.uuid4().hex}")
-    core = client.CoreV1Api(api())
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    core = client.CoreV1Api(k8s_api)
     core.create_namespaced_secret(ns, client.V1Secret(
         metadata=client.V1ObjectMeta(name="paybox-secrets"),
         string_data={"PAYBOX_DATABASE_URL": url, "PAYBOX_OPS_TOKEN": stack.ops_token,
@@ -113,8 +107,7 @@ def k8s_stack_fixture(tmp_path: Path) -> Iterator[Stack]:
     try:
         yield stack
     finally:
-        with contextlib.suppress(Exception):  # best effort, the namespace may be gone
-            core.delete_namespace(ns, grace_period_seconds=0)
-        # The pods hold connections until they stop: FORCE drops them.
+        # The namespace goes with k8s_namespace; the pods may still hold connections until
+        # they stop: FORCE drops them.
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as c:
             c.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')

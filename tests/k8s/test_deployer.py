@@ -12,10 +12,10 @@ import pytest
 
 from runbook.errors import StepFailed
 from runbook.steps import deploy, migrate, rollback
-from tests.k8s.fixtures_deploy import KUBECONFIG, Stack, api, k8s_stack_fixture  # noqa: F401
+from tests.k8s.fixtures_deploy import Stack, k8s_stack_fixture  # noqa: F401
 from tests.support.paybox_env import REGISTRY
 
-pytestmark = [pytest.mark.docker]
+pytestmark = [pytest.mark.k8s, pytest.mark.docker]
 
 IMAGES = json.loads((Path(__file__).resolve().parents[2] / "examples/paybox/build/images.json"
                      ).read_text())["images"]
@@ -30,11 +30,11 @@ def digest(tag: str) -> str:
     return r.headers["docker-content-digest"]
 
 
-def app_in_cluster(ns: str) -> tuple[str, str | None]:
+def app_in_cluster(stack: Stack) -> tuple[str, str | None]:
     """The app Deployment's image and revision, read from the API server."""
     from kubernetes import client
 
-    d = client.AppsV1Api(api()).read_namespaced_deployment("app", ns)
+    d = client.AppsV1Api(stack.api).read_namespaced_deployment("app", stack.namespace)
     image = d.spec.template.spec.containers[0].image
     return image, (d.metadata.annotations or {}).get("deployment.kubernetes.io/revision")
 
@@ -56,7 +56,7 @@ def test_deploy_v1_then_v2_pins_digest_waits_for_rollout_records_previous(k8s_st
 
     k8s_stack.lines.clear()
     result = run_deploy(k8s_stack, "v2", V2_SHA)
-    image, revision = app_in_cluster(k8s_stack.namespace)
+    image, revision = app_in_cluster(k8s_stack)
     assert image == f"{REGISTRY}/paybox/app:v2@{digest('v2')}"  # pinned by the registry's digest
     assert revision == "2"
     # The step returned only once the new pod served: the app answers v2 right away.
@@ -81,7 +81,7 @@ def test_revision_label_not_the_rc_sha_refuses_before_anything_changes(k8s_stack
     with pytest.raises(StepFailed) as e:
         run_deploy(k8s_stack, "v2", V1_SHA)  # v2 was built from another commit
     assert "was built from 70a530c0d4" in e.value.message
-    image, revision = app_in_cluster(k8s_stack.namespace)
+    image, revision = app_in_cluster(k8s_stack)
     assert image.startswith(f"{REGISTRY}/paybox/app:v1@") and revision == "1"
 
 
@@ -90,7 +90,7 @@ def test_a_tag_missing_from_the_registry_is_refused_before_the_apply(k8s_stack: 
     with pytest.raises(StepFailed) as e:
         run_deploy(k8s_stack, "v9-missing", V2_SHA)
     assert "not found in the registry" in e.value.message
-    assert app_in_cluster(k8s_stack.namespace)[1] == "1"
+    assert app_in_cluster(k8s_stack)[1] == "1"
 
 
 def test_rollout_that_never_becomes_available_fails_within_its_timeout_with_pod_reasons(
@@ -125,7 +125,7 @@ def test_api_server_unreachable_is_one_clear_line_and_records_nothing(
     from tests.support.paybox_env import free_port
 
     port = free_port()  # nothing listens there
-    cfg = KUBECONFIG.read_text().replace("https://127.0.0.1:6443", f"https://127.0.0.1:{port}")
+    cfg = Path(k8s_stack.kubeconfig).read_text().replace("https://127.0.0.1:6443", f"https://127.0.0.1:{port}")
     broken = tmp_path / "closed.kubeconfig"
     broken.write_text(cfg)
     with pytest.raises(StepFailed) as e:
@@ -150,8 +150,8 @@ def test_retry_after_a_crash_mid_rollout_keeps_the_revert_target(k8s_stack: Stac
     # The Retry: apply is idempotent, and the revert target is still v1 (from the history).
     result = run_deploy(k8s_stack, "v2", V2_SHA)
     assert result.facts["previous_images"]["app/app"]["tag"] == "v1"
-    assert app_in_cluster(k8s_stack.namespace)[1] == "2"  # no third revision
-    dep = client.AppsV1Api(api()).read_namespaced_deployment("app", k8s_stack.namespace)
+    assert app_in_cluster(k8s_stack)[1] == "2"  # no third revision
+    dep = client.AppsV1Api(k8s_stack.api).read_namespaced_deployment("app", k8s_stack.namespace)
     assert dep.status.available_replicas == 1
 
 
@@ -171,14 +171,14 @@ def test_migrate_as_a_job_then_rollback_to_v1(k8s_stack: Stack):
     # No Job or Secret is left behind (the URL travelled in a Secret, deleted after).
     from kubernetes import client
 
-    assert not client.CoreV1Api(api()).list_namespaced_secret(
+    assert not client.CoreV1Api(k8s_stack.api).list_namespaced_secret(
         k8s_stack.namespace, label_selector="app.kubernetes.io/managed-by=golive").items
 
     reverted = rollback.revert_deploy(k8s_stack.ctx(target, facts=facts))
     assert "app/app: back on v1" in reverted.summary
-    assert app_in_cluster(k8s_stack.namespace)[0].startswith(f"{REGISTRY}/paybox/app:v1@")
+    assert app_in_cluster(k8s_stack)[0].startswith(f"{REGISTRY}/paybox/app:v1@")
     assert version_answered(k8s_stack) == "v1"
     again = rollback.revert_deploy(k8s_stack.ctx(target, facts=facts))  # idempotent
-    assert app_in_cluster(k8s_stack.namespace)[1] == "3" and "back on v1" in again.summary
+    assert app_in_cluster(k8s_stack)[1] == "3" and "back on v1" in again.summary
     down = rollback.data(k8s_stack.ctx(target, facts=facts))
     assert down.facts["alembic_rolled_back_to"] == "0001_ledger"
