@@ -275,7 +275,7 @@ start etcd etcd --name golive --data-dir "$STATE/etcd" \
   --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
   --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
   --initial-cluster "golive=http://127.0.0.1:$ETCD_PEER_PORT" \
-  --listen-metrics-urls "" --quota-backend-bytes 2147483648
+  --listen-metrics-urls "" --quota-backend-bytes 2147483648 --logger zap
 wait_for "etcd" 30 etcd curl -fsS "http://127.0.0.1:$ETCD_PORT/health"
 
 start kube-apiserver "$BIN/kube-apiserver" \

@@ -67,7 +67,16 @@ def wait_available(apps: client.AppsV1Api, ns: str, name: str) -> client.V1Deplo
                 and s.updated_replicas == 1 and s.available_replicas == 1)
         return d if done else None
 
-    return wait_until(f"deployment {ns}/{name} available", available, timeout=ROLLOUT_TIMEOUT)
+    try:
+        return wait_until(f"deployment {ns}/{name} available", available, timeout=ROLLOUT_TIMEOUT)
+    except AssertionError as exc:  # say why: the pods' waiting reasons and the last events
+        core = client.CoreV1Api(apps.api_client)
+        why = [f"{p.metadata.name}: {p.status.phase} "
+               + "; ".join(f"{c.state.waiting.reason}: {c.state.waiting.message}"
+                           for c in p.status.container_statuses or [] if c.state.waiting)
+               for p in core.list_namespaced_pod(ns).items]
+        events = [f"{e.reason}: {e.message}" for e in core.list_namespaced_event(ns).items][-5:]
+        raise AssertionError(f"{exc}\npods: {why}\nevents: {events}") from None
 
 
 def get_json(url: str) -> dict[str, Any] | None:
