@@ -286,7 +286,11 @@ class StackTries:
                                  f"does not hold: {problem}",
                           f"correct [target.health] (expect, fields) in {self.where} to match "
                           "what the app answers")]
-        return [Check(True, f"health {url}: HTTP {r.status_code}, the contract holds")]
+        checks = [Check(True, f"health {url}: HTTP {r.status_code}, the contract holds")]
+        watch = getattr(self.cfg.watches, "health", None)
+        if watch is not None and watch.enabled:  # after the health line: one cause, one ❌
+            checks.append(self._health_watch(watch))
+        return checks
 
     def login(self) -> list[Check]:
         from runbook.adapters.http import ProbeError, check_admin_login
@@ -560,6 +564,31 @@ class StackTries:
                 out.append(self._answers(f"{label} sentry", budget.sentry.url,
                                          "[watches.error_budget] sentry url"))
         return out
+
+    def _health_watch(self, watch: Any) -> Check:
+        """The health watch's URL (through the ingress by default) answers 2xx today."""
+        import httpx
+
+        path = getattr(watch, "path", None) or getattr(self.target.health, "path", None)
+        if not path:
+            return _off("watch health", False, "[watches.health] path or [target.health] path")
+        base = getattr(watch, "base", "public")
+        if f"{base}_url" in self.down:
+            return Check(False, f"watch health: not tried ({base}_url does not answer)",
+                         skipped=True)
+        url = (self.target.public_url if base == "public" else self.target.internal_url) + path
+        try:
+            with self._http() as http:
+                r = http.get(url)
+        except httpx.HTTPError as e:
+            return Check(False, f"watch health {url}: does not answer ({type(e).__name__})",
+                         f"correct [watches.health] base / path, or [target] {base}_url, in "
+                         f"{self.where}")
+        if not 200 <= r.status_code < 300:
+            return Check(False, f"watch health {url}: HTTP {r.status_code} (expected 2xx)",
+                         f"correct [watches.health] base / path in {self.where} (the "
+                         f"{base} URL must route to the health endpoint)")
+        return Check(True, f"watch health {url}: HTTP {r.status_code}")
 
     def _logs(self, label: str, table: str, logs: Any, needed: bool) -> Check:
         if logs.kind == "file":

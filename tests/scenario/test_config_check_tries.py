@@ -61,6 +61,7 @@ def test_a_good_stack_is_tried_line_by_line_and_passes(sandbox, clean_db, tmp_pa
                  "migrations: `current`", "watch payouts: 1 query plan",
                  "watch ledger: 1 query plan", "canary: 4 queries plan",
                  "watch webhooks: reads compose service web's log",
+                 f"watch health {shop.url}/healthz: HTTP 200",
                  f"preflight release_freeze git {shop.release_repo}: answers"):
         assert what in good, f"no ✅ line for {what!r}:\n{r.stdout}"
 
@@ -95,6 +96,8 @@ BROKEN = {
     "dashboard without the expected text": (
         {"dashboard_text": '"Shop Console v2"'}, "/console: HTTP 200 but the page lacks",
         "correct [target.dashboard]"),
+    "health watch at a path the ingress does not route": (
+        {"watch_health_path": '"/health"'}, "watch health", "correct [watches.health] base / path"),
     "maintenance switch at a wrong URL": (
         {"maintenance_url": '"{url}/ops/maintenance"'}, "GET answers HTTP 404",
         "correct [target.maintenance] url"),

@@ -138,6 +138,7 @@ class ShopStack:
             "version_field": '"build.release"',
             "deploy_service": '"web"',
             "dashboard_text": '"Shop console"',
+            "watch_health_path": '"/healthz"',
             **swap,
         }
         v = values
@@ -196,6 +197,9 @@ checks = ["release_freeze"]
 [preflight.release_freeze]
 source = "git"
 git_url = {v['git_url']}
+
+[watches.health]
+path = {v['watch_health_path']}
 
 [watches.webhooks]
 logs = {{ kind = "docker", service = {v['webhook_service']} }}
