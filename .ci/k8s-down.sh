@@ -27,6 +27,10 @@ stop() {  # stop NAME: TERM the pid this cluster's k8s-up.sh recorded, KILL afte
   rm -f "$RUN/$name.pid"
 }
 
+# The node's address and the pods' bridge are shared by name: remove them only when this
+# call stopped the kubelet that used them (not for another state dir's call).
+had_node=0
+[ -f "$RUN/kubelet.pid" ] && had_node=1
 stop kubelet
 # The pods' containers run under shims that outlive containerd: end them through the
 # cluster's own containerd (its socket, namespace k8s.io) before stopping it.
@@ -42,12 +46,15 @@ stop kube-scheduler
 stop kube-controller-manager
 stop kube-apiserver
 stop etcd
-case "$(ip -o addr show dev lo)" in *" $NODE_IP/"*) ip addr del "$NODE_IP/32" dev lo ;; esac
-if ip link show "$CNI_BRIDGE" >/dev/null 2>&1; then ip link del "$CNI_BRIDGE"; fi
+if [ "$had_node" = 1 ]; then
+  case "$(ip -o addr show dev lo)" in *" $NODE_IP/"*) ip addr del "$NODE_IP/32" dev lo ;; esac
+  if ip link show "$CNI_BRIDGE" >/dev/null 2>&1; then ip link del "$CNI_BRIDGE"; fi
+fi
 if [ "${1:-}" = --purge ]; then
   step "removing $STATE and $RUN"
   # kubelet's volume mounts (tmpfs for service-account tokens) under its root dir
-  grep -o " $STATE/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount "$m" || true; done
+  mounts=$(grep -o " $STATE/[^ ]*" /proc/mounts | sort -r || true)
+  for m in $mounts; do umount "$m" || true; done
   rm -rf "$STATE" "$RUN"
 fi
 step "stopped (binaries kept in $BIN)"

@@ -46,6 +46,10 @@ T0=$SECONDS
 step() { printf '[k8s-up %(%H:%M:%S)T] %s\n' -1 "$*"; }
 die() { printf '[k8s-up] ERROR: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (it starts containerd and the kubelet)"
+# One k8s-up.sh at a time on the machine (two CI runs starting the same cluster would race).
+mkdir -p "$RUN"
+exec 9>"$RUN/up.lock"
+flock 9
 
 # --- helpers -------------------------------------------------------------------
 alive() {  # alive NAME: the process this script started as NAME is running
