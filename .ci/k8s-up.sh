@@ -62,7 +62,7 @@ start() {  # start NAME CMD...: detached from this shell and from CI's, logs to 
   local name=$1; shift
   if alive "$name"; then step "$name already running (pid $(cat "$RUN/$name.pid"))"; return; fi
   step "starting $name (log $LOGS/$name.log)"
-  setsid nohup "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  setsid nohup "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 9>&- &  # not holding the up.lock
   echo $! >"$RUN/$name.pid"
   disown || true
 }
