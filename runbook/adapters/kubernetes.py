@@ -554,9 +554,14 @@ class KubernetesDeployer:
                 self._core().read_namespace(ns, **self._kw())
             out.append((True, f"namespace {ns} exists"))
         except StepFailed as e:
-            missing = "404" in e.message
-            out.append((False, f"namespace {ns} does not exist: create it (`kubectl create "
-                               f"namespace {ns}`)" if missing else e.message))
+            if " 404 " in e.message:
+                out.append((False, (f"namespace {ns} does not exist: create it (`kubectl "
+                                   f"create namespace {ns}`)")))
+            elif " 403 " in e.message:  # a namespaced Role cannot grant reading namespaces
+                out.append((True, (f"namespace {ns}: the bot may not read namespaces (a "
+                                  "cluster-scoped permission it does not need); not checked")))
+            else:
+                out.append((False, e.message))
         needed = list(NEEDED_ACCESS)
         try:
             for verb, group, resource in self._applied_resources():
