@@ -149,9 +149,19 @@ def default_text(field: FieldInfo) -> str:
         return "(table defaults)"
     if hasattr(value, "get_secret_value"):
         return '""' if not value.get_secret_value() else "(secret)"
-    text = repr(value) if not isinstance(value, str) else f'"{value}"'
+    import json
+    from decimal import Decimal
+    from pathlib import PurePath
+
     if isinstance(value, bool):
         text = str(value).lower()
+    elif isinstance(value, str | Decimal | PurePath):
+        text = f'"{value}"'
+    elif isinstance(value, list | tuple | dict):
+        text = json.dumps(value, default=str).replace('": ', '" = ') if isinstance(
+            value, dict) else json.dumps(list(value), default=str)
+    else:
+        text = repr(value)
     return text if len(text) <= 80 else text[:77] + "…"
 
 
