@@ -27,7 +27,7 @@ from bot.canary.listeners import CANARY_TABLE, CanaryListeners
 from bot.engine import ROLLBACK, Actor, Engine, Refused
 from bot.ids import Action, Callback
 from bot.inbox import Inbox
-from bot.listeners import DB_DOWN, STALE, as_body
+from bot.listeners import DB_DOWN, STALE, Facts, as_body
 from bot.slack.blocks import reason_modal
 from bot.slack.client import mask_payload, use_masking_client
 from bot.slack.directory import Directory
@@ -102,29 +102,41 @@ class Listeners(CanaryListeners):
         # What changes nothing need not queue behind the channel's earlier requests: at 50
         # status commands a second in one channel, queueing made them one at a time.
         order_in = None if not words or words[0].lower() in ingress.READ_ONLY else channel
+        # Parsed once here, and who typed it looked up in Slack before the transaction opens.
+        text, user = field(command, "text") or "", field(command, "user_id")
+        try:
+            parsed: tuple[Any, Any] | UsageError = parse(text, self.commands)
+        except UsageError as e:
+            parsed = e
+        facts = None
+        if user is not None and not isinstance(parsed, UsageError):
+            action = policy.command_action(parsed[0].name, runbook_step=parsed[0].from_runbook)
+            if action is not None:
+                facts = self.lookup(action, user)
         self.in_order(context, order_in,
                       lambda text: respond(text=text, response_type="ephemeral"),
-                      lambda later: self.command(command, later(respond)))
+                      lambda later: self.command(command, later(respond), parsed, facts))
 
-    def command(self, command: dict, respond: Callable[..., Any]) -> None:
+    def command(self, command: dict, respond: Callable[..., Any],
+                parsed: tuple[Any, Any] | UsageError, facts: Facts | None) -> None:
         text = field(command, "text") or ""
         user, channel = field(command, "user_id"), field(command, "channel_id")
         if user is None or channel is None:
             log.warning("ignored a slash command without a user or channel")
             return
-        try:
-            cmd, inv = parse(text, self.commands)
-        except UsageError as e:
+        if isinstance(parsed, UsageError):
+            e = parsed
             try:
                 self.engine.audit_command(actor=Actor(user, channel), text=text,
                                           outcome="usage_error", detail={"reason": e.message})
             except Exception as err:  # noqa: BLE001 - the DB may be down
                 log.warning("could not audit command: %s", type(err).__name__)
             return  # already answered in the ack
+        cmd, inv = parsed
         action = policy.command_action(cmd.name, runbook_step=cmd.from_runbook)
         assert action is not None, f"/golive {cmd.name} has no policy action"
         answered = action is policy.Action.HELP  # in the ack (ack_command): only record it
-        if not self.allowed(action, user, channel, audit_text=text,
+        if not self.allowed(action, user, channel, audit_text=text, facts=facts,
                             what=f"`/golive {cmd.name}`" if cmd.from_runbook else None,
                             send=lambda why: None if answered else respond(
                                 text=why, response_type="ephemeral")):

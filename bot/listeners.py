@@ -36,6 +36,9 @@ SLOW_TRIGGER = ("Slack allows 3 seconds to open the form and the bot was slower 
 
 Defer = Callable[[Callable[..., Any]], Callable[..., Any]]
 """Wraps a reply function so that its calls go out after the inbox commit."""
+Facts = Callable[[], policy.ActorFacts]
+"""What Slack said about a person, looked up before the inbox transaction opened (``lookup``);
+calling it gives the facts, or raises what the lookup raised."""
 
 
 class ListenerBase:
@@ -70,6 +73,20 @@ class ListenerBase:
             fn(*a, **k)
 
     # ------------------------------------------------------------ policy and replies
+    def lookup(self, action: policy.Action, user: str) -> Facts:
+        """Ask Slack what the rule for ``action`` needs to know about ``user`` now, before
+        the inbox transaction opens: a slow users.info never holds the request's row lock
+        (or a pooled connection) across a network call. A failed lookup fails when used."""
+        try:
+            got = self.facts(action, user)
+        except (DirectoryUnavailable, DatabaseUnavailable) as e:
+            failed = e
+
+            def fail() -> policy.ActorFacts:
+                raise failed
+            return fail
+        return lambda: got
+
     def facts(self, action: policy.Action, user: str) -> policy.ActorFacts:
         """Look up only what the rule for ``action`` needs; a failed group lookup is None."""
         if not policy.needs_account(action):
@@ -86,10 +103,13 @@ class ListenerBase:
 
     def allowed(self, action: policy.Action, user: str, channel: str, *,
                 send: Callable[[str], Any], about_rollback: bool = False,
-                audit_text: str | None = None, what: str | None = None) -> bool:
-        """Ask the policy; on a refusal, say why (ephemeral) and audit it."""
+                audit_text: str | None = None, what: str | None = None,
+                facts: Facts | None = None) -> bool:
+        """Ask the policy (about ``facts`` looked up before, else looked up now); on a
+        refusal, say why (ephemeral) and audit it."""
         try:
-            verdict = policy.decide(action=action, actor=self.facts(action, user),
+            actor = facts() if facts is not None else self.facts(action, user)
+            verdict = policy.decide(action=action, actor=actor,
                                     channel=channel, rules=self.rules,
                                     about_rollback=about_rollback, what=what)
         except DirectoryUnavailable as e:
@@ -133,11 +153,12 @@ class ListenerBase:
                          "was done. The error is in the bot's log under that id.")
 
     def act(self, action: policy.Action, user: str, channel: str, send: Callable[[str], Any],
-            work: Callable[[], str], *, about_rollback: bool = False, code: str = "engine"
-            ) -> None:
+            work: Callable[[], str], *, about_rollback: bool = False, code: str = "engine",
+            facts: Facts | None = None) -> None:
         """The shared life of a click or a submission: policy, work, reply (``send``), every
         refusal audited (the engine's under ``code``)."""
-        if not self.allowed(action, user, channel, send=send, about_rollback=about_rollback):
+        if not self.allowed(action, user, channel, send=send, about_rollback=about_rollback,
+                            facts=facts):
             return
         reply = self.outcome_of(lambda: Reply(work()), refused=lambda why: self.audit_refusal(
             user, channel, action, why, code, None))
@@ -149,15 +170,18 @@ class ListenerBase:
                  act: policy.Action, work: Callable[[Click], str], *,
                  about_rollback: Callable[[Click], bool] | None = None) -> None:
         """A button's lazy half, handled in order through the inbox: read the click, then
-        :meth:`act` on it with an ephemeral reply (a malformed click is logged, nothing more)."""
+        :meth:`act` on it with an ephemeral reply (a malformed click is logged, nothing more).
+        Who clicked is looked up in Slack first, outside the inbox transaction."""
+        click = Click.read(body, action)
+        facts = self.lookup(act, click.user) if click is not None else None
+
         def flow(later: Defer) -> None:
-            click = Click.read(body, action)
             if click is None:
                 return
             self.await_landing(click)
             send = ephemeral(later(respond))
             self.act(act, click.user, click.channel, lambda text: send(text=text),
-                     lambda: work(click),
+                     lambda: work(click), facts=facts,
                      about_rollback=about_rollback(click) if about_rollback else False)
         self.in_order(context, field(body, "channel", "id"),
                       lambda text: ephemeral(respond)(text=text), flow)
@@ -193,8 +217,10 @@ class ListenerBase:
         """A reason modal's lazy half: :meth:`act` in order, the reply an ephemeral message."""
         def say(text: str) -> None:
             client.chat_postEphemeral(channel=meta.channel, user=meta.user, text=text)
+        facts = self.lookup(action, meta.user)  # in Slack, before the transaction opens
         self.in_order(context, meta.channel, say, lambda later: self.act(
-            action, meta.user, meta.channel, later(say), work, about_rollback=about_rollback))
+            action, meta.user, meta.channel, later(say), work, about_rollback=about_rollback,
+            facts=facts))
 
     # ------------------------------------------------------------ acks
     def ack_reason(self, ack: Callable[..., None], view: dict) -> None:

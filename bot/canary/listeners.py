@@ -157,6 +157,8 @@ class CanaryListeners(ListenerBase):
             if text:
                 client.chat_postEphemeral(channel=meta.channel, user=meta.user, text=text)
 
+        facts = self.lookup(act, meta.user)  # in Slack, before the transaction opens
+
         def flow(later: Defer) -> None:
             after: list[Any] = []
 
@@ -165,7 +167,8 @@ class CanaryListeners(ListenerBase):
                 if meta.message_ts != self.canary.card_ts(meta.canary, kind):
                     raise Refused(STALE)
                 return work(meta, after) or ""
-            self.act(act, meta.user, meta.channel, later(say), checked, code="canary")
+            self.act(act, meta.user, meta.channel, later(say), checked, code="canary",
+                     facts=facts)
             for v in after:  # the ledger check, once the report is committed
                 later(self._verify)(meta.canary, v)
         self.in_order(context, meta.channel, say, flow)

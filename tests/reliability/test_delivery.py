@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 
 from bot.ids import Action
@@ -365,3 +366,32 @@ def test_slack_down_for_20_s_loses_nothing_and_every_card_is_true_within_5_s(
             f"{row['key']} does not show its current state"
     assert_each_once(ws)
     assert took <= 5, f"{took:.1f}s after Slack came back"
+
+
+# ------------------------------------------------------------------ 6. Slack lookups
+def test_a_slow_slack_lookup_holds_no_lock_on_the_request(toybot, sandbox, clean_db):
+    # Proves that who someone is gets looked up in Slack before the request's transaction
+    # opens: while users.info hangs, the request's inbox row is not locked (a lookup inside
+    # the transaction would hold the row lock, and a pooled connection, across the network).
+    ws = sandbox.workspace
+    command(sandbox, "alice", "start v2")
+    stuck = sandbox.api.inject(Fault("users.info", hold=threading.Event(),
+                                     params={"user": ws.user("bob").id}, times=1))
+    after = ws.seq
+    assert sandbox.slash("bob", OVERRIDE).status == 200, "the command was not acked"
+    try:
+        assert stuck.holding.wait(10), "the command never asked Slack who bob is"
+        newest = rows(clean_db, "SELECT id, state FROM inbox ORDER BY id DESC LIMIT 1")[0]
+        assert newest["state"] == "new", newest
+        with psycopg.connect(clean_db) as conn:
+            try:
+                conn.execute("SELECT 1 FROM inbox WHERE id = %s FOR UPDATE NOWAIT",
+                             (newest["id"],))
+            except psycopg.errors.LockNotAvailable:
+                pytest.fail("the request's row was locked while Slack was asked about bob")
+    finally:
+        stuck.hold.set()
+    reply = text_of(ws.wait_for_message(CHANNEL, after_seq=after, timeout=15, predicate=lambda m:
+                                        m.via_response_url and m.ephemeral_to == ws.user(
+                                            "bob").id))
+    assert "approv" in reply.lower(), f"bob's request was not handled after the lookup: {reply}"
