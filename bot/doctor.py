@@ -30,10 +30,14 @@ class Check:
     """Not run because an earlier check failed (that one is the ❌ to fix)."""
     warn: bool = False
     """Not a failure, but the night may need it (a section that is off): ⚠️."""
+    off: bool = False
+    """A section that is not configured and that the runbook does not need: ➖."""
 
     def line(self) -> str:
         if self.skipped:
             return f"⏭️ {self.what}"
+        if self.ok and self.off:
+            return f"➖ {self.what}"
         if self.ok and self.warn:
             return f"⚠️ {self.what}"
         if self.ok:
@@ -273,9 +277,11 @@ def run(*, offline: bool = False, environ: Mapping[str, str] | None = None,
         out(mask(check.line(), secrets))
     failed = sum(1 for c in checks if not c.ok and not c.skipped)
     warned = sum(1 for c in checks if c.ok and c.warn)
-    passed = sum(1 for c in checks if c.ok and not c.warn)
+    off = sum(1 for c in checks if c.ok and c.off and not c.warn)
+    passed = sum(1 for c in checks if c.ok and not c.warn and not c.off)
     scope = "TOML and runbook only (--offline)" if offline else "pre-flight"
-    warnings = f", {warned} warning(s) (⚠️: off, but the runbook uses it)" if warned else ""
+    warnings = (f", {warned} warning(s) (⚠️: off, but the runbook uses it)" if warned else "") + (
+        f", {off} off (➖: not configured, not used)" if off else "")
     out(f"{scope}: {passed} passed, {failed} failed{warnings}" if failed
         else f"{scope}: all {passed} checks passed{warnings}")
     return 1 if failed else 0

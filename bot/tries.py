@@ -45,7 +45,7 @@ def _off(what: str, needed: bool, where: str) -> Check:
     """A section that is not configured: ⚠️ when the runbook needs it, else a plain "off"."""
     if needed:
         return Check(True, f"{what}: off — the runbook needs it; add {where}", warn=True)
-    return Check(True, f"{what}: off (not configured)")
+    return Check(True, f"{what}: off (not configured)", off=True)
 
 
 class StackTries:
@@ -345,7 +345,8 @@ class StackTries:
         if switch is None:
             if label == "maintenance":
                 return _off("maintenance switch", needed, "[target.maintenance]")
-            return Check(True, "traffic switch: off (opening traffic turns maintenance off)")
+            return Check(True, "traffic switch: off (opening traffic turns maintenance off)",
+                         off=True)
         if isinstance(switch, HttpSwitch):
             try:
                 with self._http() as http:
@@ -434,7 +435,8 @@ class StackTries:
             if name in ("timeouts", "max_age_minutes") or not isinstance(section, BaseModel):
                 continue
             if chosen is not None and name not in chosen:
-                out.append(Check(True, f"preflight {name}: off (not in [preflight] checks)"))
+                out.append(Check(True, f"preflight {name}: off (not in [preflight] checks)",
+                                 off=True))
                 continue
             out.extend(self._sources(f"preflight {name}", f"[preflight.{name}]", section))
         return out or [_off("preflight", self.needs("check"), "a [preflight.<check>] table "
