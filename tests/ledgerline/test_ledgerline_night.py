@@ -195,6 +195,7 @@ def night(ledgerline: Ledgerline, bot_db_url: str, tmp_path_factory) -> Iterator
                     "C_CUTOVER", after_seq=after, timeout=300,
                     predicate=lambda m: bool(ended.search(text_of(m)))))
             n.step("rollback", rollback)
+            n.step("status", lambda: bot.command("carol", "status"))
             n.step("after rollback", lambda: (ll.container("api"), ll.schema_revision(),
                                               ll.container("gateway")["id"],
                                               ll.http("GET", f"{ll.public_url}/healthz")))
@@ -285,6 +286,14 @@ def test_the_rollback_returns_to_v1_with_the_schema_and_traffic(night):
     assert schema == V1_SCHEMA, "ll_schema_version is back on the v1 revision"
     assert gateway == night.seen["gateway"], "the rollback recreated the gateway"
     assert code == 200 and '"release": "v1"' in body, (code, body)
+
+
+def test_status_after_the_rollback_says_where_the_stack_ended(night):
+    status = night.get("status")
+    for said in ("Rolled back:", "`api` `v1`", f"schema at `{V1_SCHEMA}`", "traffic open",
+                 "the run was rolled back"):
+        assert said in status, f"{said!r} not in status:\n{status}"
+    assert "Next:* `preflight`" not in status and "Next: preflight" not in status, status
 
 
 def test_no_secret_of_the_team_reached_slack(night):
