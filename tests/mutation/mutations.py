@@ -348,4 +348,20 @@ MUTATIONS: list[dict] = [
               "newer report",
      "edits": [("bot/canary/room.py", " or it.reference != v.reference:", ":")],
      "tests": ["tests/canary/test_canary_stale_check.py"]},
+    # ------------------------------------------------------------ issue 19: one pipeline
+    {"name": "socket-redelivery-handled-again",
+     "issue": "issue 19: an envelope Slack sends again (same envelope id) gets a new replay key "
+              "and is handled a second time",
+     "edits": [("bot/socket_door.py", 'f"socket:{envelope_id}".encode()',
+                'f"socket:{envelope_id}:{time.time()}".encode()')],
+     "tests": ["tests/scenario/test_socket_mode.py::test_an_envelope_slack_sends_again_is_"
+               "acked_and_takes_effect_once"]},
+    {"name": "slack-lookup-inside-the-transaction",
+     "issue": "issue 19: who clicked or typed is looked up in Slack inside the request's inbox "
+              "transaction, holding its row lock across the network call",
+     "edits": [("bot/listeners.py", "        try:\n            got = self.facts(action, user)",
+                "        return lambda: self.facts(action, user)\n"
+                "        try:\n            got = self.facts(action, user)")],
+     "tests": ["tests/reliability/test_delivery.py::test_a_slow_slack_lookup_holds_no_lock_on_"
+               "the_request"]},
 ]
