@@ -138,7 +138,8 @@ class StackTries:
                           "install golive with its kubernetes extra")]
         except StepFailed as e:
             return [Check(False, f"Kubernetes cluster: {_first(e.message)}", fix)]
-        checks = [Check(ok, f"Kubernetes: {line}", "" if ok else fix) for ok, line in lines]
+        # A refused line already says what to do (create the namespace, grant the verbs).
+        checks = [Check(ok, f"Kubernetes: {line}") for ok, line in lines]
         try:
             objects = k8s.manifests()
         except StepFailed as e:
@@ -417,8 +418,9 @@ class StackTries:
             current = migrator.current_revision()
         except StepFailed as e:
             return [Check(False, f"migrations: `current` in {where} fails: {_first(e.message)}",
-                          f"correct [target.migrations] (mode, service, command, database_url) "
-                          f"in {self.where}; the release image must carry the migration tool")]
+                          f"bring up the release the migrate step runs in (its image must carry "
+                          f"the migration tool), or correct [target.migrations] (mode, service, "
+                          f"command, database_url) in {self.where}")]
         return [Check(True, f"migrations: `current` in {where} answers: "
                             f"{current or 'empty database (no revision yet)'}")]
 
