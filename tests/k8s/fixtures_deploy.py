@@ -56,6 +56,35 @@ class Stack:
         }
         return TargetConfig.model_validate(data)
 
+    def night_target(self, **deployer: Any) -> TargetConfig:
+        """The whole night's target: the deployer above and the sample's health contract,
+        login, smoke script and maintenance switch (as paybox_target has them for compose)."""
+        edge = f"http://127.0.0.1:{self.edge_port}"
+        data = self.target(**deployer).model_dump(mode="python")
+        data["deployer"]["registry_token"] = None
+        data["migrations"]["database_url"] = self.database_url
+        data.update({
+            "readonly_paths": ["/dashboard"],
+            "health": {"path": "/api/health", "expect": {"status": "ok", "db": "ok"},
+                       "version_field": "version", "revision_field": "revision",
+                       "schema_field": "schema"},
+            "admin_login": {"path": "/admin/login", "username": "admin",
+                            "password": self.admin_password},
+            "dashboard": {"path": "/dashboard",
+                          "expect_text": "<title>Paybox Dashboard</title>"},
+            "maintenance_page": {"expect_text": "Scheduled maintenance"},
+            "smoke": {"path": str(PAYBOX / "scripts/go_live_smoke.sh"), "interpreter": ["bash"],
+                      "args": ["{public_url}"],
+                      "env": {"PAYBOX_ADMIN_USER": "admin",
+                              "PAYBOX_ADMIN_PASSWORD": self.admin_password,
+                              "PAYBOX_SMOKE_BYPASS_TOKEN": self.ops_token,
+                              "PAYBOX_EXPECT_VERSION": "{deployed_tag}"}},
+            "maintenance": {"kind": "http", "url": f"{edge}/ops/maintenance",
+                            "token": self.ops_token, "token_header": "X-Ops-Token",
+                            "token_format": "{token}"},
+        })
+        return TargetConfig.model_validate(data)
+
     def ctx(self, target: TargetConfig, *, params: dict | None = None,
             facts: dict | None = None, timeout: float = 180.0) -> StepContext:
         return StepContext(run_id=1, step_id="deploy", params=params or {}, facts=facts or {},
