@@ -123,7 +123,10 @@ def build_runtime(settings: Settings) -> Runtime:
     engine.register_cards(sender)
     watch_messages.register(sender)
     watches = WatchRoom(db=db, outbox=outbox, config=cfg, runbook=engine.runbook)
-    canary = CanaryRoom(engine=engine, config=cfg, client=client, secrets=secrets,
+    canary = CanaryRoom(db=db, runbook=engine.runbook, audit=engine.audit, notices=engine.notices,
+                        outcomes=engine.outcomes, directory=directory,
+                        approvers=deps.approvers, now=deps.now, config=cfg, client=client,
+                        secrets=secrets,
                         base_dir=settings.config_path.parent if settings.config_path else None)
     CanaryCards(secrets).register(sender)
     app, door_app = (build_app(settings=settings, engine=engine, client=client,

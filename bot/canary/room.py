@@ -19,12 +19,17 @@ from bot import approvals
 from bot.canary import store
 from bot.canary.evidence import CanaryWatches
 from bot.engine import Actor, Refused
+from bot.engine.audit_trail import AuditTrail
+from bot.engine.notices import Notices
+from bot.engine.outcomes import StepOutcomes
 from bot.slack.directory import Directory, DirectoryUnavailable
 from bot.store import repo
+from bot.store.db import Database
 from runbook.canary import machine
 from runbook.canary.ledger import LedgerVerifier, database_label, ledger_check
 from runbook.canary.report import load_template, render_report
 from runbook.canary.state import CHECKS, CanaryState, CheckResult, Verify
+from runbook.model import Runbook
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +39,15 @@ STEP = "canary"  # the runbook step whose execution records the outcome (watches
 class CanaryRoom:
     """See the module docstring."""
 
-    def __init__(self, *, engine: Any, config: Any, client: Any, secrets: Mapping[str, str],
-                 base_dir: Path | None = None, watches: CanaryWatches | None = None):
-        self.engine, self.config, self.cfg = engine, config, config.canary
+    def __init__(self, *, db: Database, runbook: Runbook, audit: AuditTrail, notices: Notices,
+                 outcomes: StepOutcomes, directory: Directory, approvers: frozenset[str],
+                 now: Callable[[], datetime], config: Any, client: Any,
+                 secrets: Mapping[str, str], base_dir: Path | None = None,
+                 watches: CanaryWatches | None = None):
+        self.db, self.runbook, self.audit, self.notices = db, runbook, audit, notices
+        self.outcomes, self.directory, self.approvers = outcomes, directory, approvers
+        self._now = now
+        self.config, self.cfg = config, config.canary
         self.secrets = dict(secrets)
         self.base_dir = base_dir
         self.watches = watches or CanaryWatches(config)
@@ -47,7 +58,7 @@ class CanaryRoom:
 
     @property
     def now(self) -> Callable[[], datetime]:
-        return self.engine.deps.now
+        return self._now
 
     def verifier(self) -> LedgerVerifier:
         return LedgerVerifier(self.ledger_url, self.cfg, clock=self.now)
@@ -64,7 +75,7 @@ class CanaryRoom:
         if not self.ledger_url:
             raise Refused("The canary needs the target's database: set `[canary] database_url` "
                           "or `[target.migrations] database_url`.")
-        with self.engine.db.transaction() as conn:
+        with self.db.transaction() as conn:
             run = repo.active_run(conn, for_update=True)
             if run is None:
                 raise Refused("No cutover run is active. Start one with `/golive start "
@@ -94,7 +105,7 @@ class CanaryRoom:
         sample = self.watches.sample(now)
         if sample is not None:
             state = machine.add_sample(state, sample)
-        with self.engine.db.transaction() as conn:
+        with self.db.transaction() as conn:
             try:
                 with conn.transaction():
                     row = store.insert(conn, run_id=run["id"], channel=self.config.channels.cutover,
@@ -102,7 +113,7 @@ class CanaryRoom:
             except psycopg.errors.UniqueViolation:
                 raise Refused("The canary was opened at the same moment by someone else.") \
                     from None
-            self.engine._audit(conn, actor=actor.user_id, channel=actor.channel,
+            self.audit.record(conn, actor=actor.user_id, channel=actor.channel,
                                action="canary.open", outcome="ok", run_id=run["id"],
                                detail={"canary": row["id"], "account": state.account,
                                        "deposit_cents": state.deposit_cents,
@@ -118,20 +129,20 @@ class CanaryRoom:
 
     def _check_order(self, conn: psycopg.Connection, run: Mapping[str, Any], actor: Actor
                      ) -> None:
-        if STEP not in {s.id for s in self.engine.runbook.all_steps()}:
+        if STEP not in {s.id for s in self.runbook.all_steps()}:
             return
-        states = self.engine.states(conn, run["id"])
-        unmet = self.engine.runbook.unmet_requirements(STEP, states)
+        states = self.outcomes.states(conn, run["id"])
+        unmet = self.runbook.unmet_requirements(STEP, states)
         if unmet:
             names = ", ".join(f"`{u}` ({states.get(u, 'pending')})" for u in unmet)
-            self.engine._audit(conn, actor=actor.user_id, channel=actor.channel,
+            self.audit.record(conn, actor=actor.user_id, channel=actor.channel,
                                action="canary.open", outcome="refused_order", run_id=run["id"],
                                detail={"unmet": unmet})
             raise Refused(f"The canary cannot open yet: it needs {names} first.")
 
     def _traffic_opened_at(self, conn: psycopg.Connection, run_id: int) -> datetime | None:
         latest = repo.latest_executions(conn, run_id=run_id)
-        kinds = {s.id: s.kind for s in self.engine.runbook.all_steps()}
+        kinds = {s.id: s.kind for s in self.runbook.all_steps()}
         done = [e["finished_at"] for sid, e in latest.items()
                 if kinds.get(sid) == "traffic" and e["state"] == "succeeded" and e["finished_at"]]
         return max(done) if done else None
@@ -141,12 +152,12 @@ class CanaryRoom:
                user: str) -> Verify | None:
         """A reported deposit or withdrawal: the reply goes in the thread; returns the ledger
         check to run once this commits (None for bad input, which changes nothing)."""
-        with self.engine.db.transaction() as conn:
+        with self.db.transaction() as conn:
             row, state = self._locked(conn, canary_id, open_run=True)
             step = machine.report(state, item, reference, amount, by=user, now=self.now())
             if not step.changed:
                 self._say(conn, row, f"<@{user}>: {step.reply}")
-                self.engine._audit(conn, actor=user, channel=row["channel"],
+                self.audit.record(conn, actor=user, channel=row["channel"],
                                    action="canary.report", outcome="refused", run_id=row["run_id"],
                                    detail={"item": item, "reason": step.reply[:300]})
                 return None
@@ -159,7 +170,7 @@ class CanaryRoom:
         """Run one ledger check and fold its result in (then the evidence, after a withdrawal)."""
         result = self.verifier().verify(v)
         sample = self.watches.sample(self.now())
-        with self.engine.db.transaction() as conn:
+        with self.db.transaction() as conn:
             row, state = self._locked(conn, canary_id)
             it = state.items[v.item]
             if state.outcome != "open" or it.status != "checking" or it.reference != v.reference:
@@ -176,7 +187,7 @@ class CanaryRoom:
     def collect(self, canary_id: int, *, by: str | None) -> str:
         """Measure the evidence items not yet ✅ (ledger check, webhooks, error budget) and a
         health sample, and fold them in."""
-        with self.engine.db.transaction() as conn:
+        with self.db.transaction() as conn:
             _, state = self._locked(conn, canary_id, lock=False, open_run=by is not None)
         if state.outcome != "open":
             return machine.outcome_text(state)
@@ -197,7 +208,7 @@ class CanaryRoom:
         if "error_budget" in todo:
             results["error_budget"] = eb
         sample = self.watches.sample(now, error_rate=eb.details.get("error_rate"))
-        with self.engine.db.transaction() as conn:
+        with self.db.transaction() as conn:
             row, st = self._locked(conn, canary_id)
             if st.outcome != "open":
                 return machine.outcome_text(st)
@@ -222,11 +233,11 @@ class CanaryRoom:
         """A Sign or Reject from ``user``: eligibility at click time (fail closed), then the
         machine's rules; a decision closes the canary and records the step's outcome."""
         try:
-            account = self.engine.deps.directory.actor(user)
+            account = self.directory.actor(user)
             policy = self._signoff_policy()
         except DirectoryUnavailable as e:
             raise Refused(e.message) from None
-        with self.engine.db.transaction() as conn:
+        with self.db.transaction() as conn:
             row, state = self._locked(conn, canary_id, open_run=True)
             step = machine.sign(state, account, policy, now=self.now(), decision=decision,
                                 note=note)
@@ -254,9 +265,8 @@ class CanaryRoom:
     def _signoff_policy(self) -> approvals.Policy:
         """Who may sign now: each role's users and its groups' members (looked up now)."""
         if not self.cfg.roles:
-            deps = self.engine.deps
-            return approvals.Policy(approvers=deps.approvers,
-                                    groups=deps.directory.group_members())
+            return approvals.Policy(approvers=self.approvers,
+                                    groups=self.directory.group_members())
         groups = self.roles_directory.group_members()
         return machine.signoff_policy({
             name: {*role.users, *(m for g in role.groups for m in groups.get(g, frozenset()))}
@@ -265,28 +275,26 @@ class CanaryRoom:
     def _decided(self, conn: psycopg.Connection, row: Mapping[str, Any], st: CanaryState,
                  user: str) -> None:
         """GO or NO-GO: the step's execution, the audit row, the final message, the report."""
-        if STEP in {s.id for s in self.engine.runbook.all_steps()}:
+        if STEP in {s.id for s in self.runbook.all_steps()}:
             final = "succeeded" if st.outcome == "GO" else "failed"
-            exe = repo.insert_execution(conn, run_id=row["run_id"], step_id=STEP, state=final,
-                                        params={"canary": row["id"]}, requested_by=st.opened_by,
-                                        channel=row["channel"], now=self.now())
-            repo.transition(conn, execution_id=exe["id"], from_states=(final,), to=final,
-                            now=self.now(), summary=machine.outcome_text(st)[:1000],
-                            started_at=st.opened_at,
-                            error=None if st.outcome == "GO" else "canary NO-GO")
-        self.engine._audit(conn, actor=user, channel=row["channel"], action="canary.decided",
+            self.outcomes.record(conn, run_id=row["run_id"], step_id=STEP, outcome=final,
+                                 params={"canary": row["id"]}, requested_by=st.opened_by,
+                                 channel=row["channel"], started_at=st.opened_at,
+                                 summary=machine.outcome_text(st)[:1000],
+                                 error=None if st.outcome == "GO" else "canary NO-GO")
+        self.audit.record(conn, actor=user, channel=row["channel"], action="canary.decided",
                            outcome=st.outcome, run_id=row["run_id"],
                            detail={"canary": row["id"], "signatures": [
                                {"user": s.user_id, "decision": s.decision, "role": s.role,
                                 "at": s.at.isoformat(), "note": s.note}
                                for s in st.signatures]})
         cid, ch, thread = row["id"], row["channel"], f"canary:{row['id']}"
-        outbox = self.engine.deps.outbox
+        outbox = self.notices
         for key in ("canary-final", "canary-summary", "canary-report", "canary-chart"):
             outbox.touch(conn, key=f"{key}:{cid}", channel=ch, thread_key=thread)
         run = repo.get_run(conn, run_id=row["run_id"])
         if run is not None:
-            self.engine._summary_changed(conn, run)
+            self.notices.summary_changed(conn, run)
 
     def _report(self, st: CanaryState) -> str:
         template = load_template(self.cfg.template_file(self.base_dir))
@@ -297,7 +305,7 @@ class CanaryRoom:
     # ------------------------------------------------------------------ restart
     def resume(self) -> int:
         """After a restart: restart the evidence sources and re-run interrupted checks."""
-        with self.engine.db.transaction() as conn:
+        with self.db.transaction() as conn:
             rows = store.all_open(conn)
         if rows:
             self.watches.start()
@@ -311,7 +319,7 @@ class CanaryRoom:
 
     def status_line(self, run_id: int) -> str | None:
         """The canary's line for ``/golive status`` (None when the run has none)."""
-        with self.engine.db.transaction() as conn:
+        with self.db.transaction() as conn:
             row = store.latest_of_run(conn, run_id)
         if row is None:
             return None
@@ -343,25 +351,25 @@ class CanaryRoom:
               actor: str, action: str, detail: Mapping[str, Any], *,
               report: str | None = None) -> None:
         store.save(conn, row["id"], st, now=self.now(), report=report)
-        self.engine._audit(conn, actor=actor, channel=row["channel"], action=action,
+        self.audit.record(conn, actor=actor, channel=row["channel"], action=action,
                            outcome="ok", run_id=row["run_id"],
                            detail={"canary": row["id"], **detail})
         self._changed(conn, row)
 
     def _changed(self, conn: psycopg.Connection, row: Mapping[str, Any]) -> None:
-        self.engine.deps.outbox.touch(conn, key=f"canary:{row['id']}", channel=row["channel"])
+        self.notices.touch(conn, key=f"canary:{row['id']}", channel=row["channel"])
 
     def _signoff_changed(self, conn: psycopg.Connection, row: Mapping[str, Any]) -> None:
-        self.engine.deps.outbox.touch(conn, key=f"canary-signoff:{row['id']}",
+        self.notices.touch(conn, key=f"canary-signoff:{row['id']}",
                                       channel=row["channel"], thread_key=f"canary:{row['id']}")
 
     def _say(self, conn: psycopg.Connection, row: Mapping[str, Any], text: str) -> None:
         """A reply in the canary's thread (one outbox row each, posted in order)."""
-        self.engine.deps.outbox.touch(conn, key=f"canary-reply:{row['id']}:{uuid.uuid4().hex}",
+        self.notices.touch(conn, key=f"canary-reply:{row['id']}:{uuid.uuid4().hex}",
                                       channel=row["channel"], thread_key=f"canary:{row['id']}",
                                       data={"text": text[:3000]})
 
     def card_ts(self, canary_id: int, kind: str = "canary") -> str | None:
         """Where one of the canary's messages landed (a click counts only on its own card)."""
-        with self.engine.db.transaction() as conn:
-            return self.engine.deps.outbox.ts(conn, f"{kind}:{canary_id}")
+        with self.db.transaction() as conn:
+            return self.notices.ts(conn, f"{kind}:{canary_id}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import psycopg
 
 from bot import approvals as rule
+from bot.engine import executions
 from bot.engine.core import ROLLBACK
 from bot.engine.preflight import Preflight
 from bot.store import repo
@@ -34,44 +35,44 @@ class Claims(Preflight):
                 step = self.runbook.step(exe["step_id"])
                 void = self._void_reason(conn, exe, step)
                 if void:
-                    repo.transition(conn, execution_id=exe["id"], from_states=("queued",),
-                                    to="cancelled", now=self.deps.now(), error=void)
+                    executions.move(conn, execution_id=exe["id"], event="cancel",
+                                    only=("queued",), now=self.deps.now(), error=void)
                     self._audit(conn, actor="golive", channel=exe["channel"],
                                 action="step.cancelled", outcome="cancelled",
                                 run_id=exe["run_id"], detail={"step": step.id, "why": void,
                                                               "approval": exe["approval_id"]})
-                    self._exe_changed(conn, exe)
+                    self.notices.step_changed(conn, exe)
                     continue
                 gate = None if exe["override_reason"] else \
                     self._preflight_refusal(conn, run, step)
                 if gate:  # re-checked here: the preflight may have aged or gone red since
-                    repo.transition(conn, execution_id=exe["id"], from_states=("queued",),
-                                    to="cancelled", now=self.deps.now(),
+                    executions.move(conn, execution_id=exe["id"], event="cancel",
+                                    only=("queued",), now=self.deps.now(),
                                     error=f"cancelled: {gate}")
                     self._audit(conn, actor="golive", channel=exe["channel"],
                                 action="step.cancelled", outcome="refused_preflight",
                                 run_id=exe["run_id"], detail={"step": step.id, "why": gate})
-                    self._exe_changed(conn, exe)
+                    self.notices.step_changed(conn, exe)
                     continue
                 states = self.states(conn, exe["run_id"])
                 unmet = self.runbook.unmet_requirements(step.id, states)
                 if unmet and not exe["override_reason"]:
                     if any(states.get(u) in ("failed", "interrupted", "cancelled") for u in unmet):
-                        repo.transition(conn, execution_id=exe["id"], from_states=("queued",),
-                                        to="cancelled", now=self.deps.now(),
+                        executions.move(conn, execution_id=exe["id"], event="cancel",
+                                        only=("queued",), now=self.deps.now(),
                                         error=f"cancelled: {', '.join(unmet)} did not succeed")
-                        self._exe_changed(conn, exe)
+                        self.notices.step_changed(conn, exe)
                     continue
                 try:
                     with conn.transaction():
                         conn.execute("SELECT pg_advisory_lock(%s, %s)",
                                      (repo.LOCK_NS, exe["id"]))
-                        moved = repo.transition(conn, execution_id=exe["id"],
-                                                from_states=("queued",), to="running",
+                        moved = executions.move(conn, execution_id=exe["id"],
+                                                event="claim",
                                                 now=self.deps.now(),
                                                 claimed_by=self.deps.worker_id)
                         if moved is not None:
-                            repo.heartbeat(conn, execution_id=exe["id"])
+                            executions.heartbeat(conn, execution_id=exe["id"])
                 except psycopg.errors.UniqueViolation:
                     conn.execute("SELECT pg_advisory_unlock(%s, %s)", (repo.LOCK_NS, exe["id"]))
                     continue  # another step of this run is running
@@ -84,7 +85,7 @@ class Claims(Preflight):
                                     "worker": self.deps.worker_id})
                 # "running" shows only if the step still runs a second from now: a quick step
                 # goes straight to its result, and the card's final update is never held back.
-                self._exe_changed(conn, moved, delay=RUNNING_SHOWS_AFTER_S)
+                self.notices.step_changed(conn, moved, delay=RUNNING_SHOWS_AFTER_S)
                 return moved, run, step
         return None
 

@@ -22,6 +22,9 @@ from typing import Any
 import psycopg
 
 from bot import approvals as rule
+from bot.engine.audit_trail import AuditTrail
+from bot.engine.notices import Notices
+from bot.engine.outcomes import StepOutcomes
 from bot.store import repo
 from bot.store.db import Database
 from runbook.model import Gate, Runbook
@@ -29,7 +32,6 @@ from runbook.model import Gate, Runbook
 log = logging.getLogger(__name__)
 
 ACTIVE_STATES = ("awaiting_approval", "queued", "running")
-SUMMARY_DELAY_S = 1.5  # past the closing card's own one-second update window
 ROLLBACK = "rollback"
 
 
@@ -84,6 +86,9 @@ class EngineCore:
         self.db = db
         self.runbook = runbook
         self.deps = deps
+        self.notices = Notices(deps.outbox)
+        self.outcomes = StepOutcomes(now=deps.now)
+        self.audit = AuditTrail(db=db, key=deps.audit_key, now=deps.now, mask=deps.mask)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -92,9 +97,8 @@ class EngineCore:
     def _audit(self, conn: psycopg.Connection, *, actor: str, action: str, outcome: str,
                run_id: int | None = None, channel: str | None = None,
                detail: Mapping[str, Any] | None = None) -> None:
-        repo.append_audit(conn, key=self.deps.audit_key, now=self.deps.now(), actor=actor,
-                          action=action, outcome=outcome,
-                          run_id=run_id, channel=channel, detail=detail, mask=self.deps.mask)
+        self.audit.record(conn, actor=actor, action=action, outcome=outcome, run_id=run_id,
+                          channel=channel, detail=detail)
 
     def audit_command(self, *, actor: Actor, text: str, outcome: str,
                       detail: Mapping[str, Any] | None = None) -> None:
@@ -106,20 +110,7 @@ class EngineCore:
                         detail={"text": text[:500], **(detail or {})})
 
     # ------------------------------------------------------------------ what changed
-    # Message keys (rendered by bot/engine/cards.py): card:exe:N is a step's card (for a gated
-    # step also its approval card), card:approval:N a rollback or mark-done request's own
-    # card, interrupted:exe:N the notice that asks what to do, summary:run:N the run summary,
-    # progress:exe:N the live log in the card's thread, upload:exe:N long output as a file,
-    # upload:exe:N:NAME a file a preflight check attached, preflight:exe:N the preflight's
-    # details in the card's thread (bot/engine/preflight.py).
-
-    def _exe_changed(self, conn: psycopg.Connection, exe: Mapping[str, Any], *,
-                     delay: float = 0.0, final: bool = False) -> None:
-        """The step's card must show its current state (``delay``: only if still true then;
-        ``final``: the step's result, sent without the debounce)."""
-        self.deps.outbox.touch(conn, key=f"card:exe:{exe['id']}", channel=exe["channel"],
-                               delay=delay, final=final)
-
+    # (the message keys: bot/engine/notices.py)
     def _approval_changed(self, conn: psycopg.Connection, a: Mapping[str, Any]) -> None:
         """Every card that shows this approval request must show its current state."""
         if a["kind"] in ("rollback", "mark_done"):
@@ -127,12 +118,12 @@ class EngineCore:
         if a["kind"] == "mark_done":
             exe = repo.get_execution(conn, execution_id=a["params"]["execution"])
             if exe is not None:
-                self._exe_changed(conn, exe)
+                self.notices.step_changed(conn, exe)
             return
         for exe in repo.executions_of_approval(conn, approval_id=a["id"]):
             # A rollback step's card appears when it starts, not while the plan is queued.
             if a["kind"] == "step" or exe["state"] != "queued":
-                self._exe_changed(conn, exe)
+                self.notices.step_changed(conn, exe)
 
     def _card_of(self, conn: psycopg.Connection, a: Mapping[str, Any]) -> str | None:
         """The ts of the card an approval request's buttons are on (None until posted)."""
@@ -141,30 +132,8 @@ class EngineCore:
         exes = repo.executions_of_approval(conn, approval_id=a["id"])
         return self.deps.outbox.ts(conn, f"card:exe:{exes[0]['id']}") if exes else None
 
-    def _interrupted_notice(self, conn: psycopg.Connection, exe: Mapping[str, Any]) -> None:
-        """Ask the channel what to do about a step whose outcome is unknown."""
-        self._exe_changed(conn, exe)
-        self.deps.outbox.touch(conn, key=f"interrupted:exe:{exe['id']}", channel=exe["channel"])
-
-    def _progress(self, conn: psycopg.Connection, exe: Mapping[str, Any],
-                  lines: list[str]) -> None:
-        """The step's live log, one reply in its card's thread."""
-        self.deps.outbox.touch(conn, key=f"progress:exe:{exe['id']}", channel=exe["channel"],
-                               thread_key=f"card:exe:{exe['id']}", data={"lines": lines[-50:]})
-
-    def _output_file(self, conn: psycopg.Connection, exe: Mapping[str, Any]) -> None:
-        """The step's long output, uploaded as a file in its card's thread."""
-        self.deps.outbox.touch(conn, key=f"upload:exe:{exe['id']}", channel=exe["channel"],
-                               thread_key=f"card:exe:{exe['id']}")
-
-    def _summary_changed(self, conn: psycopg.Connection, run: Mapping[str, Any]) -> None:
-        """The run summary must show the run as it is. Held back a little so that the card of
-        the step that closed the run shows its result first."""
-        self.deps.outbox.touch(conn, key=f"summary:run:{run['id']}", channel=run["channel"],
-                               delay=SUMMARY_DELAY_S)
-
     def states(self, conn: psycopg.Connection, run_id: int) -> dict[str, str]:
-        return {k: v["state"] for k, v in repo.latest_executions(conn, run_id=run_id).items()}
+        return self.outcomes.states(conn, run_id)
 
     def _bound_params(self, step_id: str, args: Mapping[str, Any], override: str | None,
                       verdict: str) -> dict[str, Any]:

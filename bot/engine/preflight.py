@@ -71,7 +71,7 @@ class Preflight(EngineCore):
                                       result=self.deps.mask(dict(payload)), now=self.deps.now())
             if row is None:
                 return
-            self._exe_changed(tx, exe)  # the checklist shows the new line
+            self.notices.step_changed(tx, exe)  # the checklist shows the new line
             thread = f"card:exe:{exe['id']}"
             if row["details"] or row["files"]:
                 self.deps.outbox.touch(tx, key=f"{DETAILS}:{exe['id']}", channel=exe["channel"],

@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 
 from bot import approvals as rule
+from bot.engine import executions
 from bot.engine.core import (
     ACTIVE_STATES,
     ROLLBACK,
@@ -67,9 +68,9 @@ class Requests(RollbackRequests):
                               "or end the run with `/golive finish --abort \"reason\"`.")
             now = self.deps.now()
             for exe in queued:
-                repo.transition(conn, execution_id=exe["id"], from_states=("queued",),
-                                to="cancelled", now=now, error=f"run aborted: {abort}")
-                self._exe_changed(conn, exe)
+                executions.move(conn, execution_id=exe["id"], event="cancel", only=("queued",),
+                                now=now, error=f"run aborted: {abort}")
+                self.notices.step_changed(conn, exe)
             for a in pending:
                 self._close_request(conn, a, status="void", by=actor.user_id,
                                     note=f"run aborted by <@{actor.user_id}>: {abort}")
@@ -85,6 +86,7 @@ class Requests(RollbackRequests):
                         detail={"reason": abort, "not_run": not_run,
                                 "voided": [a["id"] for a in pending],
                                 "cancelled": [e["step_id"] for e in queued]})
+            self.audit.flush(conn)  # the head read next includes this run's last rows
             head = repo.audit_head(conn)
         # The chain head, posted where the database cannot rewrite it, pins the audit log:
         # a later truncation or rewrite no longer verifies against this hash.
@@ -182,8 +184,8 @@ class Requests(RollbackRequests):
             # Every override is a two-person decision, whatever the step.
             gated = step.gated or bool(override)
             if not gated:
-                exe = repo.insert_execution(conn, run_id=run["id"], step_id=step.id,
-                                            state="queued", params=args,
+                exe = executions.create(conn, event="request", run_id=run["id"],
+                                            step_id=step.id, params=args,
                                             requested_by=actor.user_id, channel=actor.channel,
                                             now=self.deps.now())
                 self._audit(conn, actor=actor.user_id, channel=actor.channel,
@@ -204,8 +206,8 @@ class Requests(RollbackRequests):
                         channel=actor.channel, now=now, expires_at=now + self.deps.expiry)
             except psycopg.errors.UniqueViolation:
                 raise Refused(f"*{blocks.esc(step.title)}* already has a pending approval request.") from None
-            exe = repo.insert_execution(conn, run_id=run["id"], step_id=step.id,
-                                        state="awaiting_approval", params=args,
+            exe = executions.create(conn, event="request_gated", run_id=run["id"],
+                                        step_id=step.id, params=args,
                                         requested_by=actor.user_id, channel=actor.channel,
                                         now=now, approval_id=approval["id"],
                                         override_reason=override)
@@ -213,7 +215,7 @@ class Requests(RollbackRequests):
                         action="approval.requested", outcome="pending", run_id=run["id"],
                         detail={"step": step.id, "args": args, "approval": approval["id"],
                                 "override": override})
-            self._exe_changed(conn, exe)  # its card is the approval card
+            self.notices.step_changed(conn, exe)  # its card is the approval card
         return f"Approval requested for *{blocks.esc(step.title)}*: someone other than you must approve."
 
     # ------------------------------------------------------------------ approvals
@@ -302,8 +304,8 @@ class Requests(RollbackRequests):
         if status != "approved":
             for exe in repo.executions_of_approval(conn, approval_id=a["id"]):
                 if exe["state"] == "awaiting_approval":
-                    repo.transition(conn, execution_id=exe["id"],
-                                    from_states=("awaiting_approval",), to="cancelled",
+                    executions.move(conn, execution_id=exe["id"], event="cancel",
+                                    only=("awaiting_approval",),
                                     now=self.deps.now(), error=f"approval {status}")
         self._approval_changed(conn, a)  # the card loses its buttons in the same commit
         return True
@@ -323,14 +325,13 @@ class Requests(RollbackRequests):
         out = []
         for exe in repo.executions_of_approval(conn, approval_id=a["id"]):
             if exe["state"] == "awaiting_approval":
-                moved = repo.transition(conn, execution_id=exe["id"],
-                                        from_states=("awaiting_approval",), to="queued",
+                moved = executions.move(conn, execution_id=exe["id"], event="approve",
                                         now=self.deps.now())
                 if moved is not None:
                     # "approved, queued" shows only if the worker has not taken the step by
                     # then: else that update would take the card's one-second update window
                     # and hold a quick step's result back by up to a second.
-                    self._exe_changed(conn, moved, delay=QUEUED_SHOWS_AFTER_S)
+                    self.notices.step_changed(conn, moved, delay=QUEUED_SHOWS_AFTER_S)
                 out.append(exe["id"])
         return out
 
@@ -349,14 +350,13 @@ class Requests(RollbackRequests):
     def _treat_as_done(self, conn: psycopg.Connection, *, execution_id: int, requester: str,
                        reason: str, channel: str, approved_by: str | None) -> dict | None:
         # A failed step only when it is a rollback's (mark_done checks before asking).
-        exe = repo.transition(conn, execution_id=execution_id,
-                              from_states=("interrupted", "failed"), to="succeeded",
+        exe = executions.move(conn, execution_id=execution_id, event="mark_done",
                               now=self.deps.now(),
                               summary=blocks.marked_done_summary(requester, reason))
         if exe is None:
             raise Refused("Only an interrupted step (or a failed rollback step) can be marked "
                           "done.")
-        self._exe_changed(conn, exe)
+        self.notices.step_changed(conn, exe)
         self._audit(conn, actor=approved_by or requester, channel=channel,
                     action="step.mark_done", outcome="succeeded", run_id=exe["run_id"],
                     detail={"step": exe["step_id"], "reason": reason, "requested_by": requester,

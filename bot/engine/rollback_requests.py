@@ -26,6 +26,7 @@ from typing import Any
 import psycopg
 
 from bot import approvals as rule
+from bot.engine import executions
 from bot.engine.core import ACTIVE_STATES, ROLLBACK, Actor, Refused, rule_gate_default
 from bot.engine.rollback import RESUME, RollbackShell
 from bot.store import repo
@@ -171,9 +172,9 @@ class RollbackRequests(RollbackShell):
         now = self.deps.now()
         for exe in repo.latest_executions(conn, run_id=run["id"]).values():
             if exe["state"] in ("queued", "awaiting_approval") and exe["step_id"] not in plan:
-                repo.transition(conn, execution_id=exe["id"], from_states=(exe["state"],),
-                                to="cancelled", now=now, error="cancelled by rollback")
-                self._exe_changed(conn, exe)
+                executions.move(conn, execution_id=exe["id"], event="cancel",
+                                only=(exe["state"],), now=now, error="cancelled by rollback")
+                self.notices.step_changed(conn, exe)
                 if exe["approval_id"]:
                     a = repo.get_approval(conn, approval_id=exe["approval_id"], for_update=True)
                     if a and a["status"] == "pending":
@@ -197,8 +198,8 @@ class RollbackRequests(RollbackShell):
         try:
             with conn.transaction():
                 for step in steps:
-                    repo.insert_execution(conn, run_id=run["id"], step_id=step.id,
-                                          state="queued", params=params,
+                    executions.create(conn, event="request", run_id=run["id"],
+                                          step_id=step.id, params=params,
                                           requested_by=actor.user_id, channel=run["channel"],
                                           now=now, approval_id=approval_id)
         except psycopg.errors.UniqueViolation:
@@ -215,7 +216,7 @@ class RollbackRequests(RollbackShell):
         rest = list(self.runbook.rollback)[plan.index(exe["step_id"]) + 1:]
         if not rest:
             self._rollback_ended(conn, run)
-            self._summary_changed(conn, run)
+            self.notices.summary_changed(conn, run)
             return []
         self._insert_plan(conn, run=run, steps=rest, params=dict(exe["params"]), actor=actor,
                           approval_id=exe["approval_id"])

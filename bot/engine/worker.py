@@ -22,6 +22,7 @@ import time
 
 import psycopg
 
+from bot.engine import executions
 from bot.engine.claim import Claims
 from bot.engine.core import ROLLBACK
 from bot.engine.isolation import Ended, StepProcess
@@ -61,7 +62,7 @@ class Worker(Claims):
                         continue  # its worker is alive and holds the lock
                     try:
                         with conn.transaction():
-                            moved = repo.interrupt_if_stale(
+                            moved = executions.interrupt_if_stale(
                                 conn, execution_id=exe["id"], lease_s=self.deps.lease_s,
                                 now=self.deps.now(),
                                 error="outcome unknown: the bot stopped while this step ran")
@@ -71,7 +72,7 @@ class Worker(Claims):
                                             run_id=exe["run_id"],
                                             detail={"step": exe["step_id"],
                                                     "worker": exe["claimed_by"]})
-                                self._interrupted_notice(conn, moved)
+                                self.notices.interrupted(conn, moved)
                                 self._hold_run(conn, moved, "interrupted")
                                 if self.runbook.step(moved["step_id"]).phase == ROLLBACK:
                                     self._rollback_ended(conn, repo.get_run(
@@ -85,11 +86,11 @@ class Worker(Claims):
 
     def _hold_run(self, conn: psycopg.Connection, exe: dict, outcome: str) -> list[int]:
         """Cancel every queued step of ``exe``'s run: a person decides again (override or not)."""
-        rows = repo.hold_queued(conn, run_id=exe["run_id"], now=self.deps.now(),
+        rows = executions.hold_queued(conn, run_id=exe["run_id"], now=self.deps.now(),
                                error=f"cancelled: {exe['step_id']} {outcome}; request it "
                                      "again if it should still run")
         for row in rows:
-            self._exe_changed(conn, row)
+            self.notices.step_changed(conn, row)
         if rows:
             self._audit(conn, actor="golive", channel=exe["channel"], action="step.held",
                         outcome="cancelled", run_id=exe["run_id"],
@@ -173,7 +174,7 @@ class Worker(Claims):
             if now - started >= LIVE_LOG_AFTER_S and now - recorded[0] >= PROGRESS_EVERY_S:
                 recorded[0] = self.deps.clock()
                 with self.db.transaction() as tx:
-                    self._progress(tx, exe, lines)
+                    self.notices.progress(tx, exe, lines)
 
         params = {**dict(step.params), **dict(exe["params"])}
         ctx = StepContext(run_id=run["id"], step_id=step.id, params=params,
@@ -260,7 +261,7 @@ class Worker(Claims):
             sent = time.monotonic()  # the renewal is no older than this, whatever the network
             try:
                 with self.db.connection() as c:
-                    alive = repo.heartbeat(c, execution_id=exe_id)
+                    alive = executions.heartbeat(c, execution_id=exe_id)
             except (DatabaseUnavailable, psycopg.Error) as e:
                 log.warning("heartbeat of step %s not renewed: %s", exe_id, type(e).__name__)
                 continue
@@ -278,8 +279,8 @@ class Worker(Claims):
         while True:
             try:
                 with self.db.transaction() as tx:
-                    moved = repo.transition(
-                        tx, execution_id=exe["id"], from_states=("running",), to=outcome,
+                    moved = executions.move(
+                        tx, execution_id=exe["id"], event=executions.OUTCOME_EVENT[outcome],
                         now=self.deps.now(), summary=mask(summary) or None,
                         detail=mask(detail) or None, error=mask(error) if error else None,
                         progress=mask("\n".join(lines[-50:])))
@@ -309,19 +310,19 @@ class Worker(Claims):
                   lines: list[str]) -> None:
         """What the channel must see of a step's end, in the transaction that records it."""
         if exe["state"] == "interrupted":
-            self._interrupted_notice(conn, exe)
+            self.notices.interrupted(conn, exe)
         else:
-            self._exe_changed(conn, exe, final=True)  # the result: no debounce to wait out
+            self.notices.step_changed(conn, exe, final=True)  # the result: no debounce to wait out
         if lines and self.deps.outbox.exists(conn, f"progress:exe:{exe['id']}"):
-            self._progress(conn, exe, lines)  # the live log's last lines, past the throttle
+            self.notices.progress(conn, exe, lines)  # the live log's last lines, past the throttle
         if exe.get("detail") and len(exe["detail"]) > LONG_OUTPUT_CHARS:
-            self._output_file(conn, exe)
+            self.notices.output_file(conn, exe)
         if exe["state"] != "succeeded":
             return
         # The summary closes the cutover (the same "done" that status shows) or a rollback.
         if step.phase == ROLLBACK:
             if step == self.runbook.rollback[-1]:
-                self._summary_changed(conn, run)
+                self.notices.summary_changed(conn, run)
             return
         executions = repo.executions(conn, run_id=run["id"])
         view = RunView(run=run, runbook=self.runbook, executions=executions,
@@ -331,4 +332,4 @@ class Worker(Claims):
         # or not the preflight was overridden, and is brought up to date as later phases end:
         # one message, updated in place.
         if view.phase_done(step.phase):
-            self._summary_changed(conn, run)
+            self.notices.summary_changed(conn, run)

@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,8 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
+
+Hook = Callable[["psycopg.Connection"], None]  # see Database.before_commit
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -185,6 +187,9 @@ class Database:
         self.watchdog = Watchdog()
         self._caller = threading.local()  # the checking-out caller's deadline, for _check
         self._ambient = threading.local()  # a transaction this thread's calls join (ambient)
+        # What runs just before each open transaction commits (``before_commit``), by connection.
+        self._pending: weakref.WeakKeyDictionary[psycopg.Connection, list[Hook]] = \
+            weakref.WeakKeyDictionary()
         # When each pooled connection last finished a call without an error (see _check).
         self._used: weakref.WeakKeyDictionary[psycopg.Connection, float] = \
             weakref.WeakKeyDictionary()
@@ -229,12 +234,18 @@ class Database:
         if ambient is not None:
             # Inside a request's inbox transaction: join it (a savepoint), so the request's
             # effect and its "done" mark commit together (bot/inbox.py).
+            pending = self._pending.get(ambient)
+            mark = len(pending) if pending is not None else 0
             try:
                 with ambient.transaction():
                     yield ambient
-            except psycopg.OperationalError as e:
-                raise DatabaseUnavailable(str(e).splitlines()[0] if str(e)
-                                          else type(e).__name__) from e
+            except BaseException as e:
+                if pending is not None:
+                    del pending[mark:]  # the savepoint rolled back: so did what waited in it
+                if isinstance(e, psycopg.OperationalError):
+                    raise DatabaseUnavailable(str(e).splitlines()[0] if str(e)
+                                              else type(e).__name__) from e
+                raise
             return
         budget = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
@@ -250,7 +261,12 @@ class Database:
                     finally:
                         conn.autocommit = False
                 else:
-                    yield conn
+                    self._pending[conn] = []
+                    try:
+                        yield conn
+                        self.run_before_commit(conn)
+                    finally:
+                        self._pending.pop(conn, None)
                 self._used[conn] = time.monotonic()
         except (PoolTimeout, psycopg.OperationalError) as e:
             raise DatabaseUnavailable(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
@@ -259,6 +275,22 @@ class Database:
                 self.watchdog.disarm(token)
 
     transaction = connection
+
+    def before_commit(self, conn: psycopg.Connection, hook: Hook) -> bool:
+        """Run ``hook(conn)`` just before the pool transaction ``conn`` is in commits (after
+        every other statement of it; dropped if it, or the savepoint it was added in, rolls
+        back). False when ``conn`` is in no such transaction: the caller acts now."""
+        pending = self._pending.get(conn)
+        if pending is None or conn.autocommit:
+            return False
+        pending.append(hook)
+        return True
+
+    def run_before_commit(self, conn: psycopg.Connection) -> None:
+        """Run the hooks waiting on ``conn`` now, in the order they were added."""
+        pending = self._pending.get(conn)
+        while pending:
+            pending.pop(0)(conn)
 
     @contextmanager
     def ambient(self, conn: psycopg.Connection) -> Iterator[None]:

@@ -125,7 +125,7 @@ def end_run(conn: Conn, *, run_id: int, status: str, now: datetime) -> None:
                  (status, now, run_id))
 
 
-# --- step executions -------------------------------------------------------------------------
+# --- step executions (read here; written only by bot/engine/executions.py) -------------------
 
 def latest_executions(conn: Conn, *, run_id: int) -> dict[str, Row]:
     """The newest attempt of every step of a run that has been touched, by step id."""
@@ -143,41 +143,6 @@ def executions(conn: Conn, *, run_id: int) -> list[Row]:
 def get_execution(conn: Conn, *, execution_id: int, for_update: bool = False) -> Row | None:
     sql = "SELECT * FROM step_executions WHERE id = %s" + (" FOR UPDATE" if for_update else "")
     return conn.execute(sql, (execution_id,)).fetchone()
-
-
-def insert_execution(conn: Conn, *, run_id: int, step_id: str, state: str,
-                     params: Mapping[str, Any], requested_by: str, channel: str, now: datetime,
-                     approval_id: int | None = None, override_reason: str | None = None) -> Row:
-    """A new attempt; the unique (run, step, attempt) key turns a concurrent duplicate into an
-    IntegrityError instead of a second execution."""
-    row = conn.execute(
-        "INSERT INTO step_executions (run_id, step_id, attempt, state, params, requested_by,"
-        " approval_id, override_reason, channel, created_at, queued_at)"
-        " VALUES (%s, %s, (SELECT coalesce(max(attempt), 0) + 1 FROM step_executions"
-        "   WHERE run_id = %s AND step_id = %s), %s, %s, %s, %s, %s, %s, %s,"
-        "   CASE WHEN %s = 'queued' THEN %s::timestamptz END) RETURNING *",
-        (run_id, step_id, run_id, step_id, state, Jsonb(dict(params)), requested_by,
-         approval_id, override_reason, channel, now, state, now)).fetchone()
-    assert row is not None
-    return row
-
-
-def transition(conn: Conn, *, execution_id: int, from_states: tuple[str, ...], to: str,
-               now: datetime, **fields: Any) -> Row | None:
-    """Compare-and-set a step's state; None when it was no longer in ``from_states``."""
-    sets = ["state = %(to)s"]
-    if to == "queued":
-        sets.append("queued_at = %(now)s")
-    if to == "running":
-        sets.append("started_at = %(now)s")
-    if to in ("succeeded", "failed", "skipped", "interrupted", "cancelled"):
-        sets.append("finished_at = %(now)s")
-    for k in fields:
-        sets.append(f"{k} = %({k})s")
-    params = {"to": to, "now": now, "id": execution_id, "from": list(from_states), **fields}
-    return conn.execute(
-        f"UPDATE step_executions SET {', '.join(sets)} WHERE id = %(id)s"
-        " AND state = ANY(%(from)s) RETURNING *", params).fetchone()
 
 
 def queued_candidates(conn: Conn, *, limit: int = 10) -> list[Row]:
@@ -215,31 +180,6 @@ def unlock_execution(conn: Conn, *, execution_id: int) -> None:
 
 
 LOCK_NS = 0x601  # advisory lock namespace for running steps
-
-
-def heartbeat(conn: Conn, *, execution_id: int) -> bool:
-    """Renew a running step's heartbeat (database time); False once it is no longer running."""
-    return conn.execute("UPDATE step_executions SET heartbeat_at = now() WHERE id = %s"
-                        " AND state = 'running' RETURNING id", (execution_id,)).fetchone() \
-        is not None
-
-
-def interrupt_if_stale(conn: Conn, *, execution_id: int, lease_s: float, now: datetime,
-                       error: str) -> Row | None:
-    """Compare-and-set running -> interrupted, only if its heartbeat is older than ``lease_s``
-    by the database's clock (or was never set); None otherwise."""
-    return conn.execute(
-        "UPDATE step_executions SET state = 'interrupted', finished_at = %s, error = %s"
-        " WHERE id = %s AND state = 'running' AND (heartbeat_at IS NULL"
-        "   OR heartbeat_at < now() - make_interval(secs => %s)) RETURNING *",
-        (now, error, execution_id, lease_s)).fetchone()
-
-
-def hold_queued(conn: Conn, *, run_id: int, now: datetime, error: str) -> list[Row]:
-    """Cancel every queued step of a run (something in it failed; a person decides again)."""
-    return conn.execute(
-        "UPDATE step_executions SET state = 'cancelled', finished_at = %s, error = %s"
-        " WHERE run_id = %s AND state = 'queued' RETURNING *", (now, error, run_id)).fetchall()
 
 
 def failure_since(conn: Conn, *, run_id: int, since: datetime) -> Row | None:

@@ -27,6 +27,7 @@ GUARDED = "tests/scenario/test_guarded_protections.py"  # issue 23
 WORKER = "bot/engine/worker.py"  # the reaper and what a failure holds
 CLAIM = "bot/engine/claim.py"  # the claim (split out of the worker)
 REPO = "bot/store/repo.py"
+EXECUTIONS = "bot/engine/executions.py"  # the one writer of step executions
 CORE = "bot/store/migrations/versions/0001_core.py"
 EXACTLY_ONCE = "bot/store/migrations/versions/0004_exactly_once.py"
 REQUESTS = "bot/engine/requests.py"
@@ -35,8 +36,10 @@ RECOVERY = "bot/engine/recovery.py"
 RULE = "bot/approvals.py"
 
 CLAIM_READ = ('" LIMIT %s FOR UPDATE SKIP LOCKED", (limit,)', '" LIMIT %s", (limit,)')
-CLAIM_CAS = ('from_states=("queued",), to="running",',
-             'from_states=("queued", "running", "succeeded"), to="running",')
+# the claim's compare-and-set: the table lets a claim fire from queued only; widened here
+CLAIM_TABLE = ('    ("queued", "claim"): "running",\n',
+               '    ("queued", "claim"): "running",\n    ("running", "claim"): "running",\n'
+               '    ("succeeded", "claim"): "running",\n')
 
 
 def _off(file: str, condition: str) -> tuple[str, str, str]:
@@ -48,7 +51,7 @@ MUTATIONS: list[dict] = [
     # ------------------------------------------------------------ the cases issue 7 lists
     {"name": "claim-without-row-lock-and-cas",
      "issue": "the worker's claim without its row lock and without the compare-and-set on queued",
-     "edits": [(REPO, *CLAIM_READ), (CLAIM, *CLAIM_CAS)],
+     "edits": [(REPO, *CLAIM_READ), (EXECUTIONS, *CLAIM_TABLE)],
      "tests": [LAYERS]},
     {"name": "index-one-running-step-per-run",
      "issue": "the 'one running step per run' index made non-unique",
@@ -133,7 +136,7 @@ MUTATIONS: list[dict] = [
      "tests": [LAYERS]},
     {"name": "claim-without-cas",
      "issue": "extra: the claim's compare-and-set on queued alone removed",
-     "edits": [(CLAIM, *CLAIM_CAS)],
+     "edits": [(EXECUTIONS, *CLAIM_TABLE)],
      "tests": [LAYERS]},
     {"name": "index-one-live-attempt-per-step",
      "issue": "extra: the 'one live attempt per step' index made non-unique",
@@ -142,7 +145,7 @@ MUTATIONS: list[dict] = [
      "tests": [LAYERS]},
     {"name": "reaper-ignores-heartbeat",
      "issue": "extra: the reaper's heartbeat (lease) check removed",
-     "edits": [(REPO, ' AND state = \'running\' AND (heartbeat_at IS NULL"\n'
+     "edits": [(EXECUTIONS, ' AND state = \'running\' AND (heartbeat_at IS NULL"\n'
                       '        "   OR heartbeat_at < now() - make_interval(secs => %s)) RETURNING *",\n'
                       "        (now, error, execution_id, lease_s)",
                 ' AND state = \'running\' RETURNING *",\n'
@@ -150,7 +153,8 @@ MUTATIONS: list[dict] = [
      "tests": [LAYERS]},
     {"name": "failure-holds-nothing",
      "issue": "extra: a failed or interrupted step no longer cancels the queued steps of its run",
-     "edits": [(WORKER, "rows = repo.hold_queued(conn,", "rows = [] if True else repo.hold_queued(conn,")],
+     "edits": [(WORKER, "rows = executions.hold_queued(conn,",
+                "rows = [] if True else executions.hold_queued(conn,")],
      "tests": [LAYERS]},
     # ------------------------------------------------------------ bot/approvals.py
     {"name": "approvals-already-decided", "issue": "extra: decide, check 1 (not pending)",

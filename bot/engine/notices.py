@@ -1,0 +1,68 @@
+"""Notices: which messages must now show something new (outbox keys and touches).
+
+Message keys (rendered by bot/engine/cards.py): card:exe:N is a step's card (for a gated step
+also its approval card), card:approval:N a rollback or mark-done request's own card,
+interrupted:exe:N the notice that asks what to do, summary:run:N the run summary,
+progress:exe:N the live log in the card's thread, upload:exe:N long output as a file,
+upload:exe:N:NAME a file a preflight check attached, preflight:exe:N the preflight's details in
+the card's thread (bot/engine/preflight.py). Every touch is made in the transaction of the state
+change it shows; the sender renders the message from the database at send time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+
+from bot.outbox import Outbox
+
+SUMMARY_DELAY_S = 1.5  # past the closing card's own one-second update window
+
+
+class Notices:
+    """See the module docstring."""
+
+    def __init__(self, outbox: Outbox):
+        self.outbox = outbox
+
+    def touch(self, conn: psycopg.Connection, *, key: str, channel: str,
+              thread_key: str | None = None, data: Any = None, delay: float = 0.0,
+              final: bool = False) -> None:
+        """Any message by key (the canary's and the watches' own messages)."""
+        self.outbox.touch(conn, key=key, channel=channel, thread_key=thread_key, data=data,
+                          delay=delay, final=final)
+
+    def ts(self, conn: psycopg.Connection, key: str) -> str | None:
+        """Where a message landed (None until it was posted)."""
+        return self.outbox.ts(conn, key)
+
+    def step_changed(self, conn: psycopg.Connection, exe: Mapping[str, Any], *,
+                     delay: float = 0.0, final: bool = False) -> None:
+        """The step's card must show its current state (``delay``: only if still true then;
+        ``final``: the step's result, sent without the debounce)."""
+        self.outbox.touch(conn, key=f"card:exe:{exe['id']}", channel=exe["channel"],
+                          delay=delay, final=final)
+
+    def interrupted(self, conn: psycopg.Connection, exe: Mapping[str, Any]) -> None:
+        """Ask the channel what to do about a step whose outcome is unknown."""
+        self.step_changed(conn, exe)
+        self.outbox.touch(conn, key=f"interrupted:exe:{exe['id']}", channel=exe["channel"])
+
+    def progress(self, conn: psycopg.Connection, exe: Mapping[str, Any],
+                 lines: list[str]) -> None:
+        """The step's live log, one reply in its card's thread."""
+        self.outbox.touch(conn, key=f"progress:exe:{exe['id']}", channel=exe["channel"],
+                          thread_key=f"card:exe:{exe['id']}", data={"lines": lines[-50:]})
+
+    def output_file(self, conn: psycopg.Connection, exe: Mapping[str, Any]) -> None:
+        """The step's long output, uploaded as a file in its card's thread."""
+        self.outbox.touch(conn, key=f"upload:exe:{exe['id']}", channel=exe["channel"],
+                          thread_key=f"card:exe:{exe['id']}")
+
+    def summary_changed(self, conn: psycopg.Connection, run: Mapping[str, Any]) -> None:
+        """The run summary must show the run as it is. Held back a little so that the card of
+        the step that closed the run shows its result first."""
+        self.outbox.touch(conn, key=f"summary:run:{run['id']}", channel=run["channel"],
+                          delay=SUMMARY_DELAY_S)
