@@ -179,8 +179,11 @@ def ledgerline() -> Iterator[Ledgerline]:
             conn.execute(f'DROP ROLE IF EXISTS "{name}"')
 
 
-def config_text() -> str:
-    """The team's golive.toml, exactly as committed."""
+def config_text(folder: Path) -> str:
+    """The team's golive.toml, exactly as committed; its runbook (``runbook = "cutover.toml"``,
+    relative to the config's folder) is copied into ``folder``, where the test writes it."""
+    (folder / "cutover.toml").write_text((LEDGERLINE / "cutover.toml").read_text("utf-8"),
+                                         encoding="utf-8")
     return CONFIG.read_text(encoding="utf-8")
 
 
