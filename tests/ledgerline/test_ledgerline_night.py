@@ -22,8 +22,7 @@ from typing import Any
 import pytest
 
 from bot.dev.sandbox import SandboxServer, Workspace
-from tests.integration.test_full_cutover import request_and_approve, run_ungated
-from tests.integration.test_rollback_e2e import ask_rollback
+from bot.ids import Action
 from tests.ledgerline.conftest import V1_SCHEMA, V2_SCHEMA, Ledgerline, config_text
 from tests.support import pg
 from tests.support.cli import golive
@@ -126,6 +125,36 @@ class Night:
     def get(self, name: str) -> Any:
         assert name in self.done, self.stopped or f"{name} did not run"
         return self.seen[name]
+
+
+DONE = ("succeeded", "failed", "interrupted")
+
+
+def request_and_approve(bot: Bot, requester: str, text: str, approver: str, title: str) -> str:
+    """A gated step: requested, approved by someone else; its card once it has finished."""
+    card = bot.request(requester, text, contains=title, reply="Approval requested")
+    bot.sandbox.click(approver, card, action_id=Action.APPROVE)
+    done = text_of(bot.card_showing(card, *DONE, timeout=240))
+    assert "succeeded" in done, done
+    return done
+
+
+def run_ungated(bot: Bot, text: str, title: str) -> str:
+    card = bot.request("alice", text, contains=title, reply="Queued")
+    done = text_of(bot.card_showing(card, *DONE, timeout=240))
+    assert "succeeded" in done, done
+    return done
+
+
+def ask_rollback(bot: Bot, words: str) -> None:
+    """`/golive <words>` from #incident, approved there by bob."""
+    after = bot.seq()
+    reply = bot.command("alice", words, channel="C_INCIDENT")
+    assert "Rollback requested" in reply, reply
+    card = bot.workspace.wait_for_message(
+        "C_INCIDENT", contains="Rollback requested", after_seq=after,
+        predicate=lambda m: m.ephemeral_to is None and not m.via_response_url)
+    bot.sandbox.click("bob", card, action_id=Action.APPROVE)
 
 
 def watch_lines(bot: Bot) -> dict[str, str]:
