@@ -138,7 +138,7 @@ def serve_bare(port: int, lazy_noop: bool = False) -> int:
 def sandbox_main(conn) -> None:
     """Run the Slack sandbox; answer 'issue' / 'stats' / 'load_*' / 'stop' over a pipe."""
     from bench.ack_load import BackgroundLoad
-    from bot.sandbox import SandboxServer, Workspace
+    from bot.dev.sandbox import SandboxServer, Workspace
 
     ws = Workspace.default_demo()
     server = SandboxServer(ws, signing_secret=SIGNING_SECRET, bot_token=BOT_TOKEN,

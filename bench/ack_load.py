@@ -150,7 +150,7 @@ def bot_config(base: str, target: Target, access_log: Path, target_db_url: str,
                runbook: Path) -> str:
     """The bot's config: ``base`` plus the bench runbook, the target and five watches at 1 s."""
     on_off = json.dumps(["true"])
-    from bot.rehearse.sample import PAYBOX_INVARIANTS, PAYBOX_PAYOUTS_SQL
+    from bot.dev.rehearse.sample import PAYBOX_INVARIANTS, PAYBOX_PAYOUTS_SQL
     from tests.support.paybox_target import toml_value
 
     logs = f'{{ kind = "file", path = "{access_log}" }}'
@@ -322,7 +322,7 @@ class BackgroundLoad:
         def versions(msgs: list[Any]) -> int:
             return sum(1 for m in msgs for at in [v.at for v in m.history] + [m.at]
                        if t0 <= at <= t1)
-        from bot.sandbox.workspace import message_text
+        from bot.dev.sandbox.workspace import message_text
 
         with self.ws.lock:
             return {"progress_updates": versions(self.progress_msgs),

@@ -374,7 +374,7 @@ def run_bot(stack: Stack, tmp: Path) -> dict[str, Any]:
             marks[step]["card_done"] = now()
             marks[step]["card_done_at"] = round(m.at - t0, 4)
             if card_state(m) != "succeeded":
-                from bot.sandbox.workspace import message_text
+                from bot.dev.sandbox.workspace import message_text
                 raise AssertionError(f"{step}: {card_state(m)}\n{message_text(m)[-1500:]}")
 
         def recorded(ts: str, timeout: float = 10.0) -> None:
@@ -405,7 +405,7 @@ def run_bot(stack: Stack, tmp: Path) -> dict[str, Any]:
             recorded(card.ts)
             marks[step]["card_recorded"] = now()
             marks[step]["click_sent"] = now()
-            d = bot.sandbox.click(approver, card, action_id=Action.APPROVE)
+            d = bot.dev.sandbox.click(approver, card, action_id=Action.APPROVE)
             assert d.status == 200, d
             marks[step]["click_acked"] = now()
             wait_done(step, card.ts)

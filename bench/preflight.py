@@ -54,7 +54,7 @@ def main() -> None:
                 image = {"image": "127.0.0.1:5000/paybox/app:{tag}", "registry_scheme": "http"}
             except httpx.HTTPError:
                 image = {}
-            from bot.rehearse.sample import LEDGER_TABLES, prod_config_rules, rc_evidence_toml
+            from bot.dev.rehearse.sample import LEDGER_TABLES, prod_config_rules, rc_evidence_toml
 
             sample = tomllib.loads(prod_config_rules(api) + rc_evidence_toml(
                 str(ev / "evidence" / "{tag}"), api + "/v1/balance", "GET"))["preflight"]

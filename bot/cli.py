@@ -254,19 +254,19 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_console(args: argparse.Namespace) -> int:
-    from bot.demo import console_main
+    from bot.dev.demo import console_main
 
     return console_main(args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from bot.demo import demo_main
+    from bot.dev.demo import demo_main
 
     return demo_main(args)
 
 
 def cmd_rehearse(args: argparse.Namespace) -> int:
-    from bot.rehearse.run import rehearse_main
+    from bot.dev.rehearse.run import rehearse_main
 
     return rehearse_main(args)
 
@@ -322,7 +322,7 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--as", dest="user", default="alice", help="start as this user")
         s.add_argument("--data-dir", type=Path, help="embedded database and demo files")
         s.set_defaults(fn=fn)
-    from bot.rehearse import add_parser as add_rehearse_parser
+    from bot.dev.rehearse import add_parser as add_rehearse_parser
 
     add_rehearse_parser(sub)
     sub.choices["rehearse"].set_defaults(fn=cmd_rehearse)

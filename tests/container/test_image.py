@@ -21,7 +21,7 @@ import httpx
 import psycopg
 import pytest
 
-from bot.sandbox import SandboxServer, Workspace
+from bot.dev.sandbox import SandboxServer, Workspace
 from tests.support.harness import BASE_CONFIG, BOT_TOKEN, SIGNING_SECRET, text_of
 from tests.support.paybox_env import ROOT, free_port
 

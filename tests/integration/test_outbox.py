@@ -8,11 +8,11 @@ import time
 
 import pytest
 
+from bot.dev.sandbox.faults import Fault
+from bot.dev.sandbox.limits import POST_BURST, pacing_problems
+from bot.dev.sandbox.workspace import message_text
 from bot.outbox import store
 from bot.outbox.pacing import MARGIN_S
-from bot.sandbox.faults import Fault
-from bot.sandbox.limits import POST_BURST, pacing_problems
-from bot.sandbox.workspace import message_text
 from tests.support.outbox_rig import CHANNEL, Rig
 
 

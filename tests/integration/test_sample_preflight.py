@@ -3,7 +3,7 @@ GitHub itself and points every check at the stack, its build's RC evidence and e
 With the stack up the checklist is green (squawk's warnings allowed); with it down every
 check is red and says what is missing. Both drive the demo as a user does: piped input.
 
-The stack is the one `golive rehearse` brings up (bot/rehearse/stack.py: up.sh with a unique
+The stack is the one `golive rehearse` brings up (bot/dev/rehearse/stack.py: up.sh with a unique
 project, ports and ledger database); the demo finds it through up.sh's PAYBOX_* variables.
 """
 
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.rehearse import stack as sample_stack
-from bot.rehearse.sample import revisions
+from bot.dev.rehearse import stack as sample_stack
+from bot.dev.rehearse.sample import revisions
 from tests.support import pg
 from tests.support.paybox_env import free_port
 

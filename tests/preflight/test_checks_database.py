@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from bot.rehearse.sample import LEDGER_TABLES
+from bot.dev.rehearse.sample import LEDGER_TABLES
 from runbook.adapters import pgdump
 from runbook.checks import build_specs
 from runbook.checks.base import Status

@@ -9,7 +9,7 @@ import tomllib
 
 import pytest
 
-from bot.rehearse.sample import prod_config_rules, rc_evidence_toml
+from bot.dev.rehearse.sample import prod_config_rules, rc_evidence_toml
 from runbook.checks import build_specs, prod_config, rc_evidence, release_freeze, team_scripts
 from runbook.checks.base import CheckContext, Status
 from runbook.checks.config import PreflightConfig
@@ -95,7 +95,7 @@ def test_unreachable_github_and_bad_token_are_clear(gh):
 
 
 def sample_rules(stripe_api_url="https://stripe.invalid"):
-    """The sample stack's prod_config rules, as bot/rehearse/sample.py configures them."""
+    """The sample stack's prod_config rules, as bot/dev/rehearse/sample.py configures them."""
     return tomllib.loads(prod_config_rules(stripe_api_url))["preflight"]["prod_config"]["rules"]
 
 
@@ -149,7 +149,7 @@ def test_prod_config_missing_env_file_and_dead_database(tmp_path):
 
 
 def evidence_check(base, tag="v2", url=None, **extra):
-    """The sample's rc_evidence (bot/rehearse/sample.py), its payouts route at ``url``."""
+    """The sample's rc_evidence (bot/dev/rehearse/sample.py), its payouts route at ``url``."""
     sample = tomllib.loads(rc_evidence_toml(str(base / "evidence" / "{tag}"), url or "x",
                                             "GET"))["preflight"]["rc_evidence"]
     if url is None:

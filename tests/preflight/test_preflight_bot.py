@@ -12,8 +12,8 @@ from datetime import timedelta
 
 import pytest
 
+from bot.dev.rehearse.sample import LEDGER_TABLES, prod_config_rules, rc_evidence_toml
 from bot.ids import Action
-from bot.rehearse.sample import LEDGER_TABLES, prod_config_rules, rc_evidence_toml
 from tests.preflight.conftest import V2
 from tests.support import pg
 from tests.support.harness import BASE_CONFIG, Bot, text_of
@@ -126,7 +126,7 @@ def test_green_preflight_is_one_checklist_and_opens_maintenance_without_override
                                            after_seq=after,
                                            predicate=lambda m: m.ephemeral_to is None)
     assert "Override" not in text_of(mcard) and "5/5 checks green" in text_of(mcard)
-    bot.sandbox.click("bob", mcard, action_id=Action.APPROVE)
+    bot.dev.sandbox.click("bob", mcard, action_id=Action.APPROVE)
     assert "succeeded" in text_of(bot.card_showing(mcard, "succeeded", "failed"))
     assert took < 60, f"preflight took {took:.1f} s"
     from runbook.adapters.envsource import from_file

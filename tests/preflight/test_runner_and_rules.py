@@ -90,10 +90,10 @@ def test_trusted_proxies_strict(value, ok, why):
 
 
 def sample_rules():
-    """The sample stack's prod_config rules (bot/rehearse/sample.py), by key."""
+    """The sample stack's prod_config rules (bot/dev/rehearse/sample.py), by key."""
     import tomllib
 
-    from bot.rehearse.sample import prod_config_rules
+    from bot.dev.rehearse.sample import prod_config_rules
     from runbook.checks.config import EnvRule
 
     rules = tomllib.loads(prod_config_rules("https://stripe.invalid"))["preflight"]

@@ -3,7 +3,7 @@ the release freeze works without GitHub (a real git repository made here, the re
 registry for the label), and every rule, evidence file and route is the team's to name.
 
 Nothing here uses the sample's names except where it checks that the sample's rules are
-configuration (golive.example.toml and bot/rehearse/sample.py say the same)."""
+configuration (golive.example.toml and bot/dev/rehearse/sample.py say the same)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.rehearse.sample import prod_config_rules, rc_evidence_toml
+from bot.dev.rehearse.sample import prod_config_rules, rc_evidence_toml
 from bot.settings import ConfigError, parse_config
 from runbook.checks import build_specs, team_scripts
 from runbook.checks.base import CheckContext, Status

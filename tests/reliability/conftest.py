@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.sandbox import SandboxServer, Workspace
+from bot.dev.sandbox import SandboxServer, Workspace
 from bot.settings import load_settings
 from tests.support.harness import (
     APP_TOKEN,

@@ -35,9 +35,9 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from bot.dev.sandbox import SandboxServer
+from bot.dev.sandbox.faults import Fault
 from bot.ids import Action
-from bot.sandbox import SandboxServer
-from bot.sandbox.faults import Fault
 from tests.support.harness import bot_environ, text_of
 from tests.support.rehearsal import STEPS, Person, Rehearsal, interrupted_notice_ok, rows
 from tests.support.rehearsal import wait_until as until

@@ -18,11 +18,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from bot.dev.sandbox import SandboxServer
+from bot.dev.sandbox.faults import Fault
+from bot.dev.sandbox.limits import pacing_problems
+from bot.dev.sandbox.workspace import Message, Workspace
 from bot.ids import Action
-from bot.sandbox import SandboxServer
-from bot.sandbox.faults import Fault
-from bot.sandbox.limits import pacing_problems
-from bot.sandbox.workspace import Message, Workspace
 from tests.support.harness import text_of
 from tests.support.pg import rows
 from tests.support.poll import wait_until as until
@@ -151,7 +151,7 @@ def render(bot: Any, row: dict) -> dict:
 def assert_paced(ws: Workspace) -> None:
     """Slack's documented limits, counting every call the bot sent (failed ones too): at most
     one chat.update per message per second, and new messages per channel at 1/s with a short
-    burst (bot/sandbox/limits.py). The sandbox stamps a call when it answers it, so two calls
+    burst (bot/dev/sandbox/limits.py). The sandbox stamps a call when it answers it, so two calls
     the bot sent exactly a second apart may show a few ms less."""
     problems = pacing_problems(ws.calls(), slack=0.05)
     assert not problems, f"the bot broke Slack's rate limits: {problems}"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.sandbox import Workspace
+from bot.dev.sandbox import Workspace
 from tests.support import pg
 from tests.support.harness import Bot, bot_environ, text_of
 from tests.support.procs import BotProcess
@@ -48,7 +48,7 @@ def one_replica(db: str, root: Path) -> dict:
     bot = Bot(db, root, config=reh.config)
     try:
         started = time.monotonic()
-        Person(bot.sandbox, db).cutover()
+        Person(bot.dev.sandbox, db).cutover()
         took = time.monotonic() - started
         delivered(db)
         return {"outcome": outcome(db), "effects": reh.effects(),

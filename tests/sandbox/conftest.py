@@ -14,7 +14,7 @@ from slack_bolt import Ack, App, Respond
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 
-from bot.sandbox import ManualClock, SandboxServer, Workspace
+from bot.dev.sandbox import ManualClock, SandboxServer, Workspace
 
 SIGNING_SECRET = "sandbox-signing-secret-0123456789"
 BOT_TOKEN = "xoxb-sandbox-test-token"

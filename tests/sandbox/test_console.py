@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from bot.sandbox import Console, SandboxServer, Workspace
+from bot.dev.sandbox import Console, SandboxServer, Workspace
 from tests.sandbox.conftest import FakeBot
 
 

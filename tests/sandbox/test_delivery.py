@@ -11,8 +11,8 @@ import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.sandbox import ManualClock, SandboxServer, Workspace
-from bot.sandbox import server as server_module
+from bot.dev.sandbox import ManualClock, SandboxServer, Workspace
+from bot.dev.sandbox import server as server_module
 from tests.sandbox.conftest import FakeBot
 
 SLASH_FIELDS = {

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot.sandbox import Workspace, render_channel
-from bot.sandbox.render import Renderer, human_size, render_channel_view, render_view
-from bot.sandbox.workspace import View
+from bot.dev.sandbox import Workspace, render_channel
+from bot.dev.sandbox.render import Renderer, human_size, render_channel_view, render_view
+from bot.dev.sandbox.workspace import View
 from tests.sandbox.conftest import DEPLOY_MODAL, approval_blocks
 
 

@@ -13,8 +13,8 @@ from slack_sdk.errors import SlackApiError
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from bot.sandbox import SandboxServer, Workspace
-from bot.sandbox.server import SLACK_ACK_LIMIT
+from bot.dev.sandbox import SandboxServer, Workspace
+from bot.dev.sandbox.server import SLACK_ACK_LIMIT
 from tests.sandbox.conftest import BOT_TOKEN, FakeBot
 
 APP_TOKEN = "xapp-1-A0SANDBOX-0123-socket-test-token"

@@ -9,7 +9,7 @@ import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.sandbox import ManualClock, SandboxServer, Workspace
+from bot.dev.sandbox import ManualClock, SandboxServer, Workspace
 from tests.sandbox.conftest import BOT_TOKEN
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.sandbox import SandboxServer, Workspace
+from bot.dev.sandbox import SandboxServer, Workspace
 from tests.support import pg
 from tests.support.cli import golive
 from tests.support.harness import BASE_CONFIG, BOT_TOKEN, SIGNING_SECRET, bot_environ, free_socket

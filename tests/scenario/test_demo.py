@@ -19,8 +19,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bot import demo_db
-from bot.demo import stack_line
+from bot.dev import demo_db
+from bot.dev.demo import stack_line
 from tests.support.harness import free_socket
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,8 +6,8 @@ import concurrent.futures
 
 import pytest
 
+from bot.dev.sandbox import SandboxServer, Workspace
 from bot.ids import Action
-from bot.sandbox import SandboxServer, Workspace
 from tests.support.harness import BASE_CONFIG, BOT_TOKEN, SIGNING_SECRET, text_of
 from tests.support.procs import BotProcess, stale_click
 

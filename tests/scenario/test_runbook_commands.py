@@ -10,7 +10,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from bot.sandbox.workspace import Workspace
+from bot.dev.sandbox.workspace import Workspace
 from runbook.model import default_runbook_path
 from tests.support.harness import BASE_CONFIG, Bot
 

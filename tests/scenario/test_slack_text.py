@@ -7,8 +7,8 @@ import re
 import threading
 import time
 
+from bot.dev.sandbox.workspace import message_text
 from bot.ids import Action, Block
-from bot.sandbox.workspace import message_text
 from tests.scenario.test_interrupted import interrupted_notice, leave_running, mark_done_as
 from tests.support.harness import text_of
 

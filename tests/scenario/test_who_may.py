@@ -12,8 +12,8 @@ import logging
 import psycopg
 import pytest
 
+from bot.dev.sandbox.workspace import Workspace
 from bot.ids import Action
-from bot.sandbox.workspace import Workspace
 from tests.support.harness import Bot, text_of
 
 OVERRIDE = 'maintenance on --override "preflight checks are not built yet"'

@@ -20,9 +20,9 @@ from typing import Any
 import httpx
 import uvicorn
 
+from bot.dev.sandbox import SandboxServer, Workspace
+from bot.dev.sandbox.workspace import Message, message_text
 from bot.runtime import Runtime, build_runtime
-from bot.sandbox import SandboxServer, Workspace
-from bot.sandbox.workspace import Message, message_text
 from bot.server import build_asgi
 from bot.settings import load_settings
 from tests.support import pg

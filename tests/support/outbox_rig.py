@@ -8,9 +8,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bot.dev.sandbox import ManualClock, SandboxServer, Workspace
+from bot.dev.sandbox.workspace import Message, message_text
 from bot.outbox import Outbox, Sender, store
-from bot.sandbox import ManualClock, SandboxServer, Workspace
-from bot.sandbox.workspace import Message, message_text
 from bot.slack.client import MaskingWebClient
 from bot.store.db import Database
 

@@ -1,13 +1,13 @@
 """The sample paybox stack's own configuration, for tests and benchmarks: what golive's schema
 no longer assumes (its ledger queries, log service and Prometheus metric names). The values
-themselves live with the sample's config (``bot/rehearse/sample.py``)."""
+themselves live with the sample's config (``bot/dev/rehearse/sample.py``)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from bot.rehearse.sample import (
+from bot.dev.rehearse.sample import (
     PAYBOX_CANARY_QUERIES,
     PAYBOX_INVARIANTS,
     PAYBOX_PAYOUTS_SQL,

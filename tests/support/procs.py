@@ -13,9 +13,9 @@ from urllib.parse import urlencode
 
 import httpx
 
-from bot.sandbox import SandboxServer
-from bot.sandbox.blocks import iter_buttons
-from bot.sandbox.workspace import Message
+from bot.dev.sandbox import SandboxServer
+from bot.dev.sandbox.blocks import iter_buttons
+from bot.dev.sandbox.workspace import Message
 from tests.support.harness import free_socket
 
 

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.dev.sandbox import SandboxServer
+from bot.dev.sandbox.blocks import iter_buttons
+from bot.dev.sandbox.workspace import Message
 from bot.ids import Action
-from bot.sandbox import SandboxServer
-from bot.sandbox.blocks import iter_buttons
-from bot.sandbox.workspace import Message
 from tests.support.harness import BASE_CONFIG, text_of
 from tests.support.pg import rows
 from tests.support.poll import wait_until

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bot.sandbox import SandboxServer
-from bot.sandbox.server import SLACK_USER_AGENT, Delivery
+from bot.dev.sandbox import SandboxServer
+from bot.dev.sandbox.server import SLACK_USER_AGENT, Delivery
 
 FORM = "application/x-www-form-urlencoded"
 

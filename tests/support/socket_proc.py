@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot.sandbox.socketmode import SocketModeServer
+from bot.dev.sandbox.socketmode import SocketModeServer
 from tests.support.procs import kill_group
 
 

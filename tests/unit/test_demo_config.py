@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tomllib
 
-from bot.demo import team_config
+from bot.dev.demo import team_config
 from bot.settings import parse_config
 
 TEAM = """\

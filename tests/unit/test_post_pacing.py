@@ -1,10 +1,10 @@
 """The outbox's per-channel post bucket (bot/outbox/pacing.py) against the sandbox's limit
-(bot/sandbox/limits.py), which counts a post when it arrives."""
+(bot/dev/sandbox/limits.py), which counts a post when it arrives."""
 
 from datetime import UTC, datetime, timedelta
 
+from bot.dev.sandbox.limits import PostLimit
 from bot.outbox.pacing import BURST, MARGIN_S, ChannelBuckets
-from bot.sandbox.limits import PostLimit
 
 T0 = datetime(2026, 12, 2, tzinfo=UTC)
 

@@ -137,7 +137,7 @@ def test_database_unreachable_is_a_measurement_error() -> None:
 
 
 def test_payout_rate_and_ledger_invariants_on_a_real_database(ledger_db: str) -> None:
-    from bot.rehearse.sample import PAYBOX_INVARIANTS, PAYBOX_PAYOUTS_SQL
+    from bot.dev.rehearse.sample import PAYBOX_INVARIANTS, PAYBOX_PAYOUTS_SQL
 
     payouts = PayoutWatch(AnalysisSpec("payouts", rollback_trigger=True), ledger_db,
                           PAYBOX_PAYOUTS_SQL, threshold=0.15, window_s=300, min_payouts=10)

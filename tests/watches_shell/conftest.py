@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bot.sandbox.workspace import Message
+from bot.dev.sandbox.workspace import Message
 from tests.support.harness import BASE_CONFIG, Bot, text_of
 from tests.support.toy_target import ToyTarget
 

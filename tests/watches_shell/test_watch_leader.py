@@ -8,7 +8,7 @@ import time
 import psycopg
 import pytest
 
-from bot.sandbox import SandboxServer, Workspace
+from bot.dev.sandbox import SandboxServer, Workspace
 from tests.support.harness import BOT_TOKEN, SIGNING_SECRET, bot_environ, text_of
 from tests.support.procs import BotProcess, parent_of
 from tests.watches_shell.conftest import watch_config

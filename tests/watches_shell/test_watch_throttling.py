@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from bot.sandbox.limits import POST_BURST, POST_INTERVAL, over_limit
+from bot.dev.sandbox.limits import POST_BURST, POST_INTERVAL, over_limit
 from tests.support.harness import Bot, text_of
 from tests.watches_shell.conftest import watch_config, watch_message
 

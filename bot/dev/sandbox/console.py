@@ -9,9 +9,9 @@ import threading
 from collections.abc import Callable
 from typing import TextIO
 
-from bot.sandbox.render import ButtonNumbering, ButtonRef, Renderer
-from bot.sandbox.server import Delivery, SandboxServer
-from bot.sandbox.workspace import Change, Message, Workspace
+from bot.dev.sandbox.render import ButtonNumbering, ButtonRef, Renderer
+from bot.dev.sandbox.server import Delivery, SandboxServer
+from bot.dev.sandbox.workspace import Change, Message, Workspace
 
 HELP = """\
 Commands:

@@ -14,8 +14,7 @@ from typing import Any
 
 import httpx
 
-from bot.ids import Action
-from bot.rehearse.people import (
+from bot.dev.rehearse.people import (
     APPROVERS,
     CUTOVER,
     REQUESTER,
@@ -24,8 +23,9 @@ from bot.rehearse.people import (
     public,
     text_of,
 )
-from bot.rehearse.sample import SampleStack
-from bot.rehearse.timeline import PhaseFailed, Timeline
+from bot.dev.rehearse.sample import SampleStack
+from bot.dev.rehearse.timeline import PhaseFailed, Timeline
+from bot.ids import Action
 
 CHECK_LINE = re.compile(r"^\s*(✅|⚠️|❌|❔|⏳)\s*\*?(\w+)\*?:?\s*(.*)$")
 WATCHES = ("Health", "Webhook signatures", "Error budget", "Payout failure rate",

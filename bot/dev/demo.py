@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot import demo_db
+from bot.dev import demo_db
 
 
 def people_toml(note: str, environment: str, group_cache_seconds: int) -> str:
@@ -163,7 +163,7 @@ def open_session(root: Path, config: str, *, own_db: bool, keep: bool,
     """The bot's database (embedded, fresh unless ``keep``; or DATABASE_URL), the sandbox and
     the bot exactly as `golive serve` runs it, with ``config`` as its TOML. Raises ConfigError.
     The caller stops the embedded PostgreSQL (demo_db.stop_embedded) when it is done."""
-    from bot.sandbox import SandboxServer, Workspace
+    from bot.dev.sandbox import SandboxServer, Workspace
     from bot.settings import ConfigError, load_settings
     from bot.store import db
 
@@ -207,7 +207,7 @@ def open_session(root: Path, config: str, *, own_db: bool, keep: bool,
 
 def demo_config(root: Path, github_url: str) -> str:
     """The demo's TOML: the sandbox's people, and every check pointed at the sample stack."""
-    from bot.rehearse.sample import SampleStack, preflight_toml, target_toml, watches_toml
+    from bot.dev.rehearse.sample import SampleStack, preflight_toml, target_toml, watches_toml
 
     stack = SampleStack.from_env()  # up.sh's PAYBOX_* variables move it, as they move up.sh
     head = people_toml("`golive demo`: the sandbox workspace's channels and people.", "demo", 30)
@@ -280,7 +280,7 @@ def team_config(path: Path) -> tuple[str, list[str]]:
 
 
 def _demo(args: argparse.Namespace, root: Path, own_db: bool) -> int:
-    from bot.rehearse.sample import FakeGitHub, revisions
+    from bot.dev.rehearse.sample import FakeGitHub, revisions
     from bot.settings import ConfigError
 
     own = getattr(args, "config", None)
@@ -337,8 +337,8 @@ def own_stack_line(name: str, public_url: str, *, timeout: float = 2.0) -> str:
 
 def _console(args: argparse.Namespace, session: Session, github: Any, sha: str | None,
              *, config: Path | None = None, notes: list[str] | None = None) -> int:
-    from bot.sandbox import Console
-    from bot.sandbox.knobs import paybox_knobs
+    from bot.dev.sandbox import Console
+    from bot.dev.sandbox.knobs import paybox_knobs
 
     workspace, settings = session.workspace, session.settings
     user = workspace.user(args.user).id
@@ -435,7 +435,7 @@ def _serve(settings, runtime) -> _Served:
 
 def console_main(args: argparse.Namespace) -> int:
     """A console for a bot you run yourself (`golive serve` pointed at this sandbox)."""
-    from bot.sandbox import Console, SandboxServer, Workspace
+    from bot.dev.sandbox import Console, SandboxServer, Workspace
     from bot.settings import ConfigError, load_settings
 
     try:

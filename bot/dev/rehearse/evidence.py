@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.rehearse.pack import write_pack
+from bot.dev.rehearse.pack import write_pack
 
 REQUIRED = ("setup", "preflight", "cutover", "watches", "canary", "signoff", "finish")
 
@@ -32,7 +32,7 @@ def write_evidence(r: Any) -> Path | None:
 
     from bot import audit
     from bot.audit_cli import export_run
-    from bot.sandbox.render import render_channel
+    from bot.dev.sandbox.render import render_channel
 
     t, session = r.t, r.session
     key = session.settings.audit_key

@@ -15,19 +15,19 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from bot import demo_db
-from bot.rehearse import phases
-from bot.rehearse import stack as sample_stack
-from bot.rehearse.people import SIGNERS, People, workspace
-from bot.rehearse.sample import FakeGitHub, preflight_toml, revisions, target_toml, watches_toml
-from bot.rehearse.timeline import PhaseFailed, Timeline
+from bot.dev import demo_db
+from bot.dev.rehearse import phases
+from bot.dev.rehearse import stack as sample_stack
+from bot.dev.rehearse.people import SIGNERS, People, workspace
+from bot.dev.rehearse.sample import FakeGitHub, preflight_toml, revisions, target_toml, watches_toml
+from bot.dev.rehearse.timeline import PhaseFailed, Timeline
 
 DATABASE = "golive_rehearse"
 
 
 class Rehearsal:
     def __init__(self, args: argparse.Namespace, timeline: Timeline | None = None) -> None:
-        from bot.demo import data_dir
+        from bot.dev.demo import data_dir
 
         self.args = args
         self.t = timeline or Timeline()
@@ -46,7 +46,7 @@ class Rehearsal:
         assert self.github is not None
         work = self.root / self.stack.project
         work.mkdir(parents=True, exist_ok=True)
-        from bot.demo import people_toml
+        from bot.dev.demo import people_toml
 
         head = people_toml("`golive rehearse`: the sandbox's people and the rehearsal's own "
                            "sample stack.", "rehearsal", 0)
@@ -56,7 +56,7 @@ class Rehearsal:
                                signers=tuple(f"U_{n.upper()}" for n in SIGNERS)))
 
     def setup(self) -> None:
-        from bot.demo import open_session
+        from bot.dev.demo import open_session
 
         t = self.t
         self.root.mkdir(parents=True, exist_ok=True)
@@ -125,7 +125,7 @@ def _on_signal(signum, frame) -> None:
 
 
 def rehearse_main(args: argparse.Namespace) -> int:
-    from bot.rehearse.evidence import summary, write_evidence
+    from bot.dev.rehearse.evidence import summary, write_evidence
 
     r = Rehearsal(args)
     t = r.t

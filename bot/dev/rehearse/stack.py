@@ -15,7 +15,7 @@ import urllib.request
 from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
-from bot.rehearse.sample import REGISTRY, SampleStack, paybox_dir
+from bot.dev.rehearse.sample import REGISTRY, SampleStack, paybox_dir
 
 LEDGER_SERVER = "postgresql://postgres@127.0.0.1:5432/paybox"
 IMAGES = {"paybox/app": {"v1", "v2"}, "paybox/edge": {"v1"}}

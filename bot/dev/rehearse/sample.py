@@ -18,7 +18,7 @@ REGISTRY = "127.0.0.1:5000"
 
 
 def repo_root() -> Path:
-    here = Path(__file__).resolve().parents[2]
+    here = Path(__file__).resolve().parents[3]
     return here if (here / "examples").is_dir() else Path.cwd()
 
 

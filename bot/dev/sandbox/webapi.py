@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.sandbox.blocks import (
+from bot.dev.sandbox.blocks import (
     MAX_MESSAGE_BLOCKS,
     MAX_MESSAGE_TEXT,
     MAX_VIEW_BLOCKS,
@@ -18,9 +18,9 @@ from bot.sandbox.blocks import (
     parse_blocks,
     validate_blocks,
 )
-from bot.sandbox.faults import Fault, Faults
-from bot.sandbox.limits import UPDATE_INTERVAL, PostLimit
-from bot.sandbox.workspace import APP_ID, RateLimitEvent, View, Workspace
+from bot.dev.sandbox.faults import Fault, Faults
+from bot.dev.sandbox.limits import UPDATE_INTERVAL, PostLimit
+from bot.dev.sandbox.workspace import APP_ID, RateLimitEvent, View, Workspace
 
 TRIGGER_TTL = 3.0  # seconds a trigger_id stays valid (Slack: 3 s)
 RESPONSE_URL_TTL = 30 * 60.0  # response_url lifetime (Slack: 30 minutes)
@@ -134,7 +134,7 @@ class WebApi:
         self._triggers: dict[str, Trigger] = {}
         self._responses: dict[str, ResponseTarget] = {}
         self._last_update: dict[tuple[str, str], float] = {}
-        # Slack's documented 1/s per channel with short bursts (bot/sandbox/limits.py); None
+        # Slack's documented 1/s per channel with short bursts (bot/dev/sandbox/limits.py); None
         # turns it off for a test that wants a raw race.
         self.post_limit: PostLimit | None = PostLimit()
         self.faults = Faults()

@@ -9,8 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.sandbox.blocks import Button, iter_buttons
-from bot.sandbox.workspace import Message, View, Workspace
+from bot.dev.sandbox.blocks import Button, iter_buttons
+from bot.dev.sandbox.workspace import Message, View, Workspace
 
 _LINK = re.compile(r"<([^<>\n]+)>")
 

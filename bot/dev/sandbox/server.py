@@ -18,10 +18,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
-from bot.sandbox.blocks import Button, iter_buttons
-from bot.sandbox.socketmode import SocketModeServer
-from bot.sandbox.webapi import ApiError, ApiResult, WebApi
-from bot.sandbox.workspace import APP_ID, ApiCall, DeliveryRecord, Message, View, Workspace
+from bot.dev.sandbox.blocks import Button, iter_buttons
+from bot.dev.sandbox.socketmode import SocketModeServer
+from bot.dev.sandbox.webapi import ApiError, ApiResult, WebApi
+from bot.dev.sandbox.workspace import APP_ID, ApiCall, DeliveryRecord, Message, View, Workspace
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ import html
 from collections.abc import Callable
 from typing import Any
 
+from bot.dev.rehearse.timeline import PhaseFailed, Timeline
+from bot.dev.sandbox import Workspace
+from bot.dev.sandbox.workspace import Message, message_text
 from bot.ids import Action, Block
-from bot.rehearse.timeline import PhaseFailed, Timeline
-from bot.sandbox import Workspace
-from bot.sandbox.workspace import Message, message_text
 
 CUTOVER, INCIDENT = "C_CUTOVER", "C_INCIDENT"
 REQUESTER, APPROVERS, SIGNERS = "alice", ("bob", "carol"), ("erin", "finn")
