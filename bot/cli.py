@@ -246,7 +246,7 @@ def cmd_manifest(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from bot.audit_cli import cmd_audit as run
+    from bot.audit.cli import cmd_audit as run
 
     return run(args, _settings(require_slack=False, require_config=False,
                                require_db=not (args.action == "verify" and args.file),
@@ -311,7 +311,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--socket", action="store_true", help="Socket Mode instead of HTTP")
     s.set_defaults(fn=cmd_manifest)
 
-    from bot.audit_cli import add_parser as add_audit_parser
+    from bot.audit.cli import add_parser as add_audit_parser
 
     add_audit_parser(sub)
     sub.choices["audit"].set_defaults(fn=cmd_audit)

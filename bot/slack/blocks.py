@@ -231,7 +231,7 @@ def reason_modal(*, callback_id: str, title: str, label: str, private_metadata: 
 def audit_head_context(head_id: int, head_hash: str) -> dict:
     """The context line anchoring the audit chain on a card (step results, finish): the short
     head ``42:3f9a1c2b4d5e6f70`` that `golive audit verify --head` accepts."""
-    from bot.audit_anchor import short_anchor
+    from bot.audit.anchor import short_anchor
 
     anchor = short_anchor(head_id, head_hash)
     return context(f"🔗 audit head `{anchor}` · `golive audit verify --head {anchor}` "

@@ -229,17 +229,17 @@ MUTATIONS: list[dict] = [
      "tests": REPLAY},
     # ------------------------------------------------------------ the audit HMAC
     {"name": "audit-hmac-ignores-key", "issue": "extra: audit, rows hashed without the key",
-     "edits": [("bot/audit.py", "if key is None:", "if True:")],
+     "edits": [("bot/audit/chain.py", "if key is None:", "if True:")],
      "tests": [AUDIT]},
     {"name": "audit-verify-accepts-keyless-rows-after-keyed",
      "issue": "extra: audit verify accepts an unkeyed row after keyed ones",
-     "edits": [_off("bot/audit.py", "self.keyed_seen")], "tests": [AUDIT]},
+     "edits": [_off("bot/audit/chain.py", "self.keyed_seen")], "tests": [AUDIT]},
     {"name": "audit-verify-accepts-all-keyless-log",
      "issue": "extra: audit verify accepts a log with no keyed row (a keyless rewrite)",
-     "edits": [_off("bot/audit.py", "self.first is not None and not self.keyed_seen")],
+     "edits": [_off("bot/audit/chain.py", "self.first is not None and not self.keyed_seen")],
      "tests": [AUDIT]},
     {"name": "audit-verify-ignores-head", "issue": "extra: audit verify ignores the kept head",
-     "edits": [("bot/audit.py", "elif prev[1] != head:", "elif False:")], "tests": [AUDIT]},
+     "edits": [("bot/audit/chain.py", "elif prev[1] != head:", "elif False:")], "tests": [AUDIT]},
     # ------------------------------------------------------------ a stopped rollback
     {"name": "rollback-resume-reruns-done-steps",
      "issue": "extra: resuming a stopped rollback queues the whole plan again, re-running the "

@@ -1,4 +1,4 @@
-"""bot/audit.py: the keyed hash chain detects edits, deletions, reordering and keyless
+"""bot/audit/chain.py: the keyed hash chain detects edits, deletions, reordering and keyless
 rewrites; exports verify offline with the key; anchors catch truncation."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from bot.audit import (
     verify_chain,
     verify_export,
 )
-from bot.audit_anchor import (
+from bot.audit.anchor import (
     AnchorError,
     anchor_record,
     check_anchors,

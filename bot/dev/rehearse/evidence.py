@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.dev.rehearse.pack import write_pack
+from bot.audit.pack import write_pack
 
 REQUIRED = ("setup", "preflight", "cutover", "watches", "canary", "signoff", "finish")
 
@@ -31,7 +31,7 @@ def write_evidence(r: Any) -> Path | None:
     from psycopg.rows import dict_row
 
     from bot import audit
-    from bot.audit_cli import export_run
+    from bot.audit.cli import export_run
     from bot.dev.sandbox.render import render_channel
 
     t, session = r.t, r.session

@@ -26,7 +26,7 @@ like.
 What :func:`verify_chain` proves (rows in id order): no row was edited, inserted, deleted or
 reordered between the first and the last row given. Removing rows *at the end* (or every row)
 is only detectable against a head kept elsewhere: ``head=`` here, or the anchors of
-:mod:`bot.audit_anchor`.
+:mod:`bot.audit.anchor`.
 
 Export of one run (:func:`export_lines` / :func:`verify_export`): the segment of the chain
 from the run's first row (or row 1 with ``from_genesis=True``) to the head at export time; the
@@ -46,8 +46,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.canonical import canonical_json as _canonical_json
-from bot.canonical import plain, sha256_hex
+from bot.audit.canonical import canonical_json as _canonical_json
+from bot.audit.canonical import plain, sha256_hex
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -57,7 +57,6 @@ __all__ = [
     "AuditRow",
     "body_digest",
     "canonical_json",
-    "export_lines",
     "format_at",
     "from_jsonl",
     "key_id",
@@ -66,13 +65,12 @@ __all__ = [
     "storable",
     "to_jsonl",
     "verify_chain",
-    "verify_export",
 ]
 
 GENESIS = "0" * 64
 EXPORT_FORMAT = 2
 HASH_VERSION = 2
-_LEGACY_VERSION = 1
+LEGACY_VERSION = 1
 
 
 class AuditFormatError(ValueError):
@@ -171,9 +169,9 @@ def body_digest(
                         outcome=outcome)
 
 
-def _link_hash(key: bytes | None, prev_hash: str, *, id: int, run_id: int | None,
+def link_hash(key: bytes | None, prev_hash: str, *, id: int, run_id: int | None,
                digest: str) -> str:
-    v = HASH_VERSION if key is not None else _LEGACY_VERSION
+    v = HASH_VERSION if key is not None else LEGACY_VERSION
     return _mac(key, canonical_json({
         "v": v, "id": id, "run_id": run_id, "prev_hash": prev_hash, "body": digest,
     }))
@@ -186,15 +184,15 @@ def row_hash(
     """The hash a row with this content must carry, given the previous row's hash."""
     digest = body_digest(key=key, at=at, actor=actor, channel=channel, action=action,
                          detail=detail, outcome=outcome)
-    return _link_hash(key, prev_hash, id=id, run_id=run_id, digest=digest)
+    return link_hash(key, prev_hash, id=id, run_id=run_id, digest=digest)
 
 
-def _versioned_digest(row: AuditRow, key: bytes) -> tuple[int | None, str]:
+def versioned_digest(row: AuditRow, key: bytes) -> tuple[int | None, str]:
     """(hash version the row verifies under or None, its body digest under that version)."""
-    for k, version in ((key, HASH_VERSION), (None, _LEGACY_VERSION)):
+    for k, version in ((key, HASH_VERSION), (None, LEGACY_VERSION)):
         digest = _body_digest(k, at=row.at, actor=row.actor, channel=row.channel,
                               action=row.action, detail=row.detail, outcome=row.outcome)
-        if _link_hash(k, row.prev_hash, id=row.id, run_id=row.run_id, digest=digest) == row.hash:
+        if link_hash(k, row.prev_hash, id=row.id, run_id=row.run_id, digest=digest) == row.hash:
             return version, digest
     return None, _body_digest(key, at=row.at, actor=row.actor, channel=row.channel,
                               action=row.action, detail=row.detail, outcome=row.outcome)
@@ -216,7 +214,7 @@ def make_row(
 # --------------------------------------------------------------------------------- verify
 
 
-def _link_problems(prev: tuple[int, str] | None, cur_id: int, cur_prev: str, label: str):
+def link_problems(prev: tuple[int, str] | None, cur_id: int, cur_prev: str, label: str):
     """Continuity problems between the previous (id, hash) and the current entry."""
     if prev is None:
         return []
@@ -237,7 +235,7 @@ def _link_problems(prev: tuple[int, str] | None, cur_id: int, cur_prev: str, lab
     return out
 
 
-class _Legacy:
+class Legacy:
     """Tracks v1 (unkeyed) rows: allowed only as a prefix that a keyed row follows."""
 
     def __init__(self) -> None:
@@ -247,7 +245,7 @@ class _Legacy:
         self.problems: list[str] = []
 
     def see(self, rid: int, version: int | None, label: str) -> None:
-        if version == _LEGACY_VERSION:
+        if version == LEGACY_VERSION:
             if self.keyed_seen:
                 self.problems.append(f"{label}: hashed without the audit key after keyed rows "
                                      "(rewritten by someone without the key)")
@@ -280,12 +278,12 @@ def verify_chain(
     check). ``head`` is an independently kept hash of the last row, to catch truncation.
     """
     problems: list[str] = []
-    legacy = _Legacy()
+    legacy = Legacy()
     prev: tuple[int, str] | None = None
     for row in rows:
         label = f"row {row.id}"
         try:
-            version, _ = _versioned_digest(row, key)
+            version, _ = versioned_digest(row, key)
             if version is None:
                 problems.append(f"{label}: hash does not match its content under key "
                                 f"{key_id(key)} (row edited, or a different key)")
@@ -304,7 +302,7 @@ def verify_chain(
                     f"{label}: prev_hash should be {what} for the first row "
                     "(rows deleted or inserted at the start?)"
                 )
-        problems += _link_problems(prev, row.id, row.prev_hash, label)
+        problems += link_problems(prev, row.id, row.prev_hash, label)
         prev = (row.id, row.hash)
     problems += legacy.finish()
     if head is not None:
@@ -321,7 +319,7 @@ def verify_chain(
 # --------------------------------------------------------------------------------- JSONL
 
 
-def _row_from_dict(d: Mapping[str, Any], where: str) -> AuditRow:
+def row_from_dict(d: Mapping[str, Any], where: str) -> AuditRow:
     try:
         at = datetime.fromisoformat(d["at"])
         detail = d["detail"]
@@ -361,9 +359,6 @@ def from_jsonl(text: str) -> list[AuditRow]:
             raise AuditFormatError(f"line {n}: not a JSON object")
         if d.get("type", "row") != "row":
             continue
-        rows.append(_row_from_dict(d, f"line {n}"))
+        rows.append(row_from_dict(d, f"line {n}"))
     return rows
 
-
-# Export lives in its own module (size); re-exported so `bot.audit` stays the one API.
-from bot.audit_export import export_lines, verify_export

@@ -11,19 +11,19 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from bot.audit import (
-    _LEGACY_VERSION,
+from bot.audit.chain import (
     EXPORT_FORMAT,
     GENESIS,
     HASH_VERSION,
+    LEGACY_VERSION,
     AuditRow,
-    _Legacy,
-    _link_hash,
-    _link_problems,
-    _row_from_dict,
-    _versioned_digest,
+    Legacy,
     canonical_json,
     key_id,
+    link_hash,
+    link_problems,
+    row_from_dict,
+    versioned_digest,
 )
 
 
@@ -55,7 +55,7 @@ def export_lines(
         else:
             body.append(canonical_json({
                 "type": "link", "id": r.id, "run_id": r.run_id, "prev_hash": r.prev_hash,
-                "body_digest": _versioned_digest(r, key)[1], "hash": r.hash,
+                "body_digest": versioned_digest(r, key)[1], "hash": r.hash,
             }))
     header = canonical_json({
         "type": "audit-export", "format": EXPORT_FORMAT, "run_id": run_id,
@@ -67,8 +67,8 @@ def export_lines(
 
 
 def _link_version(d: Mapping[str, Any], key: bytes) -> int | None:
-    for k, version in ((key, HASH_VERSION), (None, _LEGACY_VERSION)):
-        if _link_hash(k, d["prev_hash"], id=d["id"], run_id=d["run_id"],
+    for k, version in ((key, HASH_VERSION), (None, LEGACY_VERSION)):
+        if link_hash(k, d["prev_hash"], id=d["id"], run_id=d["run_id"],
                       digest=d["body_digest"]) == d["hash"]:
             return version
     return None
@@ -117,7 +117,7 @@ def verify_export(lines: str | Iterable[str], *, key: bytes,
     run = header.get("run_id")
     from_genesis = bool(header.get("from_genesis"))
 
-    legacy = _Legacy()
+    legacy = Legacy()
     prev: tuple[int, str] | None = None
     n_rows = n_links = 0
     for n, d in docs[1:]:
@@ -126,10 +126,10 @@ def verify_export(lines: str | Iterable[str], *, key: bytes,
             rid = d["id"]
             label = f"line {n} (row {rid})"
             if kind == "row":
-                row = _row_from_dict(d, label)
+                row = row_from_dict(d, label)
                 n_rows += 1
                 entry_run, entry_prev, entry_hash = row.run_id, row.prev_hash, row.hash
-                version, _ = _versioned_digest(row, key)
+                version, _ = versioned_digest(row, key)
                 if version is None:
                     problems.append(f"{label}: hash does not match its content (row edited)")
             elif kind == "link":
@@ -162,7 +162,7 @@ def verify_export(lines: str | Iterable[str], *, key: bytes,
                     problems.append(f"{label}: export from genesis must start at row 1")
             elif kind != "row" or entry_run != run:
                 problems.append(f"{label}: export must start with the first row of run {run}")
-        problems += _link_problems(prev, rid, entry_prev, label)
+        problems += link_problems(prev, rid, entry_prev, label)
         prev = (rid, entry_hash)
 
     if prev is None:

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.audit import canonical_json, format_at
+from bot.audit.chain import canonical_json, format_at
 
 SHORT_HEX = 16
 MIN_HEX = 12

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot import audit
-from bot.audit_anchor import (
+from bot.audit.anchor import (
     AnchorError,
     anchor_record,
     check_anchors,
@@ -68,7 +68,7 @@ def _anchors(sources: list[str]):
 def _verify_file(args: argparse.Namespace, key: bytes) -> int:
     path, problems = Path(args.file), []
     if path.is_dir():  # an evidence pack (golive rehearse): its manifest, then its export
-        from bot.dev.rehearse.pack import check_pack
+        from bot.audit.pack import check_pack
 
         export, problems = check_pack(path)
         if export is None:
