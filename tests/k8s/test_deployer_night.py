@@ -9,14 +9,42 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.test_full_cutover import request_and_approve, run_ungated
-from tests.integration.test_rollback_e2e import ask_rollback, timelines_complete
+from bot.ids import Action
 from tests.k8s.fixtures_deploy import Stack, k8s_stack_fixture  # noqa: F401
 from tests.k8s.test_deployer import IMAGES, V1_SHA, app_in_cluster, version_answered
-from tests.support.harness import BASE_CONFIG, Bot
+from tests.support.harness import BASE_CONFIG, Bot, text_of
 from tests.support.toml_out import target_table
 
 pytestmark = [pytest.mark.k8s, pytest.mark.docker, pytest.mark.slow]
+DONE = ("succeeded", "failed", "interrupted")
+
+
+# The bot's wire protocol as a person uses it (own helpers: other test modules' may change).
+def request_and_approve(bot: Bot, requester: str, text: str, approver: str, title: str) -> str:
+    card = bot.request(requester, text, contains=title, reply="Approval requested")
+    bot.sandbox.click(approver, card, action_id=Action.APPROVE)
+    done = text_of(bot.card_showing(card, *DONE, timeout=240))
+    assert "succeeded" in done, done
+    return done
+
+
+def run_ungated(bot: Bot, text: str, title: str) -> str:
+    card = bot.request("alice", text, contains=title, reply="Queued")
+    done = text_of(bot.card_showing(card, *DONE, timeout=240))
+    assert "succeeded" in done, done
+    return done
+
+
+def rollback_from_incident(bot: Bot, words: str, approver: str = "bob") -> str:
+    """`/golive <words>` in #incident, approved; the final timeline in #cutover."""
+    after = bot.seq()
+    assert "Rollback requested" in bot.command("alice", words, channel="C_INCIDENT")
+    card = bot.workspace.wait_for_message(
+        "C_INCIDENT", contains="Rollback requested", after_seq=after,
+        predicate=lambda m: m.ephemeral_to is None and not m.via_response_url)
+    bot.sandbox.click(approver, card, action_id=Action.APPROVE)
+    return text_of(bot.workspace.wait_for_message(
+        "C_CUTOVER", contains="Rollback of run #1: completed", after_seq=after, timeout=240))
 
 
 def schema(stack: Stack) -> str | None:
@@ -58,9 +86,9 @@ def test_the_night_and_its_rollback_on_the_cluster_through_the_bot(
         request_and_approve(bot, "alice", "traffic open", "bob", "Open traffic")
         assert httpx.get(f"{edge}/api/health").json()["version"] == "v2"
 
-        after = bot.seq()
-        ask_rollback(bot, "rollback drill on kubernetes")
-        timelines_complete(bot, after)
+        timeline = rollback_from_incident(bot, "rollback drill on kubernetes")
+        for title in ("Revert to the previous image", "Data:", "Re-open traffic"):
+            assert title in timeline, timeline
     finally:
         bot.stop()
     image, revision = app_in_cluster(k8s_stack)
@@ -69,3 +97,52 @@ def test_the_night_and_its_rollback_on_the_cluster_through_the_bot(
     assert version_answered(k8s_stack) == "v1"
     assert schema(k8s_stack) == "0001_ledger"
     assert httpx.get(f"{edge}/api/health").status_code == 200, "traffic open again"
+
+
+def test_kill_9_of_the_bot_mid_rollout_then_retry_is_safe(
+        k8s_stack: Stack, clean_db: str, tmp_path: Any):
+    import psycopg
+
+    from tests.integration.test_rollback_e2e import ProcBot
+    from tests.support.poll import wait_until
+
+    def rows(sql: str) -> list[tuple]:
+        with psycopg.connect(clean_db) as c:
+            return c.execute(sql).fetchall()
+
+    v1_running(k8s_stack)
+    bot = ProcBot(clean_db, tmp_path, target_table(k8s_stack.night_target()) + BASE_CONFIG)
+    try:
+        sha = IMAGES["app:v2"]["revision"]
+        assert "started cutover run" in bot.command("alice", f"start v2 {sha}")
+        request_and_approve(bot, "alice", 'maintenance on --override "k8s drill"', "bob",
+                            "Maintenance mode on")
+        after = bot.seq()
+        card = bot.request("alice", "deploy v2", contains="Deploy", reply="Approval requested")
+        bot.sandbox.click("carol", card, action_id=Action.APPROVE)
+        # Killed once v2 is applied and before its rollout completed: nothing recorded.
+        wait_until("v2 applied", lambda: ":v2@" in app_in_cluster(k8s_stack)[0], 120)
+        bot.proc.kill()
+        assert rows("SELECT facts->'previous_images' FROM runs") == [(None,)]
+        bot.start()
+        notice = bot.workspace.wait_for_message("C_CUTOVER", contains="was interrupted",
+                                                after_seq=after, timeout=60)
+        mark = bot.seq()
+        bot.sandbox.click("alice", notice, action_id=Action.RETRY)
+        again = bot.workspace.wait_for_message(
+            "C_CUTOVER", contains="Approve", after_seq=mark,
+            predicate=lambda m: m.ephemeral_to is None and "Deploy" in text_of(m))
+        bot.sandbox.click("carol", again, action_id=Action.APPROVE)
+        done = text_of(bot.card_showing(again, "succeeded", "failed", timeout=240))
+        assert "succeeded" in done, done
+    finally:
+        bot.stop()
+    assert rows("SELECT step_id, array_agg(state ORDER BY attempt) FROM step_executions "
+                "WHERE step_id = 'deploy' GROUP BY step_id") == [
+        ("deploy", ["interrupted", "succeeded"])]
+    # The Retry re-applied the same objects (no new revision) and still knows v1 to revert to.
+    image, revision = app_in_cluster(k8s_stack)
+    assert ":v2@" in image and revision == "2"
+    (prev,), = rows("SELECT facts->'previous_images'->'app/app' FROM runs")
+    assert prev["tag"] == "v1" and prev["revision"] == V1_SHA
+    assert version_answered(k8s_stack) == "v2"
