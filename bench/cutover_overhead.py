@@ -405,7 +405,7 @@ def run_bot(stack: Stack, tmp: Path) -> dict[str, Any]:
             recorded(card.ts)
             marks[step]["card_recorded"] = now()
             marks[step]["click_sent"] = now()
-            d = bot.dev.sandbox.click(approver, card, action_id=Action.APPROVE)
+            d = bot.sandbox.click(approver, card, action_id=Action.APPROVE)
             assert d.status == 200, d
             marks[step]["click_acked"] = now()
             wait_done(step, card.ts)

@@ -76,7 +76,7 @@ def one_rollback(stack: Stack, tmp: Path) -> dict[str, Any]:
             "C_INCIDENT", contains="Rollback requested", after_seq=after,
             predicate=lambda m: m.ephemeral_to is None and not m.via_response_url)
         card_s = time.time() - t0
-        bot.dev.sandbox.click("bob", card, action_id=Action.APPROVE)
+        bot.sandbox.click("bob", card, action_id=Action.APPROVE)
         bot.workspace.wait_for_message("C_CUTOVER", contains="Rollback of run #1: completed",
                                        after_seq=after, timeout=300)
         seen_s = time.time() - t0

@@ -124,21 +124,21 @@ def report(bot: Bot, msg: Message, user: str, uid: str, item: str, ref: str,
            amount: str | None) -> int:
     """Click Report …, fill the modal, submit; returns the seq before the submission."""
     action = Action.CANARY_DEPOSIT if item == "deposit" else Action.CANARY_WITHDRAWAL
-    assert bot.dev.sandbox.click(user, msg, action_id=action).status == 200
+    assert bot.sandbox.click(user, msg, action_id=action).status == 200
     view = modal(bot, uid)
     after = bot.seq()
     values = {Block.CANARY_REFERENCE: {Block.CANARY_REFERENCE_INPUT: ref}}
     if amount is not None:
         values[Block.CANARY_AMOUNT] = {Block.CANARY_AMOUNT_INPUT: amount}
-    assert bot.dev.sandbox.submit_view(user, view.id, values).status == 200
+    assert bot.sandbox.submit_view(user, view.id, values).status == 200
     return after
 
 
 def sign(bot: Bot, signoff: Message, user: str, uid: str, note: str = "") -> int:
-    assert bot.dev.sandbox.click(user, signoff, action_id=Action.CANARY_SIGN).status == 200
+    assert bot.sandbox.click(user, signoff, action_id=Action.CANARY_SIGN).status == 200
     view = modal(bot, uid)
     after = bot.seq()
-    bot.dev.sandbox.submit_view(user, view.id, {Block.CANARY_NOTE: {Block.CANARY_NOTE_INPUT: note}})
+    bot.sandbox.submit_view(user, view.id, {Block.CANARY_NOTE: {Block.CANARY_NOTE_INPUT: note}})
     return after
 
 
@@ -229,17 +229,17 @@ def test_wrong_withdrawal_amount_is_a_failure_with_numbers_and_can_be_retried(
 def test_reject_is_no_go_and_offers_rollback(canary_bot: Bot, clean_db: str):
     bot = canary_bot
     msg, signoff = open_canary(bot, clean_db)
-    assert bot.dev.sandbox.click("carol", signoff, action_id=Action.CANARY_REJECT).status == 200
+    assert bot.sandbox.click("carol", signoff, action_id=Action.CANARY_REJECT).status == 200
     view = modal(bot, "U_CAROL")
     after = bot.seq()
-    bot.dev.sandbox.submit_view("carol", view.id, {Block.REASON: {Block.REASON_INPUT:
+    bot.sandbox.submit_view("carol", view.id, {Block.REASON: {Block.REASON_INPUT:
                                                               "payout webhook missing"}})
     final = in_thread(bot, msg, "*NO-GO*", after=after)
     assert "<@U_CAROL>" in text_of(final) and "payout webhook missing" in text_of(final)
     bot.card_showing(msg, "Canary: NO-GO")
     assert "NO-GO" in bot.command("alice", "status")
     after = bot.seq()
-    assert bot.dev.sandbox.click("alice", final, action_id=Action.CANARY_ROLLBACK).status == 200
+    assert bot.sandbox.click("alice", final, action_id=Action.CANARY_ROLLBACK).status == 200
     answer = bot.replies_to("alice", after=after, contains="Rollback")
     assert "Rollback requested" in text_of(answer), text_of(answer)
 

@@ -252,7 +252,7 @@ def approved_maintenance_on(bot: Bot) -> int:
     from bot.ids import Action
 
     card = bot.request("alice", 'maintenance on --override "drill"')
-    bot.dev.sandbox.click("bob", card, action_id=Action.APPROVE)
+    bot.sandbox.click("bob", card, action_id=Action.APPROVE)
     bot.card_showing(card, "Approved by <@U_BOB>")
     return sql(bot_url(bot), "SELECT id FROM step_executions WHERE step_id = 'maintenance-on'"
                              " AND state = 'queued'")[0][0]

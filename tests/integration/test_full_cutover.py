@@ -24,7 +24,7 @@ DONE = ("succeeded", "failed", "interrupted")
 
 def request_and_approve(bot, requester: str, text: str, approver: str, title: str):
     card = bot.request(requester, text, contains=title, reply="Approval requested")
-    bot.dev.sandbox.click(approver, card, action_id=Action.APPROVE)
+    bot.sandbox.click(approver, card, action_id=Action.APPROVE)
     done = bot.card_showing(card, *DONE, timeout=240)
     assert "succeeded" in text_of(done), text_of(done)
     return text_of(done)
@@ -105,10 +105,10 @@ def test_rollback_from_the_incident_channel_restores_v1_and_the_schema(stack, cl
             predicate=lambda m: m.ephemeral_to is None and not m.via_response_url)
         assert "payout failure rate 22%" in text_of(card)
         mark = bot.seq()
-        bot.dev.sandbox.click("alice", card, action_id=Action.APPROVE)
+        bot.sandbox.click("alice", card, action_id=Action.APPROVE)
         assert "someone else" in text_of(bot.replies_to("alice", after=mark,
                                                         channel="C_INCIDENT")).lower()
-        bot.dev.sandbox.click("bob", card, action_id=Action.APPROVE)
+        bot.sandbox.click("bob", card, action_id=Action.APPROVE)
         summary = text_of(bot.workspace.wait_for_message("C_CUTOVER", contains="summary",
                                                          after_seq=after, timeout=240))
         status = bot.command("carol", "status")

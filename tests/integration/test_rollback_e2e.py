@@ -82,7 +82,7 @@ def ask_rollback(bot: Bot, words: str, approver: str = "bob"):
     card = bot.workspace.wait_for_message(
         "C_INCIDENT", contains="Rollback requested", after_seq=after,
         predicate=lambda m: m.ephemeral_to is None and not m.via_response_url)
-    bot.dev.sandbox.click(approver, card, action_id=Action.APPROVE)
+    bot.sandbox.click(approver, card, action_id=Action.APPROVE)
     return card
 
 
@@ -123,13 +123,13 @@ def test_a_crash_mid_rollback_resumes_at_the_interrupted_step_downgrade(stack, c
             "C_CUTOVER", contains="Revert to the previous image tag / commit* was interrupted",
             after_seq=after, timeout=60)
         mark = bot.seq()
-        bot.dev.sandbox.click("alice", notice, action_id=Action.RETRY)
+        bot.sandbox.click("alice", notice, action_id=Action.RETRY)
         reply = text_of(bot.replies_to("alice", after=mark, contains="Resuming"))
         assert "at `rb-revert-deploy` (not re-run: rb-maintenance-on)" in reply, reply
         card = bot.workspace.wait_for_message(
             "C_CUTOVER", contains="Resumes the stopped rollback at rb-revert-deploy",
             after_seq=mark, predicate=lambda m: m.ephemeral_to is None)
-        bot.dev.sandbox.click("carol", card, action_id=Action.APPROVE)
+        bot.sandbox.click("carol", card, action_id=Action.APPROVE)
         timeline = timelines_complete(bot, after)
     finally:
         bot.stop()

@@ -93,3 +93,11 @@ def test_the_registry_token_is_a_secret():
     t = target(registry_token="tok-very-secret-123")
     assert "tok-very-secret-123" in t.secrets().values()
     assert "tok-very-secret-123" not in repr(t)
+
+
+def test_a_compose_service_switch_with_the_kubernetes_deployer_is_refused_clearly():
+    with pytest.raises(ValidationError) as e:
+        TargetConfig.model_validate({**target().model_dump(mode="json", exclude_none=True),
+                                     "maintenance": {"kind": "compose-service",
+                                                     "service": "maintenance"}})
+    assert "needs a compose deployer" in str(e.value)

@@ -126,7 +126,7 @@ def test_green_preflight_is_one_checklist_and_opens_maintenance_without_override
                                            after_seq=after,
                                            predicate=lambda m: m.ephemeral_to is None)
     assert "Override" not in text_of(mcard) and "5/5 checks green" in text_of(mcard)
-    bot.dev.sandbox.click("bob", mcard, action_id=Action.APPROVE)
+    bot.sandbox.click("bob", mcard, action_id=Action.APPROVE)
     assert "succeeded" in text_of(bot.card_showing(mcard, "succeeded", "failed"))
     assert took < 60, f"preflight took {took:.1f} s"
     from runbook.adapters.envsource import from_file

@@ -56,7 +56,7 @@ def test_database_cut_during_the_watches_bot_back_within_5_s_and_loses_nothing(
     wait_until("the health watch measuring", lambda: ticks(clean_db) >= 2, 20)
 
     # Acked before the cut: alice's request, held in its directory lookup until after it.
-    held = bot.dev.sandbox.api.inject(Fault("users.info", hold=threading.Event(),
+    held = bot.sandbox.api.inject(Fault("users.info", hold=threading.Event(),
                                         params={"user": ws.user("alice").id}, times=1))
     mark = bot.seq()
     assert bot.slash("alice", OVERRIDE).status == 200, "the request was not acked"

@@ -74,7 +74,7 @@ class Fuzzed:
     def deliver(self, kind: str, body: bytes) -> None:
         repeat = body in self.bodies
         self.bodies.add(body)
-        d = self.bot.dev.sandbox.deliver(body, signed_headers(self.bot.dev.sandbox, body), kind=kind)
+        d = self.bot.sandbox.deliver(body, signed_headers(self.bot.sandbox, body), kind=kind)
         self.sent += 1
         self.kinds[kind if kind in ("slash", "block_actions", "view_submission") else "other"] += 1
         self.statuses[d.status] += 1
@@ -113,11 +113,11 @@ def fuzzed(bot_db_url, tmp_path_factory):
         card = bot.request("alice", 'maintenance on --override "fuzz"')
         for user, action in (("bob", Action.APPROVE), ("alice", Action.APPROVE),
                              ("carol", Action.REJECT), ("alice", Action.CANCEL)):
-            f.seeds += [payload_of(b) for b, _ in held(bot.dev.sandbox, lambda u=user, a=action: (
-                bot.dev.sandbox.click(u, card, action_id=a)))]
-        bot.dev.sandbox.click("bob", card, action_id=Action.REJECT)  # opens the reason modal
+            f.seeds += [payload_of(b) for b, _ in held(bot.sandbox, lambda u=user, a=action: (
+                bot.sandbox.click(u, card, action_id=a)))]
+        bot.sandbox.click("bob", card, action_id=Action.REJECT)  # opens the reason modal
         view = bot.workspace.wait_for(lambda: (bot.workspace.open_views("U_BOB") or [None])[0])
-        f.seeds += [payload_of(b) for b, _ in held(bot.dev.sandbox, lambda: bot.dev.sandbox.submit_view(
+        f.seeds += [payload_of(b) for b, _ in held(bot.sandbox, lambda: bot.sandbox.submit_view(
             "bob", view.id, {Block.REASON: {Block.REASON_INPUT: "fuzz"}}))]
         assert {p["type"] for p in f.seeds} == {"block_actions", "view_submission"}, f.seeds
         f.tally, f.crashed = tally, crashed
@@ -204,7 +204,7 @@ def mutated(draw, seeds: list[dict]) -> dict:
 
 # ------------------------------------------------------------------ the test
 def slash_body(f: Fuzzed, user: str, channel: str, text: str, escape: bool) -> bytes:
-    api = f.bot.dev.sandbox.api
+    api = f.bot.sandbox.api
     if escape:  # as Slack sends what people type
         text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return urlencode({"token": "sandbox-verification-token", "team_id": "T0SANDBOX",
@@ -219,7 +219,7 @@ def slash_body(f: Fuzzed, user: str, channel: str, text: str, escape: bool) -> b
 
 def test_fuzzed_commands_and_payloads_get_no_5xx_and_no_traceback(fuzzed):
     f = fuzzed
-    api = f.bot.dev.sandbox.api
+    api = f.bot.sandbox.api
 
     # derandomize unless GOLIVE_FUZZ_RANDOM is set: CI replays one fixed exploration, so a red
     # run is reproducible; explore afresh by hand with GOLIVE_FUZZ_RANDOM=1.

@@ -48,7 +48,7 @@ def one_replica(db: str, root: Path) -> dict:
     bot = Bot(db, root, config=reh.config)
     try:
         started = time.monotonic()
-        Person(bot.dev.sandbox, db).cutover()
+        Person(bot.sandbox, db).cutover()
         took = time.monotonic() - started
         delivered(db)
         return {"outcome": outcome(db), "effects": reh.effects(),

@@ -35,17 +35,17 @@ def pending_card(bot):
 def test_forged_and_stale_signatures_are_all_refused_and_change_nothing(toybot, clean_db):
     bot = toybot
     card = pending_card(bot)
-    bot.dev.sandbox.click("bob", card, action_id=Action.REJECT)  # opens the reason modal
+    bot.sandbox.click("bob", card, action_id=Action.REJECT)  # opens the reason modal
     view = bot.workspace.wait_for(lambda: (bot.workspace.open_views("U_BOB") or [None])[0])
     kinds = {
-        "command": held(bot.dev.sandbox, lambda: bot.dev.sandbox.slash("alice", "finish"))[0][0],
-        "help": held(bot.dev.sandbox, lambda: bot.dev.sandbox.slash("alice", "help"))[0][0],
-        "approve": held(bot.dev.sandbox, lambda: bot.dev.sandbox.click("bob", card,
+        "command": held(bot.sandbox, lambda: bot.sandbox.slash("alice", "finish"))[0][0],
+        "help": held(bot.sandbox, lambda: bot.sandbox.slash("alice", "help"))[0][0],
+        "approve": held(bot.sandbox, lambda: bot.sandbox.click("bob", card,
                                                        action_id=Action.APPROVE))[0][0],
-        "submission": held(bot.dev.sandbox, lambda: bot.dev.sandbox.submit_view(
+        "submission": held(bot.sandbox, lambda: bot.sandbox.submit_view(
             "bob", view.id, {Block.REASON: {Block.REASON_INPUT: "forged"}}))[0][0],
     }
-    secret = bot.dev.sandbox.signing_secret
+    secret = bot.sandbox.signing_secret
     now = time.time()
 
     def forged(i: int, body: bytes) -> dict[str, str]:
@@ -67,10 +67,10 @@ def test_forged_and_stale_signatures_are_all_refused_and_change_nothing(toybot, 
     names = list(kinds)
     for i in range(200):
         body = kinds[names[i % len(names)]]
-        answers["forged"].append(bot.dev.sandbox.deliver(
+        answers["forged"].append(bot.sandbox.deliver(
             body, {"Content-Type": FORM, **forged(i, body)}).status)
         stale = sign(secret, body, now - 6 * 60 - i)  # correctly signed, 6+ minutes old
-        answers["stale"].append(bot.dev.sandbox.deliver(body, {"Content-Type": FORM, **stale}).status)
+        answers["stale"].append(bot.sandbox.deliver(body, {"Content-Type": FORM, **stale}).status)
     refused = {k: sum(s == 401 for s in v) for k, v in answers.items()}
     print(f"\nsecurity: forged {refused['forged']}/200 refused, stale {refused['stale']}/200 "
           f"refused, over {', '.join(names)}")
@@ -81,7 +81,7 @@ def test_forged_and_stale_signatures_are_all_refused_and_change_nothing(toybot, 
     assert bot.seq() == seq and len(bot.workspace.api_calls) == calls, \
         "a refused request made the bot say or do something in Slack"
     # The same bodies, correctly signed now, are served: the refusals were about signatures.
-    ok = bot.dev.sandbox.deliver(kinds["help"], signed_headers(bot.dev.sandbox, kinds["help"]))
+    ok = bot.sandbox.deliver(kinds["help"], signed_headers(bot.sandbox, kinds["help"]))
     assert ok.status == 200, f"a correctly signed help answered {ok.status}"
 
 
@@ -90,7 +90,7 @@ def test_an_approve_replayed_after_its_approval_expired_is_refused_both_ways(toy
     bot = toybot
     card = pending_card(bot)
     # Bob's Approve, captured on the wire and held back until the approval has expired.
-    [(body, headers)] = held(bot.dev.sandbox, lambda: bot.dev.sandbox.click("bob", card,
+    [(body, headers)] = held(bot.sandbox, lambda: bot.sandbox.click("bob", card,
                                                             action_id=Action.APPROVE))
     real_now = bot.engine.deps.now
     bot.engine.deps.now = lambda: real_now() + timedelta(minutes=16)  # injected clock
@@ -99,19 +99,19 @@ def test_an_approve_replayed_after_its_approval_expired_is_refused_both_ways(toy
 
     # 1. The captured bytes, first seen now (a held request): the expired approval refuses it.
     mark = bot.seq()
-    first = bot.dev.sandbox.deliver(body, headers)
+    first = bot.sandbox.deliver(body, headers)
     assert first.status == 200, f"the click answered {first.status}"
     said = text_of(bot.replies_to("bob", after=mark, timeout=15))
     assert "expired" in said.lower(), f"bob must be told the request expired: {said}"
     # 2. The same bytes again: the replay guard refuses them at the door.
     before = counts(clean_db)
-    again = bot.dev.sandbox.deliver(body, headers)
+    again = bot.sandbox.deliver(body, headers)
     assert again.status == 401, f"a replayed click must get 401, got {again.status}"
     assert counts(clean_db) == before, "a replayed click left an inbox or audit row"
     # 3. Re-signed fresh (a new signature, so the replay guard cannot know it): still refused.
     mark = bot.seq()
     later = max(time.time(), int(headers["X-Slack-Request-Timestamp"]) + 1)
-    fresh = bot.dev.sandbox.deliver(body, {**headers, **bot.dev.sandbox.sign(body, later)})
+    fresh = bot.sandbox.deliver(body, {**headers, **bot.sandbox.sign(body, later)})
     assert fresh.status == 200
     said = text_of(bot.replies_to("bob", after=mark, timeout=15))
     assert "expired" in said.lower(), f"a re-signed click must be refused as expired: {said}"
@@ -132,7 +132,7 @@ def test_a_click_by_someone_who_is_not_an_approver_is_refused_and_audited(toybot
     bot.workspace.users["U_FRANK"] = User(id="U_FRANK", name="frank", real_name="Frank Full")
     card = pending_card(bot)
     mark = bot.seq()
-    assert bot.dev.sandbox.click("frank", card, action_id=Action.APPROVE).status == 200
+    assert bot.sandbox.click("frank", card, action_id=Action.APPROVE).status == 200
     said = text_of(bot.replies_to("frank", after=mark, timeout=15))
     assert "not an approver" in said, f"frank must be told why: {said}"
     with psycopg.connect(clean_db, autocommit=True) as conn:

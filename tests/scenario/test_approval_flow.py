@@ -149,14 +149,14 @@ def test_two_of_n_gate_needs_two_distinct_approvers(clean_db, tmp_path, toy):
         card = card_for(bot, "Maintenance mode on", after)
         assert "needs 2 approver(s)" in text_of(card)
         mark = bot.seq()
-        bot.dev.sandbox.click("bob", card, action_id=Action.APPROVE)
+        bot.sandbox.click("bob", card, action_id=Action.APPROVE)
         assert "1 of 2" in text_of(bot.replies_to("bob", after=mark))
         partial = wait_card(bot, card, "Approved by <@U_BOB>")
         assert "awaiting approval" in text_of(partial) and toy.executions() == []
         mark = bot.seq()
-        bot.dev.sandbox.click("bob", partial, action_id=Action.APPROVE)
+        bot.sandbox.click("bob", partial, action_id=Action.APPROVE)
         assert "already" in text_of(bot.replies_to("bob", after=mark)).lower()
-        bot.dev.sandbox.click("carol", partial, action_id=Action.APPROVE)
+        bot.sandbox.click("carol", partial, action_id=Action.APPROVE)
         done = wait_card(bot, card, "succeeded")
         assert "<@U_BOB>, <@U_CAROL>" in text_of(done)
         assert toy.executions() == ["on"]
@@ -205,7 +205,7 @@ def test_approval_is_void_when_preflight_changes_before_execution(clean_db, tmp_
         after = bot.seq()
         bot.command("alice", OVERRIDE)
         card = card_for(bot, "Maintenance mode on", after)
-        bot.dev.sandbox.click("bob", card, action_id=Action.APPROVE)
+        bot.sandbox.click("bob", card, action_id=Action.APPROVE)
         wait_card(bot, card, "Approved by <@U_BOB>")
         # Between approval and execution a preflight check records a red result.
         with psycopg.connect(clean_db) as conn:

@@ -60,15 +60,15 @@ def test_garbage_gets_200_and_help_never_a_5xx(bot, text):
 def test_forged_and_stale_requests_are_refused_401(bot):
     body = urlencode({"command": "/golive", "text": "status", "user_id": "U_ALICE",
                       "channel_id": "C_CUTOVER", "response_url": "http://127.0.0.1:9/x"}).encode()
-    forged = bot.dev.sandbox.deliver(body, {"Content-Type": "application/x-www-form-urlencoded",
-                                        **bot.dev.sandbox.sign(body)} | {
+    forged = bot.sandbox.deliver(body, {"Content-Type": "application/x-www-form-urlencoded",
+                                        **bot.sandbox.sign(body)} | {
         "X-Slack-Signature": "v0=" + "0" * 64})
     assert forged.status == 401
-    stale = bot.dev.sandbox.deliver(body, {"Content-Type": "application/x-www-form-urlencoded",
-                                       **bot.dev.sandbox.sign(body, time.time() - 6 * 60)})
+    stale = bot.sandbox.deliver(body, {"Content-Type": "application/x-www-form-urlencoded",
+                                       **bot.sandbox.sign(body, time.time() - 6 * 60)})
     assert stale.status == 401
-    fresh = bot.dev.sandbox.deliver(body, {"Content-Type": "application/x-www-form-urlencoded",
-                                       **bot.dev.sandbox.sign(body)})
+    fresh = bot.sandbox.deliver(body, {"Content-Type": "application/x-www-form-urlencoded",
+                                       **bot.sandbox.sign(body)})
     assert fresh.status == 200
     assert SIGNING_SECRET not in forged.body + stale.body
 

@@ -60,7 +60,7 @@ def test_a_step_approved_on_a_fresh_preflight_does_not_start_once_it_went_stale(
         assert "Approval requested" in reply, f"a 55-minute-old green preflight opens the gate: " \
                                               f"{reply}"
         card = card_for(bot, "Maintenance mode on", after)
-        bot.dev.sandbox.click("bob", card, action_id=Action.APPROVE)
+        bot.sandbox.click("bob", card, action_id=Action.APPROVE)
         bot.card_showing(card, "Approved by <@U_BOB>")
         # Six minutes pass before a worker is free: the approval is still in force (10 min),
         # but the preflight is now 61 minutes old, past `[preflight] max_age_minutes` (60).
@@ -141,10 +141,10 @@ def test_a_failed_cutover_step_cannot_be_marked_done(clean_db, tmp_path):
         def aim_at_failed(payload: dict) -> None:
             payload["actions"][0]["value"] = str(failed)
         uid = bot.workspace.user("bob").id
-        bot.dev.sandbox.click("bob", notice, action_id=Action.MARK_DONE, edit=aim_at_failed)
+        bot.sandbox.click("bob", notice, action_id=Action.MARK_DONE, edit=aim_at_failed)
         view = bot.workspace.wait_for(lambda: (bot.workspace.open_views(uid) or [None])[0])
         mark = bot.seq()
-        bot.dev.sandbox.submit_view("bob", view.id, {Block.REASON: {Block.REASON_INPUT:
+        bot.sandbox.submit_view("bob", view.id, {Block.REASON: {Block.REASON_INPUT:
                                                                 "looks fine to me"}})
         reply = text_of(bot.replies_to("bob", after=mark))
         assert "Only an interrupted step can be marked done" in reply, reply
@@ -193,8 +193,8 @@ def test_a_request_captured_minutes_ago_is_still_refused_by_a_fresh_replica(bot,
     assert "started cutover run #1" in bot.command("alice", "start v1")
     captured = datetime.now(UTC) - timedelta(minutes=4)
     body, headers = signed_command(bot, "U_ALICE", "finish")
-    headers.update(bot.dev.sandbox.sign(body, captured.timestamp()))
-    assert bot.dev.sandbox.deliver(body, headers).status == 200
+    headers.update(bot.sandbox.sign(body, captured.timestamp()))
+    assert bot.sandbox.deliver(body, headers).status == 200
     bot.workspace.wait_for(lambda: "closed run #1" in text_of(
         bot.workspace.messages("C_CUTOVER")[-1]) or None, 10)
     # The database's clock cannot be moved: the request's row says when it arrived.
@@ -205,11 +205,11 @@ def test_a_request_captured_minutes_ago_is_still_refused_by_a_fresh_replica(bot,
     (tmp_path / "replica-b").mkdir()
     other = Bot(clean_db, tmp_path / "replica-b", sandbox=bot.dev.sandbox)
     try:
-        bot.dev.sandbox.bot_url = f"{other.http.url}/slack/events"
-        replay = bot.dev.sandbox.deliver(body, headers)
+        bot.sandbox.bot_url = f"{other.http.url}/slack/events"
+        replay = bot.sandbox.deliver(body, headers)
         assert replay.status == 401, "a request seen 4 minutes ago was forgotten and replayed"
     finally:
-        bot.dev.sandbox.bot_url = f"{bot.http.url}/slack/events"
+        bot.sandbox.bot_url = f"{bot.http.url}/slack/events"
         other.stop()
     assert rows(clean_db, "SELECT status FROM runs WHERE id = 2") == [("active",)], \
         "the replayed finish closed the next run"
@@ -242,7 +242,7 @@ password = "${PAYBOX_ADMIN_PASSWORD}"
     try:
         bot.command("alice", "start v2")
         card = bot.request("alice", 'maintenance on --override "rehearsal"')
-        bot.dev.sandbox.click("bob", card, action_id=Action.APPROVE)
+        bot.sandbox.click("bob", card, action_id=Action.APPROVE)
         shown = text_of(bot.card_showing(card, "failed"))
         assert "exited 3" in shown and "password=****" in shown, shown
     finally:

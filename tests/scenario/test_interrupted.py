@@ -28,9 +28,9 @@ def interrupted_notice(bot, after: int):
 def mark_done_as(bot, user: str, notice, reason: str):
     """Click Mark done… on the notice and submit the modal with ``reason``."""
     uid = bot.workspace.user(user).id
-    bot.dev.sandbox.click(user, notice, action_id=Action.MARK_DONE)
+    bot.sandbox.click(user, notice, action_id=Action.MARK_DONE)
     view = bot.workspace.wait_for(lambda: (bot.workspace.open_views(uid) or [None])[0])
-    return bot.dev.sandbox.submit_view(user, view.id, {Block.REASON: {Block.REASON_INPUT: reason}})
+    return bot.sandbox.submit_view(user, view.id, {Block.REASON: {Block.REASON_INPUT: reason}})
 
 
 def test_mark_done_of_a_gated_step_is_a_two_person_decision(toybot, clean_db):

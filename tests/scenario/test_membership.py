@@ -30,13 +30,13 @@ def pending_card(bot):
 def approve(bot, user: str, card) -> str:
     """Click Approve as ``user``; the ephemeral answer only they see."""
     mark = bot.seq()
-    bot.dev.sandbox.click(user, card, action_id=Action.APPROVE)
+    bot.sandbox.click(user, card, action_id=Action.APPROVE)
     return text_of(bot.replies_to(user, after=mark))
 
 
 def assert_undecided(bot, card, toy) -> None:
     now = bot.workspace.message("C_CUTOVER", card.ts)
-    assert [b.action_id for b in bot.dev.sandbox.buttons(now)][:1] == [Action.APPROVE], (
+    assert [b.action_id for b in bot.sandbox.buttons(now)][:1] == [Action.APPROVE], (
         "the card must still offer Approve: nothing may have been decided")
     assert "Approved by" not in text_of(now) and toy.executions() == []
 
@@ -45,7 +45,7 @@ def assert_undecided(bot, card, toy) -> None:
 def test_a_failed_group_lookup_refuses_the_approval_and_is_not_remembered(bot, toy, status,
                                                                           error):
     card = pending_card(bot)
-    bot.dev.sandbox.api.fail_next("usergroups.users.list", status=status, error=error)
+    bot.sandbox.api.fail_next("usergroups.users.list", status=status, error=error)
     answer = approve(bot, "bob", card)
     assert GROUPS_DOWN in answer.lower(), f"bob must be told to try again, got: {answer}"
     assert_undecided(bot, card, toy)
@@ -56,11 +56,11 @@ def test_a_failed_group_lookup_refuses_the_approval_and_is_not_remembered(bot, t
 
 def test_a_failed_group_lookup_refuses_a_rejection_from_the_modal(bot, toy):
     card = pending_card(bot)
-    bot.dev.sandbox.click("bob", card, action_id=Action.REJECT)
+    bot.sandbox.click("bob", card, action_id=Action.REJECT)
     view = bot.workspace.wait_for(lambda: (bot.workspace.open_views("U_BOB") or [None])[0])
-    bot.dev.sandbox.api.fail_next("usergroups.users.list", status=500)
+    bot.sandbox.api.fail_next("usergroups.users.list", status=500)
     mark = bot.seq()
-    bot.dev.sandbox.submit_view("bob", view.id, {Block.REASON: {Block.REASON_INPUT: "not today"}})
+    bot.sandbox.submit_view("bob", view.id, {Block.REASON: {Block.REASON_INPUT: "not today"}})
     answer = text_of(bot.replies_to("bob", after=mark))
     assert GROUPS_DOWN in answer.lower(), f"bob must be told to try again, got: {answer}"
     assert_undecided(bot, card, toy)
@@ -72,7 +72,7 @@ def test_a_failed_account_lookup_refuses_the_click_instead_of_guessing(bot, toy,
                                                                        times):
     card = pending_card(bot)
     # 429: more answers than the client's three retries, each with Retry-After: 0.
-    bot.dev.sandbox.api.fail_next("users.info", status=status, error=error, times=times,
+    bot.sandbox.api.fail_next("users.info", status=status, error=error, times=times,
                               headers={"Retry-After": "0"} if status == 429 else None)
     answer = approve(bot, "bob", card)
     assert ACCOUNT_DOWN in answer.lower(), f"bob must be told to try again, got: {answer}"

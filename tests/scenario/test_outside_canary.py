@@ -30,10 +30,10 @@ def raw_messages(bot: Bot) -> str:
 def test_a_no_go_reason_never_pings_the_channel(canary_bot: Bot, clean_db: str):  # noqa: F811
     bot = canary_bot
     msg, signoff = open_canary(bot, clean_db)
-    assert bot.dev.sandbox.click("carol", signoff, action_id=Action.CANARY_REJECT).status == 200
+    assert bot.sandbox.click("carol", signoff, action_id=Action.CANARY_REJECT).status == 200
     view = modal(bot, "U_CAROL")
     after = bot.seq()
-    bot.dev.sandbox.submit_view("carol", view.id, {Block.REASON: {
+    bot.sandbox.submit_view("carol", view.id, {Block.REASON: {
         Block.REASON_INPUT: "<!channel> <!here> wake up <@U_FRANK>"}})
     in_thread(bot, msg, "*NO-GO*", after=after)
     in_thread(bot, msg, "rejected by", after=after)  # the thread's reply, too
@@ -56,10 +56,10 @@ def test_a_stale_no_go_after_the_run_was_aborted_changes_nothing(canary_bot: Bot
                                                                  clean_db: str):
     bot = canary_bot
     _, signoff = open_canary(bot, clean_db)
-    assert bot.dev.sandbox.click("carol", signoff, action_id=Action.CANARY_REJECT).status == 200
+    assert bot.sandbox.click("carol", signoff, action_id=Action.CANARY_REJECT).status == 200
     view = modal(bot, "U_CAROL")  # carol's form is open while the run is ended
     assert "aborted" in bot.command("alice", 'finish --abort "called off"')
-    bot.dev.sandbox.submit_view("carol", view.id, {Block.REASON: {Block.REASON_INPUT: "late"}})
+    bot.sandbox.submit_view("carol", view.id, {Block.REASON: {Block.REASON_INPUT: "late"}})
     def carol_handled():
         with psycopg.connect(clean_db) as conn:
             return conn.execute("SELECT 1 FROM audit_log WHERE actor = 'U_CAROL'").fetchone()

@@ -45,7 +45,7 @@ def test_mark_done_on_an_old_runs_timeline_does_not_continue_its_rollback(
             # card must still not continue the old run's plan
             card = card_for(bot, "as done", after)
             mark = bot.seq()
-            bot.dev.sandbox.click("bob", card, action_id=Action.APPROVE)
+            bot.sandbox.click("bob", card, action_id=Action.APPROVE)
             bot.replies_to("bob", after=mark, timeout=10)
             bot.workspace.wait_for(lambda: rows(
                 clean_db, "SELECT 1 FROM audit_log WHERE action = 'approval.approve'"), 10)
@@ -64,7 +64,7 @@ def test_retry_on_an_old_runs_timeline_does_not_ask_to_roll_back_the_new_run(
         clean_db, tmp_path, toy):
     with stopped_rollback(clean_db, tmp_path, toy, move_on=True) as (bot, timeline):
         after = bot.seq()
-        bot.dev.sandbox.click("alice", timeline, action_id=Action.RETRY)
+        bot.sandbox.click("alice", timeline, action_id=Action.RETRY)
         reply = bot.replies_to("alice", after=after, timeout=10).text
     asked = rows(clean_db, "SELECT run_id, action FROM approvals WHERE run_id = 2")
     assert asked == [], f"Retry on run #1's timeline asked for {asked} ({reply!r})"
@@ -100,7 +100,7 @@ def test_double_retry_and_two_approvers_at_once_resume_the_rollback_once(
         clean_db, tmp_path, toy):
     with stopped_rollback(clean_db, tmp_path, toy) as (bot, timeline):
         after = bot.seq()
-        clicks = [threading.Thread(target=bot.dev.sandbox.click, args=("alice", timeline),
+        clicks = [threading.Thread(target=bot.sandbox.click, args=("alice", timeline),
                                    kwargs={"action_id": Action.RETRY}) for _ in range(2)]
         for t in clicks:
             t.start()
@@ -108,7 +108,7 @@ def test_double_retry_and_two_approvers_at_once_resume_the_rollback_once(
         for t in clicks:
             t.join()
         card = card_for(bot, "Rollback requested", after)
-        votes = [threading.Thread(target=bot.dev.sandbox.click, args=(who, card),
+        votes = [threading.Thread(target=bot.sandbox.click, args=(who, card),
                                   kwargs={"action_id": Action.APPROVE})
                  for who in ("bob", "carol")]
         for t in votes:

@@ -40,9 +40,9 @@ def test_a_failed_step_stops_the_rollback_and_mark_done_by_two_people_continues_
                               "'rb-maintenance-off'") == [("cancelled",)], \
             "nothing continues before a second person approves"
         mark = bot.seq()
-        bot.dev.sandbox.click("alice", card, action_id=Action.APPROVE)
+        bot.sandbox.click("alice", card, action_id=Action.APPROVE)
         assert "someone else" in text_of(bot.replies_to("alice", after=mark)).lower()
-        bot.dev.sandbox.click("bob", card, action_id=Action.APPROVE)
+        bot.sandbox.click("bob", card, action_id=Action.APPROVE)
 
         done = bot.card_showing(timeline, "Rollback of run #1: completed")
         shown = text_of(done)
@@ -67,7 +67,7 @@ def test_retry_resumes_at_the_failed_step_after_approval_without_rerunning_the_d
     try:
         timeline = stopped_timeline(bot)
         after = bot.seq()
-        bot.dev.sandbox.click("alice", timeline, action_id=Action.RETRY)
+        bot.sandbox.click("alice", timeline, action_id=Action.RETRY)
         reply = text_of(bot.replies_to("alice", after=after, contains="Resuming"))
         assert "at `rb-revert-deploy` (not re-run: rb-maintenance-on)" in reply, reply
         card = card_for(bot, "Rollback requested", after)
@@ -77,7 +77,7 @@ def test_retry_resumes_at_the_failed_step_after_approval_without_rerunning_the_d
         assert rows(clean_db, "SELECT count(*) FROM step_executions WHERE step_id = "
                               "'rb-revert-deploy'") == [(1,)], "not re-run before approval"
 
-        bot.dev.sandbox.click("bob", card, action_id=Action.APPROVE)
+        bot.sandbox.click("bob", card, action_id=Action.APPROVE)
         bot.workspace.wait_for(lambda: rows(
             clean_db, "SELECT 1 FROM step_executions WHERE step_id = 'rb-revert-deploy' "
                       "AND attempt = 2 AND state = 'failed'"), 20)
@@ -131,7 +131,7 @@ def test_a_resume_approved_after_the_stopped_step_was_marked_done_is_void(clean_
     try:
         timeline = stopped_timeline(bot)
         after = bot.seq()
-        bot.dev.sandbox.click("alice", timeline, action_id=Action.RETRY)
+        bot.sandbox.click("alice", timeline, action_id=Action.RETRY)
         assert "at `rb-revert-deploy`" in text_of(
             bot.replies_to("alice", after=after, contains="Resuming"))
         resume = card_for(bot, "Rollback requested", after)
@@ -143,11 +143,11 @@ def test_a_resume_approved_after_the_stopped_step_was_marked_done_is_void(clean_
         card = bot.workspace.wait_for_message(
             "C_CUTOVER", contains="as done", after_seq=mark,
             predicate=lambda m: m.ephemeral_to is None)
-        bot.dev.sandbox.click("bob", card, action_id=Action.APPROVE)
+        bot.sandbox.click("bob", card, action_id=Action.APPROVE)
         bot.card_showing(timeline, "Rollback of run #1: completed")
 
         mark = bot.seq()
-        bot.dev.sandbox.click("carol", resume, action_id=Action.APPROVE)
+        bot.sandbox.click("carol", resume, action_id=Action.APPROVE)
         reply = text_of(bot.replies_to("carol", after=mark))
         assert "changed since it was requested; this request is void" in reply, reply
         assert rows(clean_db, ATTEMPTS) == [

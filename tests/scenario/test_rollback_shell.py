@@ -186,7 +186,7 @@ def run_rollback(clean_db, tmp_path, toy, *, with_revert: bool) -> Bot:
     after = bot.seq()
     answer(bot, "alice", "rollback payouts failing", channel="C_INCIDENT")
     card = card_for(bot, "Rollback requested", after, channel="C_INCIDENT")
-    bot.dev.sandbox.click("bob", card, action_id=Action.APPROVE)
+    bot.sandbox.click("bob", card, action_id=Action.APPROVE)
     return bot
 
 

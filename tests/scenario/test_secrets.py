@@ -57,7 +57,7 @@ env = { PAYBOX_OPS_TOKEN = "${PAYBOX_OPS_TOKEN}" }
     try:
         bot.command("alice", "start v2")
         card = bot.request("alice", 'maintenance on --override "rehearsal"')
-        bot.dev.sandbox.click("bob", card, action_id=Action.APPROVE)
+        bot.sandbox.click("bob", card, action_id=Action.APPROVE)
         failed = bot.card_showing(card, "failed")
         shown = text_of(failed)
         assert "exited 3" in shown and "admin password is ****" in shown, shown
@@ -138,12 +138,12 @@ def test_secrets_typed_into_a_reason_or_an_rc_tag_reach_no_payload_and_no_log(
         # A reason typed into the Reject modal, refused (the requester cannot reject) with an
         # ephemeral.
         mark = bot.seq()
-        bot.dev.sandbox.click("alice", card, action_id=Action.REJECT)
+        bot.sandbox.click("alice", card, action_id=Action.REJECT)
         view = bot.workspace.wait_for(lambda: (bot.workspace.open_views("U_ALICE") or [None])[0])
-        bot.dev.sandbox.submit_view("alice", view.id, {Block.REASON: {
+        bot.sandbox.submit_view("alice", view.id, {Block.REASON: {
             Block.REASON_INPUT: f"key {SIGNING_KEY} pin {PIN} pw {ADMIN_PW}"}})
         assert "use Cancel" in text_of(bot.replies_to("alice", after=mark))
-        bot.dev.sandbox.click("bob", card, action_id=Action.APPROVE)
+        bot.sandbox.click("bob", card, action_id=Action.APPROVE)
         bot.card_showing(card, "succeeded")
         assert "v2-****" in bot.command("carol", "status")
         # An access log line carrying secrets (uvicorn's own logger and handlers).
@@ -195,7 +195,7 @@ def test_a_short_secret_from_a_listed_variable_is_masked_in_step_output(clean_db
     try:
         bot.command("alice", "start v2")
         card = bot.request("alice", 'maintenance on --override "rehearsal"')
-        bot.dev.sandbox.click("bob", card, action_id=Action.APPROVE)
+        bot.sandbox.click("bob", card, action_id=Action.APPROVE)
         shown = text_of(bot.card_showing(card, "failed"))
         assert "greeting is ****" in shown, f"the PIN must show masked: {shown}"
     finally:

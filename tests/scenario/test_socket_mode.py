@@ -46,12 +46,12 @@ def test_approval_flow_over_socket_mode(socketbot, toy):
     assert "Requested by <@U_ALICE>" in text_of(card)
 
     mark = bot.seq()
-    own = bot.dev.sandbox.click("alice", card, action_id=Action.APPROVE)
+    own = bot.sandbox.click("alice", card, action_id=Action.APPROVE)
     assert own.ok and own.via == "socket", f"alice's click was not acked on the link: {own}"
     assert "someone else" in text_of(bot.replies_to("alice", after=mark)).lower()
     assert toy.executions() == [], "the requester's own approval must not run the step"
 
-    bot.dev.sandbox.click("bob", card, action_id=Action.APPROVE)
+    bot.sandbox.click("bob", card, action_id=Action.APPROVE)
     final = text_of(bot.card_showing(card, "succeeded", "failed"))
     assert "succeeded" in final and "Approved by <@U_BOB>" in final, final
     assert toy.executions() == ["on"], "the switch must run exactly once"

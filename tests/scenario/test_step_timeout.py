@@ -41,10 +41,10 @@ def test_a_step_past_its_timeout_becomes_interrupted_and_the_channel_is_told(
         bot.command("alice", "start v2")
         after = bot.seq()
         card = bot.request("alice", 'maintenance on --override "drill"')
-        bot.dev.sandbox.click("bob", card, action_id=Action.APPROVE)
+        bot.sandbox.click("bob", card, action_id=Action.APPROVE)
         notice = bot.workspace.wait_for_message("C_CUTOVER", contains="was interrupted",
                                                 after_seq=after, timeout=30)
-        assert bot.dev.sandbox.buttons(notice)[0].text == "Retry"
+        assert bot.sandbox.buttons(notice)[0].text == "Retry"
         status = bot.command("carol", "status")
         assert "interrupted: outcome unknown" in status
         assert "timed out after 1s" in status, status
@@ -95,7 +95,7 @@ def test_a_timed_out_step_and_its_subprocesses_are_gone_before_it_is_marked_inte
         bot.command("alice", "start v2")
         after = bot.seq()
         card = bot.request("alice", 'maintenance on --override "drill"')
-        bot.dev.sandbox.click("bob", card, action_id=Action.APPROVE)
+        bot.sandbox.click("bob", card, action_id=Action.APPROVE)
         bot.workspace.wait_for_message("C_CUTOVER", contains="was interrupted",
                                        after_seq=after, timeout=30)
         pids = [int(p) for p in subprocess_kind.read_text().split()]

@@ -28,7 +28,7 @@ OVERRIDE = 'maintenance on --override "the freeze API is down, checked by hand"'
 def maintenance_on(bot: Bot) -> None:
     """`/golive maintenance on` past the preflight (an override), approved by bob."""
     card = bot.request("alice", OVERRIDE)
-    bot.dev.sandbox.click("bob", card, action_id=Action.APPROVE)
+    bot.sandbox.click("bob", card, action_id=Action.APPROVE)
     assert "succeeded" in text_of(bot.card_showing(card, "succeeded", "failed"))
 
 

@@ -16,7 +16,7 @@ def open_traffic(bot) -> None:
     """`/golive traffic open` approved by a second person, as in a real cutover."""
     bot.command("alice", "start v2")
     card = bot.request("alice", 'traffic open --override "watch test"')
-    bot.dev.sandbox.click("bob", card, action_id=Action.APPROVE)
+    bot.sandbox.click("bob", card, action_id=Action.APPROVE)
     bot.card_showing(card, "succeeded", "failed")
 
 
@@ -89,10 +89,10 @@ def test_5xx_burst_posts_alert_in_both_channels_and_button_requests_rollback(
 
     # A guest's click is refused by the same policy as /golive rollback.
     mark = bot.seq()
-    bot.dev.sandbox.click("dave", in_incident, action_id=Action.ALERT_ROLLBACK)
+    bot.sandbox.click("dave", in_incident, action_id=Action.ALERT_ROLLBACK)
     assert "guest" in text_of(bot.replies_to("dave", after=mark, channel="C_INCIDENT")).lower()
     mark = bot.seq()
-    bot.dev.sandbox.click("alice", in_incident, action_id=Action.ALERT_ROLLBACK)
+    bot.sandbox.click("alice", in_incident, action_id=Action.ALERT_ROLLBACK)
     answer = text_of(bot.replies_to("alice", after=mark, channel="C_INCIDENT"))
     assert "Rollback requested" in answer, answer
     rows = pg.wait_for_rows(clean_db, "SELECT reason FROM approvals WHERE kind = 'rollback'")

@@ -11,7 +11,7 @@ from tests.watches_shell.conftest import watch_message
 
 def approve(bot, text: str) -> None:
     card = bot.request("alice", text)
-    bot.dev.sandbox.click("bob", card, action_id=Action.APPROVE)
+    bot.sandbox.click("bob", card, action_id=Action.APPROVE)
     assert "succeeded" in text_of(bot.card_showing(card, "succeeded", "failed"))
 
 
