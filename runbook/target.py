@@ -518,6 +518,16 @@ class TargetConfig(_Model):
         return v.rstrip("/")
 
     @model_validator(mode="after")
+    def _switches_fit_the_deployer(self) -> TargetConfig:
+        for label, switch in (("maintenance", self.maintenance), ("traffic", self.traffic)):
+            if isinstance(switch, ComposeServiceSwitch) and isinstance(
+                    self.deployer, KubernetesDeployerConfig):
+                raise ValueError(  # noqa: TRY004 - pydantic reports ValueErrors
+                    f"[target.{label}] kind = 'compose-service' needs a compose deployer; "
+                    "with kind = 'kubernetes' use an 'http' or 'command' switch")
+        return self
+
+    @model_validator(mode="after")
     def _internal_defaults_to_public(self) -> TargetConfig:
         if not self.internal_url and self.public_url:
             object.__setattr__(self, "internal_url", self.public_url)
