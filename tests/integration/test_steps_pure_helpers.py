@@ -179,7 +179,7 @@ def test_example_toml_validates_and_lists_its_secrets():
 
 
 @pytest.mark.parametrize(("patch", "complaint"), [
-    ({"deployer": {"kind": "kubernetes"}}, "not available yet"),
+    ({"deployer": {"kind": "kubernetes"}}, "deployer.kubernetes.namespace\n  Field required"),
     ({"deployer": {"kind": "compose", "projekt": "x"}}, "Extra inputs"),
     ({"maintenance": {"kind": "carrier-pigeon"}}, "does not match any of the expected tags"),
     ({"public_url": "ftp://x"}, "http(s) URL"),
