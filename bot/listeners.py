@@ -14,7 +14,6 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot import approvals, policy
 from bot.engine import Actor, Engine, Refused
 from bot.ids import Block
 from bot.inbox import Inbox
@@ -23,6 +22,7 @@ from bot.slack.directory import Directory, DirectoryUnavailable
 from bot.slack.payloads import Click, Metadata, field, reason_of
 from bot.store.db import DatabaseUnavailable
 from commands import Reply, UsageError
+from runbook.rules import approvals, policy
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """/golive rollback [--restore|--downgrade] [reason], or with --break-glass "reason"
 [--trigger security|ledger]: request the rollback plan, from the cutover or an incident channel.
 
-Where it may be asked and by whom is the policy's (bot/policy.py); the Start rollback button
+Where it may be asked and by whom is the policy's (runbook/rules/policy.py); the Start rollback button
 asks the same engine call under the same rule. Whether break-glass is allowed is the engine's
 (``runbook.break_glass``): one person, a mandatory reason, listed triggers only.
 """

@@ -46,8 +46,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.audit.canonical import canonical_json as _canonical_json
-from bot.audit.canonical import plain, sha256_hex
+from runbook.rules.canonical import canonical_json as _canonical_json
+from runbook.rules.canonical import plain, sha256_hex
 
 __all__ = [
     "EXPORT_FORMAT",

@@ -17,12 +17,12 @@ from typing import Any
 from slack_sdk.models.blocks import InputBlock, PlainTextInputElement, SectionBlock
 from slack_sdk.models.views import View
 
-from bot import policy
 from bot.engine import Actor, Refused
 from bot.ids import Action, Block, Callback
 from bot.listeners import Defer, ListenerBase
 from bot.slack.blocks import reason_modal
 from bot.slack.payloads import Click, input_value, reason_of, submission
+from runbook.rules import policy
 
 log = logging.getLogger(__name__)
 

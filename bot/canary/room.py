@@ -15,7 +15,6 @@ from typing import Any, Literal
 
 import psycopg
 
-from bot import approvals
 from bot.canary import store
 from bot.canary.evidence import CanaryWatches
 from bot.engine import Actor, Refused
@@ -30,6 +29,7 @@ from runbook.canary.ledger import LedgerVerifier, database_label, ledger_check
 from runbook.canary.report import load_template, render_report
 from runbook.canary.state import CHECKS, CanaryState, CheckResult, Verify
 from runbook.model import Runbook
+from runbook.rules import approvals
 
 log = logging.getLogger(__name__)
 

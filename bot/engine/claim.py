@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import psycopg
 
-from bot import approvals as rule
 from bot.engine import executions
 from bot.engine.core import ROLLBACK
 from bot.engine.preflight import Preflight
 from bot.store import repo
 from runbook.model import Step
+from runbook.rules import approvals as rule
 
 RUNNING_SHOWS_AFTER_S = 1.0
 

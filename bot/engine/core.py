@@ -21,13 +21,13 @@ from typing import Any
 
 import psycopg
 
-from bot import approvals as rule
 from bot.engine.audit_trail import AuditTrail
 from bot.engine.notices import Notices
 from bot.engine.outcomes import StepOutcomes
 from bot.store import repo
 from bot.store.db import Database
 from runbook.model import Gate, Runbook
+from runbook.rules import approvals as rule
 
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import psycopg
 
-from bot import approvals as rule
 from bot.engine.core import ROLLBACK, Actor, Refused, rule_gate_default
 from bot.engine.requests import Requests
 from bot.slack import blocks
 from bot.store import repo
+from runbook.rules import approvals as rule
 
 NOT_STOPPED_HERE = ("The rollback is no longer stopped at this step (its run was finished, "
                     "or the cutover moved on since), so nothing was done. `/golive status` "

@@ -8,7 +8,6 @@ from typing import Any
 
 import psycopg
 
-from bot import approvals as rule
 from bot.engine import executions
 from bot.engine.core import (
     ACTIVE_STATES,
@@ -22,6 +21,7 @@ from bot.engine.rollback_requests import RollbackRequests
 from bot.slack import blocks
 from bot.store import repo
 from runbook.model import Step
+from runbook.rules import approvals as rule
 from runbook.steps.base import REGISTRY
 
 QUEUED_SHOWS_AFTER_S = 0.5  # an approved step's "queued" card, if the worker is slower

@@ -15,7 +15,6 @@ from typing import Any
 
 import psycopg
 
-from bot import approvals as rule
 from bot.engine.core import ROLLBACK, Actor, Refused
 from bot.engine.preflight import Preflight
 from bot.ids import Action
@@ -23,6 +22,7 @@ from bot.slack import blocks
 from bot.store import repo
 from runbook.break_glass import BreakGlassConfig, break_glass_allowed, matches
 from runbook.rollback_plan import DOWNGRADE, RESTORE, RollbackPlan, build_plan
+from runbook.rules import approvals as rule
 from runbook.timeline import build_timeline
 
 log = logging.getLogger(__name__)

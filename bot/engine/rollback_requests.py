@@ -25,11 +25,11 @@ from typing import Any
 
 import psycopg
 
-from bot import approvals as rule
 from bot.engine import executions
 from bot.engine.core import ACTIVE_STATES, ROLLBACK, Actor, Refused, rule_gate_default
 from bot.engine.rollback import RESUME, RollbackShell
 from bot.store import repo
+from runbook.rules import approvals as rule
 from runbook.steps.base import REGISTRY
 
 STOPPED = ("failed", "interrupted", "cancelled")

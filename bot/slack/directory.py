@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.approvals import Actor
+from runbook.rules.approvals import Actor
 
 GROUPS_UNAVAILABLE = "Could not check group membership, try again. Nothing was decided."
 ACCOUNT_UNAVAILABLE = "Could not check your account, try again. Nothing was decided."

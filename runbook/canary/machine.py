@@ -7,8 +7,8 @@ feeding the result back through :func:`record`. A restart reloads the JSON and r
 items still ``checking`` (:func:`pending_checks`). The state and what the shell exchanges
 with it are ``runbook.canary.state``.
 
-Sign-off eligibility is :func:`bot.approvals.is_eligible` (account flags, membership); the
-caller resolves each role's members into a :class:`bot.approvals.Policy` whose groups are the
+Sign-off eligibility is :func:`runbook.rules.approvals.is_eligible` (account flags, membership); the
+caller resolves each role's members into a :class:`runbook.rules.approvals.Policy` whose groups are the
 role names (:func:`signoff_policy`). Rules on top: N distinct signers, each role's minimum,
 nobody signs twice, the opener is never the only signer, one Reject from an eligible signer
 makes it NO-GO and offers rollback.
@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from bot.approvals import Actor, Policy, Refusal, is_eligible
 from runbook.canary.inputs import InputError, parse_amount, validate_reference
 from runbook.canary.state import (
     CHECKS,
@@ -39,6 +38,7 @@ from runbook.canary.state import (
     Signature,
     Verify,
 )
+from runbook.rules.approvals import Actor, Policy, Refusal, is_eligible
 
 
 @dataclass(frozen=True)

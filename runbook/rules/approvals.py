@@ -34,7 +34,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from bot.audit.canonical import canonical_json, sha256_hex
+from runbook.rules.canonical import canonical_json, sha256_hex
 
 __all__ = [
     "PENDING",

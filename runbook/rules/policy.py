@@ -15,8 +15,8 @@ The rules, one row per entry point (:data:`RULES`):
   requesting steps (every subcommand the runbook's step commands define is one action,
   :attr:`Action.STEP`), rollback, Retry and Mark done need an *operator*. Approve, Reject and
   Cancel need an active human account here; who may approve is the two-person rule's
-  business (:mod:`bot.approvals`). Guests, bots and deactivated accounts are refused
-  everywhere except ``status`` and ``help``, checked in :func:`bot.approvals.is_eligible`'s
+  business (:mod:`runbook.rules.approvals`). Guests, bots and deactivated accounts are refused
+  everywhere except ``status`` and ``help``, checked in :func:`runbook.rules.approvals.is_eligible`'s
   order.
 """
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bot import approvals
+from runbook.rules import approvals
 
 __all__ = ["RULES", "Action", "ActorFacts", "Refusal", "Rule", "Rules", "Verdict", "Where",
            "Who", "command_action", "decide", "needs_account",

@@ -13,13 +13,13 @@ from typing import Any
 
 from PIL import Image
 
-from bot.approvals import Actor
 from runbook.canary import machine
 from runbook.canary.chart import render_chart
 from runbook.canary.config import CanaryConfig, Role
 from runbook.canary.evidence import WebhookTap, error_budget_evidence, sample_from
 from runbook.canary.ledger import LedgerVerifier, database_label, ledger_check
 from runbook.canary.report import load_template, render_report, summary_lines
+from runbook.rules.approvals import Actor
 from runbook.watches.analysis import AnalysisSpec
 from runbook.watches.config import ErrorBudgetWatchConfig
 from runbook.watches.logs import LineCounter, LogTail, status_classifier

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from bot.approvals import Actor, Policy, Refusal
 from bot.settings import parse_config
 from runbook.canary import machine
 from runbook.canary.config import CanaryConfig, Role
 from runbook.canary.evidence import error_budget_evidence, webhook_evidence
 from runbook.canary.inputs import InputError, parse_amount, parse_command
 from runbook.canary.report import check_template, load_template, render_report, summary_lines
+from runbook.rules.approvals import Actor, Policy, Refusal
 from runbook.watches.burnrate import WindowCounts
 
 ROOT = Path(__file__).resolve().parents[2]

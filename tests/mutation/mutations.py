@@ -33,7 +33,7 @@ EXACTLY_ONCE = "bot/store/migrations/versions/0004_exactly_once.py"
 REQUESTS = "bot/engine/requests.py"
 RB_REQUESTS = "bot/engine/rollback_requests.py"
 RECOVERY = "bot/engine/recovery.py"
-RULE = "bot/approvals.py"
+RULE = "runbook/rules/approvals.py"
 
 CLAIM_READ = ('" LIMIT %s FOR UPDATE SKIP LOCKED", (limit,)', '" LIMIT %s", (limit,)')
 # the claim's compare-and-set: the table lets a claim fire from queued only; widened here
@@ -156,7 +156,7 @@ MUTATIONS: list[dict] = [
      "edits": [(WORKER, "rows = executions.hold_queued(conn,",
                 "rows = [] if True else executions.hold_queued(conn,")],
      "tests": [LAYERS]},
-    # ------------------------------------------------------------ bot/approvals.py
+    # ------------------------------------------------------------ runbook/rules/approvals.py
     {"name": "approvals-already-decided", "issue": "extra: decide, check 1 (not pending)",
      "edits": [_off(RULE, "request.status != PENDING")], "tests": [APPROVALS]},
     {"name": "approvals-expiry", "issue": "extra: decide, check 2 (expired)",
@@ -187,24 +187,24 @@ MUTATIONS: list[dict] = [
     {"name": "approvals-count", "issue": "extra: decide, check 9 (N distinct approvers)",
      "edits": [(RULE, "if len(approvals) >= request.required:", "if len(approvals) >= 1:")],
      "tests": [APPROVALS]},
-    # ------------------------------------------------------------ bot/policy.py
+    # ------------------------------------------------------------ runbook/rules/policy.py
     {"name": "policy-channel", "issue": "extra: policy, the channel check",
-     "edits": [_off("bot/policy.py", "channel not in allowed")], "tests": [POLICY]},
+     "edits": [_off("runbook/rules/policy.py", "channel not in allowed")], "tests": [POLICY]},
     {"name": "policy-incident-for-everything", "issue": "extra: policy, incident channels "
                                                         "allowed for every action",
-     "edits": [("bot/policy.py", "(set(rules.incident) if where is Where.CUTOVER_OR_INCIDENT\n"
+     "edits": [("runbook/rules/policy.py", "(set(rules.incident) if where is Where.CUTOVER_OR_INCIDENT\n"
                                  "                                 else set())",
                 "set(rules.incident)")], "tests": [POLICY]},
     {"name": "policy-account", "issue": "extra: policy, the account check (guest/bot/deactivated)",
-     "edits": [_off("bot/policy.py", "refusal in _ACCOUNT_TEXT")], "tests": [POLICY]},
+     "edits": [_off("runbook/rules/policy.py", "refusal in _ACCOUNT_TEXT")], "tests": [POLICY]},
     {"name": "policy-operator", "issue": "extra: policy, the operator check",
-     "edits": [_off("bot/policy.py", "refusal is approvals.Refusal.NOT_AN_APPROVER")],
+     "edits": [_off("runbook/rules/policy.py", "refusal is approvals.Refusal.NOT_AN_APPROVER")],
      "tests": [POLICY]},
     {"name": "policy-unknown-membership-fails-open",
      "issue": "extra: policy, a failed operator lookup counts as an operator",
-     "edits": [("bot/policy.py", "frozenset({uid}) if actor.operator else frozenset()",
+     "edits": [("runbook/rules/policy.py", "frozenset({uid}) if actor.operator else frozenset()",
                 "frozenset({uid}) if actor.operator is not False else frozenset()"),
-               _off("bot/policy.py", "actor.operator is None")], "tests": [POLICY]},
+               _off("runbook/rules/policy.py", "actor.operator is None")], "tests": [POLICY]},
     # ------------------------------------------------------------ the outbox's lease
     {"name": "outbox-lease-ignored", "issue": "extra: outbox, a leased row is claimable again",
      "edits": [("bot/outbox/store.py",

@@ -75,7 +75,7 @@ def env_for(copy: Path) -> dict[str, str]:
 
 def check_imports(copy: Path) -> None:
     """The copy's modules must shadow the editable install's (which points at the tree)."""
-    code = ("import bot, runbook, tests, bot.approvals;"
+    code = ("import bot, runbook, tests, runbook.rules.approvals;"
             "print(bot.__file__); print(runbook.__file__); print(tests.__file__)")
     out = subprocess.run([python(), "-c", code], cwd=copy, env=env_for(copy), check=True,
                          capture_output=True, text=True).stdout.split()

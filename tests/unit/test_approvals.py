@@ -1,4 +1,4 @@
-"""bot/approvals.py: the two-person rule, with an injected clock."""
+"""runbook/rules/approvals.py: the two-person rule, with an injected clock."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.approvals import (
+from runbook.model import Gate
+from runbook.rules.approvals import (
     Actor,
     Click,
     Outcome,
@@ -19,7 +20,6 @@ from bot.approvals import (
     new_request,
     params_hash,
 )
-from runbook.model import Gate
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 REQUESTER = "UREQ"

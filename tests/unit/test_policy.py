@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot import approvals
-from bot.policy import (
+from runbook.rules import approvals
+from runbook.rules.policy import (
     RULES,
     Action,
     ActorFacts,
