@@ -231,5 +231,6 @@ def render(keys: list[Key] | None = None) -> str:
         lines += ["", where]
         for k in members:
             lines.append(f"  {k.name} : {k.type} = {k.default}")
-            lines += [f"      {line}" for line in textwrap.wrap(k.description, 90)]
+            lines += [f"      {line}" for line in textwrap.wrap(k.description, 90,
+                                                              break_on_hyphens=False)]
     return "\n".join(lines) + "\n"

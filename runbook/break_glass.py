@@ -21,6 +21,8 @@ class BreakGlassConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     enabled: bool = True
+    """Allow break-glass at all; false: every rollback follows [approvers]
+    rollback_requires_approval."""
     allowed_triggers: tuple[str, ...] = ("security", "ledger")
     """Trigger ids (or their first words: ``security`` matches ``security-incident``)."""
     min_reason_chars: int = Field(20, ge=1, le=500)
@@ -42,6 +44,7 @@ class RollbackSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     break_glass: BreakGlassConfig = Field(default_factory=BreakGlassConfig)
+    """[rollback.break_glass]: when one person may roll back alone."""
 
 
 def matches(trigger_id: str, allowed: str) -> bool:

@@ -489,18 +489,28 @@ class TargetConfig(_Model):
         default=None, description="how releases are deployed ([target.deployer]); unset: the "
         "deploy and the rollback's revert are off")
     health: HealthCheck = Field(default_factory=HealthCheck)
+    """[target.health]: the health endpoint and its contract."""
     admin_login: AdminLogin = Field(default_factory=AdminLogin)
+    """[target.admin_login]: the login the health step, the dashboard and the read-only checks
+    use."""
     dashboard: Dashboard = Field(default_factory=Dashboard)
+    """[target.dashboard]: a protected page the health step opens with the login's session."""
     readonly_paths: list[str] = Field(
         default_factory=list, description="pages the rollback's verify step loads (with the "
         "login's session) on the old version; empty: health and login only")
     smoke: SmokeScript | None = None
+    """[target.smoke]: the team's smoke script; unset: the smoke step is off."""
     maintenance: SwitchConfig | None = None
+    """[target.maintenance]: the switch maintenance on/off flips (kind http, command or
+    compose-service); unset: off."""
     traffic: SwitchConfig | None = None
     """When unset, opening traffic turns maintenance off and closing turns it on."""
     maintenance_page: MaintenancePage = Field(default_factory=MaintenancePage)
+    """[target.maintenance_page]: what the public URL shows while maintenance is on."""
     migrations: Migrations = Field(default_factory=Migrations)
+    """[target.migrations]: how migrate and the rollback's downgrade run alembic."""
     probe: Probe = Field(default_factory=Probe)
+    """[target.probe]: timeouts and retry backoff of every HTTP probe."""
 
     @model_validator(mode="before")
     @classmethod

@@ -28,6 +28,7 @@ class CanaryQueries(_Model):
     """The payout with ``%(reference)s``: as ``deposit``, optionally ``settled_at``, ``entries``."""
     settled_statuses: list[str] = Field(default_factory=lambda: ["settled", "completed",
                                                                  "succeeded"])
+    """Statuses that mean a transaction settled."""
     invariants: dict[str, str] = Field(default_factory=dict)
     """Name -> SQL returning the violating rows (none: the canary checks no invariants)."""
 
@@ -39,7 +40,9 @@ class Role(_Model):
     """Who may sign for a role: Slack user IDs and/or user group IDs (resolved by the shell)."""
 
     users: list[str] = Field(default_factory=list)
+    """Slack user IDs who may sign for this role."""
     groups: list[str] = Field(default_factory=list)
+    """Slack user group IDs whose members may sign (looked up at click time)."""
     min: int = Field(1, ge=0, le=10)
     """Signatures this role must contribute to a GO."""
 
@@ -59,10 +62,15 @@ class CanaryConfig(_Model):
     """``[canary]``: the real-money smoke test after traffic opens, and its sign-off."""
 
     enabled: bool = True
+    """Offer /golive canary; false: the canary is off."""
     currency: str = "USD"
+    """ISO 4217 code shown in the thread and the report."""
     minor_units: int = Field(2, ge=0, le=4)
+    """The currency's decimals (2 for USD: the ledger stores cents)."""
     deposit_amount: Decimal = Field(Decimal(10), gt=0)
+    """The canary deposit in major units; available must rise by it."""
     withdraw_amount: Decimal = Field(Decimal(10), gt=0)
+    """The canary withdrawal in major units; available must fall by it plus fee."""
     fee: Decimal = Field(Decimal(0), ge=0)
     """Charged on the withdrawal: ``available`` must fall by amount + fee."""
     account: str | None = None
@@ -71,11 +79,14 @@ class CanaryConfig(_Model):
     database_url: SecretStr | None = None
     """The target's database; unset: ``[target.migrations] database_url``."""
     timeout_s: float = Field(10.0, gt=0, le=120)
+    """Seconds each ledger query may take."""
     queries: CanaryQueries = Field(default_factory=CanaryQueries)
+    """[canary.queries]: the SQL that verifies each transaction in the ledger."""
     template: Path | None = None
     """A Jinja2 Markdown template; unset: the shipped ``runbook/templates/canary_report.md``.
     Relative paths are resolved from the config file's folder."""
     required_signoffs: int = Field(2, ge=1, le=10)
+    """Distinct people whose GO the canary needs (the opener alone never suffices)."""
     roles: dict[str, Role] = Field(default_factory=dict)
     """Role name -> who may sign for it; empty: the approvers sign."""
     min_verified_webhooks: int = Field(1, ge=0)
