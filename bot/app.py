@@ -2,7 +2,7 @@
 and its error handling.
 
 Listeners ack at once (process_before_response + lazy listeners): the ack never waits on the
-database, Docker or Slack. The lazy half asks the policy (runbook/rules/policy.py) whether this person
+database, Docker or Slack. The lazy half asks the policy (bot/policy.py) whether this person
 may do this here, and only then parses again, calls the engine and replies. Every refusal is
 an ephemeral reply and an audit row with its reason. Payloads are read defensively: a
 malformed one is acked, logged in one line and otherwise ignored (bot/slack/payloads.py).
@@ -22,7 +22,7 @@ from typing import Any
 from slack_bolt import App
 from slack_bolt.authorization import AuthorizeResult
 
-from bot import ingress
+from bot import approvals, ingress, policy
 from bot.canary.listeners import CANARY_TABLE, CanaryListeners
 from bot.engine import ROLLBACK, Actor, Engine, Refused
 from bot.ids import Action, Callback
@@ -35,9 +35,11 @@ from bot.slack.payloads import Click, Metadata, field, reason_of
 from bot.store.db import DatabaseUnavailable
 from bot.watches.store import alert_reason
 from commands import Context, UsageError, build_commands, parse
-from runbook.rules import approvals, policy
+from commands.base import Command, Invocation
 
 log = logging.getLogger(__name__)
+REQUEST = "golive_request"
+"""The context key of a command's ``ingress.CommandRequest`` (bot/door.py, bot/handoff.py)."""
 
 
 class _StartupNoise(logging.Filter):
@@ -78,9 +80,23 @@ class Listeners(CanaryListeners):
         return bool(a and a["step_id"] == ROLLBACK)
 
     # ------------------------------------------------------------ /golive
-    def ack_command(self, ack: Callable[..., None], command: dict) -> None:
+    def parsed(self, command: dict, context: Any) -> tuple[Command, Invocation]:
+        """The command as the door parsed it, once (``ingress.CommandRequest``, in the context
+        and with the inbox row); parsed here only when none came with it. Raises UsageError
+        as ``parse`` does."""
+        text = field(command, "text") or ""
+        request = context.get(REQUEST) if isinstance(context, dict) else None
+        if isinstance(request, ingress.CommandRequest) and request.text == text:
+            if request.invocation is None:
+                raise UsageError(request.problem or "That is not a /golive command.")
+            cmd = self.commands.get(request.invocation.name)
+            if cmd is not None:
+                return cmd, request.invocation
+        return parse(text, self.commands)
+
+    def ack_command(self, ack: Callable[..., None], command: dict, context: Any) -> None:
         try:
-            cmd, inv = parse(field(command, "text") or "", self.commands)
+            cmd, inv = self.parsed(command, context)
         except UsageError as e:
             ack(**mask_payload({"response_type": "ephemeral", "text":
                                 f"{e.message}\n`/golive help` lists every subcommand and its "
@@ -103,10 +119,10 @@ class Listeners(CanaryListeners):
         # What changes nothing need not queue behind the channel's earlier requests: at 50
         # status commands a second in one channel, queueing made them one at a time.
         order_in = None if not words or words[0].lower() in ingress.READ_ONLY else channel
-        # Parsed once here, and who typed it looked up in Slack before the transaction opens.
-        text, user = field(command, "text") or "", field(command, "user_id")
+        # As the door parsed it; who typed it looked up in Slack before the transaction opens.
+        user = field(command, "user_id")
         try:
-            parsed: tuple[Any, Any] | UsageError = parse(text, self.commands)
+            parsed: tuple[Any, Any] | UsageError = self.parsed(command, context)
         except UsageError as e:
             parsed = e
         facts = None

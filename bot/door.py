@@ -26,8 +26,10 @@ from slack_bolt.request import BoltRequest
 from slack_bolt.response import BoltResponse
 
 from bot import ingress
+from bot.app import REQUEST
 from bot.store import repo
 from bot.store.db import DatabaseUnavailable
+from commands import build_commands
 
 log = logging.getLogger(__name__)
 
@@ -41,23 +43,33 @@ class Door:
     def __init__(self, runtime: Any) -> None:
         self.runtime = runtime
         self.app = runtime.door_app
+        self.commands = build_commands(runtime.engine.runbook)
         self._seen = count()
 
-    def record(self, inbound: ingress.Inbound, key: str, body: bytes) -> int | None:
-        """The request's inbox row (unclaimed); None when its key was seen before (a replay
-        or a redelivery). DatabaseUnavailable when it cannot be recorded."""
+    def read(self, inbound: ingress.Inbound) -> ingress.CommandRequest | None:
+        """A command parsed, once, for its ack and its lazy half; None for anything else."""
+        if inbound.kind != "command":
+            return None
+        return ingress.parse_command(inbound.text, self.commands)
+
+    def record(self, inbound: ingress.Inbound, key: str, body: bytes,
+               request: ingress.CommandRequest | None = None) -> int | None:
+        """The request's inbox row (unclaimed), with its parsed form; None when its key was
+        seen before (a replay or a redelivery). DatabaseUnavailable when it cannot be
+        recorded."""
         purge = ingress.REPLAY_WINDOW_S * 2 if next(self._seen) % PURGE_EVERY == 0 else None
         # The ack must come within Slack's 3 s even when the database is silent.
         # One statement, its own transaction: one round trip (and the commit's WAL flush).
         with self.runtime.db.connection(timeout=ACK_DB_BUDGET_S, autocommit=True) as conn:
             return repo.inbox_insert(conn, sig_key=key, kind=inbound.kind,
                                      channel=inbound.channel, body=body,
-                                     owner="", purge_older_than_s=purge)  # unclaimed
+                                     owner="", purge_older_than_s=purge,  # unclaimed
+                                     request=request.to_json() if request else None)
 
     def record_after_ack(self, inbound: ingress.Inbound, key: str, body: bytes) -> None:
         """Help: answered in its ack, recorded after it (for its audit row)."""
         try:
-            self.record(inbound, key, body)
+            self.record(inbound, key, body, self.read(inbound))
         except DatabaseUnavailable:
             log.warning("help answered but not recorded: the database is not answering")
 
@@ -66,11 +78,13 @@ class Door:
         """The inbox row (DatabaseUnavailable: none), then the ack half, once; (None, None)
         for a request recorded before. Help is not recorded before its ack."""
         inbox_id: int | None = None
+        request = self.read(inbound)
         if inbound.needs_database:
-            inbox_id = self.record(inbound, key, body)
+            inbox_id = self.record(inbound, key, body, request)
             if inbox_id is None:
                 return None, None
         bolt_req.context["inbox_id"] = inbox_id
+        bolt_req.context[REQUEST] = request  # the ack reads it (bot/app.py ack_command)
         return inbox_id, self.app.dispatch(bolt_req)
 
     def nothing_to_do(self, inbox_id: int | None) -> None:

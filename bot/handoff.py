@@ -22,7 +22,9 @@ import psycopg
 from slack_bolt import App
 from slack_bolt.request import BoltRequest
 
+from bot.app import REQUEST
 from bot.inbox import Inbox
+from bot.ingress import CommandRequest
 from bot.loops import Loop
 from bot.store.db import DatabaseUnavailable
 
@@ -37,21 +39,23 @@ RETRY_S = 1.0  # after a database failure
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 
-def dispatch(app: App, inbox_id: int, body: bytes) -> bool:
+def dispatch(app: App, inbox_id: int, body: bytes, request: object = None) -> bool:
     """Hand a request the door recorded (or one acked by a process that died) to the work
     side's app, as it is: the door verified it once, and only the door writes inbox rows
     (docs/THREAT_MODEL.md), so it is not signed again. False when nothing will handle it."""
-    request = BoltRequest(body=body.decode("utf-8"), headers=FORM)
-    request.context["inbox_id"] = inbox_id
+    bolt_req = BoltRequest(body=body.decode("utf-8"), headers=FORM)
+    bolt_req.context["inbox_id"] = inbox_id
+    # The command as the door parsed it (``inbox.request``): the work side never parses it.
+    bolt_req.context[REQUEST] = CommandRequest.from_json(request)
     # 404: no listener; 5xx: its ack failed, so Bolt started no lazy half either.
-    return app.dispatch(request).status == 200
+    return app.dispatch(bolt_req).status == 200
 
 
 class Handoff:
     """See the module docstring. ``dispatch(inbox_id, body)`` returns whether anything will
     handle the request (False: nothing listens for it, so it is done as it is)."""
 
-    def __init__(self, inbox: Inbox, dispatch: Callable[[int, bytes], bool], *,
+    def __init__(self, inbox: Inbox, dispatch: Callable[[int, bytes, object], bool], *,
                  capacity: int = CAPACITY, poll_s: float = POLL_S):
         self.inbox = inbox
         self.dispatch = dispatch
@@ -87,7 +91,7 @@ class Handoff:
         rows = self.inbox.claim(self.capacity - self.inbox.in_flight())
         for row in rows:
             try:
-                handled = self.dispatch(row["id"], bytes(row["body"]))
+                handled = self.dispatch(row["id"], bytes(row["body"]), row.get("request"))
             except Exception:  # one bad request must not stop the loop
                 log.exception("request %s could not be handed over", row["id"])
                 handled = False

@@ -76,7 +76,8 @@ class Inbox:
         self._stop = self._loop.stopping
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self, redispatch: Callable[[int, bytes], None], *, every: float = 2.0) -> None:
+    def start(self, redispatch: Callable[[int, bytes, Any], Any], *,
+              every: float = 2.0) -> None:
         """Hold the presence lock and recover orphaned requests in the background."""
         def loop() -> None:
             while not self._stop.is_set():
@@ -132,7 +133,7 @@ class Inbox:
             rows = conn.execute(
                 "UPDATE inbox SET owner = %s WHERE id IN (SELECT id FROM inbox WHERE"
                 " state = 'new' AND owner = '' ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
-                " RETURNING id, body, kind", (self.owner, limit)).fetchall()
+                " RETURNING id, body, kind, request", (self.owner, limit)).fetchall()
             rows.sort(key=lambda r: r["id"])
             with self._handled:
                 self._active.update(r["id"] for r in rows)
@@ -254,7 +255,8 @@ class Inbox:
         out = []
         with self.db.transaction() as conn:
             rows = conn.execute(
-                "SELECT id, owner, body, kind FROM inbox WHERE state = 'new' AND owner <> %s"
+                "SELECT id, owner, body, kind, request FROM inbox WHERE state = 'new'"
+                " AND owner <> %s"
                 " AND owner <> '' AND recovered_at IS NULL AND received_at < now() - make_interval(secs => %s)"
                 " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
                 (self.owner, ORPHAN_AFTER_S, limit)).fetchall()
@@ -270,11 +272,11 @@ class Inbox:
                     out.append(row)
         return out
 
-    def recover(self, redispatch: Callable[[int, bytes], None]) -> int:
+    def recover(self, redispatch: Callable[[int, bytes, Any], Any]) -> int:
         """Hand every orphaned request back to the app; returns how many."""
         rows = self.orphans()
         for row in rows:
             log.warning("recovering request %s (%s) acked by a process that is gone",
                         row["id"], row["kind"])
-            redispatch(row["id"], bytes(row["body"]))
+            redispatch(row["id"], bytes(row["body"]), row["request"])
         return len(rows)

@@ -21,6 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
+from commands import parse
+from commands.base import Command, Invocation, UsageError
+
 READ_ONLY = ("help", "status")  # subcommands that change nothing
 REPLAY_WINDOW_S = 5 * 60
 """Slack's own window: Bolt refuses a request older than this, so remembering longer is moot."""
@@ -156,3 +159,40 @@ def first_input_block(inbound: Inbound) -> str | None:
         if isinstance(b, dict) and b.get("type") == "input" and isinstance(b.get("block_id"), str):
             return b["block_id"]
     return None
+
+
+@dataclass(frozen=True)
+class CommandRequest:
+    """A ``/golive`` command as the door parsed it, once: the invocation, or why it is not one
+    (the usage error the ack showed). It travels with the inbox row (``inbox.request``) to the
+    work side, which never parses the text again."""
+
+    text: str
+    invocation: Invocation | None = None
+    problem: str | None = None
+
+    def to_json(self) -> str:
+        inv = self.invocation
+        return json.dumps({"text": self.text, "problem": self.problem, "invocation": None
+                           if inv is None else {"name": inv.name, "words": list(inv.words),
+                                                "override": inv.override, "raw": inv.raw}})
+
+    @classmethod
+    def from_json(cls, raw: object) -> CommandRequest | None:
+        """The request a row holds (psycopg hands jsonb over parsed); None for none."""
+        data = json.loads(raw) if isinstance(raw, str | bytes) else raw
+        if not isinstance(data, dict) or not isinstance(data.get("text"), str):
+            return None
+        inv = data.get("invocation")
+        return cls(data["text"], None if not isinstance(inv, dict) else Invocation(
+            name=inv["name"], words=tuple(inv["words"]), override=inv.get("override"),
+            raw=inv.get("raw", "")), data.get("problem"))
+
+
+def parse_command(text: str, commands: Mapping[str, Command]) -> CommandRequest:
+    """Parse a command's text once (pure)."""
+    try:
+        _, inv = parse(text, commands)
+    except UsageError as e:
+        return CommandRequest(text, problem=e.message)
+    return CommandRequest(text, invocation=inv)

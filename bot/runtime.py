@@ -75,10 +75,10 @@ class Runtime:
             if self.watches is not None:
                 self.watches.start()
 
-    def redispatch(self, inbox_id: int, body: bytes) -> bool:
+    def redispatch(self, inbox_id: int, body: bytes, request: object = None) -> bool:
         """Hand a request the door recorded, or one acked by a process that died, to the
         work side's app (bot/handoff.py): as it is, never signed anew."""
-        return dispatch(self.app, inbox_id, body)
+        return dispatch(self.app, inbox_id, body, request)
 
     def _resume_canary(self) -> None:
         try:

@@ -27,6 +27,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
 from bot import ingress
+from bot.app import REQUEST
 from bot.door import Door, unhandled
 from bot.store.db import DatabaseUnavailable
 
@@ -76,6 +77,7 @@ class SocketDoor:
         bolt_req = BoltRequest(body=body.decode("utf-8"), headers={"content-type": FORM})
         if inbound.is_help:  # answered in the ack; recorded after it, for its audit row
             bolt_req.context["inbox_id"] = None
+            bolt_req.context[REQUEST] = self.door.read(inbound)
             resp = self.door.app.dispatch(bolt_req)
             self._ack(client, req, inbound.kind, started, _payload(resp))
             self.door.record_after_ack(inbound, key, body)

@@ -269,14 +269,16 @@ def approvals_of_run(conn: Conn, *, run_id: int) -> list[Row]:
 # --- inbox (every verified request, before its ack) ------------------------------------------
 
 def inbox_insert(conn: Conn, *, sig_key: str, kind: str, channel: str | None, body: bytes,
-                 owner: str, purge_older_than_s: float | None = None) -> int | None:
-    """Record a verified request; None when its signature was seen before (a replay)."""
+                 owner: str, purge_older_than_s: float | None = None,
+                 request: str | None = None) -> int | None:
+    """Record a verified request (``request``: its parsed form, JSON); None when its
+    signature was seen before (a replay)."""
     if purge_older_than_s is not None:
         conn.execute("DELETE FROM inbox WHERE state <> 'new' AND received_at < now() -"
                      " make_interval(secs => %s)", (purge_older_than_s,))
     # One round trip: the row, and the handlers' wake-up (delivered when it commits).
-    row = conn.execute("WITH ins AS (INSERT INTO inbox (sig_key, kind, channel, body, owner)"
-                       " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (sig_key) DO NOTHING"
-                       " RETURNING id) SELECT id, pg_notify('golive_inbox', '') FROM ins",
-                       (sig_key, kind, channel, body, owner)).fetchone()
+    row = conn.execute("WITH ins AS (INSERT INTO inbox (sig_key, kind, channel, body, owner,"
+                       " request) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (sig_key)"
+                       " DO NOTHING RETURNING id) SELECT id, pg_notify('golive_inbox', '')"
+                       " FROM ins", (sig_key, kind, channel, body, owner, request)).fetchone()
     return row["id"] if row else None
