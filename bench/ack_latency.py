@@ -821,6 +821,7 @@ def main(argv: list[str] | None = None) -> int:
         load_commands = 0  # the background load's own slash commands (one audit row each)
         for r in range(args.rounds):
             for srv in order:
+                round_began = time.perf_counter()
                 res = run_round(srv, sandbox, warmup=args.warmup, requests=args.requests,
                                 concurrency=args.concurrency, client=args.client)
                 res["round"] = r + 1
@@ -831,6 +832,10 @@ def main(argv: list[str] | None = None) -> int:
                     n, drain = wait_drained(db_url, golive_sent)
                     res["lazy_drain_s_after_last_ack"] = drain
                     res["audit_rows_after_round"] = n
+                    # The work process's throughput: every command of the round (warm-up
+                    # too) handled and answered, from the first send to the last audit row.
+                    res["work_replies_per_s"] = ((args.warmup + args.requests)
+                                                 / (time.perf_counter() - round_began))
                 else:
                     time.sleep(1.0)
                 rounds.append(res)
@@ -838,7 +843,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"p90 {res['p90_ms']:7.2f}  p99 {res['p99_ms']:7.2f}  "
                       f"max {res['max_ms']:7.2f} ms  {res['throughput_rps']:7.1f} req/s  "
                       f"{res['statuses']}"
-                      + (f"  drain {res['lazy_drain_s_after_last_ack']:.2f}s"
+                      + (f"  drain {res['lazy_drain_s_after_last_ack']:.2f}s  work "
+                         f"{res['work_replies_per_s']:.0f} replies/s"
                          if srv is golive else ""), flush=True)
 
         # Open loop: fixed rates, bare and golive interleaved, latency from the scheduled time.
