@@ -2,7 +2,7 @@
 and its error handling.
 
 Listeners ack at once (process_before_response + lazy listeners): the ack never waits on the
-database, Docker or Slack. The lazy half asks the policy (bot/policy.py) whether this person
+database, Docker or Slack. The lazy half asks the policy (runbook/rules/policy.py) whether this person
 may do this here, and only then parses again, calls the engine and replies. Every refusal is
 an ephemeral reply and an audit row with its reason. Payloads are read defensively: a
 malformed one is acked, logged in one line and otherwise ignored (bot/slack/payloads.py).
@@ -22,7 +22,7 @@ from typing import Any
 from slack_bolt import App
 from slack_bolt.authorization import AuthorizeResult
 
-from bot import approvals, ingress, policy
+from bot import ingress
 from bot.canary.listeners import CANARY_TABLE, CanaryListeners
 from bot.engine import ROLLBACK, Actor, Engine, Refused
 from bot.ids import Action, Callback
@@ -36,6 +36,7 @@ from bot.store.db import DatabaseUnavailable
 from bot.watches.store import alert_reason
 from commands import Context, UsageError, build_commands, parse
 from commands.base import Command, Invocation
+from runbook.rules import approvals, policy
 
 log = logging.getLogger(__name__)
 REQUEST = "golive_request"
