@@ -13,6 +13,7 @@ from bot.slack.blocks import esc
 from commands import canary, finish, help, rollback, start, status, steps, watch
 from commands.base import Command, Context, Invocation, Reply, UsageError, tokenize
 from runbook.model import Runbook
+from runbook.rules.policy import Rules, where_text
 
 
 def no_args(inv: Invocation) -> None:
@@ -57,16 +58,19 @@ def _kind_built(kind: str) -> bool:
     return kind in REGISTRY and REGISTRY[kind].available
 
 
-def build_commands(runbook: Runbook, *, available: Callable[[str], bool] = _kind_built
-                   ) -> dict[str, Command]:
+def build_commands(runbook: Runbook, *, available: Callable[[str], bool] = _kind_built,
+                   rules: Rules | None = None) -> dict[str, Command]:
     """Every subcommand, in help order: the code's and the runbook's step commands.
+    ``rules``: the configured channels, so help says where the subcommands work.
 
     Raises RunbookError when a step's command clashes with a subcommand the bot provides.
     ``available(kind)``: whether a step kind is built (default: the step-kind registry).
     """
     table: dict[str, Command] = {}
+    where = where_text(rules) if rules is not None else ""
     table["help"] = Command("help", "/golive help", "this list",
-                            lambda ctx, inv: Reply(help.render_help(table.values())))
+                            lambda ctx, inv: Reply(help.render_help(table.values(),
+                                                                    where=where)))
     derived = steps.commands(runbook, reserved=RESERVED, available=available)
     table.update({c.name: c for c in [*BEFORE, *derived, *AFTER]})
     return table

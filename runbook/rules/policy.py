@@ -7,9 +7,10 @@ caller could not resolve (``operator=None``) refuses: the policy fails closed.
 
 The rules, one row per entry point (:data:`RULES`):
 
-* **Channels.** Everything works only in the cutover channel, except ``/golive rollback``,
-  ``incident``, ``status`` and ``help`` (and the Start rollback buttons, which are the same
-  action as the command), which also work in the incident channels. Clicks and modals on a rollback
+* **Channels.** ``help`` works in every channel and in a DM with the bot (it changes nothing
+  and says where the rest works: :func:`where_text`). Everything else works only in the cutover
+  channel, except ``/golive rollback``, ``incident`` and ``status`` (and the Start rollback
+  buttons, which are the same action as the command), which also work in the incident channels. Clicks and modals on a rollback
   request's card work where that card can be: the cutover or an incident channel.
 * **People.** ``status`` and ``help`` are open to everyone. Starting and finishing a run,
   requesting steps (every subcommand the runbook's step commands define is one action,
@@ -29,7 +30,7 @@ from runbook.rules import approvals
 
 __all__ = ["RULES", "Action", "ActorFacts", "Refusal", "Rule", "Rules", "Verdict", "Where",
            "Who", "command_action", "decide", "needs_account",
-           "needs_operator"]
+           "needs_operator", "where_text"]
 
 
 class Action(StrEnum):
@@ -64,6 +65,8 @@ class Action(StrEnum):
 class Where(StrEnum):
     CUTOVER = "cutover"
     CUTOVER_OR_INCIDENT = "cutover_or_incident"
+    ANYWHERE = "anywhere"
+    """Every channel and a DM with the bot."""
 
 
 class Who(StrEnum):
@@ -93,7 +96,7 @@ class Rule:
 
 _STEP = Who.OPERATOR
 RULES: dict[Action, Rule] = {
-    Action.HELP: Rule(Where.CUTOVER_OR_INCIDENT, Who.ANYONE, "`/golive help`"),
+    Action.HELP: Rule(Where.ANYWHERE, Who.ANYONE, "`/golive help`"),
     Action.STATUS: Rule(Where.CUTOVER_OR_INCIDENT, Who.ANYONE, "`/golive status`"),
     Action.START: Rule(Where.CUTOVER, Who.OPERATOR, "`/golive start`"),
     Action.FINISH: Rule(Where.CUTOVER, Who.OPERATOR, "`/golive finish`"),
@@ -185,6 +188,17 @@ def _channels_text(rule: Rule, rules: Rules, about_rollback: bool) -> str:
     return f"only in the cutover channel {cutover} or an incident channel ({incident})"
 
 
+def where_text(rules: Rules) -> str:
+    """Where the subcommands work, for ``/golive help`` (Slack mrkdwn), read from :data:`RULES`."""
+    text = f"Subcommands work in the cutover channel <#{rules.cutover}>"
+    if rules.incident:
+        also = [f"`/golive {a.value}`" for a in Action if command_action(a.value) is a
+                and RULES[a].where is Where.CUTOVER_OR_INCIDENT]
+        incident = ", ".join(f"<#{c}>" for c in sorted(rules.incident))
+        text += f"; {', '.join(also)} also in an incident channel ({incident})"
+    return text + ". `/golive help` works anywhere, a DM with me included."
+
+
 _ACCOUNT_TEXT = {
     approvals.Refusal.DEACTIVATED: (Refusal.DEACTIVATED, "Deactivated accounts cannot use"),
     approvals.Refusal.BOT_ACCOUNT: (Refusal.BOT_ACCOUNT, "Bot accounts cannot use"),
@@ -206,7 +220,7 @@ def decide(*, action: Action, actor: ActorFacts, channel: str, rules: Rules,
         where = Where.CUTOVER_OR_INCIDENT
     allowed = {rules.cutover} | (set(rules.incident) if where is Where.CUTOVER_OR_INCIDENT
                                  else set())
-    if channel not in allowed:
+    if where is not Where.ANYWHERE and channel not in allowed:
         return Verdict(False, f"{rule.what} works {_channels_text(rule, rules, about_rollback)}.",
                        Refusal.WRONG_CHANNEL)
     if rule.who is Who.ANYONE:

@@ -15,6 +15,7 @@ import pytest
 from bot.dev.sandbox.workspace import Workspace
 from bot.ids import Action
 from tests.support.harness import Bot, text_of
+from tests.support.poll import wait_until
 
 OVERRIDE = 'maintenance on --override "preflight checks are not built yet"'
 
@@ -100,9 +101,30 @@ def test_status_and_help_work_in_the_incident_channel_for_anyone(pbot):
     assert "Subcommands" in answer(pbot, "dave", "help", channel="C_INCIDENT")
     refused = answer(pbot, "alice", "status", channel="C_GENERAL")
     assert "<#C_CUTOVER>" in refused and "<#C_INCIDENT>" in refused, refused
-    # Help is answered in the ack itself, and that answer asks the same policy.
-    refused = answer(pbot, "dave", "help", channel="C_GENERAL")
-    assert "Subcommands" not in refused and "<#C_CUTOVER>" in refused, refused
+
+
+@pytest.mark.parametrize("where", ["C_GENERAL", "a DM with the bot"])
+def test_help_answers_anywhere_only_the_asker_and_says_where_the_commands_work(pbot, clean_db,
+                                                                               where):
+    channel = pbot.workspace.dm_channel("U_FRANK").id if where.startswith("a DM") else where
+    after = pbot.seq()
+    reply = answer(pbot, "frank", "help", channel=channel)
+    assert "Subcommands" in reply and "`/golive status`" in reply, reply
+    assert ("Subcommands work in the cutover channel <#C_CUTOVER>; `/golive status`, "
+            "`/golive rollback`, `/golive incident` also in an incident channel "
+            "(<#C_INCIDENT>)") in reply, reply
+    seen = pbot.workspace.messages(channel, after_seq=after)
+    assert seen and all(m.ephemeral_to == "U_FRANK" for m in seen), \
+        [(m.ephemeral_to, m.text[:40]) for m in seen]
+    # help is recorded as a command like any other
+    wait_until("the help is audited", lambda: rows(
+        clean_db, "SELECT action, outcome FROM audit_log") == [("command", "ok")])
+    # and nothing else works there
+    refused = answer(pbot, "alice", "status", channel=channel)
+    assert "works only in the cutover channel <#C_CUTOVER>" in refused, refused
+    refused = answer(pbot, "alice", "start v2", channel=channel)
+    assert "works only in the cutover channel <#C_CUTOVER>" in refused, refused
+    assert rows(clean_db, "SELECT id FROM runs") == [], "no run was started"
 
 
 def test_a_non_operator_cannot_start_finish_or_request_steps(pbot, clean_db):

@@ -16,6 +16,7 @@ from runbook.rules.policy import (
     decide,
     needs_account,
     needs_operator,
+    where_text,
 )
 
 RULES_ = Rules(cutover="C_CUT", incident=frozenset({"C_INC"}))
@@ -53,13 +54,28 @@ def test_only_rollback_status_and_help_work_in_an_incident_channel(action):
         assert v.refusal is Refusal.WRONG_CHANNEL and "<#C_CUT>" in v.reason, v.reason
 
 
-@pytest.mark.parametrize("action", list(Action))
-def test_nothing_works_anywhere_else_and_the_refusal_names_the_channel(action):
+@pytest.mark.parametrize("action", [a for a in Action if a is not Action.HELP])
+def test_nothing_but_help_works_anywhere_else_and_the_refusal_names_the_channel(action):
     v = verdict(action, channel="C_RANDOM")
     assert not v.allowed and v.refusal is Refusal.WRONG_CHANNEL
     assert "<#C_CUT>" in v.reason
     if action in INCIDENT_OK:
         assert "<#C_INC>" in v.reason, "rollback, status and help also name the incident channel"
+
+
+@pytest.mark.parametrize("channel", ["C_RANDOM", "D_ALICE"])
+@pytest.mark.parametrize("actor", [MEMBER, GUEST_OP, UNKNOWN])
+def test_help_works_in_every_channel_and_a_dm_for_anyone(channel, actor):
+    assert verdict(Action.HELP, actor=actor, channel=channel).allowed
+
+
+def test_where_text_names_the_cutover_and_incident_channels_and_help_anywhere():
+    text = where_text(RULES_)
+    assert text.startswith("Subcommands work in the cutover channel <#C_CUT>;"), text
+    assert "`/golive status`, `/golive rollback`, `/golive incident` also in an incident " \
+        "channel (<#C_INC>)" in text, text
+    assert "`/golive help` works anywhere" in text, text
+    assert "incident" not in where_text(Rules(cutover="C_CUT")), "no incident channels here"
 
 
 def test_start_from_the_incident_channel_is_refused_naming_the_cutover_channel():
