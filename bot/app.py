@@ -63,11 +63,12 @@ class Listeners(CanaryListeners):
     def __init__(self, *, engine: Engine, config: Any, operators: Directory,
                  operator_users: frozenset[str], inbox: Inbox):
         self.engine = engine
-        self.commands = build_commands(engine.runbook)  # once: parse runs in the ack path
-        self.inbox = inbox
-        self.config = config
         self.rules = policy.Rules(cutover=config.channels.cutover,
                                   incident=frozenset(config.channels.incident))
+        # once: parse runs in the ack path; help says where the subcommands work
+        self.commands = build_commands(engine.runbook, rules=self.rules)
+        self.inbox = inbox
+        self.config = config
         self.operators = operators
         self.operator_users = operator_users
 
