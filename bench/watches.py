@@ -128,11 +128,10 @@ def overhead(seconds: float) -> dict:
     from apscheduler.schedulers.background import BackgroundScheduler
 
     from bot.settings import Thresholds
-    from runbook.target import paybox_target
     from runbook.watches.config import WatchesConfig
     from runbook.watches.watchset import WatchSet
     from tests.support.paybox_env import PG_ADMIN_URL, free_port
-    from tests.support.paybox_target import paybox_watch_sources
+    from tests.support.paybox_target import paybox_target, paybox_watch_sources
 
     app_dir = ROOT / "examples/paybox/app"
     db = f"golive_bench_watch_{os.getpid()}"

@@ -22,8 +22,9 @@ import pytest
 
 from runbook.adapters.docker import compose_cli
 from runbook.steps.base import StepContext, StepFailed, StepResult
-from runbook.target import TargetConfig, paybox_target
+from runbook.target import TargetConfig
 from tests.support.paybox_env import PAYBOX, PG_ADMIN_URL, REGISTRY, ROOT, free_port, worker_tag
+from tests.support.paybox_target import paybox_target
 
 
 def closed_port() -> int:

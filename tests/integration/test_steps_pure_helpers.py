@@ -16,7 +16,8 @@ from runbook.adapters.http import Retrier
 from runbook.adapters.migrations import parse_current
 from runbook.adapters.redact import mask
 from runbook.steps.base import REGISTRY
-from runbook.target import HttpSwitch, Probe, TargetConfig, paybox_target
+from runbook.target import HttpSwitch, Probe, TargetConfig
+from tests.support.paybox_target import paybox_target
 
 
 def test_mask_hides_secret_values_url_passwords_and_slack_tokens():

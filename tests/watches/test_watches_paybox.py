@@ -14,11 +14,10 @@ from typing import Any
 import pytest
 
 from bot.settings import Thresholds
-from runbook.target import paybox_target
 from runbook.watches.analysis import Event
 from runbook.watches.config import WatchesConfig
 from runbook.watches.watchset import WatchSet
-from tests.support.paybox_target import paybox_watch_sources
+from tests.support.paybox_target import paybox_target, paybox_watch_sources
 from tests.watches.conftest import wait_until
 
 pytestmark = pytest.mark.docker
