@@ -33,7 +33,6 @@ from bot.slack.client import mask_payload, use_masking_client
 from bot.slack.directory import Directory
 from bot.slack.payloads import Click, Metadata, field, reason_of
 from bot.store.db import DatabaseUnavailable
-from bot.watches.store import alert_reason
 from commands import Context, UsageError, build_commands, parse
 from commands.base import Command, Invocation
 from runbook.rules import approvals, policy
@@ -102,7 +101,7 @@ class Listeners(CanaryListeners):
         except UsageError as e:
             ack(**mask_payload({"response_type": "ephemeral", "text":
                                 f"{e.message}\n`/golive help` lists every subcommand and its "
-                                "usage."}, self.engine.deps.secrets))
+                                "usage."}, self.engine.secrets))
             return
         if cmd.name == "help":  # pure and static: answered here, never waiting on anything
             verdict = policy.decide(
@@ -111,7 +110,7 @@ class Listeners(CanaryListeners):
                 rules=self.rules)
             body = as_body(cmd.handler(None, inv)) if verdict.allowed else {
                 "response_type": "ephemeral", "text": verdict.reason}
-            ack(**mask_payload(body, self.engine.deps.secrets))
+            ack(**mask_payload(body, self.engine.secrets))
             return
         ack()
 
@@ -246,7 +245,7 @@ class Listeners(CanaryListeners):
                       self.rollback_from_alert)
 
     def rollback_from_alert(self, click: Click) -> str:
-        reason = alert_reason(self.engine.db, click.value)
+        reason = self.engine.alert_reason(click.value)
         if reason is None:
             raise Refused(STALE)
         return self.engine.request_rollback(actor=Actor(click.user, click.channel),

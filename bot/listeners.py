@@ -91,7 +91,7 @@ class ListenerBase:
         """Look up only what the rule for ``action`` needs; a failed group lookup is None."""
         if not policy.needs_account(action):
             return policy.ActorFacts(approvals.Actor(user))
-        account = self.engine.deps.directory.actor(user)  # DirectoryUnavailable: refused
+        account = self.engine.account(user)  # DirectoryUnavailable: refused
         operator: bool | None = False
         if policy.needs_operator(action):
             try:
@@ -194,9 +194,8 @@ class ListenerBase:
             return
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            with self.engine.db.transaction() as conn:
-                if not self.engine.deps.outbox.landing(conn, click.channel, click.message_ts):
-                    return
+            if not self.engine.landing(click.channel, click.message_ts):
+                return
             time.sleep(0.05)
 
     def open_modal(self, client: Any, click: Click, view: dict, *, stale: str = STALE) -> str:

@@ -13,11 +13,9 @@ def handle(ctx: Context, inv: Invocation) -> Reply:
         text += "\n" + line
         blocks = [*blocks, {"type": "section", "text": {"type": "mrkdwn", "text": line[:2900]}}]
     if view is not None:  # each watch's state (or why it is off), as `/golive watch list`
-        from bot.watches import store
         from bot.watches.messages import watch_line
 
-        with ctx.engine.db.transaction() as conn:
-            states = store.states(conn, view.run["id"])
+        states = ctx.engine.watch_control.states(view.run["id"])
         if states:
             lines = "\n".join(watch_line(n, r["state"]) for n, r in states.items())
             blocks = [*blocks, {"type": "section", "text": {

@@ -21,18 +21,22 @@ from typing import Any
 
 import psycopg
 
-from bot.engine.audit_trail import AuditTrail
+from bot.engine.audit_trail import AuditTrail, Mask
+from bot.engine.binding import ROLLBACK, bind  # noqa: F401 - ROLLBACK re-exported
 from bot.engine.notices import Notices
 from bot.engine.outcomes import StepOutcomes
+from bot.outbox import Outbox
+from bot.settings import GoliveConfig
+from bot.slack.directory import Directory
 from bot.store import repo
 from bot.store.db import Database
 from runbook.model import Gate, Runbook
 from runbook.rules import approvals as rule
+from runbook.target import TargetConfig
 
 log = logging.getLogger(__name__)
 
 ACTIVE_STATES = ("awaiting_approval", "queued", "running")
-ROLLBACK = "rollback"
 
 
 class Refused(Exception):
@@ -51,13 +55,16 @@ class Actor:
 
 @dataclass
 class Deps:
-    """What the engine talks to besides the database (built by the composition root)."""
+    """What the engine talks to besides the database (built by the composition root): its
+    typed collaborators, then its settings."""
 
-    outbox: Any  # bot.outbox.Outbox: the write side of durable Slack delivery
-    directory: Any  # bot.slack.directory.Directory
-    target: Any  # runbook.target.TargetConfig
+    outbox: Outbox
+    """The write side of durable Slack delivery."""
+    directory: Directory
+    """Slack's users and user groups (looked up before a transaction opens)."""
+    target: TargetConfig
     secrets: Mapping[str, str]
-    mask: Callable[[Any], Any]
+    mask: Mask
     approvers: frozenset[str]
     expiry: timedelta
     audit_key: bytes
@@ -75,8 +82,8 @@ class Deps:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
-    config: Any = None
-    """The team config (bot.settings.GoliveConfig): ``[preflight]`` for the checks and gate."""
+    config: GoliveConfig | None = None
+    """The team config: ``[preflight]`` for the checks and gate, ``[rollback]``, channels."""
 
 
 class EngineCore:
@@ -86,9 +93,13 @@ class EngineCore:
         self.db = db
         self.runbook = runbook
         self.deps = deps
+        self.audit = AuditTrail(db=db, key=deps.audit_key, now=deps.now, mask=deps.mask)
         self.notices = Notices(deps.outbox)
         self.outcomes = StepOutcomes(now=deps.now)
-        self.audit = AuditTrail(db=db, key=deps.audit_key, now=deps.now, mask=deps.mask)
+        from bot.engine.watch_control import WatchControl  # it needs Actor and Refused from here
+
+        self.watch_control = WatchControl(db=db, audit=self.audit, notices=self.notices,
+                                          now=deps.now)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -108,6 +119,30 @@ class EngineCore:
             self._audit(conn, actor=actor.user_id, channel=actor.channel, action="command",
                         outcome=outcome, run_id=run["id"] if run else None,
                         detail={"text": text[:500], **(detail or {})})
+
+    # ------------------------------------------------------------------ public services
+    # What the listeners, the commands and the rooms outside the engine may ask (they never
+    # reach ``db``, ``deps`` or a private method).
+    @property
+    def secrets(self) -> Mapping[str, str]:
+        """The values no reply, log or audit row may show (masked everywhere)."""
+        return self.deps.secrets
+
+    def account(self, user_id: str) -> rule.Actor:
+        """The Slack account behind ``user_id`` (DirectoryUnavailable when Slack cannot say)."""
+        return self.deps.directory.actor(user_id)
+
+    def landing(self, channel: str, ts: str) -> bool:
+        """Whether a message is being posted in ``channel`` and its ts is not yet recorded."""
+        with self.db.transaction() as conn:
+            return self.deps.outbox.landing(conn, channel, ts)
+
+    def alert_reason(self, alert_id: int) -> str | None:
+        """The rollback reason a Start rollback click on a watch alert gives (None: no such
+        alert)."""
+        from bot.watches.store import alert_reason
+
+        return alert_reason(self.db, alert_id)
 
     # ------------------------------------------------------------------ what changed
     # (the message keys: bot/engine/notices.py)
@@ -137,26 +172,12 @@ class EngineCore:
 
     def _bound_params(self, step_id: str, args: Mapping[str, Any], override: str | None,
                       verdict: str) -> dict[str, Any]:
-        """What an approval binds: the request, the parameters the step(s) will really run with
-        (runbook params merged with the request's), the step kind and the runbook version."""
-        steps = self.runbook.rollback if step_id == ROLLBACK else (self.runbook.step(step_id),)
-        effective = {s.id: {"kind": s.kind, "params": _plain({**dict(s.params), **dict(args)})}
-                     for s in steps}
-        return {"step": step_id, "args": _plain(dict(args)), "override": override,
-                "preflight": verdict, "effective": effective, "runbook": self.runbook.version}
+        """What an approval binds (bot/engine/binding.py)."""
+        return bind(self.runbook, step_id, args, override, verdict)
 
     def _policy(self) -> rule.Policy:
         return rule.Policy(approvers=self.deps.approvers,
                            groups=self.deps.directory.group_members(), expiry=self.deps.expiry)
-
-
-def _plain(value: Any) -> Any:
-    """Mappings and sequences as plain JSON-able dicts and lists (runbook params are frozen)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def rule_gate_default() -> Gate:

@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 
+from bot.engine.binding import step_params
 from bot.engine.core import ACTIVE_STATES, ROLLBACK, EngineCore
 from bot.slack import preflight_blocks as pfb
 from bot.slack.blocks import esc
@@ -174,7 +175,7 @@ class Preflight(EngineCore):
 
         try:
             planned = planned_checks(config_of(self.deps.config), step.kind,
-                                     {**dict(step.params), **dict(exe["params"])})
+                                     step_params(step, exe["params"]))
         except ValueError:
             planned = []
         rows = store.results_of_execution(conn, execution_id=exe["id"])

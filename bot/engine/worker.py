@@ -23,6 +23,7 @@ import time
 import psycopg
 
 from bot.engine import executions
+from bot.engine.binding import step_params
 from bot.engine.claim import Claims
 from bot.engine.core import ROLLBACK
 from bot.engine.isolation import Ended, StepProcess
@@ -176,7 +177,7 @@ class Worker(Claims):
                 with self.db.transaction() as tx:
                     self.notices.progress(tx, exe, lines)
 
-        params = {**dict(step.params), **dict(exe["params"])}
+        params = step_params(step, exe["params"])  # exactly what the approval bound
         ctx = StepContext(run_id=run["id"], step_id=step.id, params=params,
                           facts=dict(run["facts"]), target=self.deps.target, progress=progress,
                           deadline=self.deps.clock() + step.timeout_s, clock=self.deps.clock,

@@ -28,3 +28,19 @@ def test_watch_stop_after_traffic_opened_is_not_overridden_by_the_leader(watchbo
     with psycopg.connect(clean_db) as conn:
         ctl = conn.execute("SELECT desired, changed_by FROM watch_control").fetchall()
     assert ctl == [("stopped", "U_ALICE")], ctl
+
+
+def test_watch_stop_and_start_are_audited_as_such(watchbot, clean_db):
+    """A person's stop and start of the watches each leave their own audit row (who, which
+    run, what it was before), beside the row of the command that asked for it."""
+    bot = watchbot
+    open_traffic(bot)
+    watch_message(bot, "Health", "*ok*")
+    assert "stopped by <@U_ALICE>" in bot.command("alice", "watch stop")
+    assert "already stopped" in bot.command("bob", "watch stop")  # changes nothing
+    assert "Watches starting" in bot.command("carol", "watch start")
+    with psycopg.connect(clean_db) as conn:
+        rows = conn.execute("SELECT actor, action, outcome, detail->>'was' FROM audit_log"
+                            " WHERE action LIKE 'watch.%' ORDER BY id").fetchall()
+    assert rows == [("U_ALICE", "watch.stop", "ok", "running"),
+                    ("U_CAROL", "watch.start", "ok", "stopped")], rows
