@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from bot.settings import ConfigError, Settings, load_settings
+from bot.startup import checked_runtime
 
 MANIFEST_SCOPES = ["commands", "chat:write", "chat:write.public", "reactions:write",
                    "users:read", "usergroups:read", "channels:history", "groups:history",
@@ -24,55 +25,6 @@ def _settings(**kw) -> Settings:
         for p in e.problems:
             print(f"  - {p}", file=sys.stderr)
         raise SystemExit(2) from None
-
-
-def _runtime(settings: Settings):
-    """Build the process; an invalid runbook or an old schema stops start-up clearly."""
-    from bot.runtime import build_runtime
-    from bot.store import db
-    from runbook.model import RunbookError
-
-    try:
-        current, head = db.current_revision(settings.database_url), db.head_revision()
-    except Exception:  # noqa: BLE001 - the database is down: start anyway, /healthz says so
-        current = head = None
-    if current != head:
-        print(f"golive: cannot start; the bot's database schema is at "
-              f"{current or 'nothing (empty database)'}, this version needs {head}. "
-              "Run `golive db upgrade` (the Procfile's release phase) first.", file=sys.stderr)
-        raise SystemExit(2)
-
-    _warn_about_audit(settings)
-    # Which config this process runs with (serve, work and socket all start here).
-    logging.getLogger("golive").info("config: %s", settings.config.identity() or "built-in")
-    try:
-        return build_runtime(settings)
-    except RunbookError as e:
-        print("golive: cannot start; the runbook is invalid:", file=sys.stderr)
-        for p in e.problems:
-            print(f"  - {p}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-def _warn_about_audit(settings: Settings) -> None:
-    """Say loudly when the audit log is not protected against a database user."""
-    import psycopg
-    from psycopg.rows import dict_row
-
-    from bot.store import repo
-
-    log = logging.getLogger("golive.audit")
-    if settings.audit_key_is_dev:
-        log.warning("GOLIVE_AUDIT_KEY is not set: the audit log is chained with the public "
-                    "development key, so anyone with database access can rewrite it")
-    try:
-        with psycopg.connect(settings.database_url, connect_timeout=5,
-                             row_factory=dict_row) as conn:
-            warning = repo.audit_owner_warning(conn)
-    except psycopg.Error:
-        return  # the database is down: /healthz says so
-    if warning:
-        log.warning("audit log: %s", warning)
 
 
 def _logging(settings: Settings) -> None:
@@ -97,7 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         from bot.server import build_asgi, tune_gc
 
-        runtime = _runtime(settings)
+        runtime = checked_runtime(settings)
         port = args.port if args.port is not None else settings.env.port
         tune_gc()  # this process only serves the bot: tune its collector for ack latency
         # inline: this process does it all; none: a `golive work` elsewhere handles
@@ -123,7 +75,7 @@ def cmd_work(args: argparse.Namespace) -> int:
     become_work_process(args.parent)
     settings = _settings()
     _logging(settings)
-    runtime = _runtime(settings)
+    runtime = checked_runtime(settings)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -151,7 +103,7 @@ def cmd_socket(args: argparse.Namespace) -> int:
         print("golive: SLACK_APP_TOKEN (xapp-...) is required for Socket Mode", file=sys.stderr)
         return 2
     _logging(settings)
-    runtime = _runtime(settings)
+    runtime = checked_runtime(settings)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):  # a platform stops the process with SIGTERM
         signal.signal(sig, lambda *_: stop.set())

@@ -11,6 +11,7 @@ key to a description and to a mention in ``golive.example.toml``.
 from __future__ import annotations
 
 import ast
+import builtins
 import inspect
 import textwrap
 import types
@@ -34,7 +35,7 @@ class Key:
     type: str
     default: str
     description: str
-    owner: type[BaseModel]
+    owner: builtins.type[BaseModel]  # ``type`` here is the field above
     """The model class that declares the field (shared models are documented once)."""
     name: str
     variant: str = ""
@@ -124,9 +125,9 @@ def type_name(tp: Any) -> str:
         return f"table of {type_name(v)}"
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return "table"
-    names = {str: "string", int: "integer", float: "number", bool: "boolean"}
-    if tp in names:
-        return names[tp]
+    scalars = {str: "string", int: "integer", float: "number", bool: "boolean"}
+    if tp in scalars:
+        return scalars[tp]
     if tp is Any:
         return "any"
     return getattr(tp, "__name__", str(tp)).replace("SecretStr", "string (secret)").replace(

@@ -374,8 +374,9 @@ def load_settings(*, require_slack: bool = True, require_db: bool = True,
     environ = dict(os.environ if environ is None else environ)
     problems: list[str] = []
     try:
-        env = Env(_env_file=None, **{k.lower(): v for k, v in environ.items()
-                                     if k.lower() in Env.model_fields})
+        given: dict[str, Any] = {k.lower(): v for k, v in environ.items()
+                                 if k.lower() in Env.model_fields}
+        env = Env(_env_file=None, **given)
     except ValidationError as e:
         raise ConfigError(_problems(e, "env ")) from None
     if require_slack:

@@ -20,7 +20,7 @@ import tomllib
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from pydantic import Field, PrivateAttr, ValidationError, model_validator
 from pydantic_core import InitErrorDetails
@@ -74,7 +74,9 @@ class Runbook(_Model):
         try:
             runbook = handler(data)
         except ValidationError as e:
-            raise ValidationError.from_exception_data(cls.__name__, [*e.errors(), *found]) from None
+            # an error pydantic reported is re-raised as it was given (its ``msg`` is rebuilt)
+            again = [cast(InitErrorDetails, d) for d in e.errors()]
+            raise ValidationError.from_exception_data(cls.__name__, [*again, *found]) from None
         if found:
             raise ValidationError.from_exception_data(cls.__name__, found)
         return runbook
@@ -191,10 +193,11 @@ class Runbook(_Model):
 
 
 # The file keys each kind of table allows, for "unknown key ...; allowed: ..." lines.
+_TABLES: tuple[tuple[str, Any], ...] = (  # (kind, model class)
+    ("top", Runbook), ("runbook", _Meta), ("phase", Phase), ("step", Step), ("gate", Gate),
+    ("rollback", _RollbackPlan), ("trigger", Trigger))
 _KEYS = {kind: [f.alias or name for name, f in model.__pydantic_fields__.items()]
-         for kind, model in (("top", Runbook), ("runbook", _Meta), ("phase", Phase),
-                             ("step", Step), ("gate", Gate), ("rollback", _RollbackPlan),
-                             ("trigger", Trigger))}
+         for kind, model in _TABLES}
 
 
 def default_runbook_path() -> Path:

@@ -152,7 +152,8 @@ class Trigger(_TitledById):
     def fired(self, metrics: Mapping[str, float]) -> bool | None:
         """True/False for a metric trigger whose metric is present; None if it cannot say
         (manual trigger, or the metric was not measured)."""
-        if self.manual or None in (self.op, self.threshold) or metrics.get(self.metric) is None:
+        if (self.manual or self.op is None or self.threshold is None or self.metric is None
+                or metrics.get(self.metric) is None):
             return None
         return bool(_COMPARE[self.op](metrics[self.metric], self.threshold))
 

@@ -115,8 +115,10 @@ def build_timeline(executions: Sequence[Mapping[str, Any]],
                              r.get("id", 0)))
     entries = []
     for r in rows:
-        approval = by_id.get(r.get("approval_id"))
-        approved_by = _approvers(approval, (votes or {}).get(r.get("approval_id"), ()))
+        approval_id = r.get("approval_id")
+        approval = by_id.get(approval_id) if approval_id is not None else None
+        approved_by = _approvers(approval, (votes or {}).get(approval_id, ())
+                                 if approval_id is not None else ())
         if approval is None:
             status = "not gated"
         elif approval.get("kind") == "break_glass":

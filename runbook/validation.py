@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import graphlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Annotated, Any
 
@@ -213,6 +213,8 @@ def cross_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     plan = _table(data.get("rollback"))
     phases = _tables(data.get("phases"))
     out: list[tuple[Loc, str]] = []
+    tables: Sequence[tuple[Loc, Any]]
+    loc: Loc
     for what, tables in (("phase", [(("phases", i), p) for i, p in phases]),
                          ("trigger", [(("rollback", "triggers", i), t)
                                       for i, t in _tables(plan.get("triggers"))])):
@@ -221,8 +223,9 @@ def cross_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
             if (tid := _ident(t)) in seen and tid is not None:
                 out.append((loc, f"duplicate {what} id"))
             seen.add(tid)
-    steps = [(("phases", i, "steps", j), s, _ident(p) or f"#{i + 1}")
-             for i, p in phases for j, s in _tables(p.get("steps"))]
+    steps: list[tuple[Loc, Any, str]] = [
+        (("phases", i, "steps", j), s, _ident(p) or f"#{i + 1}")
+        for i, p in phases for j, s in _tables(p.get("steps"))]
     steps += [(("rollback", "steps", j), s, ROLLBACK_PHASE) for j, s in _tables(plan.get("steps"))]
     first: dict[str, tuple[Loc, str, list[str]]] = {}
     for loc, s, phase in steps:

@@ -195,9 +195,9 @@ def open_session(root: Path, config: str, *, own_db: bool, keep: bool,
                "GOLIVE_CONFIG": str(cfg)}
     try:
         settings = load_settings(environ=environ)
-        from bot.cli import _runtime
+        from bot.startup import checked_runtime
 
-        server = _serve(settings, _runtime(settings))
+        server = _serve(settings, checked_runtime(settings))
     except (ConfigError, SystemExit):
         sandbox.stop()
         raise

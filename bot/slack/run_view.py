@@ -45,7 +45,7 @@ class RunView:
     def passed_over(self) -> dict[str, Mapping[str, Any]]:
         """Cutover steps not done that the run went past (a step requiring them was asked for,
         with ``--override``): step id -> that later step's latest execution."""
-        latest, out = self.latest(), {}
+        latest, out = self.latest(), dict[str, Mapping[str, Any]]()
         for step in self.runbook.cutover_steps():
             exe = latest.get(step.id)
             if not exe or exe["state"] == "cancelled":

@@ -27,10 +27,13 @@ def render_chart(samples: Sequence[Sample], *, title: str = "Canary window") -> 
     else:
         times = [s.at for s in samples]
         lat = [s.latency_ms if s.latency_ms is not None else float("nan") for s in samples]
-        ax.plot(times, lat, color="#1f77b4", linewidth=1.5, label="health latency (ms)")
+        # matplotlib plots datetimes (its date units); its stubs accept numbers only
+        ax.plot(times, lat, color="#1f77b4", linewidth=1.5,  # type: ignore[arg-type]
+                label="health latency (ms)")
         bad = [(s.at, s.latency_ms or 0.0) for s in samples if not s.ok]
         if bad:
-            ax.scatter([t for t, _ in bad], [v for _, v in bad], color="#d62728", marker="x",
+            ax.scatter([t for t, _ in bad], [v for _, v in bad],  # type: ignore[arg-type]
+                       color="#d62728", marker="x",
                        zorder=3, label="health failed")
         ax.set_ylabel("latency (ms)")
         ax.set_ylim(bottom=0)
@@ -39,7 +42,8 @@ def render_chart(samples: Sequence[Sample], *, title: str = "Canary window") -> 
         handles, labels = ax.get_legend_handles_labels()
         if rates:
             ax2 = ax.twinx()
-            ax2.plot([t for t, _ in rates], [r for _, r in rates], color="#ff7f0e",
+            ax2.plot([t for t, _ in rates], [r for _, r in rates],  # type: ignore[arg-type]
+                     color="#ff7f0e",
                      linewidth=1.2, linestyle="--", label="5xx rate (%)")
             ax2.set_ylabel("5xx rate (%)")
             ax2.set_ylim(bottom=0, top=max(1.0, max(r for _, r in rates) * 1.2))

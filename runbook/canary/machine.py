@@ -53,7 +53,7 @@ class Step:
 
 
 def open_canary(config: Any, *, opened_by: str, now: datetime, run_id: int | None = None,
-                traffic_opened_at: datetime | None = None, versions: Mapping[str, str] = (),
+                traffic_opened_at: datetime | None = None, versions: Mapping[str, str] | None = None,
                 opening_balances: Balances | None = None) -> CanaryState:
     """A fresh canary from ``config`` (a :class:`CanaryConfig`); every item pending."""
     _aware(now)

@@ -47,8 +47,8 @@ def test_the_bots_role_can_append_to_the_audit_log_and_nothing_more(bot, runtime
 
 def test_verify_and_serve_warn_when_running_as_a_role_that_can_rewrite_the_log(
         bot, clean_db, runtime_db, caplog):
-    from bot.cli import _warn_about_audit
     from bot.settings import load_settings
+    from bot.startup import warn_about_audit
 
     bot.command("alice", "status")
     as_owner = golive("audit", "verify", url=clean_db)
@@ -61,7 +61,7 @@ def test_verify_and_serve_warn_when_running_as_a_role_that_can_rewrite_the_log(
         caplog.clear()
         environ = {**bot.environ, "DATABASE_URL": url}
         with caplog.at_level(logging.WARNING, logger="golive.audit"):
-            _warn_about_audit(load_settings(environ=environ))
+            warn_about_audit(load_settings(environ=environ))
         return [r.getMessage() for r in caplog.records if r.name == "golive.audit"]
 
     assert any("GOLIVE_MIGRATIONS_DATABASE_URL" in w for w in serve_warnings(clean_db))

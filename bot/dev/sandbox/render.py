@@ -7,10 +7,12 @@ import re
 import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.dev.sandbox.blocks import Button, iter_buttons
-from bot.dev.sandbox.workspace import Message, View, Workspace
+
+if TYPE_CHECKING:  # the workspace imports the renderer for its timeout report
+    from bot.dev.sandbox.workspace import Message, View, Workspace
 
 _LINK = re.compile(r"<([^<>\n]+)>")
 

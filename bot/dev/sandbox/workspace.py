@@ -470,7 +470,7 @@ class Workspace:
     def _timeout_report(
         self, predicate: Callable[[], Any], timeout: float, channel: str | None
     ) -> str:
-        from bot.dev.sandbox.render import render_channel  # render imports workspace
+        from bot.dev.sandbox.render import render_channel
 
         name = getattr(predicate, "__qualname__", repr(predicate))
         lines = [f"condition {name} not met within {timeout:.1f}s"]
