@@ -250,7 +250,7 @@ class CanaryRoom:
             raise Refused(step.reply)
         return step.reply
 
-    def _signed(self, conn: psycopg.Connection, row: Mapping[str, Any], step: machine.Step,
+    def _signed(self, conn: psycopg.Connection, row: Mapping[str, Any], step: machine.Transition,
                 user: str, decision: str, note: str) -> None:
         st = step.state
         report = self._report(st) if st.outcome != "open" else None

@@ -62,7 +62,7 @@ def validate_reference(text: str | None) -> str:
 
 
 @dataclass(frozen=True)
-class Command:
+class CanaryCommand:
     """A thread reply understood as a canary command."""
 
     kind: str
@@ -81,7 +81,7 @@ USAGE = ("Reply with `deposit <reference> [amount]`, `withdraw <reference> [amou
          "`sign [note]`, `reject <reason>` or `status`.")
 
 
-def parse_command(text: str) -> Command:
+def parse_command(text: str) -> CanaryCommand:
     """Parse a thread reply such as ``deposit dep_123 10.00``; InputError says the usage."""
     words = (text or "").strip().split(maxsplit=1)
     if not words:
@@ -91,8 +91,8 @@ def parse_command(text: str) -> Command:
     if kind is None:
         raise InputError(f"I don't know `{words[0][:30]}`. {USAGE}")
     if kind in ("sign", "reject", "status"):
-        return Command(kind, note=rest)
+        return CanaryCommand(kind, note=rest)
     parts = rest.split(maxsplit=1)
     if not parts:
         raise InputError(f"Which {kind}? {USAGE}")
-    return Command(kind, reference=parts[0], amount=parts[1] if len(parts) > 1 else None)
+    return CanaryCommand(kind, reference=parts[0], amount=parts[1] if len(parts) > 1 else None)

@@ -1,6 +1,6 @@
 """The canary's checklist and threaded sign-off, as a pure state machine (runbook 2C).
 
-Every transition takes the state and returns ``Step(state, reply, ...)``; nothing is written
+Every transition takes the state and returns ``Transition(state, reply, ...)``; nothing is written
 here. The shell persists ``step.state.to_json()`` (a jsonb column) in the same transaction as
 the audit row, posts ``step.reply``, and runs ``step.verify`` (a ledger query) when asked to,
 feeding the result back through :func:`record`. A restart reloads the JSON and re-runs the
@@ -42,7 +42,7 @@ from runbook.rules.approvals import Actor, Policy, Refusal, is_eligible
 
 
 @dataclass(frozen=True)
-class Step:
+class Transition:
     state: CanaryState
     reply: str
     changed: bool = True
@@ -86,7 +86,7 @@ def checklist(state: CanaryState) -> list[str]:
 
 
 def report(state: CanaryState, item: str, reference: str | None, amount: str | None, *,
-           by: str, now: datetime) -> Step:
+           by: str, now: datetime) -> Transition:
     """Someone reports a deposit's or withdrawal's reference; bad input changes nothing."""
     if item not in ("deposit", "withdrawal"):
         raise ValueError(f"only deposit and withdrawal take a reference, not {item!r}")
@@ -112,13 +112,13 @@ def report(state: CanaryState, item: str, reference: str | None, amount: str | N
         "attempts": current.attempts + 1, "summary": f"checking {ref}…"})
     st = _log(_put(state, new_item), now, by, f"reported {item} {ref}"
               + (f" ({state.money(reported)})" if reported is not None else ""))
-    return Step(st, f"Checking {item} `{ref}` in the ledger…",
+    return Transition(st, f"Checking {item} `{ref}` in the ledger…",
                 verify=Verify(item, ref, state.account, expected, reported,
                               state.fee_cents if item == "withdrawal" else 0, before))
 
 
 def record(state: CanaryState, item: str, result: CheckResult, *, now: datetime,
-           by: str | None = None) -> Step:
+           by: str | None = None) -> Transition:
     """Fold a verification's result into ``item`` (ok or failed, with its numbers)."""
     if item not in CHECKS:
         raise ValueError(f"unknown check {item!r}")
@@ -133,7 +133,7 @@ def record(state: CanaryState, item: str, result: CheckResult, *, now: datetime,
               f"{TITLES[item]} {'ok' if result.ok else 'FAILED'}: {result.summary}")
     mark = MARKS["ok" if result.ok else "failed"]
     tail = "" if result.ok else " Fix it and report again, or Reject the canary."
-    return Step(st, f"{mark} {TITLES[item]}: {result.summary}{tail}")
+    return Transition(st, f"{mark} {TITLES[item]}: {result.summary}{tail}")
 
 
 def pending_checks(state: CanaryState) -> list[Verify]:
@@ -168,7 +168,7 @@ def signoff_policy(role_members: Mapping[str, Iterable[str]]) -> Policy:
 
 def sign(state: CanaryState, actor: Actor, policy: Policy, *, now: datetime,
          decision: Literal["sign", "reject"] = "sign", note: str = "",
-         role: str | None = None) -> Step:
+         role: str | None = None) -> Transition:
     """A Sign or Reject click (with an optional note) from ``actor``."""
     _aware(now)
     if state.outcome != "open":
@@ -194,7 +194,7 @@ def sign(state: CanaryState, actor: Actor, policy: Policy, *, now: datetime,
             "signatures": (*state.signatures, sig), "outcome": "NO-GO", "decided_at": now,
             "rollback_offered": True})
         st = _log(st, now, uid, f"rejected the canary{why}")
-        return Step(st, f"*NO-GO* — rejected by <@{uid}> at {_hm(now)}{why}. "
+        return Transition(st, f"*NO-GO* — rejected by <@{uid}> at {_hm(now)}{why}. "
                         "Rollback is offered.", offer_rollback=True)
     if uid in {s.user_id for s in state.signers()}:
         return _refuse(state, "You already signed this canary; someone else must sign.",
@@ -212,14 +212,14 @@ def sign(state: CanaryState, actor: Actor, policy: Policy, *, now: datetime,
     if missing:
         item = st.items["signoff"].model_copy(update={"summary": _signoff_needs(st)})
         st = _put(st, item)
-        return Step(st, f"Signed by <@{uid}> ({len(st.signers())} of "
+        return Transition(st, f"Signed by <@{uid}> ({len(st.signers())} of "
                         f"{st.required_signoffs}); still needed: {missing}.")
     names = ", ".join(f"<@{s.user_id}>" for s in st.signers())
     item = st.items["signoff"].model_copy(update={
         "status": "ok", "summary": f"signed by {names}", "by": uid, "at": now})
     st = _put(st, item).model_copy(update={"outcome": "GO", "decided_at": now})
     st = _log(st, now, None, "GO")
-    return Step(st, f"*GO* — signed by {outcome_signers(st)}.")
+    return Transition(st, f"*GO* — signed by {outcome_signers(st)}.")
 
 
 def outcome_signers(state: CanaryState) -> str:
@@ -286,8 +286,8 @@ def _refusal_text(refusal: Refusal, state: CanaryState) -> str:
             Refusal.GUEST_ACCOUNT: "Guest accounts cannot sign."}.get(refusal, "Refused.")
 
 
-def _refuse(state: CanaryState, text: str, refusal: Refusal | None = None) -> Step:
-    return Step(state, text, changed=False, refusal=refusal)
+def _refuse(state: CanaryState, text: str, refusal: Refusal | None = None) -> Transition:
+    return Transition(state, text, changed=False, refusal=refusal)
 
 
 def _decided(state: CanaryState) -> str:

@@ -11,7 +11,7 @@ import html
 from collections.abc import Callable
 from typing import Any
 
-from bot.dev.rehearse.timeline import PhaseFailed, Timeline
+from bot.dev.rehearse.timeline import PhaseFailed, RehearsalTimeline
 from bot.dev.sandbox import Workspace
 from bot.dev.sandbox.workspace import Message, message_text
 from bot.ids import Action, Block
@@ -44,7 +44,7 @@ def public(m: Message) -> bool:
 
 
 class People:
-    def __init__(self, sandbox: Any, timeline: Timeline) -> None:
+    def __init__(self, sandbox: Any, timeline: RehearsalTimeline) -> None:
         self.sandbox, self.ws, self.t = sandbox, sandbox.workspace, timeline
 
     def uid(self, name: str) -> str:

@@ -24,7 +24,7 @@ from bot.dev.rehearse.people import (
     text_of,
 )
 from bot.dev.rehearse.sample import SampleStack
-from bot.dev.rehearse.timeline import PhaseFailed, Timeline
+from bot.dev.rehearse.timeline import PhaseFailed, RehearsalTimeline
 from bot.ids import Action
 
 CHECK_LINE = re.compile(r"^\s*(✅|⚠️|❌|❔|⏳)\s*\*?(\w+)\*?:?\s*(.*)$")
@@ -66,7 +66,7 @@ class Paybox:
         self.post("/ops/knobs", knobs, headers={"X-Ops-Token": self.stack.ops_token})
 
 
-def preflight(p: People, t: Timeline, sha: str) -> None:
+def preflight(p: People, t: RehearsalTimeline, sha: str) -> None:
     answer = p.command(REQUESTER, f"start v2 {sha}")
     p.expect(answer, "started cutover run", what="/golive start")
     t.note(f"{REQUESTER} started the run for v2 pinned to {sha[:12]}")
@@ -82,7 +82,7 @@ def preflight(p: People, t: Timeline, sha: str) -> None:
         raise PhaseFailed("the preflight is red (the ❌ lines above say why)")
 
 
-def cutover(p: People, t: Timeline) -> None:
+def cutover(p: People, t: RehearsalTimeline) -> None:
     bob, carol = APPROVERS
     for text, title, step, approver in (
             ("maintenance on", "Maintenance mode on", "maintenance-on", bob),
@@ -103,7 +103,7 @@ def _watch_lines(p: People) -> dict[str, str]:
             for name in WATCHES if f"*{name}" in line}
 
 
-def watches(p: People, t: Timeline, *, timeout: float = 90) -> None:
+def watches(p: People, t: RehearsalTimeline, *, timeout: float = 90) -> None:
     """Every watch measured at least once, none breached."""
     seen: dict[str, str] = {}
 
@@ -120,7 +120,7 @@ def watches(p: People, t: Timeline, *, timeout: float = 90) -> None:
         raise PhaseFailed("a watch breached or cannot run (the lines above)")
 
 
-def canary(p: People, t: Timeline, app: Paybox, account: str) -> tuple[Any, Any]:
+def canary(p: People, t: RehearsalTimeline, app: Paybox, account: str) -> tuple[Any, Any]:
     """Open the canary, move $10 in and out through paybox, report both; the checks pass."""
     after = p.seq()
     p.expect(p.command(REQUESTER, "canary"), "Canary opened", what="/golive canary")
@@ -147,14 +147,14 @@ def canary(p: People, t: Timeline, app: Paybox, account: str) -> tuple[Any, Any]
     return msg, signoff
 
 
-def _ok(text: str, what: str, t: Timeline) -> None:
+def _ok(text: str, what: str, t: RehearsalTimeline) -> None:
     line = text.strip().splitlines()[0][:120]
     if "✅" not in text:
         raise PhaseFailed(f"{what} did not pass: {line}")
     t.note(line)
 
 
-def signoff(p: People, t: Timeline, msg: Any, reply: Any) -> bytes:
+def signoff(p: People, t: RehearsalTimeline, msg: Any, reply: Any) -> bytes:
     """Both signers sign; the canary is GO; the report file the bot uploaded."""
     eng, fin = SIGNERS
     p.sign(reply, eng, "ledger matches the deposit and the withdrawal")
@@ -170,7 +170,7 @@ def signoff(p: People, t: Timeline, msg: Any, reply: Any) -> bytes:
     return report.content
 
 
-def finish(p: People, t: Timeline, *, completed: bool) -> str:
+def finish(p: People, t: RehearsalTimeline, *, completed: bool) -> str:
     """`/golive finish`: the run closes (``completed``: every cutover step succeeded; after a
     rollback it closes as it stands)."""
     answer = p.command(REQUESTER, "finish")
@@ -181,7 +181,7 @@ def finish(p: People, t: Timeline, *, completed: bool) -> str:
     return answer
 
 
-def rollback(p: People, t: Timeline, app: Paybox) -> None:
+def rollback(p: People, t: RehearsalTimeline, app: Paybox) -> None:
     """Payouts start failing; the payout watch fires the trigger; alice starts the rollback
     from the alert, bob approves, every rollback step succeeds."""
     after = p.seq()

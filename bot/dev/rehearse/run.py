@@ -20,17 +20,17 @@ from bot.dev.rehearse import phases
 from bot.dev.rehearse import stack as sample_stack
 from bot.dev.rehearse.people import SIGNERS, People, workspace
 from bot.dev.rehearse.sample import FakeGitHub, preflight_toml, revisions, target_toml, watches_toml
-from bot.dev.rehearse.timeline import PhaseFailed, Timeline
+from bot.dev.rehearse.timeline import PhaseFailed, RehearsalTimeline
 
 DATABASE = "golive_rehearse"
 
 
 class Rehearsal:
-    def __init__(self, args: argparse.Namespace, timeline: Timeline | None = None) -> None:
+    def __init__(self, args: argparse.Namespace, timeline: RehearsalTimeline | None = None) -> None:
         from bot.dev.demo import data_dir
 
         self.args = args
-        self.t = timeline or Timeline()
+        self.t = timeline or RehearsalTimeline()
         self.root = data_dir(args.data_dir) / "rehearse"
         self.stack = sample_stack.new_stack()
         self.own_db = not os.environ.get("DATABASE_URL")

@@ -36,7 +36,7 @@ class PhaseResult:
     entries: list[Entry] = field(default_factory=list)
 
 
-class Timeline:
+class RehearsalTimeline:
     """Prints as it goes; ``phases`` and ``entries`` are what happened, in order."""
 
     def __init__(self, console: Console | None = None) -> None:
@@ -105,7 +105,7 @@ class _Phase:
     """``with timeline.phase(...)``: a header, its entries, its time; a failure marks it red
     and is re-raised so the rehearsal stops there."""
 
-    def __init__(self, timeline: Timeline, name: str, title: str) -> None:
+    def __init__(self, timeline: RehearsalTimeline, name: str, title: str) -> None:
         self.t, self.result, self.title = timeline, PhaseResult(name), title
 
     def __enter__(self) -> PhaseResult:

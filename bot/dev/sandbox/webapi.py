@@ -66,7 +66,7 @@ class ApiResult:
 
 
 @dataclass
-class Trigger:
+class IssuedTrigger:
     """A trigger_id issued with a delivery."""
 
     id: str
@@ -131,7 +131,7 @@ class WebApi:
         self.clock = clock
         self._base_url = base_url
         self._lock = threading.Lock()
-        self._triggers: dict[str, Trigger] = {}
+        self._triggers: dict[str, IssuedTrigger] = {}
         self._responses: dict[str, ResponseTarget] = {}
         self._last_update: dict[tuple[str, str], float] = {}
         # Slack's documented 1/s per channel with short bursts (bot/dev/sandbox/limits.py); None
@@ -208,10 +208,10 @@ class WebApi:
         """A fresh trigger_id, valid for TRIGGER_TTL seconds on the sandbox clock."""
         tid = f"{secrets.randbelow(10**10)}.{secrets.randbelow(10**9)}.{secrets.token_hex(16)}"
         with self._lock:
-            self._triggers[tid] = Trigger(tid, user, self.clock())
+            self._triggers[tid] = IssuedTrigger(tid, user, self.clock())
         return tid
 
-    def _use_trigger(self, trigger_id: Any) -> Trigger:
+    def _use_trigger(self, trigger_id: Any) -> IssuedTrigger:
         with self._lock:
             trigger = self._triggers.get(str(trigger_id or ""))
             if trigger is None:
