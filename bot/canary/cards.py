@@ -27,6 +27,11 @@ from runbook.canary.state import CanaryState
 _MENTION = re.compile(r"&lt;@([UW][A-Z0-9_]+)&gt;")
 
 
+def chart_name(run_id: int) -> str:
+    """The chart's file name: the upload's, and the one the report links it by."""
+    return f"canary-chart-run{run_id}.png"
+
+
 def _people(st: CanaryState) -> set[str]:
     """Who the canary's own texts mention: its opener, signers and reporters."""
     return {st.opened_by, *(s.user_id for s in st.signatures),
@@ -161,6 +166,6 @@ class CanaryCards:
         if found is None:
             return None
         row, st = found
-        return upload(f"canary-chart-run{row['run_id']}.png",
+        return upload(chart_name(row["run_id"]),
                       render_chart(st.samples, title=f"Canary window, run #{row['run_id']}"),
                       "Canary window: health latency and 5xx rate")

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import psycopg
 
 from bot.canary import store
+from bot.canary.cards import chart_name
 from bot.canary.evidence import CanaryWatches
 from bot.engine import Actor, Refused
 from bot.engine.audit_trail import AuditTrail
@@ -194,9 +195,9 @@ class CanaryRoom:
         now = self.now()
         results: dict[str, CheckResult] = {}
         todo = [k for k in ("ledger", "webhooks", "error_budget") if state.items[k].status != "ok"]
-        refs = [r for r in (state.items["deposit"].reference, state.items["withdrawal"].reference,
-                            state.items["deposit"].details.get("transaction_id"),
-                            state.items["withdrawal"].details.get("transaction_id")) if r]
+        # the canary's references, as reported (the ledger's own ids are not the canary's)
+        refs = [r for r in (state.items["deposit"].reference, state.items["withdrawal"].reference)
+                if r]
         if "ledger" in todo:
             results["ledger"] = ledger_check(self.verifier(),
                                              state.items["withdrawal"].details
@@ -237,6 +238,7 @@ class CanaryRoom:
             policy = self._signoff_policy()
         except DirectoryUnavailable as e:
             raise Refused(e.message) from None
+        names = self._names(canary_id, user)  # for the report, looked up before the lock
         with self.db.transaction() as conn:
             row, state = self._locked(conn, canary_id, open_run=True)
             step = machine.sign(state, account, policy, now=self.now(), decision=decision,
@@ -245,15 +247,25 @@ class CanaryRoom:
                 # said in the thread (everyone sees why); the listener audits the refusal
                 self._say(conn, row, f"<@{user}>: {step.reply}")
             else:
-                self._signed(conn, row, step, user, decision, note)
+                self._signed(conn, row, step, user, decision, note, names)
         if not step.changed:
             raise Refused(step.reply)
         return step.reply
 
+    def _names(self, canary_id: int, user: str) -> dict[str, str]:
+        """Display names of the canary's people and the signer, for the report (a file does
+        not render ``<@U…>``); whoever Slack cannot name now keeps their user id."""
+        with self.db.transaction() as conn:
+            row = store.get(conn, canary_id)
+        st = store.state_of(row) if row is not None else None
+        people = {user} | ({st.opened_by, *(s.user_id for s in st.signatures),
+                            *(it.by for it in st.items.values() if it.by)} if st else set())
+        return self.directory.display_names(people)
+
     def _signed(self, conn: psycopg.Connection, row: Mapping[str, Any], step: machine.Transition,
-                user: str, decision: str, note: str) -> None:
+                user: str, decision: str, note: str, names: Mapping[str, str]) -> None:
         st = step.state
-        report = self._report(st) if st.outcome != "open" else None
+        report = self._report(st, names) if st.outcome != "open" else None
         self._save(conn, row, st, user, f"canary.{decision}",
                    {"note": note[:500], "outcome": st.outcome}, report=report)
         self._signoff_changed(conn, row)
@@ -296,11 +308,12 @@ class CanaryRoom:
         if run is not None:
             self.notices.summary_changed(conn, run)
 
-    def _report(self, st: CanaryState) -> str:
+    def _report(self, st: CanaryState, names: Mapping[str, str]) -> str:
         template = load_template(self.cfg.template_file(self.base_dir))
         return render_report(st, template, secrets=self.secrets,
-                             chart=f"canary-chart-run{st.run_id}.png",
-                             database=database_label(self.ledger_url), now=self.now())
+                             chart=chart_name(st.run_id or 0),
+                             database=database_label(self.ledger_url), now=self.now(),
+                             names=names)
 
     # ------------------------------------------------------------------ restart
     def resume(self) -> int:

@@ -7,12 +7,15 @@ deciding it with a guess (fail closed).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterable, Mapping
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from runbook.rules.approvals import Actor
+
+log = logging.getLogger(__name__)
 
 GROUPS_UNAVAILABLE = "Could not check group membership, try again. Nothing was decided."
 ACCOUNT_UNAVAILABLE = "Could not check your account, try again. Nothing was decided."
@@ -48,6 +51,24 @@ class Directory:
             is_bot=bool(user.get("is_bot")) or bool(user.get("is_app_user")),
             is_guest=bool(user.get("is_restricted")) or bool(user.get("is_ultra_restricted")),
         )
+
+    def display_names(self, user_ids: Iterable[str]) -> dict[str, str]:
+        """User id -> the name Slack shows (display name, else real name), for texts that
+        cannot render a mention (a report file). Best effort: whoever cannot be looked up
+        now is left out, and the caller shows their user id."""
+        names: dict[str, str] = {}
+        for uid in sorted(set(user_ids)):
+            try:
+                user = self.client.users_info(user=uid)["user"]
+            except Exception as e:  # noqa: BLE001 - a name is a nicety; the id stays
+                log.info("no display name for %s: %s", uid, type(e).__name__)
+                continue
+            profile = user.get("profile") or {}
+            name = (profile.get("display_name") or profile.get("real_name")
+                    or user.get("real_name") or "").strip()
+            if name:
+                names[uid] = name
+        return names
 
     def group_members(self) -> dict[str, frozenset[str]]:
         """Approver group name -> member ids, as Slack has them now; DirectoryUnavailable if

@@ -8,6 +8,7 @@ Everything leaving here is masked with the caller's secrets mapping.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -75,7 +76,15 @@ def _who(user: str | None, names: Mapping[str, str] | None = None) -> str:
     if not user:
         return "-"
     name = (names or {}).get(user)
-    return f"@{name} ({user})" if name else f"<@{user}>"
+    return f"@{name} ({user})" if name else user  # a file does not render a <@U…> mention
+
+
+_MENTION = re.compile(r"<@([UW][A-Z0-9_]+)>")
+
+
+def _named(text: str, names: Mapping[str, str] | None) -> str:
+    """The machine's texts mention people (``<@U…>``, for Slack); a file names them."""
+    return _MENTION.sub(lambda m: _who(m.group(1), names), text)
 
 
 def report_context(state: CanaryState, *, chart: str = "", database: str = "",
@@ -90,7 +99,7 @@ def report_context(state: CanaryState, *, chart: str = "", database: str = "",
             "at": _ts(s.at), "note": s.note or "-"} for s in state.signatures]
     end = state.decided_at or now or datetime.now(UTC)
     return {
-        "canary": {"outcome": state.outcome, "outcome_text": outcome_text(state),
+        "canary": {"outcome": state.outcome, "outcome_text": _named(outcome_text(state), names),
                    "opened_by": _who(state.opened_by, names), "opened_at": _ts(state.opened_at),
                    "traffic_opened_at": _ts(state.traffic_opened_at),
                    "decided_at": _ts(state.decided_at), "run_id": state.run_id or "-",
@@ -123,12 +132,13 @@ def report_context(state: CanaryState, *, chart: str = "", database: str = "",
                          "source": eb.get("source", "-")},
         "health": _health(state.samples),
         "signoff": {"status": it["signoff"].status, "mark": MARKS[it["signoff"].status],
-                    "summary": it["signoff"].summary or "-", "required": state.required_signoffs,
+                    "summary": _named(it["signoff"].summary or "-", names),
+                    "required": state.required_signoffs,
                     "signatures": sig},
         "items": [{"title": TITLES[k], "status": it[k].status, "mark": MARKS[it[k].status],
-                   "summary": it[k].summary or "-"} for k in ITEMS],
+                   "summary": _named(it[k].summary or "-", names)} for k in ITEMS],
         "log": [{"at": _ts(e.at), "user": _who(e.user, names) if e.user else "golive",
-                 "text": e.text} for e in state.log],
+                 "text": _named(e.text, names)} for e in state.log],
         "chart": chart,
         "generated_at": _ts(now or datetime.now(UTC)),
     }

@@ -186,6 +186,16 @@ def test_happy_path_to_go_with_report_file_and_chart(canary_bot: Bot, clean_db: 
                  "10.00 USD → 0.00 USD", account, "`v2`", "ledger matches",
                  "Signature Verified", "canary-chart-run1.png"):
         assert want in text, f"the uploaded report lacks {want!r}:\n{text}"
+    # people by the names Slack shows (a file renders no <@U…>), their user ids beside them
+    for want in ("| @bob (U_BOB) | engineering | sign |", "| @carol (U_CAROL) | finance |",
+                 "by @alice (U_ALICE)"):
+        assert want in text, f"the uploaded report lacks {want!r}:\n{text}"
+    assert "<@U" not in text, text
+    # the webhook line lists the canary's two references and nothing else
+    hooks = text.split("## Webhooks", 1)[1].split("\n## ", 1)[0]
+    listed = [ln for ln in hooks.splitlines() if ln.startswith("- `")]
+    assert listed == [f"- `{dep}`: 1 Signature Verified, 0 failed",
+                      f"- `{pay}`: 1 Signature Verified, 0 failed"], hooks
     summary = in_thread(bot, msg, "Canary GO", after=after)
     assert len(text_of(summary)) < 3000
 
@@ -195,7 +205,10 @@ def test_happy_path_to_go_with_report_file_and_chart(canary_bot: Bot, clean_db: 
         rows = conn.execute("SELECT outcome FROM audit_log WHERE action = 'canary.decided'"
                             ).fetchall()
         stored = conn.execute("SELECT report FROM canaries").fetchone()
+        signed = conn.execute("SELECT detail->'signatures' FROM audit_log"
+                              " WHERE action = 'canary.decided'").fetchone()[0]
     assert rows == [("GO",)], f"the decision is not in the audit log: {rows}"
+    assert {s["user"] for s in signed} == {"U_BOB", "U_CAROL"}, "the audit keeps the user ids"
     assert stored and dep in stored[0], "the report is not stored with the run"
     for secret in (paybox_app.database_url, BOT_TOKEN, SIGNING_SECRET):
         leaks = ws.find_in_outgoing(secret)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,19 @@ def _approvals(conn: Any, run_id: int) -> list[dict[str, Any]]:
         "FROM approvals a LEFT JOIN approval_votes v ON v.approval_id = a.id "
         "WHERE a.run_id = %s GROUP BY a.id ORDER BY a.id", (run_id,)).fetchall()
     return [dict(r) for r in rows]
+
+
+def canary_files(report: bytes | str | None, uploads: Iterable[tuple[str, bytes | None]]
+                 ) -> dict[str, bytes | str]:
+    """The canary's part of the pack: its report as ``canary-report.md`` and each chart under
+    the name it was uploaded with, which is the name the report links it by."""
+    files: dict[str, bytes | str] = {}
+    if report:
+        files["canary-report.md"] = report
+    for name, content in uploads:
+        if name.endswith(".png") and content and "/" not in name:
+            files[name] = content
+    return files
 
 
 def write_evidence(r: Any) -> Path | None:
@@ -57,11 +71,8 @@ def write_evidence(r: Any) -> Path | None:
             "transcript.txt": "\n\n".join(render_channel(session.workspace, c, width=110)
                                           for c in ("C_CUTOVER", "C_INCIDENT")) + "\n"}
         tmp.unlink()
-        if r.canary_report:
-            files["canary-report.md"] = r.canary_report
-        for f in list(session.workspace.files.values()):
-            if f.name.endswith(".png") and f.content:
-                files["canary-chart.png"] = f.content
+        files.update(canary_files(r.canary_report, [
+            (f.name, f.content) for f in list(session.workspace.files.values())]))
         write_pack(Path(out), files, {
             "kind": "golive rehearsal evidence pack", "run_id": run["id"],
             "run_status": run["status"], "audit_export": export, "audit_rows": rows,
