@@ -4,7 +4,8 @@ Refused while an approval is pending or a step is queued or running; ``--abort``
 as ``aborted`` instead, cancelling what is queued and voiding pending approvals.
 """
 
-from bot.slack.blocks import audit_head_context, clip, esc
+from bot.slack.blocks import esc
+from bot.slack.status_blocks import finish_blocks
 from commands.base import Context, Invocation, Reply, UsageError
 
 USAGE = 'Usage: `/golive finish` or `/golive finish --abort "reason"`'
@@ -60,6 +61,5 @@ def handle(ctx: Context, inv: Invocation) -> Reply:
                  "it: `golive audit verify --head &lt;hash&gt;` checks the log against it).")
     text = "\n".join(lines)
     # The short head on the card is an anchor `golive audit verify --head` accepts.
-    return Reply(text, blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": clip(text)}},
-                               audit_head_context(run["audit_rows"], run["audit_head"])],
-                 in_channel=True)
+    return Reply(text, blocks=finish_blocks(text, audit_rows=run["audit_rows"],
+                                            audit_head=run["audit_head"]), in_channel=True)

@@ -3,14 +3,16 @@ Pure (no I/O)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from slack_sdk.models.blocks import HeaderBlock
 
 from bot.slack.blocks import (
+    SECTION_MAX,
     STATE_ICONS,
     as_dicts,
+    audit_head_context,
     context,
     duration,
     esc,
@@ -141,6 +143,25 @@ def status_blocks(view: RunView | None) -> tuple[str, list[dict]]:
     else:
         blocks.append(context("No pending approvals."))
     return head, as_dicts(blocks)
+
+
+def status_extras(*, canary_line: str | None = None, watch_lines: Sequence[str] = (),
+                  config_identity: str | None = None) -> list[dict]:
+    """What `/golive status` shows below the run: the canary's line (GO / NO-GO with who
+    signed, or what it waits for), each watch's state, and which config the bot loaded."""
+    blocks: list[Any] = []
+    if canary_line:
+        blocks.append(section(canary_line[:SECTION_MAX]))
+    if watch_lines:
+        blocks.append(section(("*Watches*\n" + "\n".join(watch_lines))[:SECTION_MAX]))
+    if config_identity:
+        blocks.append(context(f"Config: `{esc(config_identity)}`"[:1900]))
+    return as_dicts(blocks)
+
+
+def finish_blocks(text: str, *, audit_rows: int, audit_head: str) -> list[dict]:
+    """`/golive finish`: what the close did, and the audit head anchor to keep."""
+    return [*as_dicts([section(text)]), audit_head_context(audit_rows, audit_head)]
 
 
 def run_summary(view: RunView) -> tuple[str, list[dict]]:
