@@ -189,7 +189,9 @@ MUTATIONS: list[dict] = [
      "tests": [APPROVALS]},
     # ------------------------------------------------------------ runbook/rules/policy.py
     {"name": "policy-channel", "issue": "extra: policy, the channel check",
-     "edits": [_off("runbook/rules/policy.py", "channel not in allowed")], "tests": [POLICY]},
+     "edits": [_off("runbook/rules/policy.py",
+                    "where is not Where.ANYWHERE and channel not in allowed")],
+     "tests": [POLICY]},
     {"name": "policy-incident-for-everything", "issue": "extra: policy, incident channels "
                                                         "allowed for every action",
      "edits": [("runbook/rules/policy.py", "(set(rules.incident) if where is Where.CUTOVER_OR_INCIDENT\n"
@@ -368,4 +370,32 @@ MUTATIONS: list[dict] = [
                 "        try:\n            got = self.facts(action, user)")],
      "tests": ["tests/reliability/test_delivery.py::test_a_slow_slack_lookup_holds_no_lock_on_"
                "the_request"]},
+    # ------------------------------------------------------------ issue 19: what a user noticed
+    {"name": "help-refused-outside-the-cutover",
+     "issue": "issue 19: /golive help is refused outside the cutover and incident channels",
+     "edits": [("runbook/rules/policy.py", "Action.HELP: Rule(Where.ANYWHERE,",
+                "Action.HELP: Rule(Where.CUTOVER_OR_INCIDENT,")],
+     "tests": [f"{WHO_MAY}::test_help_answers_anywhere_only_the_asker_and_says_where_the_"
+               "commands_work"]},
+    {"name": "canary-report-mentions-not-names",
+     "issue": "issue 19: the canary report file shows <@U…> mentions instead of display names",
+     "edits": [("bot/canary/room.py", "        return self.directory.display_names(people)",
+                "        return {}")],
+     "tests": ["tests/canary/test_canary_slack.py::test_happy_path_to_go_with_report_file_and_"
+               "chart"]},
+    {"name": "canary-webhooks-count-ledger-ids",
+     "issue": "issue 19: the report's webhook line lists the ledger's transaction ids beside "
+              "the canary's references",
+     "edits": [("bot/canary/room.py", 'state.items["withdrawal"].reference)\n',
+                'state.items["withdrawal"].reference,\n'
+                '                            state.items["deposit"].details.get("transaction_id"))'
+                '\n')],
+     "tests": ["tests/canary/test_canary_slack.py::test_happy_path_to_go_with_report_file_and_"
+               "chart"]},
+    {"name": "evidence-pack-renames-the-chart",
+     "issue": "issue 19: the evidence pack holds the chart as canary-chart.png while its report "
+              "links canary-chart-run1.png",
+     "edits": [("bot/dev/rehearse/evidence.py", "            files[name] = content",
+                '            files["canary-chart.png"] = content')],
+     "tests": ["tests/unit/test_evidence_pack.py"]},
 ]
