@@ -5,18 +5,13 @@ from __future__ import annotations
 import psycopg
 
 from bot.ids import Action, Block
+from tests.support import dead_worker
 from tests.support.harness import text_of
 
 
-def leave_running(db_url: str, step_id: str) -> None:
-    """What a worker that died mid-step leaves behind: a running row and no lock holder."""
-    with psycopg.connect(db_url) as conn:
-        run_id = conn.execute("SELECT id FROM runs WHERE status = 'active'").fetchone()[0]
-        conn.execute(
-            "INSERT INTO step_executions (run_id, step_id, attempt, state, params, requested_by,"
-            " channel, started_at, claimed_by, override_reason) VALUES (%s, %s, 1, 'running',"
-            " '{}', 'U_ALICE', 'C_CUTOVER', now(), 'dead-host:1', 'preflight not built')",
-            (run_id, step_id))
+def leave_running(db_url: str, step_id: str) -> int:
+    """A dead worker's running row; its request overrode the preflight gate (not built here)."""
+    return dead_worker.leave_running(db_url, step_id, override_reason="preflight not built")
 
 
 def interrupted_notice(bot, after: int):

@@ -14,6 +14,7 @@ import pytest
 
 from bot.dev.sandbox.workspace import Workspace
 from bot.ids import Action
+from tests.support.dead_worker import leave_running
 from tests.support.harness import Bot, text_of
 from tests.support.poll import wait_until
 
@@ -56,14 +57,6 @@ def rows(db: str, sql: str, *args) -> list[tuple]:
 def card_for(bot: Bot, contains: str, after: int, channel: str = "C_CUTOVER"):
     return bot.workspace.wait_for_message(channel, contains=contains, after_seq=after,
                                           predicate=lambda m: m.ephemeral_to is None)
-
-
-def leave_running(db: str, step_id: str) -> int:
-    """What a worker that died mid-step leaves: a running row, no lock, a stale heartbeat."""
-    return rows(db, "INSERT INTO step_executions (run_id, step_id, attempt, state, params,"
-                " requested_by, channel, started_at, heartbeat_at) SELECT id, %s, 1,"
-                " 'running', '{}', 'U_ALICE', 'C_CUTOVER', now(), now() - interval '1 hour'"
-                " FROM runs WHERE status = 'active' RETURNING id", step_id)[0][0]
 
 
 def succeeded(db: str, *step_ids: str) -> None:
