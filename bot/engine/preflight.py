@@ -96,15 +96,18 @@ class Preflight(EngineCore):
         pre = {s.id for s in self._preflight_steps()}
         return bool(set(step.requires) & pre)
 
-    def _preflight_state(self, conn: psycopg.Connection, run: Mapping[str, Any]
+    def _preflight_state(self, conn: psycopg.Connection, run: Mapping[str, Any],
+                         executions: Mapping[str, Mapping[str, Any]] | None = None
                          ) -> PreflightState:
+        """``executions``: the run's latest executions when the caller already read them."""
         cfg = config_of(self.deps.config)
         expected = list(dict.fromkeys(n for s in self._preflight_steps()
                                       for n in expected_checks(cfg, s.kind)))
         sha = _sha_of(run)
         latest = store.latest_results(conn, run_id=run["id"])
         rows = {n: r for n, r in latest.items() if n in expected and r["rc_sha"] == sha}
-        states = repo.latest_executions(conn, run_id=run["id"])
+        states = executions if executions is not None \
+            else repo.latest_executions(conn, run_id=run["id"])
         running = any(states[s.id]["state"] in ACTIVE_STATES
                       for s in self._preflight_steps() if s.id in states)
         age = None
@@ -115,11 +118,12 @@ class Preflight(EngineCore):
                               age_min=age)
 
     def _preflight_refusal(self, conn: psycopg.Connection, run: Mapping[str, Any],
-                           step: Step) -> str | None:
-        """Why ``step`` may not start on this run's preflight, or None."""
+                           step: Step, st: PreflightState | None = None) -> str | None:
+        """Why ``step`` may not start on this run's preflight, or None (``st``: the state,
+        when the caller already has it)."""
         if not self._preflight_gated(step):
             return None
-        st = self._preflight_state(conn, run)
+        st = st or self._preflight_state(conn, run)
         sha = f"RC sha `{st.sha[:12]}`" if st.sha else "this run (no RC sha known yet)"
         if st.running:
             return "the preflight is still running; wait for its checklist to finish."
@@ -138,12 +142,16 @@ class Preflight(EngineCore):
                     "min, `[preflight] max_age_minutes`): re-run `/golive preflight`.")
         return None
 
-    def _preflight_verdict(self, conn: psycopg.Connection, run_id: int) -> str:
+    def _preflight_verdict(self, conn: psycopg.Connection, run_id: int,
+                           st: PreflightState | None = None) -> str:
         """What an approval binds of the preflight: the RC sha and each check's status."""
-        run = repo.get_run(conn, run_id=run_id)
-        if run is None or not self._preflight_steps():
+        if not self._preflight_steps():
             return ""
-        st = self._preflight_state(conn, run)
+        if st is None:
+            run = repo.get_run(conn, run_id=run_id)
+            if run is None:
+                return ""
+            st = self._preflight_state(conn, run)
         return f"{st.sha or '-'}:" + ",".join(
             f"{n}={st.rows[n]['status'] if n in st.rows else 'missing'}" for n in st.expected)
 

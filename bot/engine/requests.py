@@ -165,7 +165,9 @@ class Requests(RollbackRequests):
                               f"#{run['id']} (attempt {current['attempt']}), so it was not "
                               "requested again. A re-run needs a reason and a second person: "
                               f"`/golive {blocks.esc(cmd)} --override \"why\"`.")
-            gate = self._preflight_refusal(conn, run, step)
+            # The run's preflight, read once for the gate and for what an approval binds.
+            pre = self._preflight_state(conn, run, latest) if self._preflight_steps() else None
+            gate = self._preflight_refusal(conn, run, step, pre)
             if gate and not override:
                 self._audit(conn, actor=actor.user_id, channel=actor.channel,
                             action="step.request", outcome="refused_preflight",
@@ -193,7 +195,7 @@ class Requests(RollbackRequests):
                             detail={"step": step.id, "args": args, "execution": exe["id"]})
                 return f"Queued *{blocks.esc(step.title)}* (run #{run['id']})."
             bound = self._bound_params(step.id, args, override,
-                                       self._preflight_verdict(conn, run["id"]))
+                                       self._preflight_verdict(conn, run["id"], pre))
             gate = step.gate or rule_gate_default()
             now = self.deps.now()
             try:
