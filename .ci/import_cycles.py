@@ -19,7 +19,7 @@ PACKAGES = ("bot", "commands", "runbook")
 
 def cycles() -> list[list[str]]:
     sys.path.insert(0, str(ROOT))
-    graph = grimp.build_graph(*PACKAGES, exclude_type_checking_imports=True)
+    graph = grimp.build_graph(*PACKAGES, exclude_type_checking_imports=True, cache_dir=None)
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []

@@ -27,7 +27,7 @@ def io_packages() -> set[str]:
 
 def pure_modules() -> list[str]:
     sys.path.insert(0, str(ROOT))
-    graph = grimp.build_graph(*PACKAGES, include_external_packages=True)
+    graph = grimp.build_graph(*PACKAGES, include_external_packages=True, cache_dir=None)
     io = io_packages()
     out = []
     for module in sorted(graph.modules):
