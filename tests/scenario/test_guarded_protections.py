@@ -203,7 +203,7 @@ def test_a_request_captured_minutes_ago_is_still_refused_by_a_fresh_replica(bot,
     assert "started cutover run #2" in bot.command("alice", "start v2")
 
     (tmp_path / "replica-b").mkdir()
-    other = Bot(clean_db, tmp_path / "replica-b", sandbox=bot.dev.sandbox)
+    other = Bot(clean_db, tmp_path / "replica-b", sandbox=bot.sandbox)
     try:
         bot.sandbox.bot_url = f"{other.http.url}/slack/events"
         replay = bot.sandbox.deliver(body, headers)
