@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bot.doctor import Check
+from bot.checkline import Check, database_where
 from bot.settings import Settings
 
 HTTP_TIMEOUT_S = 5.0
@@ -537,15 +537,14 @@ class StackTries:
     def _connects(self, label: str, url: str, key: str) -> Check:
         import psycopg
 
-        from bot.doctor import _where
 
         try:
             with psycopg.connect(url, connect_timeout=DB_TIMEOUT_S) as conn:
                 conn.execute("SELECT 1")
         except psycopg.Error as e:
-            return Check(False, f"{label} {_where(url)}: cannot connect ({_first(e)})",
+            return Check(False, f"{label} {database_where(url)}: cannot connect ({_first(e)})",
                          f"start the database, or correct {key} in {self.where}")
-        return Check(True, f"{label} {_where(url)}: connects")
+        return Check(True, f"{label} {database_where(url)}: connects")
 
     # ------------------------------------------------------------------ watch sources
 
@@ -693,7 +692,6 @@ class StackTries:
     def _explain(self, label: str, table: str, url: str, sqls: dict[str, str]) -> list[Check]:
         import psycopg
 
-        from bot.doctor import _where
 
         params = {"window_s": 60, "account": "golive-config-check",
                   "reference": "golive-config-check"}
@@ -707,16 +705,16 @@ class StackTries:
                     try:
                         conn.execute("EXPLAIN " + sql, params if "%(" in sql else None)
                     except psycopg.Error as e:
-                        bad.append(Check(False, f"{label} query {key} on {_where(url)}: "
+                        bad.append(Check(False, f"{label} query {key} on {database_where(url)}: "
                                                 f"{_first(e)}",
                                          f"correct {table} {key.split('.')[0]} in "
                                          f"{self.where} (it must run on the target's schema)"))
         except psycopg.Error as e:
-            return [Check(False, f"{label} queries: cannot connect to {_where(url)} "
+            return [Check(False, f"{label} queries: cannot connect to {database_where(url)} "
                                  f"({_first(e)})",
                           f"start the database, or correct the database_url {table} uses")]
         return bad or [Check(True, f"{label}: {len(sqls)} quer{'y' if len(sqls) == 1 else 'ies'} "
-                                   f"plan on {_where(url)} (EXPLAIN)")]
+                                   f"plan on {database_where(url)} (EXPLAIN)")]
 
     # ------------------------------------------------------------------ all
 
