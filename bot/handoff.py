@@ -16,7 +16,7 @@ seconds, so a lost notification (a dropped connection) delays a request, never l
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import psycopg
 from slack_bolt import App
@@ -36,13 +36,13 @@ POLL_S = 1.0
 RETRY_S = 1.0  # after a database failure
 
 
-FORM = {"content-type": "application/x-www-form-urlencoded"}
+FORM: dict[str, str | Sequence[str]] = {"content-type": "application/x-www-form-urlencoded"}
 
 
 def dispatch(app: App, inbox_id: int, body: bytes, request: object = None) -> bool:
     """Hand a request the door recorded (or one acked by a process that died) to the work
-    side's app, as it is: the door verified it once, and only the door writes inbox rows
-    (docs/THREAT_MODEL.md), so it is not signed again. False when nothing will handle it."""
+    side's app, as it is: the door verified it once, so it is not signed again (who may write
+    inbox rows, and what that trusts: docs/THREAT_MODEL.md). False when nothing will handle it."""
     bolt_req = BoltRequest(body=body.decode("utf-8"), headers=FORM)
     bolt_req.context["inbox_id"] = inbox_id
     # The command as the door parsed it (``inbox.request``): the work side never parses it.

@@ -21,6 +21,7 @@ from typing import Any
 
 import psycopg
 
+from bot.engine.actors import Actor, Refused  # noqa: F401 - re-exported to the engine's callers
 from bot.engine.audit_trail import AuditTrail, Mask
 from bot.engine.binding import ROLLBACK, bind  # noqa: F401 - ROLLBACK re-exported
 from bot.engine.notices import Notices
@@ -37,20 +38,6 @@ from runbook.target import TargetConfig
 log = logging.getLogger(__name__)
 
 ACTIVE_STATES = ("awaiting_approval", "queued", "running")
-
-
-class Refused(Exception):
-    """A request the engine will not carry out; ``message`` is for the user."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-
-@dataclass(frozen=True)
-class Actor:
-    user_id: str
-    channel: str
 
 
 @dataclass

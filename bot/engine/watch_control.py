@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from bot.engine.actors import Actor, Refused
 from bot.engine.audit_trail import AuditTrail
-from bot.engine.core import Actor, Refused
 from bot.engine.notices import Notices
 from bot.store import repo
 from bot.store.db import Database
