@@ -104,6 +104,9 @@ def render(dest: Path, *, app_port: int, edge_port: int) -> Path:
                     e["value"] = str(edge_port)
             probe = c["readinessProbe"]["httpGet"]
             probe["port"] = app_port if c["name"] == "app" else edge_port
+        for v in d["spec"]["template"]["spec"].get("volumes", []):
+            if "hostPath" in v:  # the app's log file on the node: this test's own
+                v["hostPath"]["path"] = str(dest / v["name"])
     dest.mkdir(parents=True, exist_ok=True)
     out = dest / "paybox.yaml"
     out.write_text(yaml.safe_dump_all(docs, sort_keys=False))
