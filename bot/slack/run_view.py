@@ -42,13 +42,15 @@ class RunView:
         return [s for s in self.runbook.cutover_steps()
                 if self.state_of(s) != "not_available" and not s.params.get("manual")]
 
-    def passed_over(self) -> dict[str, Mapping[str, Any]]:
+    def passed_over(self, *, started: bool = False) -> dict[str, Mapping[str, Any]]:
         """Cutover steps not done that the run went past (a step requiring them was asked for,
-        with ``--override``): step id -> that later step's latest execution."""
+        with ``--override``; with ``started``, only once that step has started): step id ->
+        that later step's latest execution."""
         latest, out = self.latest(), dict[str, Mapping[str, Any]]()
+        waiting = ("cancelled", "awaiting_approval", "queued") if started else ("cancelled",)
         for step in self.runbook.cutover_steps():
             exe = latest.get(step.id)
-            if not exe or exe["state"] == "cancelled":
+            if not exe or exe["state"] in waiting:
                 continue
             todo, seen = list(step.requires), set()
             while todo:  # everything this step required, directly or through another step
@@ -106,8 +108,9 @@ class RunView:
                 and self.state_of(s) not in ("running", "queued", "awaiting_approval")]
 
     def phase_title(self) -> str:
-        """The first phase with a runnable step not done (nor passed over) yet, or "done"."""
-        runnable, states, passed = self.runnable(), self.states(), self.passed_over()
+        """The first phase with a runnable step not done (nor passed over by a step that has
+        started: an override still awaiting its approval has not moved the run on), or "done"."""
+        runnable, states, passed = self.runnable(), self.states(), self.passed_over(started=True)
         return next((p.title for p in self.runbook.phases
                      if any(s in runnable and s.id not in passed
                             and states.get(s.id) not in ("succeeded", "skipped")
