@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
+from bot.audit.chain import storable
 from commands import parse
 from commands.base import Command, Invocation, UsageError
 
@@ -173,9 +174,10 @@ class CommandRequest:
 
     def to_json(self) -> str:
         inv = self.invocation
-        return json.dumps({"text": self.text, "problem": self.problem, "invocation": None
+        # jsonb holds no NUL (nor lone surrogates): kept escaped, as the audit row keeps them.
+        return json.dumps(storable({"text": self.text, "problem": self.problem, "invocation": None
                            if inv is None else {"name": inv.name, "words": list(inv.words),
-                                                "override": inv.override, "raw": inv.raw}})
+                                                "override": inv.override, "raw": inv.raw}}))
 
     @classmethod
     def from_json(cls, raw: object) -> CommandRequest | None:
