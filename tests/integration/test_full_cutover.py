@@ -9,6 +9,7 @@ import pytest
 
 from bot.ids import Action
 from tests.support.harness import BASE_CONFIG, Bot, text_of
+from tests.support.night import request_and_approve, run_ungated
 from tests.support.toml_out import target_table
 
 pytestmark = pytest.mark.docker
@@ -17,24 +18,6 @@ pytestmark = pytest.mark.docker
 def config_for(paybox) -> str:
     # The target table must come first: BASE_CONFIG's tables would otherwise swallow it.
     return target_table(paybox.target()) + BASE_CONFIG
-
-
-DONE = ("succeeded", "failed", "interrupted")
-
-
-def request_and_approve(bot, requester: str, text: str, approver: str, title: str):
-    card = bot.request(requester, text, contains=title, reply="Approval requested")
-    bot.sandbox.click(approver, card, action_id=Action.APPROVE)
-    done = bot.card_showing(card, *DONE, timeout=240)
-    assert "succeeded" in text_of(done), text_of(done)
-    return text_of(done)
-
-
-def run_ungated(bot, text: str, title: str) -> str:
-    card = bot.request("alice", text, contains=title, reply="Queued")
-    done = bot.card_showing(card, *DONE, timeout=240)
-    assert "succeeded" in text_of(done), text_of(done)
-    return text_of(done)
 
 
 def test_full_cutover_v1_to_v2_through_the_bot(stack, clean_db, tmp_path):

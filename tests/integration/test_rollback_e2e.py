@@ -18,9 +18,10 @@ import pytest
 
 from bot.dev.sandbox import SandboxServer, Workspace
 from bot.ids import Action
-from tests.integration.test_full_cutover import config_for, request_and_approve, run_ungated
+from tests.integration.test_full_cutover import config_for
 from tests.support import pg
 from tests.support.harness import BOT_TOKEN, SIGNING_SECRET, Bot, bot_environ, text_of
+from tests.support.night import request_and_approve, run_ungated
 from tests.support.procs import BotProcess
 
 pytestmark = pytest.mark.docker

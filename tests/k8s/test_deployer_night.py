@@ -13,28 +13,10 @@ from bot.ids import Action
 from tests.k8s.fixtures_deploy import Stack, k8s_stack_fixture  # noqa: F401
 from tests.k8s.test_deployer import IMAGES, V1_SHA, app_in_cluster, version_answered
 from tests.support.harness import BASE_CONFIG, Bot, text_of
+from tests.support.night import request_and_approve, run_ungated
 from tests.support.toml_out import target_table
 
 pytestmark = [pytest.mark.k8s, pytest.mark.docker, pytest.mark.slow]
-DONE = ("succeeded", "failed", "interrupted")
-
-
-# The bot's wire protocol as a person uses it (own helpers: other test modules' may change).
-def request_and_approve(bot: Bot, requester: str, text: str, approver: str, title: str) -> str:
-    card = bot.request(requester, text, contains=title, reply="Approval requested")
-    bot.sandbox.click(approver, card, action_id=Action.APPROVE)
-    done = text_of(bot.card_showing(card, *DONE, timeout=240))
-    assert "succeeded" in done, done
-    return done
-
-
-def run_ungated(bot: Bot, text: str, title: str) -> str:
-    card = bot.request("alice", text, contains=title, reply="Queued")
-    done = text_of(bot.card_showing(card, *DONE, timeout=240))
-    assert "succeeded" in done, done
-    return done
-
-
 def rollback_from_incident(bot: Bot, words: str, approver: str = "bob") -> str:
     """`/golive <words>` in #incident, approved; the final timeline in #cutover."""
     after = bot.seq()

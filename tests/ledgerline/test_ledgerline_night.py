@@ -27,6 +27,7 @@ from tests.ledgerline.conftest import V1_SCHEMA, V2_SCHEMA, Ledgerline, config_t
 from tests.support import pg
 from tests.support.cli import golive
 from tests.support.harness import BOT_TOKEN, SIGNING_SECRET, Bot, bot_environ, text_of
+from tests.support.night import request_and_approve, run_ungated
 from tests.support.poll import wait_until
 
 # The night runs in the module's fixture (about 2.5 min on 2 shared cores): its setup counts
@@ -125,25 +126,6 @@ class Night:
     def get(self, name: str) -> Any:
         assert name in self.done, self.stopped or f"{name} did not run"
         return self.seen[name]
-
-
-DONE = ("succeeded", "failed", "interrupted")
-
-
-def request_and_approve(bot: Bot, requester: str, text: str, approver: str, title: str) -> str:
-    """A gated step: requested, approved by someone else; its card once it has finished."""
-    card = bot.request(requester, text, contains=title, reply="Approval requested")
-    bot.sandbox.click(approver, card, action_id=Action.APPROVE)
-    done = text_of(bot.card_showing(card, *DONE, timeout=240))
-    assert "succeeded" in done, done
-    return done
-
-
-def run_ungated(bot: Bot, text: str, title: str) -> str:
-    card = bot.request("alice", text, contains=title, reply="Queued")
-    done = text_of(bot.card_showing(card, *DONE, timeout=240))
-    assert "succeeded" in done, done
-    return done
 
 
 def ask_rollback(bot: Bot, words: str) -> None:
