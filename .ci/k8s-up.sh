@@ -367,6 +367,9 @@ cat >"$STATE/cni/net.d/10-golive.conflist" <<JSON
   ]
 }
 JSON
+# A socket a killed containerd left behind would pass the wait below at once (the kubelet then
+# starts against nothing and exits): remove it when this run starts containerd.
+alive containerd || rm -f "$CTRD_SOCK"
 start containerd containerd --config "$STATE/containerd/config.toml"
 wait_for "containerd" 30 containerd test -S "$CTRD_SOCK"
 
