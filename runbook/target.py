@@ -24,6 +24,11 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def image_ref(registry: str, repository: str, tag: str) -> str:
+    """The release image's reference, one rule for every deployer."""
+    return f"{registry}/{repository}:{tag}"
+
+
 class ServiceImage(_Model):
     """A compose service that takes the release image: the deploy step sets its tag and
     recreates it (and only it, ``--no-deps``)."""
@@ -110,7 +115,7 @@ class ComposeDeployerConfig(_Model):
         return v
 
     def image(self, svc: ServiceImage, tag: str) -> str:
-        return f"{self.registry}/{svc.repository}:{tag}"
+        return image_ref(self.registry, svc.repository, tag)
 
 
 class ContainerImage(_Model):
@@ -179,7 +184,7 @@ class KubernetesDeployerConfig(_Model):
         return v
 
     def image(self, c: ContainerImage, tag: str) -> str:
-        return f"{self.registry}/{c.repository}:{tag}"
+        return image_ref(self.registry, c.repository, tag)
 
 
 DeployerConfig = Annotated[

@@ -33,7 +33,7 @@ def run(ctx: StepContext) -> StepResult:
     if open_ and target.maintenance is not None:
         # Nothing else lifts the maintenance page the cutover (or rollback) put up: with the
         # page still on, open ingress would only show it. Ingress first, so the switch that
-        # lifts the page can live behind it (the paybox edge does).
+        # lifts the page can live behind it (an edge that serves the page often does).
         did += "\n" + flip(target.maintenance, False, label="maintenance",
                            progress=ctx.progress, secrets=ctx.secrets,
                            timeout=stepkit.remaining_or_fail(ctx, "the maintenance switch"),
