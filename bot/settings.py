@@ -23,6 +23,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -120,6 +121,14 @@ class Approvers(BaseModel):
     """Ignored, kept so older configs load: membership is looked up fresh on every click."""
     rollback_requires_approval: bool = True
     """A rollback needs a second person's approval (break-glass aside)."""
+    deadline_minutes: int | None = Field(None, ge=1, le=24 * 60)
+    """An approval request's deadline unless its step sets ``deadline``: a reminder at half
+    time, the backup group at the deadline, then it expires; unset: expiry_minutes."""
+    decision_deadline_minutes: int = Field(30, ge=1, le=24 * 60)
+    """A failed step's decision card's deadline unless its step sets ``deadline``."""
+    backup_group: str | None = None
+    """Approver group name (a key of groups) asked when a deadline passes unanswered; the
+    deadline then extends by half once before the request expires. Unset: it just expires."""
 
     @field_validator("users")
     @classmethod
@@ -131,6 +140,19 @@ class Approvers(BaseModel):
     def _groups(cls, v: dict[str, str]) -> dict[str, str]:
         _slack_ids(list(v.values()), SLACK_ID, "user group")
         return v
+
+    @model_validator(mode="after")
+    def _backup_is_a_group(self) -> Approvers:
+        if self.backup_group is not None and self.backup_group not in self.groups:
+            names = ", ".join(sorted(self.groups)) or "(none configured)"
+            raise ValueError(f"backup_group {self.backup_group!r} is not one of the approver "
+                             f"groups: {names}")
+        return self
+
+    @property
+    def deadline(self) -> int:
+        """Minutes an approval request waits: deadline_minutes, else expiry_minutes."""
+        return self.deadline_minutes or self.expiry_minutes
 
 
 class Operators(BaseModel):

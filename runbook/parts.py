@@ -26,6 +26,28 @@ DEFAULT_TIMEOUTS: Mapping[str, int] = MappingProxyType({
 })
 """Default ``timeout`` per kind. Kinds not listed fall back by prefix, then to 600 s."""
 
+NOT_IDEMPOTENT_KINDS: frozenset[str] = frozenset({"migrate", "canary", "rollback.data"})
+"""Kinds whose second run is not the first run again, so Retry is not offered by default:
+``migrate`` (a non-transactional migration may be half applied), ``canary`` (real money moves
+again), ``rollback.data`` (a restore or downgrade over a half-done one). Every other shipped
+kind is idempotent by default: maintenance and traffic set a switch to a value, deploy rolls
+out the same image again, health/smoke/checks/watches only read. A kind the bot does not ship
+(a team's own) is not idempotent unless its step says ``idempotent = true``: Retry is offered
+only where the runbook says a second run is safe."""
+
+_IDEMPOTENT_PREFIXES = ("check.", "watch.")
+_SHIPPED_IDEMPOTENT = frozenset({"maintenance", "deploy", "health", "smoke", "traffic",
+                                 "rollback.revert_deploy", "rollback.verify_readonly"})
+
+
+def default_idempotent(kind: str) -> bool:
+    """Whether a step of ``kind`` may be retried when the runbook does not say (see
+    :data:`NOT_IDEMPOTENT_KINDS`)."""
+    if kind in NOT_IDEMPOTENT_KINDS:
+        return False
+    return kind in _SHIPPED_IDEMPOTENT or kind.startswith(_IDEMPOTENT_PREFIXES)
+
+
 _PREFIX_TIMEOUTS = {"check.": 300, "watch.": 1800, "rollback.": 900}
 DEFAULT_TIMEOUT_S = 600
 
@@ -73,6 +95,9 @@ class Step(_Model):
     args: tuple[val.ArgName, ...] = ()
     command: Annotated[val.NonBlank, AfterValidator(normalize_command)] | None = None
     description: str = ""
+    idempotent_key: bool | None = Field(None, alias="idempotent", strict=True)
+    deadline_s: val.Duration | None = Field(None, alias="deadline")
+    """Approval / decision deadline in seconds (``deadline = "20m"``); None: the config's."""
     _phase: str = PrivateAttr("")
 
     @model_validator(mode="before")
@@ -104,6 +129,18 @@ class Step(_Model):
     @property
     def gated(self) -> bool:
         return self.gate is not None
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether running it again is safe (Retry): the runbook's word, else the kind's."""
+        if self.idempotent_key is not None:
+            return self.idempotent_key
+        return default_idempotent(self.kind)
+
+    @property
+    def manual(self) -> bool:
+        """``params.manual = true``: run only on demand, never next, never by the autopilot."""
+        return bool(self.params.get("manual"))
 
     def __hash__(self) -> int:  # params are a mapping: hash what identifies the step
         return hash((self.id, self.kind, self._phase))

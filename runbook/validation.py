@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import graphlib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Annotated, Any
@@ -66,6 +67,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "gate": "'gate' must be a table like { approvals = 1 }, got {got}",
         "args": "'args' must be a list of argument names, got {got}",
         "command": "'command' must be a non-empty string, got {got}",
+        "idempotent": "'idempotent' must be true or false, got {got}",
+        "deadline": f"bad deadline {{got}}: must be a duration like \"20m\", \"1h\" or \"90s\", "
+                    f"more than 0 and at most {MAX_TIMEOUT_S // 3600} h",
     },
     "gate": _GATE,
     "rollback": {**_GATE, "triggers": "'triggers' must be a list of tables",
@@ -169,9 +173,25 @@ def _plain(value: Any) -> Any:
     return [_plain(v) for v in value] if isinstance(value, tuple) else value
 
 
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(value: Any) -> Any:
+    """``"20m"``, ``"1h30m"``, ``"90s"`` -> whole seconds; anything else is left for the type
+    check to refuse (a bare number is refused too: minutes or seconds would be a guess)."""
+    if isinstance(value, str) and value.strip() and (m := _DURATION.match(value.strip())):
+        h, mi, s = (int(x or 0) for x in m.groups())
+        return h * 3600 + mi * 60 + s
+    if isinstance(value, int) and not isinstance(value, bool):
+        return "not a duration"  # a number without a unit
+    return value
+
+
 NonBlank = Annotated[str, StringConstraints(pattern=r"\S")]
 ArgName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_]\w*$")]
 Seconds = Annotated[int, Strict(), Field(gt=0, le=MAX_TIMEOUT_S)]
+Duration = Annotated[int, BeforeValidator(parse_duration), Strict(), Field(gt=0, le=MAX_TIMEOUT_S)]
+"""A written duration (``"20m"``) as whole seconds; dumps as seconds."""
 Approvals = Annotated[int, Strict(), Field(ge=1, le=MAX_APPROVALS)]
 Groups = Annotated[tuple[str, ...], AfterValidator(_known_groups)]
 StepIds = Annotated[tuple[NonBlank, ...], AfterValidator(_no_repeats)]
