@@ -1,0 +1,124 @@
+"""The plan of the sample stack's night, computed from the real registry, compose project and
+PostgreSQL (tests/paybox's session stack at v1 with migration 0001), and the certification of
+what runs against it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.request
+
+import pytest
+
+import runbook.steps.catalog  # noqa: F401 - registers the step kinds
+from runbook.model import default_runbook_path, load_runbook
+from runbook.plan import certify
+from runbook.plan.model import diff, plan_digest, render_markdown, step_digest
+from runbook.plan.sources import PlanInputs, compute
+from runbook.steps.base import REGISTRY as KINDS
+from tests.support.paybox_env import REGISTRY
+from tests.support.paybox_target import paybox_target
+
+
+def _digest(repo: str, tag: str) -> str:
+    req = urllib.request.Request(
+        f"http://{REGISTRY}/v2/{repo}/manifests/{tag}", method="HEAD",
+        headers={"Accept": "application/vnd.oci.image.index.v1+json, "
+                 "application/vnd.docker.distribution.manifest.list.v2+json, "
+                 "application/vnd.oci.image.manifest.v1+json, "
+                 "application/vnd.docker.distribution.manifest.v2+json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.headers["Docker-Content-Digest"]
+
+
+def _runbook():
+    return load_runbook(default_runbook_path(), known_kinds=KINDS.keys())
+
+
+@pytest.fixture
+def target(paybox_stack):
+    st = paybox_stack
+    return paybox_target(edge_port=st.edge_port, app_port=st.app_port, project=st.project,
+                         database_url=st.database_url, ops_token=st.ops_token,
+                         admin_password=st.admin_password,
+                         extra_env={"PAYBOX_WEBHOOK_SECRET": st.webhook_secret})
+
+
+@pytest.fixture
+def plan(target, paybox_stack):
+    return compute(_runbook(), target, PlanInputs(
+        rc_tag="v2", run_id=7, url_variable="PAYBOX_DATABASE_URL",
+        history={"deploy": [10.0, 14.0, 12.0], "migrate": [3.0]}))
+
+
+def test_v1_to_v2_names_the_digests_compose_changes_and_the_sql(plan, paybox_stack):
+    deploy = plan.step("deploy")
+    (app,) = deploy.services
+    assert app.image == f"{REGISTRY}/paybox/app:v2"
+    assert app.digest == _digest("paybox/app", "v2")
+    assert app.current_digest == _digest("paybox/app", "v1")
+    assert app.current_image == f"{REGISTRY}/paybox/app:v1"
+    assert not deploy.unresolved, deploy.unresolved
+    mig = plan.step("migrate").migration
+    assert mig is not None
+    assert (mig.current, mig.head) == ("0001_ledger", "0002_payout_idempotency")
+    assert mig.chain == ("0002_payout_idempotency",)
+    assert "idempotency" in mig.sql.lower() and "alembic_version" in mig.sql
+    assert "UPDATE alembic_version SET version_num='0002_payout_idempotency'" in mig.sql
+    assert mig.down_sql and "0001_ledger" in mig.down_sql
+    assert plan.step("deploy").expected_s == 12.0 and plan.step("health").expected_s is None
+    assert plan.step("deploy").way_back.startswith("`rb-revert-deploy`")
+    text = render_markdown(plan)
+    assert app.digest in text and "0001_ledger" in text and "CREATE" in text.upper()
+    for secret in (paybox_stack.ops_token, paybox_stack.admin_password,
+                   paybox_stack.webhook_secret, paybox_stack.database_url):
+        assert secret not in text
+        assert secret not in json.dumps(plan.__dict__, default=str)
+
+
+def test_the_same_sources_give_the_same_digest(plan, target):
+    again = compute(_runbook(), target, PlanInputs(
+        rc_tag="v2", run_id=7, url_variable="PAYBOX_DATABASE_URL"))  # no history: same digest
+    assert plan_digest(again) == plan_digest(plan)
+    assert step_digest(again, "deploy") == step_digest(plan, "deploy")
+    assert diff(plan.step("deploy"), again.step("deploy")) == []
+
+
+def test_certify_deploy_finds_a_container_replaced_behind_the_bots_back(target, paybox_stack):
+    """What runs is v1: a plan for v1 certifies; one for v2 names the app's difference."""
+    v1 = compute(_runbook(), target, PlanInputs(rc_tag="v1", squawk=False))
+    ok = certify.certify_deploy(target, v1.step("deploy"))
+    assert ok.differences == [], ok
+    assert ok.compared and "app" in ok.compared[0]
+    v2 = compute(_runbook(), target, PlanInputs(rc_tag="v2", squawk=False))
+    bad = certify.certify_deploy(target, v2.step("deploy"))
+    assert [d.what for d in bad.differences] == ["app digest"]
+    assert bad.differences[0].expected == _digest("paybox/app", "v2")
+    assert bad.differences[0].found == _digest("paybox/app", "v1")
+
+
+def test_certify_migration_and_maintenance(target, paybox_stack):
+    plan = compute(_runbook(), target, PlanInputs(rc_tag="v2", squawk=False,
+                                                      url_variable="PAYBOX_DATABASE_URL"))
+    res = certify.certify_migrate(target, plan.step("migrate"))
+    assert [(d.expected, d.found) for d in res.differences] == [
+        ("0002_payout_idempotency", "0001_ledger")]
+    assert certify.certify_maintenance(target, on=False).differences == []
+    off = certify.certify_maintenance(target, on=True)
+    assert off.differences and off.differences[0].what == "maintenance page"
+    assert certify.certify_traffic(target, open_=True).differences == []
+
+
+def test_a_retagged_image_is_a_named_drift(target, paybox_stack):
+    """Re-tag v2 to another image in the registry: the deploy step's plan names the old and
+    the new digest."""
+    before = compute(_runbook(), target, PlanInputs(rc_tag="v2", squawk=False))
+    tag = f"plan-drift-{paybox_stack.project[-8:]}"
+    v1 = f"{REGISTRY}/paybox/app:v1"
+    moved = f"{REGISTRY}/paybox/app:{tag}"
+    subprocess.run(["docker", "tag", v1, moved], check=True, capture_output=True)
+    subprocess.run(["docker", "push", moved], check=True, capture_output=True, timeout=120)
+    after = compute(_runbook(), target, PlanInputs(rc_tag=tag, squawk=False))
+    changes = {c.path: c for c in diff(before.step("deploy"), after.step("deploy"))}
+    assert changes["services[app].digest"].before == _digest("paybox/app", "v2")
+    assert changes["services[app].digest"].after == _digest("paybox/app", "v1")
