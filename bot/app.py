@@ -59,6 +59,8 @@ BOLT_LOG.addFilter(_StartupNoise())
 class Listeners(CanaryListeners):
     """Every listener, as a method; :data:`TABLE` says which Slack event each one serves."""
 
+    plan: Any = None  # bot.plan.service.PlanService (None: /golive plan says so)
+
     def __init__(self, *, engine: Engine, config: Any, operators: Directory,
                  operator_users: frozenset[str], inbox: Inbox):
         self.engine = engine
@@ -160,7 +162,7 @@ class Listeners(CanaryListeners):
                                 text=why, response_type="ephemeral")):
             return
         ctx = Context(engine=self.engine, user_id=user, channel=channel, config=self.config,
-                      canary=self.canary)
+                      plan=self.plan, canary=self.canary)
         refusal: list[str] = []
         reply = None if answered else self.outcome_of(lambda: cmd.handler(ctx, inv),
                                                       refused=refusal.append)
@@ -294,7 +296,8 @@ def settled(inbox: Inbox, half: Callable[..., None]) -> Callable[..., None]:
 
 
 def build_app(*, settings: Any, engine: Engine, client: Any, secrets: dict[str, str],
-              inbox: Inbox, canary: Any = None, lazy: bool = True) -> App:
+              inbox: Inbox, canary: Any = None, plan: Any = None,
+              lazy: bool = True) -> App:
     """The Bolt app for one process; nothing is created at import time. ``lazy=False``: the
     door's app (bot/door.py, for HTTP and Socket Mode), which only acks; ``lazy=True``: the
     work side's (bot/handoff.py), which only runs the lazy halves."""
@@ -316,6 +319,7 @@ def build_app(*, settings: Any, engine: Engine, client: Any, secrets: dict[str, 
                           operators=Directory(client, groups={g: g for g in ops.groups}),
                           operator_users=frozenset(ops.users), inbox=inbox)
     listeners.canary = canary  # bot.canary.room.CanaryRoom (None: /golive canary says so)
+    listeners.plan = plan  # bot.plan.service.PlanService (None: /golive plan says so)
     for kind, id_, ack, half in TABLE:
         register = getattr(app, kind)(id_)
         # The ack half runs once, at the door; the work side's acks go nowhere.

@@ -16,6 +16,7 @@ from bot.handoff import Handoff, dispatch
 from bot.inbox import Inbox
 from bot.metrics import Metrics
 from bot.outbox import Outbox, Sender
+from bot.plan.service import PlanService
 from bot.settings import Settings
 from bot.slack.client import MaskingWebClient, mask_payload
 from bot.slack.directory import Directory
@@ -54,6 +55,7 @@ class Runtime:
     canary: Any = None  # bot.canary.room.CanaryRoom: the canary's thread and sign-off
     door_app: Any = None  # the ack-only Bolt app the door dispatches to (bot/server.py)
     handoff: Handoff | None = None  # set when this process runs the work side (start)
+    plans: Any = None  # bot.plan.service.PlanService: `/golive plan` and the plan as evidence
 
     def start(self, *, worker: bool = True, work: bool = True) -> None:
         """Open the database; with ``work``, also run the work side: the inbox's handler and
@@ -129,8 +131,13 @@ def build_runtime(settings: Settings) -> Runtime:
                         secrets=secrets,
                         base_dir=settings.config_path.parent if settings.config_path else None)
     CanaryCards(secrets).register(sender)
+    plans = PlanService(db=db, runbook=engine.runbook, target=cfg.target, config=cfg,
+                        secrets=secrets, audit_key=settings.audit_key, now=deps.now,
+                        outbox=outbox)
+    plans.register_cards(sender)  # `/golive plan`'s card and file
     app, door_app = (build_app(settings=settings, engine=engine, client=client,
-                               secrets=secrets, inbox=inbox, canary=canary, lazy=lazy)
+                               secrets=secrets, inbox=inbox, canary=canary, plan=plans,
+                               lazy=lazy)
                      for lazy in (True, False))
-    return Runtime(settings=settings, db=db, client=client, sender=sender, inbox=inbox, engine=engine,
+    return Runtime(plans=plans, settings=settings, db=db, client=client, sender=sender, inbox=inbox, engine=engine,
                    metrics=metrics, app=app, watches=watches, canary=canary, door_app=door_app)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 
 from bot.slack.blocks import esc
 from commands import canary, finish, help, rollback, start, status, steps, watch
+from commands import plan as plan_command
 from commands.base import Command, Context, Invocation, Reply, UsageError, tokenize
 from runbook.model import Runbook
 from runbook.rules.policy import Rules, where_text
@@ -28,6 +29,9 @@ BEFORE = [
             start.handle, start.validate),
 ]
 AFTER = [
+    Command("plan", "/golive plan [tag]", "the night's plan with today's values: each step, the "
+            "digests and SQL it will use, its way back, expected durations, a digest (a card "
+            "and the full file)", plan_command.handle, plan_command.validate),
     Command("canary", "/golive canary",
             "real-money canary: deposit, withdraw, ledger and evidence checks, threaded "
             "sign-off and report", canary.handle, canary.validate),

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # typed seams without import cycles: commands sit above the engine
     from bot.canary.room import CanaryRoom
     from bot.engine import Actor, Engine
+    from bot.plan.service import PlanService
     from bot.settings import GoliveConfig
 
 
@@ -48,6 +49,8 @@ class Context:
     channel: str
     config: GoliveConfig
     canary: CanaryRoom | None = None
+    plan: PlanService | None = None
+    """The plan service (`/golive plan`); None: the command says it is not available."""
 
     @property
     def actor(self) -> Actor:

@@ -26,6 +26,10 @@ NO_HISTORY = "no history"
 _TIMING = frozenset({"expected_s", "history"})
 
 
+class PlanError(Exception):
+    """The plan cannot be computed for what was asked (no run, no tag): a short reason."""
+
+
 @dataclass(frozen=True)
 class Unresolved:
     """A value the plan could not find out, and why (shown on the card and in the file)."""
@@ -443,7 +447,7 @@ def with_durations(steps: Sequence[StepPlan], history: Mapping[str, Sequence[flo
                          history=len(history.get(s.step_id, ()))) for s in steps)
 
 
-__all__ = ["NO_HISTORY", "Change", "Check", "FieldChange", "MigrationPlan", "Plan",
+__all__ = ["NO_HISTORY", "Change", "Check", "FieldChange", "MigrationPlan", "Plan", "PlanError",
            "ServiceChange", "StepPlan", "Unresolved", "changes_lines", "content", "diff",
            "fmt_duration", "median_duration", "plan_digest", "plan_from_dict", "plan_to_dict",
            "render_markdown", "step_content", "step_digest", "summary_lines", "with_durations"]

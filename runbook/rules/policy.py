@@ -60,6 +60,10 @@ class Action(StrEnum):
     CANARY_SIGN = "button.canary_sign"
     """Sign or Reject (buttons and modals); who may sign is the canary machine's business."""
     CANARY_ROLLBACK = "button.canary_rollback"
+    PLAN = "plan"
+    """`/golive plan`: computes and posts the night's plan. It changes nothing on the target,
+    but reads every system the night touches (seconds of work) and posts a card and a file in
+    the cutover channel: an active human account there, as for Approve (no guest, no bot)."""
 
 
 class Where(StrEnum):
@@ -117,6 +121,7 @@ RULES.update({
     Action.CANARY_REPORT: Rule(Where.CUTOVER, Who.ACTIVE, "Report"),
     Action.CANARY_EVIDENCE: Rule(Where.CUTOVER, Who.ACTIVE, "Refresh evidence"),
     Action.CANARY_SIGN: Rule(Where.CUTOVER, Who.ACTIVE, "the canary sign-off"),
+    Action.PLAN: Rule(Where.CUTOVER, Who.ACTIVE, "`/golive plan`"),
 })
 # The button and the command are one action: one rule, so they cannot drift apart.
 RULES[Action.START_ROLLBACK] = RULES[Action.ROLLBACK]

@@ -1,0 +1,95 @@
+"""The plan service on the bot's real database: the plan of the active run stored with its
+digest, its audit row, its two outbox rows (card and file, rendered from the row), the
+expected durations from recorded attempts; no tag, no plan (a clear reason)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+import runbook.steps.catalog  # noqa: F401 - registers the step kinds
+from bot.outbox import Outbox
+from bot.plan.service import PlanService
+from bot.store.db import Database
+from runbook.model import default_runbook_path, load_runbook
+from runbook.plan.model import PlanError, plan_digest
+from runbook.steps.base import REGISTRY
+from runbook.target import TargetConfig
+
+NOW = datetime(2026, 12, 8, 1, 0, tzinfo=UTC)
+TOKEN = "tok-" + "9" * 20
+
+
+@pytest.fixture
+def service(clean_db):
+    db = Database(clean_db)
+    db.open(wait=True)
+    target = TargetConfig.model_validate({
+        "name": "toy", "public_url": "http://127.0.0.1:9", "health": {"path": "/health"},
+        "maintenance": {"kind": "http", "url": "http://127.0.0.1:9/ops/m", "token": TOKEN}})
+    svc = PlanService(db=db, runbook=load_runbook(default_runbook_path(),
+                                                  known_kinds=REGISTRY.keys()),
+                      target=target, audit_key=b"k" * 32, now=lambda: NOW, outbox=Outbox())
+    yield svc
+    db.close()
+
+
+def _sql(url: str, sql: str, *args):
+    with psycopg.connect(url, autocommit=True) as conn:
+        cur = conn.execute(sql, args)
+        return cur.fetchall() if cur.description else []
+
+
+def _run_with_history(url: str) -> int:
+    (rid,) = _sql(url, "INSERT INTO runs (channel, rc_tag, started_by, started_at, facts) VALUES"
+                       " ('C1', 'v2', 'U1', now(), '{}') RETURNING id")[0]
+    for attempt, secs in enumerate((40, 20, 30), 1):
+        start = NOW - timedelta(hours=attempt)
+        _sql(url, "INSERT INTO step_executions (run_id, step_id, attempt, state, requested_by,"
+                  " channel, started_at, finished_at) VALUES (%s, 'maintenance-on', %s,"
+                  " 'succeeded', 'U1', 'C1', %s, %s)", rid, attempt, start,
+             start + timedelta(seconds=secs))
+    _sql(url, "INSERT INTO step_executions (run_id, step_id, attempt, state, requested_by,"
+              " channel, started_at, finished_at) VALUES (%s, 'maintenance-on', 4, 'failed',"
+              " 'U1', 'C1', %s, %s)", rid, NOW, NOW + timedelta(seconds=500))
+    return rid
+
+
+def test_the_active_runs_plan_is_stored_audited_and_posted(service, clean_db):
+    rid = _run_with_history(clean_db)
+    stored = service.plan_for(actor="U_ALICE", channel="C1")
+    assert stored.plan.run_id == rid and stored.plan.rc_tag == "v2"
+    assert stored.digest == plan_digest(stored.plan)
+    on = stored.plan.step("maintenance-on")
+    assert (on.expected_s, on.history) == (30.0, 3), "the median of the successful attempts"
+    assert "POST http://127.0.0.1:9/ops/m" in on.does[0]
+    ((pid, digest, md),) = _sql(clean_db, "SELECT id, digest, markdown FROM plans")
+    assert (pid, digest) == (stored.id, stored.digest)
+    ((detail,),) = _sql(clean_db, "SELECT detail FROM audit_log WHERE action = 'plan'")
+    assert detail["digest"] == digest
+    assert detail["file_sha256"] == hashlib.sha256(md.encode()).hexdigest()
+    assert sorted(k for (k,) in _sql(clean_db, "SELECT key FROM outbox")) == [
+        f"card:plan:{pid}", f"upload:plan:{pid}"]
+    with service.db.connection() as conn:
+        card = service.render_card(conn, str(pid), None)
+        upload = service.render_file(conn, str(pid), None)
+    assert len(card["blocks"]) <= 50 and digest in json.dumps(card["blocks"])
+    assert upload["content"] == md and upload["filename"] == f"plan-v2-{pid}.md"
+    # the unresolved parts say why (no deployer, no database here)
+    assert "no [target.deployer]" in md or "deployer" in md
+    for text in (md, json.dumps(card), json.dumps(detail)):
+        assert TOKEN not in text
+
+
+def test_no_run_and_no_tag_is_a_clear_reason(service, clean_db):
+    with pytest.raises(PlanError, match="no release candidate"):
+        service.plan_for(actor="U1", channel="C1")
+    with pytest.raises(PlanError, match="no run 42"):
+        service.compute(run_id=42)
+    plan = service.compute(rc_tag="v3")
+    assert plan.rc_tag == "v3" and plan.run_id is None
+    assert _sql(clean_db, "SELECT count(*) FROM plans") == [(0,)], "compute stores nothing"
