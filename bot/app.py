@@ -61,6 +61,8 @@ class Listeners(CanaryListeners):
 
     plan: Any = None  # bot.plan.service.PlanService (None: /golive plan says so)
 
+    autopilot: Any = None  # bot.autopilot.Autopilot (None: /golive go and pause say so)
+
     def __init__(self, *, engine: Engine, config: Any, operators: Directory,
                  operator_users: frozenset[str], inbox: Inbox):
         self.engine = engine
@@ -162,7 +164,7 @@ class Listeners(CanaryListeners):
                                 text=why, response_type="ephemeral")):
             return
         ctx = Context(engine=self.engine, user_id=user, channel=channel, config=self.config,
-                      plan=self.plan, canary=self.canary)
+                      plan=self.plan, canary=self.canary, autopilot=self.autopilot)
         refusal: list[str] = []
         reply = None if answered else self.outcome_of(lambda: cmd.handler(ctx, inv),
                                                       refused=refusal.append)
@@ -297,7 +299,8 @@ def settled(inbox: Inbox, half: Callable[..., None]) -> Callable[..., None]:
 
 def build_app(*, settings: Any, engine: Engine, client: Any, secrets: dict[str, str],
               inbox: Inbox, canary: Any = None, plan: Any = None,
-              lazy: bool = True) -> App:
+              lazy: bool = True,
+              autopilot: Any = None) -> App:
     """The Bolt app for one process; nothing is created at import time. ``lazy=False``: the
     door's app (bot/door.py, for HTTP and Socket Mode), which only acks; ``lazy=True``: the
     work side's (bot/handoff.py), which only runs the lazy halves."""
@@ -320,6 +323,7 @@ def build_app(*, settings: Any, engine: Engine, client: Any, secrets: dict[str, 
                           operator_users=frozenset(ops.users), inbox=inbox)
     listeners.canary = canary  # bot.canary.room.CanaryRoom (None: /golive canary says so)
     listeners.plan = plan  # bot.plan.service.PlanService (None: /golive plan says so)
+    listeners.autopilot = autopilot
     for kind, id_, ack, half in TABLE:
         register = getattr(app, kind)(id_)
         # The ack half runs once, at the door; the work side's acks go nowhere.

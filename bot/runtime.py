@@ -9,6 +9,8 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
+from bot.autopilot import Autopilot
+from bot.autopilot import register as register_autopilot
 from bot.canary.cards import CanaryCards
 from bot.canary.room import CanaryRoom
 from bot.engine import Deps, Engine
@@ -55,6 +57,7 @@ class Runtime:
     canary: Any = None  # bot.canary.room.CanaryRoom: the canary's thread and sign-off
     door_app: Any = None  # the ack-only Bolt app the door dispatches to (bot/server.py)
     handoff: Handoff | None = None  # set when this process runs the work side (start)
+    autopilot: Any = None  # bot.autopilot.Autopilot: `/golive go` (one driver across replicas)
     plans: Any = None  # bot.plan.service.PlanService: `/golive plan` and the plan as evidence
 
     def start(self, *, worker: bool = True, work: bool = True) -> None:
@@ -76,6 +79,8 @@ class Runtime:
             self.engine.start_worker()
             if self.watches is not None:
                 self.watches.start()
+            if self.autopilot is not None:
+                self.autopilot.start()
 
     def redispatch(self, inbox_id: int, body: bytes, request: object = None) -> bool:
         """Hand a request the door recorded, or one acked by a process that died, to the
@@ -89,6 +94,8 @@ class Runtime:
             log.exception("could not resume the open canary")
 
     def stop(self) -> None:
+        if self.autopilot is not None:
+            self.autopilot.stop()
         if self.canary is not None:
             self.canary.stop()
         if self.watches is not None:
@@ -131,13 +138,16 @@ def build_runtime(settings: Settings) -> Runtime:
                         secrets=secrets,
                         base_dir=settings.config_path.parent if settings.config_path else None)
     CanaryCards(secrets).register(sender)
+    autopilot = Autopilot(db=db, engine=engine, outbox=outbox, now=deps.now)
+    register_autopilot(sender)
     plans = PlanService(db=db, runbook=engine.runbook, target=cfg.target, config=cfg,
                         secrets=secrets, audit_key=settings.audit_key, now=deps.now,
                         outbox=outbox)
     plans.register_cards(sender)  # `/golive plan`'s card and file
     app, door_app = (build_app(settings=settings, engine=engine, client=client,
                                secrets=secrets, inbox=inbox, canary=canary, plan=plans,
-                               lazy=lazy)
+                               lazy=lazy, autopilot=autopilot)
                      for lazy in (True, False))
     return Runtime(plans=plans, settings=settings, db=db, client=client, sender=sender, inbox=inbox, engine=engine,
-                   metrics=metrics, app=app, watches=watches, canary=canary, door_app=door_app)
+                   metrics=metrics, app=app, watches=watches, canary=canary, door_app=door_app,
+                   autopilot=autopilot)

@@ -1,8 +1,9 @@
 """The /golive subcommands: name, usage, one-line summary, handler.
 
-``help``, ``status``, ``start``, ``rollback`` and ``finish`` are code; every other subcommand
-comes from the runbook's step commands (:mod:`commands.steps`). :func:`build_commands` makes
-the table once at start-up; :func:`parse` (called in the ack path) only reads it.
+``help``, ``status``, ``start``, ``go``, ``pause``, ``rollback`` and ``finish`` are code; every
+other subcommand comes from the runbook's step commands (:mod:`commands.steps`).
+:func:`build_commands` makes the table once at start-up; :func:`parse` (called in the ack path)
+only reads it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from bot.slack.blocks import esc
-from commands import canary, finish, help, rollback, start, status, steps, watch
+from commands import canary, finish, go, help, pause, rollback, start, status, steps, watch
 from commands import plan as plan_command
 from commands.base import Command, Context, Invocation, Reply, UsageError, tokenize
 from runbook.model import Runbook
@@ -27,6 +28,11 @@ BEFORE = [
             status.handle, no_args),
     Command("start", "/golive start &lt;rc-tag&gt; [sha]", "open a cutover run for a release candidate",
             start.handle, start.validate),
+    Command("go", "/golive go", "the autopilot: request every step that may run now, ask for "
+            "approvals, stop at a failure, the canary and before finish (starts or resumes)",
+            go.handle, no_args),
+    Command("pause", "/golive pause", "stop the autopilot after the running step (nothing is "
+            "interrupted)", pause.handle, no_args),
 ]
 AFTER = [
     Command("plan", "/golive plan [tag]", "the night's plan with today's values: each step, the "

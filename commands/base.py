@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # typed seams without import cycles: commands sit above the engine
+    from bot.autopilot import Autopilot
     from bot.canary.room import CanaryRoom
     from bot.engine import Actor, Engine
     from bot.plan.service import PlanService
@@ -51,6 +52,7 @@ class Context:
     canary: CanaryRoom | None = None
     plan: PlanService | None = None
     """The plan service (`/golive plan`); None: the command says it is not available."""
+    autopilot: Autopilot | None = None
 
     @property
     def actor(self) -> Actor:

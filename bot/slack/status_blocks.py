@@ -145,11 +145,30 @@ def status_blocks(view: RunView | None) -> tuple[str, list[dict]]:
     return head, as_dicts(blocks)
 
 
+def autopilot_line(row: Mapping[str, Any] | None) -> str | None:
+    """The autopilot's state for status: on (who started it, what it waits for), paused (by
+    whom), or stopped by itself (why and what is next); None when it never ran."""
+    if row is None:
+        return None
+    if row["on"]:
+        waits = esc(row.get("waiting_for") or "its next move")
+        return (f"*Autopilot*: on, started by <@{row['started_by']}>; waiting for {waits}. "
+                "`/golive pause` stops it after the running step.")
+    if row.get("paused_by") and row.get("last_reason") == "paused":
+        return (f"*Autopilot*: paused by <@{row['paused_by']}> (started by "
+                f"<@{row['started_by']}>). `/golive go` resumes.")
+    return f"*Autopilot*: off. {row.get('last_reason') or ''}".strip()
+
+
 def status_extras(*, canary_line: str | None = None, watch_lines: Sequence[str] = (),
-                  config_identity: str | None = None) -> list[dict]:
-    """What `/golive status` shows below the run: the canary's line (GO / NO-GO with who
-    signed, or what it waits for), each watch's state, and which config the bot loaded."""
+                  config_identity: str | None = None,
+                  autopilot: str | None = None) -> list[dict]:
+    """What `/golive status` shows below the run: the autopilot's line, the canary's line
+    (GO / NO-GO with who signed, or what it waits for), each watch's state, and which config
+    the bot loaded."""
     blocks: list[Any] = []
+    if autopilot:
+        blocks.append(section(autopilot[:SECTION_MAX]))
     if canary_line:
         blocks.append(section(canary_line[:SECTION_MAX]))
     if watch_lines:

@@ -14,7 +14,8 @@ The rules, one row per entry point (:data:`RULES`):
   request's card work where that card can be: the cutover or an incident channel.
 * **People.** ``status`` and ``help`` are open to everyone. Starting and finishing a run,
   requesting steps (every subcommand the runbook's step commands define is one action,
-  :attr:`Action.STEP`), rollback, Retry and Mark done need an *operator*. Approve, Reject and
+  :attr:`Action.STEP`), the autopilot (``go``, ``pause``), rollback, Retry and Mark done need
+  an *operator*. Approve, Reject and
   Cancel need an active human account here; who may approve is the two-person rule's
   business (:mod:`runbook.rules.approvals`). Guests, bots and deactivated accounts are refused
   everywhere except ``status`` and ``help``, checked in :func:`runbook.rules.approvals.is_eligible`'s
@@ -64,6 +65,9 @@ class Action(StrEnum):
     """`/golive plan`: computes and posts the night's plan. It changes nothing on the target,
     but reads every system the night touches (seconds of work) and posts a card and a file in
     the cutover channel: an active human account there, as for Approve (no guest, no bot)."""
+    GO = "go"
+    """Start or resume the autopilot (it then requests steps on the operator's behalf)."""
+    PAUSE = "pause"
 
 
 class Where(StrEnum):
@@ -122,6 +126,10 @@ RULES.update({
     Action.CANARY_EVIDENCE: Rule(Where.CUTOVER, Who.ACTIVE, "Refresh evidence"),
     Action.CANARY_SIGN: Rule(Where.CUTOVER, Who.ACTIVE, "the canary sign-off"),
     Action.PLAN: Rule(Where.CUTOVER, Who.ACTIVE, "`/golive plan`"),
+})
+RULES.update({
+    Action.GO: Rule(Where.CUTOVER, Who.OPERATOR, "`/golive go`"),
+    Action.PAUSE: Rule(Where.CUTOVER, Who.OPERATOR, "`/golive pause`"),
 })
 # The button and the command are one action: one rule, so they cannot drift apart.
 RULES[Action.START_ROLLBACK] = RULES[Action.ROLLBACK]

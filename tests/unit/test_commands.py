@@ -16,6 +16,8 @@ SHIPPED_HELP = """\
 • `/golive help` — this list
 • `/golive status` — where the run stands, what is next, pending approvals
 • `/golive start &lt;rc-tag&gt; [sha]` — open a cutover run for a release candidate
+• `/golive go` — the autopilot: request every step that may run now, ask for approvals, stop at a failure, the canary and before finish (starts or resumes)
+• `/golive pause` — stop the autopilot after the running step (nothing is interrupted)
 • `/golive preflight [&lt;check&gt;]` — pre-cutover checks, run together into one checklist: freeze, prod config, backup drill, migration dry run, RC evidence (name a check to re-run just it)
 • `/golive maintenance on|off` 🔒 — switch the maintenance page on or off (verified)
 • `/golive deploy &lt;tag&gt;` 🔒 — pull the images, compose up, wait healthy

@@ -95,7 +95,7 @@ def test_operators_are_needed_for_start_finish_steps_rollback_retry_and_mark_don
     assert set(OPERATOR_ONLY) == {
         Action.START, Action.FINISH, Action.STEP, Action.ROLLBACK, Action.START_ROLLBACK,
         Action.RETRY, Action.MARK_DONE, Action.MARK_DONE_SUBMIT, Action.WATCH, Action.INCIDENT,
-        Action.CANARY, Action.CANARY_ROLLBACK}
+        Action.CANARY, Action.CANARY_ROLLBACK, Action.GO, Action.PAUSE}
 
 
 @pytest.mark.parametrize("actor", [MEMBER, GUEST_OP, BOT_OP, GONE_OP, UNKNOWN])
@@ -151,7 +151,8 @@ def test_command_action_maps_subcommands_only():
     assert command_action("deploy", runbook_step=True) is Action.STEP
     assert command_action("cache", runbook_step=True) is Action.STEP
     assert set(COMMANDS) == {Action.HELP, Action.STATUS, Action.START, Action.FINISH,
-                             Action.ROLLBACK, Action.WATCH, Action.INCIDENT, Action.CANARY}
+                             Action.ROLLBACK, Action.WATCH, Action.INCIDENT, Action.CANARY,
+                             Action.GO, Action.PAUSE}
 
 
 def test_every_subcommand_has_an_action():
