@@ -279,6 +279,9 @@ def parser() -> argparse.ArgumentParser:
 
     add_audit_parser(sub)
     sub.choices["audit"].set_defaults(fn=cmd_audit)
+    from bot.plan.cli import add_parser as add_plan_parser
+
+    add_plan_parser(sub)  # golive plan: the night's plan, read-only
 
     for name, fn, what in (("console", cmd_console, "a terminal onto the sandbox workspace"),
                            ("demo", cmd_demo, "sandbox + bot + console on an embedded database")):

@@ -84,8 +84,29 @@ class _Found:
 
 
 def _why(e: BaseException, secrets: Mapping[str, str]) -> str:
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return mask(text, secrets)[:300]
+    """The error's first line, and its last when it has more (a tool's own last word)."""
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    text = " … ".join([lines[0], lines[-1]] if len(lines) > 1 else lines) or type(e).__name__
+    return mask(text, secrets)[:400]
+
+
+_DB_URL = re.compile(r"^postgres(?:ql)?(?:\+\w+)?://")
+
+
+def url_variables(target: TargetConfig, *, deployer: Any = None) -> list[str]:
+    """The environment variables of the migrations service's compose configuration that hold
+    a database URL: where the team's env.py may read its URL from, when [target.migrations]
+    does not name one (``url_variable``). Their values are never read into the plan."""
+    from runbook.adapters.docker import ComposeDeployer
+
+    cfg = target.deployer
+    if not isinstance(cfg, ComposeDeployerConfig):
+        return []
+    deployer = deployer or ComposeDeployer(cfg, secrets=target.secrets(), cwd=Path.cwd())
+    service = target.migrations.service or cfg.services[0].service
+    spec = _compose_config(deployer, {}).get(service) or {}
+    env = spec.get("environment") or {}
+    return sorted(k for k, v in dict(env).items() if isinstance(v, str) and _DB_URL.match(v))
 
 
 # --- registry --------------------------------------------------------------------------------
@@ -302,7 +323,8 @@ def _rc_image(target: TargetConfig, tag: str) -> str | None:
 
 
 def migration_plan(target: TargetConfig, inputs: PlanInputs, secrets: Mapping[str, str],
-                   *, runner: Any = None) -> tuple[MigrationPlan | None, list[Unresolved]]:
+                   *, runner: Any = None, deployer: Any = None
+                   ) -> tuple[MigrationPlan | None, list[Unresolved]]:
     """current → head, the chain, the upgrade and downgrade SQL, squawk's findings."""
     from runbook.adapters import alembic_cli, squawk
 
@@ -320,6 +342,12 @@ def migration_plan(target: TargetConfig, inputs: PlanInputs, secrets: Mapping[st
         except Exception as e:  # noqa: BLE001
             unresolved.append(Unresolved("database revision", _why(e, secrets)))
     url_variable = m.url_variable or inputs.url_variable
+    extra: dict[str, str] = {}
+    if runner is None and not url_variable and m.mode == "compose-run":
+        try:  # the offline placeholder where the service's compose environment has a DB URL
+            extra = {k: OFFLINE_URL for k in url_variables(target, deployer=deployer)}
+        except Exception as e:  # noqa: BLE001
+            unresolved.append(Unresolved("database URL variable", _why(e, secrets)))
     if runner is None:
         if m.mode == "alembic-api":
             if m.script_location is None:
@@ -331,7 +359,8 @@ def migration_plan(target: TargetConfig, inputs: PlanInputs, secrets: Mapping[st
             if image is None or not inputs.rc_tag:
                 return None, [*unresolved, Unresolved("migrations", "no RC image to read the "
                                                       "migrations from (no tag or deployer)")]
-            runner = alembic_cli.ImageRunner(image, m.command, url_variable, pull="missing")
+            runner = alembic_cli.ImageRunner(image, m.command, url_variable, extra,
+                                             pull="missing")
     history = ""
     try:
         if isinstance(runner, alembic_cli.ImageRunner):
@@ -568,7 +597,7 @@ def compute(runbook: Runbook, target: TargetConfig, inputs: PlanInputs, *,
         t = time.monotonic()
         try:
             found.migration, found.migration_unresolved = migration_plan(
-                target, inputs, secrets, runner=runner)
+                target, inputs, secrets, runner=runner, deployer=deployer)
         except Exception as e:  # noqa: BLE001
             found.migration_unresolved.append(Unresolved("migrations", _why(e, secrets)))
         found.timings["migrations_s"] = time.monotonic() - t

@@ -122,3 +122,29 @@ def test_a_retagged_image_is_a_named_drift(target, paybox_stack):
     changes = {c.path: c for c in diff(before.step("deploy"), after.step("deploy"))}
     assert changes["services[app].digest"].before == _digest("paybox/app", "v2")
     assert changes["services[app].digest"].after == _digest("paybox/app", "v1")
+
+
+def test_golive_plan_on_the_command_line(paybox_stack, tmp_path):
+    """`golive plan --config FILE --tag v2 --out FILE`, no database: the summary with the
+    digest on stdout, the Markdown in the file, no secret in either."""
+    from bot.dev.rehearse.sample import SampleStack, target_toml
+    from tests.support.cli import golive
+    from tests.support.harness import BASE_CONFIG
+
+    st = paybox_stack
+    sample = SampleStack(project=st.project, edge_port=st.edge_port, app_port=st.app_port,
+                         database_url=st.database_url, ops_token=st.ops_token,
+                         admin_password=st.admin_password, webhook_secret=st.webhook_secret)
+    config = tmp_path / "golive.toml"
+    config.write_text(BASE_CONFIG + target_toml(sample))
+    out = tmp_path / "plan.md"
+    r = golive("plan", "--config", str(config), "--tag", "v2", "--out", str(out), url=None)
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    assert _digest("paybox/app", "v2") in text and "0002_payout_idempotency" in text
+    assert "UPDATE alembic_version SET version_num='0002_payout_idempotency'" in text
+    assert "Plan for v2" in r.stdout and "digest" in r.stdout and str(out) in r.stdout
+    for secret in sample.secrets():
+        assert secret not in r.stdout + r.stderr + text
+    bad = golive("plan", "--config", str(config), "--tag", "bad tag!", url=None)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "--tag" in bad.stderr
