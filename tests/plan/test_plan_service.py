@@ -93,3 +93,34 @@ def test_no_run_and_no_tag_is_a_clear_reason(service, clean_db):
     plan = service.compute(rc_tag="v3")
     assert plan.rc_tag == "v3" and plan.run_id is None
     assert _sql(clean_db, "SELECT count(*) FROM plans") == [(0,)], "compute stores nothing"
+
+
+def test_the_plan_in_an_evidence_pack_is_held_to_its_audit_row(service, clean_db, tmp_path):
+    """The pack's plan file and digest: `golive audit verify --file PACK` passes; a plan file
+    swapped for another (sums rewritten too) fails, naming it."""
+    from bot.audit.cli import export_run
+    from bot.audit.pack import SUMS, check_pack, plan_entry, write_pack
+    from tests.support.cli import golive
+
+    _run_with_history(clean_db)
+    stored = service.plan_for(actor="U1", channel=None)
+    with psycopg.connect(clean_db, autocommit=True,
+                         row_factory=psycopg.rows.dict_row) as conn:
+        export_run(conn, stored.plan.run_id, service.audit_key, tmp_path / "x.jsonl")
+    name = stored.filename
+    pack = write_pack(tmp_path / "pack", {"audit.jsonl": (tmp_path / "x.jsonl").read_text(),
+                                          name: stored.markdown},
+                      {"kind": "test", "audit_export": "audit.jsonl",
+                       "plans": [plan_entry(name, stored.digest, stored.markdown, stored.id)]})
+    assert check_pack(pack)[1] == []
+    key = service.audit_key.decode()
+    ok = golive("audit", "verify", "--file", str(pack), url=None, key=key)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    # Swap the plan for another and rewrite the sums: the audit row still names the old one.
+    (pack / name).write_text(stored.markdown.replace(stored.digest, "0" * 64))
+    import hashlib as h
+    sums = "".join(f"{h.sha256((pack / n).read_bytes()).hexdigest()}  {n}\n"
+                   for n in sorted(p.name for p in pack.iterdir() if p.name != SUMS))
+    (pack / SUMS).write_text(sums)
+    bad = golive("audit", "verify", "--file", str(pack), url=None, key=key)
+    assert bad.returncode == 1 and f"{name}: not the plan file the manifest records" in bad.stdout

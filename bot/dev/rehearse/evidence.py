@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.audit.pack import write_pack
+from bot.audit.pack import plan_entry, write_pack
 
 REQUIRED = ("setup", "preflight", "cutover", "watches", "canary", "signoff", "finish")
 
@@ -64,6 +64,10 @@ def write_evidence(r: Any) -> Path | None:
             tmp = Path(str(out) + ".export.tmp")
             rows = export_run(conn, run["id"], key, tmp)
             approvals = _approvals(conn, run["id"])
+            plans = conn.execute(
+                "SELECT id, rc_tag, digest, markdown FROM plans WHERE run_id = %s ORDER BY id",
+                (run["id"],)).fetchall() if conn.execute(
+                "SELECT to_regclass('plans') IS NOT NULL AS ok").fetchone()["ok"] else []
         files: dict[str, bytes | str] = {
             export: tmp.read_bytes(),
             "timings.json": json.dumps(t.as_json(), indent=2) + "\n",
@@ -71,6 +75,8 @@ def write_evidence(r: Any) -> Path | None:
             "transcript.txt": "\n\n".join(render_channel(session.workspace, c, width=110)
                                           for c in ("C_CUTOVER", "C_INCIDENT")) + "\n"}
         tmp.unlink()
+        plan_files = {f"plan-{p['rc_tag'] or 'notag'}-{p['id']}.md": p for p in plans}
+        files.update({name: p["markdown"] for name, p in plan_files.items()})
         files.update(canary_files(r.canary_report, [
             (f.name, f.content) for f in list(session.workspace.files.values())]))
         write_pack(Path(out), files, {
@@ -80,7 +86,9 @@ def write_evidence(r: Any) -> Path | None:
             "passed": passed(t, with_rollback=bool(r.args.with_rollback)),
             "with_rollback": bool(r.args.with_rollback), "stack_project": r.stack.project,
             "started_at": r.started_at.isoformat(), "written_at": datetime.now(UTC).isoformat(),
-            "phases": t.as_json()["phases"]})
+            "phases": t.as_json()["phases"],
+            "plans": [plan_entry(name, p["digest"], p["markdown"], p["id"])
+                      for name, p in plan_files.items()]})
     except Exception as e:  # noqa: BLE001 - the summary must still come
         t.note(f"could not write the evidence pack: {type(e).__name__}: {e}", ok=False)
         return None

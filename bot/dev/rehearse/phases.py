@@ -70,6 +70,10 @@ def preflight(p: People, t: RehearsalTimeline, sha: str) -> None:
     answer = p.command(REQUESTER, f"start v2 {sha}")
     p.expect(answer, "started cutover run", what="/golive start")
     t.note(f"{REQUESTER} started the run for v2 pinned to {sha[:12]}")
+    # The night's plan, once, right after the start: stored, audited, in the evidence pack.
+    planned = p.command(REQUESTER, "plan")
+    p.expect(planned, "Plan for v2: digest", what="/golive plan")
+    t.note(planned.split(". The summary")[0][:140])
     after = p.seq()
     p.expect(p.command(REQUESTER, "preflight"), "Queued", what="/golive preflight")
     card = p.card("Preflight", after=after, showing=("step `preflight`",))
