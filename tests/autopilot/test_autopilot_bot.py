@@ -174,3 +174,35 @@ def test_a_restart_resumes_and_requests_nothing_twice(clean_db, tmp_path):
         second.stop()
     assert [s for s, _, _ in executions(clean_db)] == ["maintenance-on", "deploy"]
     assert rows(clean_db, "SELECT count(*) FROM approvals") == [(2,)]
+
+
+def test_a_restart_while_its_step_ran_stops_it_at_the_interruption_and_runs_nothing_twice(
+        clean_db, tmp_path):
+    first = Bot(clean_db, tmp_path, workspace=workspace(), worker=False)
+    try:
+        started(first, clean_db)
+        answer(first, "alice", "go")
+        for step in ("maintenance-on", "deploy"):
+            assert first.runtime.autopilot.tick() == [step]
+            ended(clean_db, step)
+        assert first.runtime.autopilot.tick() == ["migrate"]
+        # a worker claimed migrate, then the process died with it
+        rows(clean_db, "UPDATE step_executions SET state = 'running', started_at = now(),"
+                       " heartbeat_at = now() - interval '1 hour', claimed_by = 'dead-host:1'"
+                       " WHERE step_id = 'migrate' RETURNING id")
+    finally:
+        first.stop()
+    second = Bot(clean_db, tmp_path, workspace=workspace(), worker=False)
+    try:
+        after = second.seq()
+        assert second.engine.reap_interrupted() == 1
+        assert second.runtime.autopilot.tick() == []
+        notice = second.workspace.wait_for_message(
+            "C_CUTOVER", contains="Autopilot stopped", after_seq=after,
+            predicate=lambda m: m.ephemeral_to is None)
+        assert "*Migrations: alembic upgrade head* was interrupted" in notice.text, notice.text
+        assert second.runtime.autopilot.tick() == []
+    finally:
+        second.stop()
+    assert rows(clean_db, "SELECT step_id, state FROM step_executions WHERE step_id = 'migrate'"
+                ) == [("migrate", "interrupted")], "nothing was requested or run again"
