@@ -760,7 +760,6 @@ def main(argv: list[str] | None = None) -> int:
     started_at = datetime.now(UTC)
     t_start = time.perf_counter()
     source = git_state()  # before anything runs: the tree may move while the benchmark runs
-    from bot.store import db as bot_db
     from tests.support import pg
     from tests.support.harness import BASE_CONFIG
 
@@ -771,7 +770,7 @@ def main(argv: list[str] | None = None) -> int:
         db_name, db_url = create_database()
         # As in production (and tests/support/harness.bot_environ): migrations run as the
         # database's owner, the bot connects as the runtime role they grant.
-        bot_db.upgrade(db_url, runtime_role=pg.ensure_runtime_role())
+        pg.upgrade(db_url)
         sandbox = Sandbox()
         cfg = tmp / "golive.toml"
         config = BASE_CONFIG
@@ -782,6 +781,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.write_text(config, encoding="utf-8")
         env = {**os.environ, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
                "SLACK_API_URL": sandbox.api_url, "DATABASE_URL": pg.runtime_url(db_url),
+               "GOLIVE_DOOR_DATABASE_URL": pg.door_url(db_url),
                "GOLIVE_MIGRATIONS_DATABASE_URL": db_url, "GOLIVE_AUDIT_KEY": pg.TEST_AUDIT_KEY,
                "GOLIVE_CONFIG": str(cfg), "GOLIVE_LOG_LEVEL": "WARNING",
                "PYTHONUNBUFFERED": "1"}

@@ -276,13 +276,12 @@ class Stack:
         self.bot_db_url = ""
 
     def __enter__(self) -> Stack:  # noqa: PYI034
-        from bot.store import db as botdb
 
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'CREATE ROLE "{self.role}" LOGIN PASSWORD \'{self.db_password}\'')
             conn.execute(f'CREATE DATABASE "{self.db}" OWNER "{self.role}"')
         self.bot_db_name, self.bot_db_url = pg.create_database("golive_bench_bot")
-        botdb.upgrade(self.bot_db_url, runtime_role=pg.ensure_runtime_role())
+        pg.upgrade(self.bot_db_url)
         t = time.monotonic()
         self.pb.reset_v1()
         log(f"paybox {self.pb.project} up on v1 in {time.monotonic() - t:.1f}s "

@@ -48,7 +48,6 @@ from kubernetes import client, config
 
 from bench.k8s_deploy import digest, direct
 from bot.ids import Action
-from bot.store import db as botdb
 from runbook.adapters.kubernetes import KubernetesDeployer, KubernetesJobMigrator
 from tests.k8s.fixtures_deploy import Stack, render
 from tests.support import pg
@@ -202,7 +201,7 @@ def main() -> None:
         c.execute(f'CREATE DATABASE "{db}"')
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{db}"
     bot_db_name, bot_db = pg.create_database("golive_bench_k8s")
-    botdb.upgrade(bot_db, runtime_role=pg.ensure_runtime_role())
+    pg.upgrade(bot_db)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
     tmp = Path(tempfile.mkdtemp(prefix="golive-bench-k8s-cutover-"))
     app_port, edge_port = free_port(), free_port()

@@ -20,7 +20,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.store import db as bot_db
 from tests.support import pg
 from tests.support.harness import Bot, text_of
 from tests.support.toy_target import ToyTarget
@@ -31,7 +30,7 @@ def main() -> int:
     samples = int(sys.argv[1]) if len(sys.argv) > 1 else 20
     interval = float(sys.argv[2]) if len(sys.argv) > 2 else 1.0
     name, url = pg.create_database("golive_bench")
-    bot_db.upgrade(url, runtime_role=pg.ensure_runtime_role())
+    pg.upgrade(url)
     tmp = Path(tempfile.mkdtemp())
     toy, health = ToyTarget(tmp).start(), HealthTarget()
     bot = Bot(url, tmp, config=watch_config(toy, health, interval=interval))

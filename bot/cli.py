@@ -134,16 +134,17 @@ def cmd_db(args: argparse.Namespace) -> int:
     settings = _settings(require_slack=False, require_config=False, require_db=False)
     # Migrations run as the owner role; the bot itself runs as the runtime role they grant.
     url, role = settings.migrations_database_url, settings.env.golive_runtime_role
+    door = settings.env.golive_door_role
     if not url:
         print("golive: DATABASE_URL (or GOLIVE_MIGRATIONS_DATABASE_URL, the owner role's URL) "
               "is not set", file=sys.stderr)
         return 2
     try:
         if args.action == "upgrade":
-            db.upgrade(url, args.revision or "head", runtime_role=role)
+            db.upgrade(url, args.revision or "head", runtime_role=role, door_role=door)
             print(f"bot schema at {db.current_revision(url)}")
         elif args.action == "downgrade":
-            db.downgrade(url, args.revision or "base", runtime_role=role)
+            db.downgrade(url, args.revision or "base", runtime_role=role, door_role=door)
             print(f"bot schema at {db.current_revision(url) or 'base (empty)'}")
         else:
             cur = db.current_revision(url)

@@ -93,6 +93,26 @@ def environment_checks(env: Env, settings: Settings | None) -> list[Check]:
                   + " set (values not shown)")]
 
 
+def door_checks(url: str) -> list[Check]:
+    """The door's role (GOLIVE_DOOR_DATABASE_URL, else DATABASE_URL) may write an inbox row:
+    without it every request is refused before its ack."""
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            role, ok = conn.execute("SELECT current_user, has_table_privilege('inbox', 'INSERT')"
+                                    ).fetchone()
+    except psycopg.Error as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        return [Check(False, f"door database: not reachable ({first})",
+                      "correct GOLIVE_DOOR_DATABASE_URL")]
+    if not ok:
+        return [Check(False, f"door role {role}: may not write the inbox",
+                      "set GOLIVE_DOOR_DATABASE_URL to the door role's URL "
+                      "(postgresql://golive_door:…@host:5432/dbname)")]
+    return [Check(True, f"door role {role}: may write the inbox")]
+
+
 def database_checks(url: str) -> list[Check]:
     """Reachable within a few seconds, and at the schema this version needs."""
     import psycopg
@@ -227,7 +247,10 @@ def run(*, offline: bool = False, environ: Mapping[str, str] | None = None,
         if env is not None:
             checks += environment_checks(env, settings)
             if env.database_url is not None:
-                checks += database_checks(env.database_url.get_secret_value())
+                checks += (db := database_checks(env.database_url.get_secret_value()))
+                if all(c.ok for c in db):
+                    door = env.golive_door_database_url or env.database_url
+                    checks += door_checks(door.get_secret_value())
             checks += slack_checks(env, settings)
         if settings is not None:
             reach = target_checks(settings)
@@ -235,7 +258,8 @@ def run(*, offline: bool = False, environ: Mapping[str, str] | None = None,
                 c.what.split()[1] for c in reach if not c.ok})
     secrets = settings.secrets() if settings is not None else {
         k: v for k, v in environ.items() if k in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET",
-                                                  "DATABASE_URL", "GOLIVE_AUDIT_KEY")}
+                                                  "DATABASE_URL", "GOLIVE_DOOR_DATABASE_URL",
+                                                  "GOLIVE_AUDIT_KEY")}
     for check in checks:
         out(mask(check.line(), secrets))
     failed = sum(1 for c in checks if not c.ok and not c.skipped)

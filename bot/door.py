@@ -60,7 +60,8 @@ class Door:
         purge = ingress.REPLAY_WINDOW_S * 2 if next(self._seen) % PURGE_EVERY == 0 else None
         # The ack must come within Slack's 3 s even when the database is silent.
         # One statement, its own transaction: one round trip (and the commit's WAL flush).
-        with self.runtime.db.connection(timeout=ACK_DB_BUDGET_S, autocommit=True) as conn:
+        door_db = self.runtime.door_database  # as the door role: only it writes inbox rows
+        with door_db.connection(timeout=ACK_DB_BUDGET_S, autocommit=True) as conn:
             return repo.inbox_insert(conn, sig_key=key, kind=inbound.kind,
                                      channel=inbound.channel, body=body,
                                      owner="", purge_older_than_s=purge,  # unclaimed

@@ -57,6 +57,8 @@ class Env(BaseSettings):
     database_url: SecretStr | None = None
     golive_migrations_database_url: SecretStr | None = None
     golive_runtime_role: str = "golive_runtime"
+    golive_door_database_url: SecretStr | None = None
+    golive_door_role: str = "golive_door"
     golive_audit_key: SecretStr | None = None
     golive_config: Path | None = None
     golive_log_level: str = "INFO"
@@ -69,7 +71,7 @@ class Env(BaseSettings):
             raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
         return v
 
-    @field_validator("golive_runtime_role")
+    @field_validator("golive_runtime_role", "golive_door_role")
     @classmethod
     def _role_name(cls, v: str) -> str:
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", v):
@@ -290,6 +292,13 @@ class Settings:
         return self.env.database_url.get_secret_value() if self.env.database_url else ""
 
     @property
+    def door_database_url(self) -> str:
+        """The door's URL, as the door role (the only role that may write an inbox row);
+        DATABASE_URL when unset (one-role setups)."""
+        v = self.env.golive_door_database_url
+        return v.get_secret_value() if v else self.database_url
+
+    @property
     def migrations_database_url(self) -> str:
         """The owner role's URL for migrations; DATABASE_URL when unset (one-role setups)."""
         v = self.env.golive_migrations_database_url
@@ -310,7 +319,8 @@ class Settings:
         """Every secret value this process knows, by name, for masking outgoing text."""
         out: dict[str, str] = {}
         for name in ("slack_bot_token", "slack_signing_secret", "slack_app_token", "database_url",
-                     "golive_migrations_database_url", "golive_audit_key"):
+                     "golive_door_database_url", "golive_migrations_database_url",
+                     "golive_audit_key"):
             v = getattr(self.env, name)
             if v is not None and v.get_secret_value():
                 out[name.upper()] = v.get_secret_value()
@@ -411,9 +421,10 @@ def load_settings(*, require_slack: bool = True, require_db: bool = True,
     elif env.database_url and not env.database_url.get_secret_value().startswith(
             ("postgresql://", "postgres://")):
         problems.append("DATABASE_URL must start with postgresql://")
-    mig = env.golive_migrations_database_url
-    if mig and not mig.get_secret_value().startswith(("postgresql://", "postgres://")):
-        problems.append("GOLIVE_MIGRATIONS_DATABASE_URL must start with postgresql://")
+    for name in ("golive_migrations_database_url", "golive_door_database_url"):
+        other = getattr(env, name)
+        if other and not other.get_secret_value().startswith(("postgresql://", "postgres://")):
+            problems.append(f"{name.upper()} must start with postgresql://")
     config: GoliveConfig | None = None
     path = env.golive_config
     if path is None and not require_config:

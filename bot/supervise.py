@@ -33,6 +33,8 @@ NICENESS = 10  # CFS weight 110 against the door's 1024
 BACKOFF_S = (1.0, 30.0)
 STABLE_AFTER_S = 60.0  # a child that ran this long resets the backoff
 STOP_GRACE_S = 10.0
+DOOR_URL_ENV = "GOLIVE_DOOR_DATABASE_URL"
+"""The door role's URL: the work process does not get it (only the door writes inbox rows)."""
 
 
 class WorkProcess:
@@ -95,7 +97,8 @@ class WorkProcess:
                 self._state = "starting"
                 self._proc = subprocess.Popen(
                     [*self.argv, "--ready-fd", str(write), "--parent", str(os.getpid())],
-                    pass_fds=(write,), stdin=subprocess.DEVNULL)
+                    pass_fds=(write,), stdin=subprocess.DEVNULL,
+                    env={k: v for k, v in os.environ.items() if k != DOOR_URL_ENV})
         except OSError as e:
             os.close(read)
             os.close(write)

@@ -87,11 +87,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def bot_db_url():
     """A fresh database with the bot's schema at head; the owner's URL (migrations, helpers).
-    The bot itself connects as the runtime role (``runtime_db``; the harness derives it)."""
-    from bot.store import db
-
+    The bot itself connects as the runtime role (``runtime_db``) and its door as the door role
+    (``door_db``); the harness derives both."""
     name, url = pg.create_database()
-    db.upgrade(url, runtime_role=pg.ensure_runtime_role())
+    pg.upgrade(url)
     yield url
     pg.drop_database(name)
     pg.drop_runtime_role()
@@ -116,6 +115,13 @@ def clean_db(bot_db_url):
 def runtime_db(clean_db):
     """The emptied database as the bot's runtime role sees it (no UPDATE/DELETE on audit)."""
     return pg.runtime_url(clean_db)
+
+
+@pytest.fixture
+def door_db(clean_db):
+    """The emptied database as the bot's door role sees it (the only role that writes the
+    inbox)."""
+    return pg.door_url(clean_db)
 
 
 @pytest.fixture

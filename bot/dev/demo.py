@@ -178,8 +178,9 @@ def open_session(root: Path, config: str, *, own_db: bool, keep: bool,
     else:
         owner = os.environ["DATABASE_URL"]
         line = "Database: your DATABASE_URL, as it is (earlier runs included)."
-    db.upgrade(owner, runtime_role=demo_db.RUNTIME_ROLE)
+    db.upgrade(owner, runtime_role=demo_db.RUNTIME_ROLE, door_role=demo_db.DOOR_ROLE)
     url = demo_db.runtime_url(owner) if own_db else owner
+    door_url = demo_db.runtime_url(owner, demo_db.DOOR_ROLE) if own_db else owner
 
     workspace = workspace or Workspace.default_demo()
     token, signing = f"xoxb-demo-{secrets.token_hex(8)}", secrets.token_hex(16)
@@ -188,8 +189,10 @@ def open_session(root: Path, config: str, *, own_db: bool, keep: bool,
     cfg.write_text(config, encoding="utf-8")
     environ = {**os.environ, "SLACK_BOT_TOKEN": token, "SLACK_SIGNING_SECRET": signing,
                "SLACK_API_URL": sandbox.api_url, "DATABASE_URL": url,
+               "GOLIVE_DOOR_DATABASE_URL": door_url,
                "GOLIVE_MIGRATIONS_DATABASE_URL": owner,
                "GOLIVE_RUNTIME_ROLE": demo_db.RUNTIME_ROLE,
+               "GOLIVE_DOOR_ROLE": demo_db.DOOR_ROLE,
                "GOLIVE_AUDIT_KEY": os.environ.get("GOLIVE_AUDIT_KEY")
                or demo_db.demo_audit_key(root),
                "GOLIVE_CONFIG": str(cfg)}

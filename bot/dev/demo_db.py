@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 RUNTIME_ROLE = "golive_runtime"
+DOOR_ROLE = "golive_door"
 DEMO_DATABASE = "golive_demo"
 
 
@@ -82,14 +83,15 @@ def demo_database(admin_url: str, *, keep: bool, name: str = DEMO_DATABASE
     return with_database(admin_url, name), exists and keep
 
 
-def runtime_url(owner_url: str) -> str:
-    """Let the runtime role the migrations granted log in; the URL the bot connects with."""
+def runtime_url(owner_url: str, role: str = RUNTIME_ROLE) -> str:
+    """Let a role the migrations granted (the runtime role, or the door role) log in; the URL
+    the bot (or its door) connects with."""
     import psycopg
 
     with psycopg.connect(owner_url, autocommit=True) as conn:
-        conn.execute(f'ALTER ROLE "{RUNTIME_ROLE}" LOGIN')
+        conn.execute(f'ALTER ROLE "{role}" LOGIN')
     parts = urlsplit(owner_url)
-    return urlunsplit(parts._replace(netloc=f"{RUNTIME_ROLE}@{parts.netloc.rpartition('@')[2]}"))
+    return urlunsplit(parts._replace(netloc=f"{role}@{parts.netloc.rpartition('@')[2]}"))
 
 
 def demo_audit_key(root: Path) -> str:

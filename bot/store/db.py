@@ -38,7 +38,8 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
-def alembic_config(url: str, *, runtime_role: str | None = None):
+def alembic_config(url: str, *, runtime_role: str | None = None,
+                   door_role: str | None = None):
     from alembic.config import Config
 
     cfg = Config()
@@ -47,21 +48,28 @@ def alembic_config(url: str, *, runtime_role: str | None = None):
     cfg.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
     if runtime_role:
         cfg.set_main_option("golive.runtime_role", runtime_role)
+    if door_role:
+        cfg.set_main_option("golive.door_role", door_role)
     return cfg
 
 
-def upgrade(url: str, revision: str = "head", *, runtime_role: str | None = None) -> None:
+def upgrade(url: str, revision: str = "head", *, runtime_role: str | None = None,
+            door_role: str | None = None) -> None:
     """Apply the bot's migrations up to ``revision`` as the owner role at ``url``, granting
-    ``runtime_role`` (default golive_runtime) what the bot needs."""
+    ``runtime_role`` (default golive_runtime) what the bot needs and ``door_role`` (default
+    golive_door) the inbox's INSERT, which only the door has."""
     from alembic import command
 
-    command.upgrade(alembic_config(url, runtime_role=runtime_role), revision)
+    command.upgrade(alembic_config(url, runtime_role=runtime_role, door_role=door_role),
+                    revision)
 
 
-def downgrade(url: str, revision: str, *, runtime_role: str | None = None) -> None:
+def downgrade(url: str, revision: str, *, runtime_role: str | None = None,
+              door_role: str | None = None) -> None:
     from alembic import command
 
-    command.downgrade(alembic_config(url, runtime_role=runtime_role), revision)
+    command.downgrade(alembic_config(url, runtime_role=runtime_role, door_role=door_role),
+                      revision)
 
 
 def current_revision(url: str) -> str | None:

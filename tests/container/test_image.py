@@ -67,7 +67,8 @@ class Stack:
         self.env_file = tmp / "compose.env"
         self.env_file.write_text("\n".join(f"{k}={v}" for k, v in {
             "POSTGRES_PASSWORD": self.super_pw, "GOLIVE_OWNER_PASSWORD": self.owner_pw,
-            "GOLIVE_RUNTIME_PASSWORD": runtime_pw, "GOLIVE_AUDIT_KEY": secrets.token_hex(32),
+            "GOLIVE_RUNTIME_PASSWORD": runtime_pw,
+            "GOLIVE_DOOR_PASSWORD": secrets.token_hex(12), "GOLIVE_AUDIT_KEY": secrets.token_hex(32),
             "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
             "SLACK_API_URL": self.sandbox.api_url, "DOCKER_GID": str(os.stat(DOCKER_SOCK).st_gid),
             "GOLIVE_CONFIG_FILE": str(config),
@@ -171,7 +172,9 @@ def test_the_bot_connects_as_the_runtime_role_not_the_owner(stack):
         roles = {r[0] for r in conn.execute(
             "SELECT usename FROM pg_stat_activity WHERE datname = 'golive'"
             " AND backend_type = 'client backend' AND pid <> pg_backend_pid()")}
-    assert roles == {"golive_runtime"}, f"the bot's database sessions run as {roles}"
+    # the work side as the runtime role, the door (the inbox's only writer) as the door role
+    assert roles == {"golive_runtime", "golive_door"}, \
+        f"the bot's database sessions run as {roles}"
     logs = run(["docker", "logs", stack.container("bot")])
     assert "audit log:" not in logs.stdout + logs.stderr, \
         f"the bot warns that its role could rewrite the audit log:\n{logs.stderr[-1500:]}"

@@ -70,25 +70,29 @@ def test_verify_and_serve_warn_when_running_as_a_role_that_can_rewrite_the_log(
 
 @pytest.fixture
 def two_role_db():
-    """A database owned by a plain (non-superuser) owner role, and a runtime role: the
-    documented production setup, created the way an operator (or CI) would."""
+    """A database owned by a plain (non-superuser) owner role, a runtime role and a door role:
+    the documented production setup, created the way an operator (or CI) would."""
     suffix = uuid.uuid4().hex[:8]
     owner, runtime, name = f"golive_own_{suffix}", f"golive_rt_{suffix}", f"golive_2r_{suffix}"
+    door = f"golive_door_{suffix}"
     with psycopg.connect(pg.ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE ROLE "{owner}" LOGIN')
         conn.execute(f'CREATE ROLE "{runtime}" LOGIN')
+        conn.execute(f'CREATE ROLE "{door}" LOGIN')
         conn.execute(f'CREATE DATABASE "{name}" OWNER "{owner}"')
     url = pg.db_url(name)
-    yield pg.as_role(url, owner), pg.as_role(url, runtime), runtime
+    yield pg.as_role(url, owner), pg.as_role(url, runtime), runtime, door
     pg.drop_database(name)
     with psycopg.connect(pg.ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP ROLE IF EXISTS "{door}"')
         conn.execute(f'DROP ROLE IF EXISTS "{runtime}"')
         conn.execute(f'DROP ROLE IF EXISTS "{owner}"')
 
 
 def test_two_roles_migrate_as_owner_and_the_runtime_role_cannot_rewrite(two_role_db):
-    owner_url, runtime_url, runtime = two_role_db
-    env = {"GOLIVE_MIGRATIONS_DATABASE_URL": owner_url, "GOLIVE_RUNTIME_ROLE": runtime}
+    owner_url, runtime_url, runtime, door = two_role_db
+    env = {"GOLIVE_MIGRATIONS_DATABASE_URL": owner_url, "GOLIVE_RUNTIME_ROLE": runtime,
+           "GOLIVE_DOOR_ROLE": door}
     r = golive("db", "upgrade", url=runtime_url, env=env)
     assert r.returncode == 0, r.stderr
     with psycopg.connect(runtime_url, row_factory=dict_row) as conn:

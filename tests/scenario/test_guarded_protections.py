@@ -269,6 +269,8 @@ class InboxRig:
         from tests.support import pg
 
         self.db = Database(pg.runtime_url(db_url))
+        self.door_db = Database(pg.door_url(db_url))  # only the door role writes the inbox
+        self.door_db.open(wait=True)
         self.db.open(wait=True)
         self.inbox = Inbox(self.db)
         self.effects: list[bytes] = []
@@ -277,7 +279,7 @@ class InboxRig:
         """As the door records a verified request (bot/server.py)."""
         from bot.store import repo
 
-        with self.db.connection(autocommit=True) as conn:
+        with self.door_db.connection(autocommit=True) as conn:
             return repo.inbox_insert(conn, sig_key=body.hex(), kind="command",
                                      channel="C_CUTOVER", body=body, owner="")
 
@@ -285,6 +287,7 @@ class InboxRig:
         return self.inbox.handle(inbox_id, "C_CUTOVER", lambda: self.effects.append(body))
 
     def close(self) -> None:
+        self.door_db.close()
         self.inbox.stop()
         self.db.close()
 

@@ -96,9 +96,11 @@ def bot_environ(sandbox: SandboxServer, db_url: str, tmp_path: Path, config: str
     """The bot's environment: the sandbox's Slack, the config written to ``tmp_path``."""
     cfg_path = tmp_path / "golive.toml"
     cfg_path.write_text(config, encoding="utf-8")
-    # The bot connects as the runtime role, as in production; db_url is the owner's.
+    # The bot connects as the runtime role and its door as the door role, as in production;
+    # db_url is the owner's.
     return {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
             "SLACK_API_URL": sandbox.api_url, "DATABASE_URL": pg.runtime_url(db_url),
+            "GOLIVE_DOOR_DATABASE_URL": pg.door_url(db_url),
             "GOLIVE_MIGRATIONS_DATABASE_URL": db_url, "GOLIVE_AUDIT_KEY": pg.TEST_AUDIT_KEY,
             "GOLIVE_CONFIG": str(cfg_path), **(env or {})}
 

@@ -1,10 +1,10 @@
 """A throwaway PostgreSQL database per test session, on the server CI provides.
 
-Two roles, as in production: the database's owner (the admin URL's user) runs migrations and
-the helpers that poke the database directly; the bot connects as a runtime role that the
-migrations grant only what the bot needs. The runtime role and every database are unique per
-test process (and name its pytest-xdist worker) because several test sessions and workers share
-one server.
+Three roles, as in production: the database's owner (the admin URL's user) runs migrations
+and the helpers that poke the database directly; the bot connects as a runtime role that the
+migrations grant only what the bot needs, and its door as a door role, the only one that may
+write an inbox row. The roles and every database are unique per test process (and name its
+pytest-xdist worker) because several test sessions and workers share one server.
 """
 
 from __future__ import annotations
@@ -19,31 +19,50 @@ from psycopg.rows import dict_row
 
 ADMIN_URL = os.environ.get("GOLIVE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")  # gw0, gw1... under pytest-xdist
-RUNTIME_ROLE = f"golive_rt_{WORKER}_{uuid.uuid4().hex[:10]}"
+_SUFFIX = f"{WORKER}_{uuid.uuid4().hex[:10]}"
+RUNTIME_ROLE = f"golive_rt_{_SUFFIX}"
+DOOR_ROLE = f"golive_door_{_SUFFIX}"
 TEST_AUDIT_KEY = "golive-test-audit-key-not-secret-0123456789"
-_role_created = False
+_created: set[str] = set()
+
+
+def _ensure(role: str) -> str:
+    """Create ``role`` for this process (LOGIN, no password: the test server trusts loopback)."""
+    if role not in _created:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        _created.add(role)
+    return role
 
 
 def ensure_runtime_role() -> str:
-    """Create this process's runtime role (LOGIN, no password: the test server trusts loopback)."""
-    global _role_created
-    if not _role_created:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE ROLE "{RUNTIME_ROLE}" LOGIN')
-        _role_created = True
-    return RUNTIME_ROLE
+    """This process's runtime role: what the bot's work side runs as."""
+    return _ensure(RUNTIME_ROLE)
+
+
+def ensure_door_role() -> str:
+    """This process's door role: the only one that may write an inbox row."""
+    return _ensure(DOOR_ROLE)
 
 
 def drop_runtime_role() -> None:
-    """Drop the runtime role once the databases granting it are gone (best effort)."""
-    global _role_created
-    if _role_created:
+    """Drop the runtime and door roles once the databases granting them are gone (best
+    effort)."""
+    for role in sorted(_created):
         try:
             with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-                conn.execute(f'DROP ROLE IF EXISTS "{RUNTIME_ROLE}"')
-            _role_created = False
+                conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+            _created.discard(role)
         except psycopg.Error:
             pass  # still granted in a database someone keeps: the role stays, harmless
+
+
+def upgrade(url: str) -> None:
+    """The bot's schema at head in the database at ``url`` (the owner's), granting this
+    process's runtime and door roles."""
+    from bot.store import db
+
+    db.upgrade(url, runtime_role=ensure_runtime_role(), door_role=ensure_door_role())
 
 
 def as_role(url: str, role: str) -> str:
@@ -56,6 +75,11 @@ def as_role(url: str, role: str) -> str:
 def runtime_url(url: str) -> str:
     """The same database as the bot's runtime role sees it."""
     return as_role(url, ensure_runtime_role())
+
+
+def door_url(url: str) -> str:
+    """The same database as the bot's door role sees it."""
+    return as_role(url, ensure_door_role())
 
 
 def db_url(name: str) -> str:
