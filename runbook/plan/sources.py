@@ -378,22 +378,30 @@ def migration_plan(target: TargetConfig, inputs: PlanInputs, secrets: Mapping[st
         return MigrationPlan(current=current, head=head, chain=chain), unresolved
     sql = down = ""
     findings: tuple[str, ...] = ()
-    try:
-        sql = mask(runner.offline_sql(OFFLINE_URL, current, timeout=m.timeout_s), secrets)
-    except Exception as e:  # noqa: BLE001
-        unresolved.append(Unresolved("upgrade SQL", _why(e, secrets)))
-    if sql and inputs.squawk:
+
+    def downgrade_sql() -> str:
+        return mask(runner.run(["downgrade", f"{head}:{current}", "--sql"], url=OFFLINE_URL,
+                               timeout=m.timeout_s, what="alembic downgrade --sql").stdout,
+                    secrets)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="plan-downgrade") as pool:
+        # the rollback's downgrade SQL renders while the upgrade's renders and is linted
+        down_f = pool.submit(downgrade_sql) if isinstance(
+            runner, alembic_cli.ImageRunner) and current else None
         try:
-            findings = tuple(str(f) for f in squawk.lint(sql))
+            sql = mask(runner.offline_sql(OFFLINE_URL, current, timeout=m.timeout_s), secrets)
         except Exception as e:  # noqa: BLE001
-            unresolved.append(Unresolved("squawk", _why(e, secrets)))
-    if isinstance(runner, alembic_cli.ImageRunner) and current:
-        try:
-            down = mask(runner.run(["downgrade", f"{head}:{current}", "--sql"], url=OFFLINE_URL,
-                                   timeout=m.timeout_s, what="alembic downgrade --sql").stdout,
-                        secrets)
-        except Exception as e:  # noqa: BLE001
-            unresolved.append(Unresolved("downgrade SQL", _why(e, secrets)))
+            unresolved.append(Unresolved("upgrade SQL", _why(e, secrets)))
+        if sql and inputs.squawk:
+            try:
+                findings = tuple(str(f) for f in squawk.lint(sql))
+            except Exception as e:  # noqa: BLE001
+                unresolved.append(Unresolved("squawk", _why(e, secrets)))
+        if down_f is not None:
+            try:
+                down = down_f.result()
+            except Exception as e:  # noqa: BLE001
+                unresolved.append(Unresolved("downgrade SQL", _why(e, secrets)))
     return MigrationPlan(current=current, head=head, chain=chain, sql=sql, findings=findings,
                          down_sql=down), unresolved
 
@@ -566,8 +574,10 @@ def _step(step: Step, runbook: Runbook, target: TargetConfig, inputs: PlanInputs
 
 
 def compute(runbook: Runbook, target: TargetConfig, inputs: PlanInputs, *,
-            deployer: Any = None, runner: Any = None) -> Plan:
-    """The whole night, from the real sources, changing nothing."""
+            deployer: Any = None, runner: Any = None,
+            timings: dict[str, float] | None = None) -> Plan:
+    """The whole night, from the real sources, changing nothing. ``timings``: filled with
+    how long the services (registry, compose) and the migrations (database, image) took."""
     secrets = {**target.secrets(), **dict(inputs.secrets)}
     found = _Found()
     plan_unresolved: list[Unresolved] = []
@@ -619,6 +629,8 @@ def compute(runbook: Runbook, target: TargetConfig, inputs: PlanInputs, *,
     steps = [replace(s, way_back=_way_back(runbook.step(s.step_id), runbook, by_id,
                                            inputs.run_facts)) for s in steps]
     found.timings["total_s"] = time.monotonic() - t0
+    if timings is not None:
+        timings.update(found.timings)
     return Plan(runbook=runbook.name, runbook_version=runbook.version,
                 target=target.name or (target.deployer.kind if target.deployer else ""),
                 rc_tag=tag, run_id=inputs.run_id,
