@@ -152,7 +152,7 @@ def build_runtime(settings: Settings) -> Runtime:
                         secrets=secrets,
                         base_dir=settings.config_path.parent if settings.config_path else None)
     CanaryCards(secrets).register(sender)
-    autopilot = Autopilot(db=db, engine=engine, outbox=outbox, now=deps.now)
+    autopilot = Autopilot(db=db, engine=engine, outbox=outbox, now=deps.now, config=cfg)
     register_autopilot(sender)
     plans = PlanService(db=db, runbook=engine.runbook, target=cfg.target, config=cfg,
                         secrets=secrets, audit_key=settings.audit_key, now=deps.now,

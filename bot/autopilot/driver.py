@@ -26,7 +26,7 @@ from typing import Any
 
 import psycopg
 
-from bot.autopilot import store
+from bot.autopilot import deadlines, store
 from bot.engine import Refused
 from bot.loops import Loop
 from bot.slack import blocks
@@ -57,9 +57,13 @@ class Autopilot:
 
     def __init__(self, *, db: Any, engine: Any, outbox: Any,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 tick_s: float = TICK_S) -> None:
+                 tick_s: float = TICK_S, config: Any = None) -> None:
         self.db, self.engine, self.outbox, self.now = db, engine, outbox, now
         self.runbook = engine.runbook
+        # the reminders, escalations and "overdue" notices (None without a config)
+        self.deadlines = deadlines.DeadlineWatch(
+            db=db, runbook=self.runbook, outbox=outbox, config=config, now=now) \
+            if config is not None else None
         self.tick_s = tick_s
         self._loop = Loop("golive-autopilot")
         self._wake = threading.Event()
@@ -189,6 +193,8 @@ class Autopilot:
         while not self._loop.stopping.is_set():
             try:
                 self.tick()
+                if self.deadlines is not None:
+                    self.deadlines.tick()
             except Exception:  # the database may be away: try again next tick
                 log.exception("autopilot tick failed")
             self._wake.wait(self.tick_s)
@@ -204,5 +210,6 @@ def render_stop(conn: psycopg.Connection, ref: str, data: Any) -> dict | None:
 
 
 def register(sender: Any) -> None:
-    """Tell the outbox sender how to render the autopilot's notices."""
+    """Tell the outbox sender how to render the autopilot's notices and the deadlines'."""
     sender.register(KEY, render_stop)
+    deadlines.register(sender)

@@ -1,0 +1,144 @@
+"""Deadlines on the channel (issue 21, part of): the reminder at half time and the escalation to
+the backup group for every open approval request of the active run, and "overdue" once for a
+running step past its expected duration. When is decided by the pure rules
+(``runbook.rules.deadlines``); this module reads the rows, and posts each notice once in the
+card's thread through the outbox (its key is the record that it was sent: a touched key is never
+posted again, so two replicas or a restart cannot repeat it).
+
+Expiry stays the engine's: an approval expires at its ``expires_at`` (``[approvers]
+expiry_minutes``). The deadline of a step (``deadline = "20m"``) and the extension after the
+escalation need the engine to set ``expires_at`` to :func:`runbook.rules.deadlines.final_deadline`
+when it creates the request (not built here: bot/engine is being refactored).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from bot.slack import blocks
+from bot.store import repo
+from runbook.rules import deadlines as rule
+
+KEY = "deadline"
+LOCK = 0x60_11_7E_21  # one replica posts the notices of a tick (pg_try_advisory_xact_lock)
+
+
+class DeadlineWatch:
+    """See the module docstring. ``config``: the bot's GoliveConfig (approvers, operators)."""
+
+    def __init__(self, *, db: Any, runbook: Any, outbox: Any, config: Any,
+                 now: Callable[[], datetime]) -> None:
+        self.db, self.runbook, self.outbox, self.config, self.now = (db, runbook, outbox,
+                                                                     config, now)
+
+    def tick(self) -> list[str]:
+        """Post what is due now; the keys of the notices queued."""
+        with self.db.transaction() as conn:
+            if not conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS ok",
+                                (LOCK,)).fetchone()["ok"]:
+                return []
+            run = repo.active_run(conn)
+            if run is None:
+                return []
+            return self._approvals(conn, run) + self._overdue(conn, run)
+
+    # ------------------------------------------------------------------ approvals
+    def _approvals(self, conn: psycopg.Connection, run: dict) -> list[str]:
+        cfg = self.config.approvers
+        found = conn.execute(
+            "SELECT a.*, e.id AS exe_id FROM approvals a"
+            " LEFT JOIN step_executions e ON e.approval_id = a.id"
+            " WHERE a.run_id = %s AND a.status = 'pending' ORDER BY a.id",
+            (run["id"],)).fetchall()
+        out: list[str] = []
+        for a in found:
+            step = self._step(a["step_id"])
+            seconds = step.deadline_s if step is not None and step.deadline_s else \
+                cfg.deadline * 60
+            card = rule.Open(opened_at=a["created_at"], deadline=timedelta(seconds=seconds),
+                             backup_group=cfg.backup_group)
+            keys = {ev: f"{KEY}:{ev.value}:approval:{a['id']}"
+                    for ev in (rule.Event.REMIND, rule.Event.ESCALATE)}
+            sent = [ev for ev, k in keys.items() if self.outbox.exists(conn, k)]
+            for ev in rule.due(card, now=self.now(), sent=sent):
+                if ev not in keys:
+                    continue  # the expiry is the engine's (see the module docstring)
+                thread = f"card:exe:{a['exe_id']}" if a["exe_id"] else f"card:approval:{a['id']}"
+                self.outbox.touch(conn, key=keys[ev], channel=a["channel"],
+                                  thread_key=thread,
+                                  data={"text": self._approval_text(ev, a, card)})
+                out.append(keys[ev])
+        return out
+
+    def _step(self, step_id: str) -> Any:
+        try:
+            return self.runbook.step(step_id)
+        except KeyError:
+            return None  # the rollback request's pseudo step
+
+    def _approval_text(self, ev: rule.Event, a: dict, card: rule.Open) -> str:
+        groups = self.config.approvers.groups
+        if ev is rule.Event.ESCALATE:
+            backup = card.backup_group or ""
+            who = f"<!subteam^{groups[backup]}>" if backup in groups else blocks.esc(backup)
+            left = rule.final_deadline(card) - self.now()
+            return (f"⏰ Nobody answered {blocks.esc(a['action'])} by its deadline: {who} "
+                    f"(backup approvers), please decide. It expires in "
+                    f"{_minutes(left)} unless someone approves it; then nothing runs.")
+        # the gate's groups; a gate naming none is any configured approver
+        named = [groups[g] for g in (a["groups"] or groups) if g in groups]
+        who = " ".join(f"<!subteam^{s}>" for s in named) or \
+            " ".join(f"<@{u}>" for u in self.config.approvers.users) or "approvers"
+        left = card.opened_at + card.deadline - self.now()
+        return (f"⏳ Reminder: {blocks.esc(a['action'])} (requested by <@{a['requester']}>) "
+                f"waits for an approval; {_minutes(left)} left. {who}")
+
+    # ------------------------------------------------------------------ overdue
+    def _overdue(self, conn: psycopg.Connection, run: dict) -> list[str]:
+        out: list[str] = []
+        running = conn.execute("SELECT * FROM step_executions WHERE run_id = %s AND state ="
+                               " 'running' AND started_at IS NOT NULL ORDER BY id",
+                               (run["id"],)).fetchall()
+        for exe in running:
+            step = self._step(exe["step_id"])
+            key = f"{KEY}:overdue:exe:{exe['id']}"
+            if step is None or self.outbox.exists(conn, key):
+                continue
+            earlier = [float(r["s"]) for r in conn.execute(
+                "SELECT extract(epoch FROM finished_at - started_at) AS s FROM step_executions"
+                " WHERE step_id = %s AND state = 'succeeded' AND started_at IS NOT NULL"
+                " AND finished_at IS NOT NULL AND id <> %s ORDER BY id DESC LIMIT 20",
+                (exe["step_id"], exe["id"])).fetchall()]
+            if not rule.overdue(started_at=exe["started_at"], now=self.now(), earlier=earlier,
+                                timeout_s=step.timeout_s, sent=()):
+                continue
+            expected = rule.expected_duration(earlier, step.timeout_s)
+            basis = "its median of earlier runs" if earlier else "half its timeout"
+            ops = self.config.effective_operators()
+            who = " ".join([*(f"<@{u}>" for u in ops.users),
+                            *(f"<!subteam^{g}>" for g in ops.groups)]) or "operators"
+            self.outbox.touch(conn, key=key, channel=exe["channel"],
+                              thread_key=f"card:exe:{exe['id']}", data={"text": (
+                                  f"🐢 *{blocks.esc(step.title)}* is overdue: running "
+                                  f"{_minutes(self.now() - exe['started_at'])}, expected about "
+                                  f"{_minutes(timedelta(seconds=expected))} ({basis}). {who}")})
+            out.append(key)
+        return out
+
+
+def _minutes(d: timedelta) -> str:
+    s = max(0, int(d.total_seconds()))
+    return f"{s // 60} min" if s >= 60 else f"{s} s"
+
+
+def render(conn: psycopg.Connection, ref: str, data: Any) -> dict | None:
+    text = str((data or {}).get("text") or "")
+    return blocks.message(text[:3000], [blocks.section(blocks.clip(text))]) if text else None
+
+
+def register(sender: Any) -> None:
+    sender.register(KEY, render)
