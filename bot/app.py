@@ -109,7 +109,7 @@ class Listeners(CanaryListeners):
             return
         if cmd.name == "help":  # pure and static: answered here, never waiting on anything
             verdict = policy.decide(
-                action=policy.Action.HELP, actor=policy.ActorFacts(approvals.Actor(
+                action=policy.EntryPoint.HELP, actor=policy.ActorFacts(approvals.Actor(
                     field(command, "user_id") or "")), channel=field(command, "channel_id") or "",
                 rules=self.rules)
             body = as_body(cmd.handler(None, inv)) if verdict.allowed else {
@@ -157,7 +157,7 @@ class Listeners(CanaryListeners):
         cmd, inv = parsed
         action = policy.command_action(cmd.name, runbook_step=cmd.from_runbook)
         assert action is not None, f"/golive {cmd.name} has no policy action"
-        answered = action is policy.Action.HELP  # in the ack (ack_command): only record it
+        answered = action is policy.EntryPoint.HELP  # in the ack (ack_command): only record it
         if not self.allowed(action, user, channel, audit_text=text, facts=facts,
                             what=f"`/golive {cmd.name}`" if cmd.from_runbook else None,
                             send=lambda why: None if answered else respond(
@@ -182,7 +182,7 @@ class Listeners(CanaryListeners):
             respond(**as_body(reply))
 
     # ------------------------------------------------------------ approval cards
-    def vote(self, kind: str, act: policy.Action, body: dict, action: dict,
+    def vote(self, kind: str, act: policy.EntryPoint, body: dict, action: dict,
              respond: Callable[..., Any], context: Any) -> None:
         self.on_click(body, action, respond, context, act, lambda click: self.engine.click(
             approval_id=click.value, kind=kind, user_id=click.user, channel=click.channel,
@@ -190,15 +190,15 @@ class Listeners(CanaryListeners):
 
     def approve(self, body: dict, action: dict, respond: Callable[..., Any], context: Any
                 ) -> None:
-        self.vote("approve", policy.Action.APPROVE, body, action, respond, context)
+        self.vote("approve", policy.EntryPoint.APPROVE, body, action, respond, context)
 
     def cancel(self, body: dict, action: dict, respond: Callable[..., Any], context: Any
                ) -> None:
-        self.vote("cancel", policy.Action.CANCEL, body, action, respond, context)
+        self.vote("cancel", policy.EntryPoint.CANCEL, body, action, respond, context)
 
     def reject(self, body: dict, action: dict, respond: Callable[..., Any], client: Any,
                context: Any) -> None:
-        self.on_click(body, action, respond, context, policy.Action.REJECT,
+        self.on_click(body, action, respond, context, policy.EntryPoint.REJECT,
                       lambda click: self.open_reason(client, click, Callback.REJECT_REASON,
                                                      "Reject request",
                                                      "Why are you rejecting this?"),
@@ -208,7 +208,7 @@ class Listeners(CanaryListeners):
         meta = Metadata.read(body, view)
         if meta is None:
             return
-        self.submitted(context, policy.Action.REJECT_SUBMIT, meta, client, lambda: self.engine.click(
+        self.submitted(context, policy.EntryPoint.REJECT_SUBMIT, meta, client, lambda: self.engine.click(
             approval_id=meta.value, kind="reject", user_id=meta.user, channel=meta.channel,
             reason=reason_of(view), message_ts=meta.message_ts).message,
             about_rollback=self.about_rollback(meta.value))
@@ -216,13 +216,13 @@ class Listeners(CanaryListeners):
     # ------------------------------------------------------------ interrupted steps
     def retry(self, body: dict, action: dict, respond: Callable[..., Any], context: Any
               ) -> None:
-        self.on_click(body, action, respond, context, policy.Action.RETRY,
+        self.on_click(body, action, respond, context, policy.EntryPoint.RETRY,
                       lambda click: self.engine.retry(execution_id=click.value,
                                                       user_id=click.user, channel=click.channel))
 
     def mark_done(self, body: dict, action: dict, respond: Callable[..., Any], client: Any,
                   context: Any) -> None:
-        self.on_click(body, action, respond, context, policy.Action.MARK_DONE,
+        self.on_click(body, action, respond, context, policy.EntryPoint.MARK_DONE,
                       lambda click: self.open_reason(client, click, Callback.MARK_DONE_REASON,
                                                      "Mark step done",
                                                      "Why can this step be treated as done?"))
@@ -230,14 +230,14 @@ class Listeners(CanaryListeners):
     def mark_done_submitted(self, body: dict, view: dict, client: Any, context: Any) -> None:
         meta = Metadata.read(body, view)
         if meta is not None:
-            self.submitted(context, policy.Action.MARK_DONE_SUBMIT, meta, client,
+            self.submitted(context, policy.EntryPoint.MARK_DONE_SUBMIT, meta, client,
                            lambda: self.engine.mark_done(
                                execution_id=meta.value, user_id=meta.user,
                                channel=meta.channel, reason=reason_of(view)))
 
     def start_rollback(self, body: dict, action: dict, respond: Callable[..., Any],
                        context: Any) -> None:
-        self.on_click(body, action, respond, context, policy.Action.START_ROLLBACK,
+        self.on_click(body, action, respond, context, policy.EntryPoint.START_ROLLBACK,
                       lambda click: self.engine.request_rollback(
                           actor=Actor(click.user, click.channel),
                           reason=f"step interrupted (execution {click.value})"))
@@ -245,7 +245,7 @@ class Listeners(CanaryListeners):
     def alert_rollback(self, body: dict, action: dict, respond: Callable[..., Any],
                        context: Any) -> None:
         """Start rollback on a watch alert: the same action and engine call as the command."""
-        self.on_click(body, action, respond, context, policy.Action.START_ROLLBACK,
+        self.on_click(body, action, respond, context, policy.EntryPoint.START_ROLLBACK,
                       self.rollback_from_alert)
 
     def rollback_from_alert(self, click: Click) -> str:

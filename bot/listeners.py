@@ -73,7 +73,7 @@ class ListenerBase:
             fn(*a, **k)
 
     # ------------------------------------------------------------ policy and replies
-    def lookup(self, action: policy.Action, user: str) -> Facts:
+    def lookup(self, action: policy.EntryPoint, user: str) -> Facts:
         """Ask Slack what the rule for ``action`` needs to know about ``user`` now, before
         the inbox transaction opens: a slow users.info never holds the request's row lock
         (or a pooled connection) across a network call. A failed lookup fails when used."""
@@ -87,7 +87,7 @@ class ListenerBase:
             return fail
         return lambda: got
 
-    def facts(self, action: policy.Action, user: str) -> policy.ActorFacts:
+    def facts(self, action: policy.EntryPoint, user: str) -> policy.ActorFacts:
         """Look up only what the rule for ``action`` needs; a failed group lookup is None."""
         if not policy.needs_account(action):
             return policy.ActorFacts(approvals.Actor(user))
@@ -101,7 +101,7 @@ class ListenerBase:
                 operator = None
         return policy.ActorFacts(account, operator)
 
-    def allowed(self, action: policy.Action, user: str, channel: str, *,
+    def allowed(self, action: policy.EntryPoint, user: str, channel: str, *,
                 send: Callable[[str], Any], about_rollback: bool = False,
                 audit_text: str | None = None, what: str | None = None,
                 facts: Facts | None = None) -> bool:
@@ -123,7 +123,7 @@ class ListenerBase:
         send(verdict.reason)
         return False
 
-    def audit_refusal(self, user: str, channel: str, action: policy.Action, reason: str,
+    def audit_refusal(self, user: str, channel: str, action: policy.EntryPoint, reason: str,
                       code: str, text: str | None) -> None:
         try:
             if text is not None:
@@ -152,7 +152,7 @@ class ListenerBase:
             return Reply(f"Something went wrong on our side (error id `{err}`); nothing more "
                          "was done. The error is in the bot's log under that id.")
 
-    def act(self, action: policy.Action, user: str, channel: str, send: Callable[[str], Any],
+    def act(self, action: policy.EntryPoint, user: str, channel: str, send: Callable[[str], Any],
             work: Callable[[], str], *, about_rollback: bool = False, code: str = "engine",
             facts: Facts | None = None) -> None:
         """The shared life of a click or a submission: policy, work, reply (``send``), every
@@ -167,7 +167,7 @@ class ListenerBase:
 
     # ------------------------------------------------------------ buttons
     def on_click(self, body: Any, action: Any, respond: Callable[..., Any], context: Any,
-                 act: policy.Action, work: Callable[[Click], str], *,
+                 act: policy.EntryPoint, work: Callable[[Click], str], *,
                  about_rollback: Callable[[Click], bool] | None = None) -> None:
         """A button's lazy half, handled in order through the inbox: read the click, then
         :meth:`act` on it with an ephemeral reply (a malformed click is logged, nothing more).
@@ -211,7 +211,7 @@ class ListenerBase:
         return ""
 
     # ------------------------------------------------------------ modals
-    def submitted(self, context: Any, action: policy.Action, meta: Metadata, client: Any,
+    def submitted(self, context: Any, action: policy.EntryPoint, meta: Metadata, client: Any,
                   work: Callable[[], str], *, about_rollback: bool = False) -> None:
         """A reason modal's lazy half: :meth:`act` in order, the reply an ephemeral message."""
         def say(text: str) -> None:

@@ -86,7 +86,7 @@ class CanaryListeners(ListenerBase):
 
     # ------------------------------------------------------------ buttons
     def _canary_click(self, body: Any, action: Any, respond: Callable[..., Any], context: Any,
-                      act: policy.Action, work: Callable[[Click], str]) -> None:
+                      act: policy.EntryPoint, work: Callable[[Click], str]) -> None:
         """A click counts only on the canary message it belongs to."""
         if self.canary is None:
             return
@@ -104,13 +104,13 @@ class CanaryListeners(ListenerBase):
 
     def canary_deposit(self, body: dict, action: dict, respond: Callable[..., Any], client: Any,
                        context: Any) -> None:
-        self._canary_click(body, action, respond, context, policy.Action.CANARY_REPORT,
+        self._canary_click(body, action, respond, context, policy.EntryPoint.CANARY_REPORT,
                            lambda c: self._open(client, c, "deposit", lambda m: report_modal(
                                m, "deposit", self._hint("deposit"))))
 
     def canary_withdrawal(self, body: dict, action: dict, respond: Callable[..., Any],
                           client: Any, context: Any) -> None:
-        self._canary_click(body, action, respond, context, policy.Action.CANARY_REPORT,
+        self._canary_click(body, action, respond, context, policy.EntryPoint.CANARY_REPORT,
                            lambda c: self._open(client, c, "withdrawal", lambda m: report_modal(
                                m, "withdrawal", self._hint("withdrawal"))))
 
@@ -122,17 +122,17 @@ class CanaryListeners(ListenerBase):
 
     def canary_evidence(self, body: dict, action: dict, respond: Callable[..., Any],
                         context: Any) -> None:
-        self._canary_click(body, action, respond, context, policy.Action.CANARY_EVIDENCE,
+        self._canary_click(body, action, respond, context, policy.EntryPoint.CANARY_EVIDENCE,
                            lambda c: self.canary.collect(c.value, by=c.user))
 
     def canary_sign(self, body: dict, action: dict, respond: Callable[..., Any], client: Any,
                     context: Any) -> None:
-        self._canary_click(body, action, respond, context, policy.Action.CANARY_SIGN,
+        self._canary_click(body, action, respond, context, policy.EntryPoint.CANARY_SIGN,
                            lambda c: self._open(client, c, "sign", sign_modal))
 
     def canary_reject(self, body: dict, action: dict, respond: Callable[..., Any], client: Any,
                       context: Any) -> None:
-        self._canary_click(body, action, respond, context, policy.Action.CANARY_SIGN,
+        self._canary_click(body, action, respond, context, policy.EntryPoint.CANARY_SIGN,
                            lambda c: self._open(client, c, "reject", lambda m: reason_modal(
                                callback_id=Callback.CANARY_REJECT, title="Reject the canary",
                                label="Why is this canary a NO-GO?",
@@ -141,14 +141,14 @@ class CanaryListeners(ListenerBase):
     def canary_rollback(self, body: dict, action: dict, respond: Callable[..., Any],
                         context: Any) -> None:
         """Start rollback after a NO-GO: the same action and engine call as the command."""
-        self._canary_click(body, action, respond, context, policy.Action.CANARY_ROLLBACK,
+        self._canary_click(body, action, respond, context, policy.EntryPoint.CANARY_ROLLBACK,
                            lambda c: self.engine.request_rollback(
                                actor=Actor(c.user, c.channel),
                                reason=f"canary NO-GO (canary #{c.value})"))
 
     # ------------------------------------------------------------ modals
     def _canary_submitted(self, body: Any, view: Any, client: Any, context: Any,
-                          act: policy.Action, work: Callable[[CanaryMeta], Any]) -> None:
+                          act: policy.EntryPoint, work: Callable[[CanaryMeta], Any]) -> None:
         meta = CanaryMeta.read(body, view)
         if meta is None or self.canary is None:
             return
@@ -190,10 +190,10 @@ class CanaryListeners(ListenerBase):
             if v is not None:
                 after.append(v)
             return ""  # the thread has the reply
-        self._canary_submitted(body, view, client, context, policy.Action.CANARY_REPORT, work)
+        self._canary_submitted(body, view, client, context, policy.EntryPoint.CANARY_REPORT, work)
 
     def canary_sign_submitted(self, body: dict, view: dict, client: Any, context: Any) -> None:
-        self._canary_submitted(body, view, client, context, policy.Action.CANARY_SIGN,
+        self._canary_submitted(body, view, client, context, policy.EntryPoint.CANARY_SIGN,
                                lambda meta, _: self.canary.sign(
                                    meta.canary, meta.user, decision="sign",
                                    note=input_value(view, Block.CANARY_NOTE, Block.CANARY_NOTE_INPUT))
@@ -201,7 +201,7 @@ class CanaryListeners(ListenerBase):
 
     def canary_reject_submitted(self, body: dict, view: dict, client: Any, context: Any
                                 ) -> None:
-        self._canary_submitted(body, view, client, context, policy.Action.CANARY_SIGN,
+        self._canary_submitted(body, view, client, context, policy.EntryPoint.CANARY_SIGN,
                                lambda meta, _: self.canary.sign(
                                    meta.canary, meta.user, decision="reject",
                                    note=reason_of(view)) and "")

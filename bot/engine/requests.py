@@ -255,7 +255,7 @@ class Requests(RollbackRequests):
             votes = repo.approval_votes(conn, approval_id=approval_id)
             request = _request_from_row(a, votes)
             current_hash = self._current_hash(conn, a)
-            decision = rule.decide(request, rule.Click(kind=kind, actor=actor,
+            decision = rule.decide(request, rule.ApprovalClick(kind=kind, actor=actor,
                                                         current_params_hash=current_hash,
                                                         reason=reason),
                                    self.deps.now(), policy)
@@ -263,11 +263,11 @@ class Requests(RollbackRequests):
                         outcome=str(decision.refusal or decision.outcome), run_id=a["run_id"],
                         detail={"approval": approval_id, "step": a["step_id"],
                                 "reason": reason or None})
-            if decision.outcome in (rule.Outcome.APPROVED, rule.Outcome.PARTIAL):
+            if decision.outcome in (rule.DecisionOutcome.APPROVED, rule.DecisionOutcome.PARTIAL):
                 repo.insert_vote(conn, approval_id=approval_id, user_id=user_id, vote="approve",
                                  now=self.deps.now())
                 self._approval_changed(conn, a)  # the votes so far show on the card
-            if decision.outcome == rule.Outcome.REJECTED:
+            if decision.outcome == rule.DecisionOutcome.REJECTED:
                 repo.insert_vote(conn, approval_id=approval_id, user_id=user_id, vote="reject",
                                  now=self.deps.now())
             if decision.new_status != "pending" and a["status"] == "pending":

@@ -15,7 +15,7 @@ Row = dict[str, Any]
 
 def insert_result(conn: psycopg.Connection, *, run_id: int, execution_id: int,
                   rc_sha: str | None, result: Mapping[str, Any], now: datetime) -> Row | None:
-    """Record one finished check (``CheckResult.as_dict()``); None if already recorded."""
+    """Record one finished check (``PreflightResult.as_dict()``); None if already recorded."""
     return conn.execute(
         "INSERT INTO preflight_results (run_id, execution_id, rc_sha, check_name, status,"
         " finding, details, files, facts, duration_s, finished_at)"

@@ -24,7 +24,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from bot.store import repo
 from bot.watches import store
 from bot.watches.leader import Leader, NotLeader
-from runbook.watches.analysis import Event, new_state
+from runbook.watches.analysis import WatchEvent, new_state
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ class WatchRoom:
         except Exception as e:  # noqa: BLE001 - one failed save must not stop the schedule
             log.warning("watches: could not save %s: %s", name, type(e).__name__)
 
-    def _tell(self, conn: Any, run_id: int, key: str, e: Event, now: datetime) -> None:
+    def _tell(self, conn: Any, run_id: int, key: str, e: WatchEvent, now: datetime) -> None:
         if e.kind == "recovered":
             return  # the state change "breach → ok" already says it
         if e.kind == "rollback_trigger":

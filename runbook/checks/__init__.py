@@ -1,5 +1,5 @@
 """The pre-cutover checks (runbook sections 1 and 2A): one module per check, each
-``run(ctx) -> CheckResult``; ``build_specs`` turns the ``[preflight]`` config into the list the
+``run(ctx) -> PreflightResult``; ``build_specs`` turns the ``[preflight]`` config into the list the
 runner runs concurrently."""
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from runbook.checks import (
     release_freeze,
     team_scripts,
 )
-from runbook.checks.base import CheckContext, CheckResult
+from runbook.checks.base import CheckContext, PreflightResult
 from runbook.checks.config import CHECK_NAMES, PreflightConfig, normalise_check
 from runbook.checks.runner import CheckSpec
 
-CHECKS: dict[str, Callable[[CheckContext], CheckResult]] = {
+CHECKS: dict[str, Callable[[CheckContext], PreflightResult]] = {
     "release_freeze": release_freeze.run,
     "prod_config": prod_config.run,
     "backup_drill": backup_drill.run,

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from runbook.adapters import pgdump
-from runbook.checks.base import CheckContext, CheckFailed, CheckResult, Status
+from runbook.checks.base import CheckContext, CheckFailed, PreflightResult, Status
 from runbook.checks.config import BackupDrillConfig
 
 NAME = "backup_drill"
@@ -35,7 +35,7 @@ def _prune(directory: Path, stem: str, keep: int) -> None:
         p.unlink(missing_ok=True)
 
 
-def run(ctx: CheckContext) -> CheckResult:
+def run(ctx: CheckContext) -> PreflightResult:
     """Snapshot, restore into a scratch database, compare; lend the copy, then drop it."""
     lent = False
     try:
@@ -98,7 +98,7 @@ def run(ctx: CheckContext) -> CheckResult:
                                             else "") for t, n in source.counts.items()]
             if diffs:
                 details += ["mismatch: " + d for d in diffs]
-                return CheckResult(NAME, Status.FAIL, f"restore does not match the source: "
+                return PreflightResult(NAME, Status.FAIL, f"restore does not match the source: "
                                    f"{diffs[0]}" + (f" (+{len(diffs) - 1} more)"
                                                     if len(diffs) > 1 else ""), details,
                                    facts=facts)
@@ -113,7 +113,7 @@ def run(ctx: CheckContext) -> CheckResult:
             except pgdump.psycopg.Error as e:
                 details.append(f"could not drop the scratch database {name}: {_first(e)}")
         _prune(cfg.snapshot_dir, stem, cfg.keep_snapshots)
-        return CheckResult(NAME, Status.OK,
+        return PreflightResult(NAME, Status.OK,
                            f"snapshot {_human(size)} sha256 {sha[:12]}; restored in "
                            f"{restore_s:.1f} s; {len(source.counts)} tables, {rows} rows"
                            + (f" and {len(source.md5)} ledger md5s match" if source.md5 else

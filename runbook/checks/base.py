@@ -1,7 +1,7 @@
 """Shared types of the preflight checks: the context a check gets and the result it returns.
 
 Pure: no Slack, no bot database. A check reads its config section, talks to the world through
-``runbook.adapters`` and returns a ``CheckResult``; it raises ``CheckFailed`` (or anything) to
+``runbook.adapters`` and returns a ``PreflightResult``; it raises ``CheckFailed`` (or anything) to
 fail, and the runner turns every outcome into a result that is safe to show (masked).
 """
 
@@ -40,7 +40,7 @@ def worst(statuses: list[Status] | tuple[Status, ...]) -> Status:
 
 
 @dataclass
-class CheckResult:
+class PreflightResult:
     """What one check found: a status, one line for the checklist, details for the thread."""
 
     name: str
@@ -143,7 +143,7 @@ def last4(secret: str | None) -> str:
     return f"{MASK}{secret[-4:]}" if len(secret) > 8 else MASK
 
 
-def masked_result(result: CheckResult, secrets: Mapping[str, str]) -> CheckResult:
+def masked_result(result: PreflightResult, secrets: Mapping[str, str]) -> PreflightResult:
     """``result`` with every secret masked in its finding, details, files and facts."""
 
     def m(value: Any) -> Any:
@@ -155,6 +155,6 @@ def masked_result(result: CheckResult, secrets: Mapping[str, str]) -> CheckResul
             return [m(v) for v in value]
         return value
 
-    return CheckResult(name=result.name, status=result.status, finding=m(result.finding),
+    return PreflightResult(name=result.name, status=result.status, finding=m(result.finding),
                        details=m(result.details), files=m(result.files), facts=m(result.facts),
                        duration_s=result.duration_s)

@@ -17,7 +17,7 @@ from typing import Any
 
 from runbook.adapters import alembic_cli, pgdump, squawk
 from runbook.checks.backup_drill import PROD_COPY, PROD_COPY_DONE
-from runbook.checks.base import CheckContext, CheckFailed, CheckResult, Status, worst
+from runbook.checks.base import CheckContext, CheckFailed, PreflightResult, Status, worst
 from runbook.checks.config import MigrationCheckConfig
 
 NAME = "migration_check"
@@ -25,7 +25,7 @@ _SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|TOKEN|SECRET|DATABASE_URL|DSN|URL|A
                           re.IGNORECASE)
 
 
-def run(ctx: CheckContext) -> CheckResult:
+def run(ctx: CheckContext) -> PreflightResult:
     """Compare revisions, produce and lint the SQL, upgrade the prod copy."""
     try:
         return _run(ctx)
@@ -76,7 +76,7 @@ def _where(cfg: MigrationCheckConfig) -> str:
     return ("image" if cfg.run_mode == "image" else "script_location")
 
 
-def _run(ctx: CheckContext) -> CheckResult:
+def _run(ctx: CheckContext) -> PreflightResult:
     cfg: MigrationCheckConfig = ctx.require_config(NAME)
     target, admin = _urls(ctx, cfg)
     ctx.add_secret("migration_check.database_url", target)
@@ -123,7 +123,7 @@ def _run(ctx: CheckContext) -> CheckResult:
     status = worst([s for s, _ in parts] or [Status.OK])
     lead = (f"{current or 'base'} → {head} pending" if pending else f"at head {head}")
     shown = [f for s, f in parts if s != Status.OK] or [f for _, f in parts]
-    return CheckResult(NAME, status, "; ".join([lead, *shown]), details, files, facts)
+    return PreflightResult(NAME, status, "; ".join([lead, *shown]), details, files, facts)
 
 
 def _render(ctx: CheckContext, cfg: MigrationCheckConfig, runner: Any, url: str,

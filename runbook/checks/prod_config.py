@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from runbook.adapters import envsource
-from runbook.checks.base import CheckContext, CheckFailed, CheckResult, Status, last4, worst
+from runbook.checks.base import CheckContext, CheckFailed, PreflightResult, Status, last4, worst
 from runbook.checks.config import SECRET_NAME, EnvRule, ProdConfigConfig
 
 NAME = "prod_config"
@@ -141,7 +141,7 @@ def evaluate(rule: EnvRule, value: str | None, timeout: float) -> Rule:
     return Status.OK, f"{name} as required ({shown})"
 
 
-def run(ctx: CheckContext) -> CheckResult:
+def run(ctx: CheckContext) -> PreflightResult:
     """Verify the target's environment against the team's rules."""
     cfg: ProdConfigConfig = ctx.require_config(NAME)
     if not cfg.rules:
@@ -161,4 +161,4 @@ def run(ctx: CheckContext) -> CheckResult:
     finding = (f"all {len(rules)} rules pass" if not failed else
                "; ".join(failed[:3]) + (f" (+{len(failed) - 3} more)" if len(failed) > 3 else ""))
     details = [f"{'✅' if s == Status.OK else '❌'} {m}" for s, m in rules]
-    return CheckResult(NAME, status, finding, details, facts={"prod_config_source": cfg.source})
+    return PreflightResult(NAME, status, finding, details, facts={"prod_config_source": cfg.source})

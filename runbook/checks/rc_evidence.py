@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from runbook.adapters.junit import JUnitError, count
-from runbook.checks.base import CheckContext, CheckFailed, CheckResult, Status, worst
+from runbook.checks.base import CheckContext, CheckFailed, PreflightResult, Status, worst
 from runbook.checks.config import JUnitSuite, RcEvidenceConfig, Route
 
 NAME = "rc_evidence"
@@ -101,7 +101,7 @@ def route_part(route: Route, timeout: float) -> Part:
                              f"{str(e)[:120]}")
 
 
-def run(ctx: CheckContext) -> CheckResult:
+def run(ctx: CheckContext) -> PreflightResult:
     """Check the RC's test reports, its routes and its artifacts manifest (each as configured)."""
     cfg: RcEvidenceConfig = ctx.require_config(NAME)
     if cfg.empty:
@@ -131,5 +131,5 @@ def run(ctx: CheckContext) -> CheckResult:
     status = worst([s for s, _ in parts])
     shown = [f for s, f in parts if s != Status.OK] if status != Status.OK else \
         [f for _, f in parts]
-    return CheckResult(NAME, status, "; ".join(shown), details,
+    return PreflightResult(NAME, status, "; ".join(shown), details,
                        facts={"rc_evidence_dir": str(base)} if base else {})

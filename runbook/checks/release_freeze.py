@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from runbook.adapters import gitrepo
 from runbook.adapters.github import GitHub, GitHubError, TagTarget
 from runbook.adapters.registry import RegistryError, image_revision
-from runbook.checks.base import CheckContext, CheckFailed, CheckResult, Status, worst
+from runbook.checks.base import CheckContext, CheckFailed, PreflightResult, Status, worst
 from runbook.checks.config import ReleaseFreezeConfig
 
 NAME = "release_freeze"
@@ -176,7 +176,7 @@ def _from_github(ctx: CheckContext, cfg: ReleaseFreezeConfig,
         gh.close()
 
 
-def run(ctx: CheckContext) -> CheckResult:
+def run(ctx: CheckContext) -> PreflightResult:
     """Check the RC tag's commit, the image's revision label and (GitHub) the branch lock."""
     cfg: ReleaseFreezeConfig = ctx.require_config(NAME)
     if not ctx.rc_tag:
@@ -187,4 +187,4 @@ def run(ctx: CheckContext) -> CheckResult:
     (_from_git if cfg.source == "git" else _from_github)(ctx, cfg, parts, details, facts)
     status = worst([s for s, _ in parts])
     shown = [f for s, f in parts if s == status] if status != Status.OK else [f for _, f in parts]
-    return CheckResult(NAME, status, "; ".join(shown), details, facts=facts)
+    return PreflightResult(NAME, status, "; ".join(shown), details, facts=facts)

@@ -18,15 +18,15 @@ from typing import Any
 from runbook.checks.base import (
     CheckContext,
     CheckFailed,
-    CheckResult,
     Peers,
+    PreflightResult,
     Progress,
     Status,
     masked_result,
     worst,
 )
 
-CheckFn = Callable[[CheckContext], CheckResult]
+CheckFn = Callable[[CheckContext], PreflightResult]
 
 
 @dataclass
@@ -41,7 +41,7 @@ class CheckSpec:
 
 @dataclass
 class PreflightReport:
-    results: dict[str, CheckResult]
+    results: dict[str, PreflightResult]
     """By check name, in the order the checks were given."""
     started_at: float
     duration_s: float
@@ -58,15 +58,15 @@ class PreflightReport:
         return self.status in (Status.OK, Status.WARN)
 
 
-def _call(spec: CheckSpec, ctx: CheckContext) -> CheckResult:
+def _call(spec: CheckSpec, ctx: CheckContext) -> PreflightResult:
     t0 = ctx.clock()
     try:
         result = spec.fn(ctx)
     except CheckFailed as e:
-        result = CheckResult(spec.name, e.status, e.finding, list(e.details), facts=dict(e.facts))
+        result = PreflightResult(spec.name, e.status, e.finding, list(e.details), facts=dict(e.facts))
     except Exception as e:  # noqa: BLE001 - a crashing check is a failed check, never a crash
         first = (str(e).strip().splitlines() or [""])[0][:300]
-        result = CheckResult(spec.name, Status.FAIL,
+        result = PreflightResult(spec.name, Status.FAIL,
                              f"the check crashed: {type(e).__name__}: {first}".rstrip(": "))
     result.name = spec.name
     result.duration_s = ctx.clock() - t0
@@ -79,7 +79,7 @@ def run_checks(
     rc_tag: str | None = None,
     rc_sha: str | None = None,
     secrets: Mapping[str, str] | None = None,
-    on_result: Callable[[CheckResult], None] | None = None,
+    on_result: Callable[[PreflightResult], None] | None = None,
     progress: Callable[[str, str], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> PreflightReport:
@@ -89,7 +89,7 @@ def run_checks(
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate check names: {names}")
     peers = Peers(set(names))
-    done: queue.Queue[CheckResult] = queue.Queue()
+    done: queue.Queue[PreflightResult] = queue.Queue()
     started = clock()
     contexts: dict[str, CheckContext] = {}
     deadlines: dict[str, float] = {}
@@ -105,9 +105,9 @@ def run_checks(
                              name=f"preflight-{spec.name}", daemon=True)
         t.start()
 
-    results: dict[str, CheckResult] = {}
+    results: dict[str, PreflightResult] = {}
 
-    def finish(result: CheckResult) -> None:
+    def finish(result: PreflightResult) -> None:
         ctx = contexts[result.name]
         safe = masked_result(result, ctx.secrets)
         results[result.name] = safe
@@ -124,7 +124,7 @@ def run_checks(
         for name in overdue:
             spec = next(s for s in specs if s.name == name)
             contexts[name].cancelled.set()
-            finish(CheckResult(name, Status.FAIL,
+            finish(PreflightResult(name, Status.FAIL,
                                f"timed out after {spec.timeout_s:g} s (raise "
                                f"[preflight.timeouts] {name} if it needs longer)",
                                duration_s=now - started))

@@ -11,7 +11,7 @@ import os
 import subprocess
 
 from runbook.adapters.redact import tail
-from runbook.checks.base import CheckContext, CheckFailed, CheckResult, Status, worst
+from runbook.checks.base import CheckContext, CheckFailed, PreflightResult, Status, worst
 from runbook.checks.config import TeamScript
 
 NAME = "team_scripts"
@@ -62,7 +62,7 @@ def _in_container(script: TeamScript, timeout: float) -> tuple[int | None, str]:
     return r.exit_code, out
 
 
-def run(ctx: CheckContext) -> CheckResult:
+def run(ctx: CheckContext) -> PreflightResult:
     """Run each configured script; fail on a non-zero exit or a timeout."""
     scripts: list[TeamScript] = ctx.config or []
     if not scripts:
@@ -89,4 +89,4 @@ def run(ctx: CheckContext) -> CheckResult:
         details += [f"  {line}" for line in shown.splitlines()]
     status = worst([p for p, _ in parts])
     shown_parts = [f for p, f in parts if p != Status.OK] or [f for _, f in parts]
-    return CheckResult(NAME, status, "; ".join(shown_parts), details)
+    return PreflightResult(NAME, status, "; ".join(shown_parts), details)

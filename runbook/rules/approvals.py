@@ -28,11 +28,11 @@ Times must be timezone-aware datetimes; the clock is the caller's ``now``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any
 
 from runbook.rules.canonical import canonical_json, sha256_hex
 
@@ -40,16 +40,14 @@ __all__ = [
     "PENDING",
     "STATUSES",
     "Actor",
-    "Click",
+    "ApprovalClick",
     "Decision",
-    "Outcome",
+    "DecisionOutcome",
     "Policy",
     "Refusal",
     "Request",
-    "apply",
     "decide",
     "is_eligible",
-    "new_request",
     "params_hash",
 ]
 
@@ -58,7 +56,7 @@ STATUSES = ("pending", "approved", "rejected", "cancelled", "expired", "void")
 CLICK_KINDS = ("approve", "reject", "cancel")
 
 
-class Outcome(StrEnum):
+class DecisionOutcome(StrEnum):
     APPROVED = "approved"
     PARTIAL = "partial"
     REJECTED = "rejected"
@@ -91,11 +89,6 @@ class Policy:
     expiry: timedelta = timedelta(minutes=15)
 
 
-class _GateLike(Protocol):
-    approvals: int
-    groups: tuple[str, ...]
-
-
 @dataclass(frozen=True)
 class Request:
     id: str
@@ -124,7 +117,7 @@ class Actor:
 
 
 @dataclass(frozen=True)
-class Click:
+class ApprovalClick:
     kind: str
     """``approve`` | ``reject`` | ``cancel``."""
     actor: Actor
@@ -135,7 +128,7 @@ class Click:
 
 @dataclass(frozen=True)
 class Decision:
-    outcome: Outcome
+    outcome: DecisionOutcome
     refusal: Refusal | None
     message: str
     """A short sentence for the clicking user (ephemeral) or the card."""
@@ -146,8 +139,8 @@ class Decision:
     def changed(self) -> bool:
         """Whether the caller has something to persist (status or approvals moved)."""
         return self.outcome in (
-            Outcome.APPROVED, Outcome.PARTIAL, Outcome.REJECTED, Outcome.CANCELLED,
-            Outcome.EXPIRED,
+            DecisionOutcome.APPROVED, DecisionOutcome.PARTIAL, DecisionOutcome.REJECTED, DecisionOutcome.CANCELLED,
+            DecisionOutcome.EXPIRED,
         ) or self.refusal is Refusal.PARAMS_CHANGED
 
 
@@ -170,40 +163,6 @@ def params_hash(run_id: int | str | None, action: str, params: Mapping[str, Any]
 def _aware(name: str, value: datetime) -> None:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be a timezone-aware datetime, got {value!r}")
-
-
-def new_request(
-    *,
-    id: str,
-    run_id: int,
-    action: str,
-    params: Mapping[str, Any],
-    requester: str,
-    now: datetime,
-    policy: Policy,
-    gate: _GateLike | None,
-) -> Request:
-    """A pending request for ``action`` with exactly ``params``; expires ``policy.expiry``
-    after ``now``. ``gate`` is the step's :class:`runbook.model.Gate` (None = 1 approver)."""
-    _aware("now", now)
-    required = gate.approvals if gate is not None else 1
-    if required < 1:
-        raise ValueError(f"a gate needs at least 1 approval, got {required}")
-    frozen = MappingProxyType(dict(params))
-    return Request(
-        id=id,
-        run_id=run_id,
-        action=action,
-        params=frozen,
-        params_hash=params_hash(run_id, action, frozen),
-        requester=requester,
-        created_at=now,
-        expires_at=now + policy.expiry,
-        status=PENDING,
-        required=required,
-        groups=tuple(gate.groups) if gate is not None else (),
-        approvals=(),
-    )
 
 
 def is_eligible(
@@ -252,7 +211,7 @@ def _groups_text(groups: tuple[str, ...]) -> str:
     return ", ".join(f"`{g}`" for g in groups)
 
 
-def _refusal_message(refusal: Refusal, request: Request, click: Click) -> str:
+def _refusal_message(refusal: Refusal, request: Request, click: ApprovalClick) -> str:
     action = request.action
     if refusal is Refusal.SELF_APPROVAL:
         if click.kind == "reject":
@@ -283,7 +242,7 @@ def _refusal_message(refusal: Refusal, request: Request, click: Click) -> str:
     return "Refused."  # pragma: no cover - every Refusal is handled above
 
 
-def decide(request: Request, click: Click, now: datetime, policy: Policy) -> Decision:
+def decide(request: Request, click: ApprovalClick, now: datetime, policy: Policy) -> Decision:
     """Apply the two-person rule to one click. See the module docstring for the order."""
     if click.kind not in CLICK_KINDS:
         raise ValueError(f"unknown click kind {click.kind!r}; expected one of {CLICK_KINDS}")
@@ -291,19 +250,19 @@ def decide(request: Request, click: Click, now: datetime, policy: Policy) -> Dec
 
     def refuse(refusal: Refusal, new_status: str | None = None) -> Decision:
         return Decision(
-            Outcome.REFUSED, refusal, _refusal_message(refusal, request, click),
+            DecisionOutcome.REFUSED, refusal, _refusal_message(refusal, request, click),
             new_status or request.status, request.approvals,
         )
 
     # 1. decided already
     if request.status != PENDING:
         return Decision(
-            Outcome.ALREADY_DECIDED, None, _already(request), request.status, request.approvals
+            DecisionOutcome.ALREADY_DECIDED, None, _already(request), request.status, request.approvals
         )
     # 2. expired
     if now >= request.expires_at:
         return Decision(
-            Outcome.EXPIRED, None,
+            DecisionOutcome.EXPIRED, None,
             f"This {request.action} request expired; ask for a new one.",
             "expired", request.approvals,
         )
@@ -316,7 +275,7 @@ def decide(request: Request, click: Click, now: datetime, policy: Policy) -> Dec
         if uid != request.requester:
             return refuse(Refusal.NOT_REQUESTER)
         return Decision(
-            Outcome.CANCELLED, None, f"Cancelled the {request.action} request.",
+            DecisionOutcome.CANCELLED, None, f"Cancelled the {request.action} request.",
             "cancelled", request.approvals,
         )
     # 5. + 6. who may approve or reject
@@ -329,7 +288,7 @@ def decide(request: Request, click: Click, now: datetime, policy: Policy) -> Dec
         reason = click.reason.strip().replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         why = f": {reason}" if reason else "."
         return Decision(
-            Outcome.REJECTED, None, f"Rejected the {request.action}{why}",
+            DecisionOutcome.REJECTED, None, f"Rejected the {request.action}{why}",
             "rejected", request.approvals,
         )
     # 8. double vote
@@ -339,23 +298,12 @@ def decide(request: Request, click: Click, now: datetime, policy: Policy) -> Dec
     approvals = request.approvals + (uid,)
     if len(approvals) >= request.required:
         return Decision(
-            Outcome.APPROVED, None, f"Approved the {request.action}.", "approved", approvals
+            DecisionOutcome.APPROVED, None, f"Approved the {request.action}.", "approved", approvals
         )
     missing = request.required - len(approvals)
     return Decision(
-        Outcome.PARTIAL, None,
+        DecisionOutcome.PARTIAL, None,
         f"Approval recorded ({len(approvals)} of {request.required}); "
         f"{missing} more needed.",
         PENDING, approvals,
-    )
-
-
-def apply(request: Request, decision: Decision, actor: str | None = None) -> Request:
-    """The request after ``decision`` (what the caller persists); a convenience for tests
-    and the sandbox. ``actor`` is recorded as ``decided_by`` when the request leaves pending."""
-    decided_by = request.decided_by
-    if request.status == PENDING and decision.new_status != PENDING:
-        decided_by = actor
-    return replace(
-        request, status=decision.new_status, approvals=decision.approvals, decided_by=decided_by
     )

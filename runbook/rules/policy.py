@@ -14,7 +14,7 @@ The rules, one row per entry point (:data:`RULES`):
   request's card work where that card can be: the cutover or an incident channel.
 * **People.** ``status`` and ``help`` are open to everyone. Starting and finishing a run,
   requesting steps (every subcommand the runbook's step commands define is one action,
-  :attr:`Action.STEP`), the autopilot (``go``, ``pause``), rollback, Retry and Mark done need
+  :attr:`EntryPoint.STEP`), the autopilot (``go``, ``pause``), rollback, Retry and Mark done need
   an *operator*. Approve, Reject and
   Cancel need an active human account here; who may approve is the two-person rule's
   business (:mod:`runbook.rules.approvals`). Guests, bots and deactivated accounts are refused
@@ -29,12 +29,25 @@ from enum import StrEnum
 
 from runbook.rules import approvals
 
-__all__ = ["RULES", "Action", "ActorFacts", "Refusal", "Rule", "Rules", "Verdict", "Where",
-           "Who", "command_action", "decide", "needs_account",
-           "needs_operator", "where_text"]
+__all__ = [
+    "RULES",
+    "ActorFacts",
+    "EntryPoint",
+    "PolicyRefusal",
+    "Rule",
+    "Rules",
+    "Verdict",
+    "Where",
+    "Who",
+    "command_action",
+    "decide",
+    "needs_account",
+    "needs_operator",
+    "where_text",
+]
 
 
-class Action(StrEnum):
+class EntryPoint(StrEnum):
     """Every entry point: each subcommand, each button, each modal submission."""
 
     HELP = "help"
@@ -85,7 +98,7 @@ class Who(StrEnum):
     """An active human account that is an operator."""
 
 
-class Refusal(StrEnum):
+class PolicyRefusal(StrEnum):
     WRONG_CHANNEL = "wrong_channel"
     DEACTIVATED = "deactivated"
     BOT_ACCOUNT = "bot_account"
@@ -103,39 +116,39 @@ class Rule:
 
 
 _STEP = Who.OPERATOR
-RULES: dict[Action, Rule] = {
-    Action.HELP: Rule(Where.ANYWHERE, Who.ANYONE, "`/golive help`"),
-    Action.STATUS: Rule(Where.CUTOVER_OR_INCIDENT, Who.ANYONE, "`/golive status`"),
-    Action.START: Rule(Where.CUTOVER, Who.OPERATOR, "`/golive start`"),
-    Action.FINISH: Rule(Where.CUTOVER, Who.OPERATOR, "`/golive finish`"),
-    Action.STEP: Rule(Where.CUTOVER, _STEP, "a runbook step"),
-    Action.ROLLBACK: Rule(Where.CUTOVER_OR_INCIDENT, Who.OPERATOR, "rollback"),
-    Action.WATCH: Rule(Where.CUTOVER, Who.OPERATOR, "`/golive watch`"),
-    Action.INCIDENT: Rule(Where.CUTOVER_OR_INCIDENT, Who.OPERATOR, "`/golive incident`"),
-    Action.APPROVE: Rule(Where.CUTOVER, Who.ACTIVE, "Approve"),
-    Action.REJECT: Rule(Where.CUTOVER, Who.ACTIVE, "Reject"),
-    Action.REJECT_SUBMIT: Rule(Where.CUTOVER, Who.ACTIVE, "Reject"),
-    Action.CANCEL: Rule(Where.CUTOVER, Who.ACTIVE, "Cancel request"),
-    Action.RETRY: Rule(Where.CUTOVER, Who.OPERATOR, "Retry"),
-    Action.MARK_DONE: Rule(Where.CUTOVER, Who.OPERATOR, "Mark done"),
-    Action.MARK_DONE_SUBMIT: Rule(Where.CUTOVER, Who.OPERATOR, "Mark done"),
+RULES: dict[EntryPoint, Rule] = {
+    EntryPoint.HELP: Rule(Where.ANYWHERE, Who.ANYONE, "`/golive help`"),
+    EntryPoint.STATUS: Rule(Where.CUTOVER_OR_INCIDENT, Who.ANYONE, "`/golive status`"),
+    EntryPoint.START: Rule(Where.CUTOVER, Who.OPERATOR, "`/golive start`"),
+    EntryPoint.FINISH: Rule(Where.CUTOVER, Who.OPERATOR, "`/golive finish`"),
+    EntryPoint.STEP: Rule(Where.CUTOVER, _STEP, "a runbook step"),
+    EntryPoint.ROLLBACK: Rule(Where.CUTOVER_OR_INCIDENT, Who.OPERATOR, "rollback"),
+    EntryPoint.WATCH: Rule(Where.CUTOVER, Who.OPERATOR, "`/golive watch`"),
+    EntryPoint.INCIDENT: Rule(Where.CUTOVER_OR_INCIDENT, Who.OPERATOR, "`/golive incident`"),
+    EntryPoint.APPROVE: Rule(Where.CUTOVER, Who.ACTIVE, "Approve"),
+    EntryPoint.REJECT: Rule(Where.CUTOVER, Who.ACTIVE, "Reject"),
+    EntryPoint.REJECT_SUBMIT: Rule(Where.CUTOVER, Who.ACTIVE, "Reject"),
+    EntryPoint.CANCEL: Rule(Where.CUTOVER, Who.ACTIVE, "Cancel request"),
+    EntryPoint.RETRY: Rule(Where.CUTOVER, Who.OPERATOR, "Retry"),
+    EntryPoint.MARK_DONE: Rule(Where.CUTOVER, Who.OPERATOR, "Mark done"),
+    EntryPoint.MARK_DONE_SUBMIT: Rule(Where.CUTOVER, Who.OPERATOR, "Mark done"),
 }
 RULES.update({
-    Action.CANARY: Rule(Where.CUTOVER, Who.OPERATOR, "`/golive canary`"),
-    Action.CANARY_REPORT: Rule(Where.CUTOVER, Who.ACTIVE, "Report"),
-    Action.CANARY_EVIDENCE: Rule(Where.CUTOVER, Who.ACTIVE, "Refresh evidence"),
-    Action.CANARY_SIGN: Rule(Where.CUTOVER, Who.ACTIVE, "the canary sign-off"),
-    Action.PLAN: Rule(Where.CUTOVER, Who.ACTIVE, "`/golive plan`"),
+    EntryPoint.CANARY: Rule(Where.CUTOVER, Who.OPERATOR, "`/golive canary`"),
+    EntryPoint.CANARY_REPORT: Rule(Where.CUTOVER, Who.ACTIVE, "Report"),
+    EntryPoint.CANARY_EVIDENCE: Rule(Where.CUTOVER, Who.ACTIVE, "Refresh evidence"),
+    EntryPoint.CANARY_SIGN: Rule(Where.CUTOVER, Who.ACTIVE, "the canary sign-off"),
+    EntryPoint.PLAN: Rule(Where.CUTOVER, Who.ACTIVE, "`/golive plan`"),
 })
 RULES.update({
-    Action.GO: Rule(Where.CUTOVER, Who.OPERATOR, "`/golive go`"),
-    Action.PAUSE: Rule(Where.CUTOVER, Who.OPERATOR, "`/golive pause`"),
+    EntryPoint.GO: Rule(Where.CUTOVER, Who.OPERATOR, "`/golive go`"),
+    EntryPoint.PAUSE: Rule(Where.CUTOVER, Who.OPERATOR, "`/golive pause`"),
 })
 # The button and the command are one action: one rule, so they cannot drift apart.
-RULES[Action.START_ROLLBACK] = RULES[Action.ROLLBACK]
-RULES[Action.CANARY_ROLLBACK] = RULES[Action.ROLLBACK]
+RULES[EntryPoint.START_ROLLBACK] = RULES[EntryPoint.ROLLBACK]
+RULES[EntryPoint.CANARY_ROLLBACK] = RULES[EntryPoint.ROLLBACK]
 
-_VOTES = (Action.APPROVE, Action.REJECT, Action.REJECT_SUBMIT, Action.CANCEL)
+_VOTES = (EntryPoint.APPROVE, EntryPoint.REJECT, EntryPoint.REJECT_SUBMIT, EntryPoint.CANCEL)
 
 
 @dataclass(frozen=True)
@@ -161,32 +174,32 @@ class Verdict:
     allowed: bool
     reason: str
     """For the person when refused (Slack mrkdwn); empty when allowed."""
-    refusal: Refusal | None = None
+    refusal: PolicyRefusal | None = None
 
 
 ALLOWED = Verdict(True, "")
 
 
-def command_action(name: str, *, runbook_step: bool = False) -> Action | None:
+def command_action(name: str, *, runbook_step: bool = False) -> EntryPoint | None:
     """The action of a ``/golive`` subcommand (``runbook_step``: one the runbook's step
     commands define), or None for an unknown one."""
     if runbook_step:
-        return Action.STEP
+        return EntryPoint.STEP
     try:
-        action = Action(name)
+        action = EntryPoint(name)
     except ValueError:
         return None
-    is_entry = action is not Action.STEP and not action.value.startswith(("button.", "modal."))
+    is_entry = action is not EntryPoint.STEP and not action.value.startswith(("button.", "modal."))
     return action if is_entry else None
 
 
-def needs_account(action: Action) -> bool:
+def needs_account(action: EntryPoint) -> bool:
     """Whether ``decide`` needs the account's flags for ``action`` (a lookup the caller
     can skip for actions open to everyone)."""
     return RULES[action].who is not Who.ANYONE
 
 
-def needs_operator(action: Action) -> bool:
+def needs_operator(action: EntryPoint) -> bool:
     """Whether ``decide`` needs operator membership for ``action``."""
     return RULES[action].who is Who.OPERATOR
 
@@ -205,7 +218,7 @@ def where_text(rules: Rules) -> str:
     """Where the subcommands work, for ``/golive help`` (Slack mrkdwn), read from :data:`RULES`."""
     text = f"Subcommands work in the cutover channel <#{rules.cutover}>"
     if rules.incident:
-        also = [f"`/golive {a.value}`" for a in Action if command_action(a.value) is a
+        also = [f"`/golive {a.value}`" for a in EntryPoint if command_action(a.value) is a
                 and RULES[a].where is Where.CUTOVER_OR_INCIDENT]
         incident = ", ".join(f"<#{c}>" for c in sorted(rules.incident))
         text += f"; {', '.join(also)} also in an incident channel ({incident})"
@@ -213,13 +226,13 @@ def where_text(rules: Rules) -> str:
 
 
 _ACCOUNT_TEXT = {
-    approvals.Refusal.DEACTIVATED: (Refusal.DEACTIVATED, "Deactivated accounts cannot use"),
-    approvals.Refusal.BOT_ACCOUNT: (Refusal.BOT_ACCOUNT, "Bot accounts cannot use"),
-    approvals.Refusal.GUEST_ACCOUNT: (Refusal.GUEST_ACCOUNT, "Guest accounts cannot use"),
+    approvals.Refusal.DEACTIVATED: (PolicyRefusal.DEACTIVATED, "Deactivated accounts cannot use"),
+    approvals.Refusal.BOT_ACCOUNT: (PolicyRefusal.BOT_ACCOUNT, "Bot accounts cannot use"),
+    approvals.Refusal.GUEST_ACCOUNT: (PolicyRefusal.GUEST_ACCOUNT, "Guest accounts cannot use"),
 }
 
 
-def decide(*, action: Action, actor: ActorFacts, channel: str, rules: Rules,
+def decide(*, action: EntryPoint, actor: ActorFacts, channel: str, rules: Rules,
            about_rollback: bool = False, what: str | None = None) -> Verdict:
     """May ``actor`` do ``action`` in ``channel``? Channel first, then the account, then
     operator membership. ``about_rollback``: the click or modal concerns a rollback request.
@@ -235,7 +248,7 @@ def decide(*, action: Action, actor: ActorFacts, channel: str, rules: Rules,
                                  else set())
     if where is not Where.ANYWHERE and channel not in allowed:
         return Verdict(False, f"{rule.what} works {_channels_text(rule, rules, about_rollback)}.",
-                       Refusal.WRONG_CHANNEL)
+                       PolicyRefusal.WRONG_CHANNEL)
     if rule.who is Who.ANYONE:
         return ALLOWED
     uid = actor.account.user_id
@@ -249,9 +262,9 @@ def decide(*, action: Action, actor: ActorFacts, channel: str, rules: Rules,
         return ALLOWED
     if actor.operator is None:
         return Verdict(False, "Could not check whether you are an operator, so nothing was "
-                              "done. Try again in a moment.", Refusal.UNKNOWN_MEMBERSHIP)
+                              "done. Try again in a moment.", PolicyRefusal.UNKNOWN_MEMBERSHIP)
     if refusal is approvals.Refusal.NOT_AN_APPROVER:
         return Verdict(False, f"Only operators can use {rule.what}; you are not one. "
                               "`/golive status` and `/golive help` are open to everyone.",
-                       Refusal.NOT_AN_OPERATOR)
+                       PolicyRefusal.NOT_AN_OPERATOR)
     return ALLOWED

@@ -113,7 +113,7 @@ class WatchState:
 
 
 @dataclass(frozen=True)
-class Event:
+class WatchEvent:
     kind: EventKind
     watch: str
     at: datetime
@@ -181,7 +181,7 @@ def _display(prev: WatchState, m: Measurement, phase: RunPhase) -> Display:
     return "warn" if m.warn else "ok"
 
 
-def pause(state: WatchState, now: datetime, why: str) -> tuple[WatchState, list[Event]]:
+def pause(state: WatchState, now: datetime, why: str) -> tuple[WatchState, list[WatchEvent]]:
     """Not measured on purpose (e.g. during the run's planned maintenance): shown ``paused``
     with ``why``, never counted, never a trigger; the next measurement resumes the watch."""
     if state.state == "paused" and state.paused_why == why:
@@ -189,10 +189,10 @@ def pause(state: WatchState, now: datetime, why: str) -> tuple[WatchState, list[
     new = replace(state, state="paused", since=now if state.state != "paused" else state.since,
                   paused_why=why, triggered=False)
     text = f"{state.spec.name}: {state.state} → paused ({why})"
-    return new, [Event("state_changed", state.spec.name, now, text, {"paused": why})]
+    return new, [WatchEvent("state_changed", state.spec.name, now, text, {"paused": why})]
 
 
-def step(state: WatchState, m: Measurement, now: datetime) -> tuple[WatchState, list[Event]]:
+def step(state: WatchState, m: Measurement, now: datetime) -> tuple[WatchState, list[WatchEvent]]:
     """Fold one measurement into the watch; return the new state and what to tell people."""
     spec = state.spec
     counts = _count(state.counts, m.phase)
@@ -202,15 +202,15 @@ def step(state: WatchState, m: Measurement, now: datetime) -> tuple[WatchState, 
     new = replace(state, counts=counts, phase=phase, phase_message=msg, last=m,
                   history=history, state=display, paused_why="",
                   since=now if display != state.state else state.since)
-    events: list[Event] = []
+    events: list[WatchEvent] = []
     evidence = {"value": m.value, "threshold": m.threshold, "unit": m.unit,
                 "measured_at": m.at.isoformat(), "counts": vars(counts), **m.evidence}
     if display != state.state:
-        events.append(Event("state_changed", spec.name, now,
+        events.append(WatchEvent("state_changed", spec.name, now,
                             f"{spec.name}: {state.state} → {display}"
                             + (f" ({m.summary})" if m.summary else ""), evidence))
         if display == "ok" and state.state in ("breach", "error", "inconclusive", "warn"):
-            events.append(Event("recovered", spec.name, now, f"{spec.name} is back to ok",
+            events.append(WatchEvent("recovered", spec.name, now, f"{spec.name} is back to ok",
                                 evidence))
     if display != "breach":
         new = replace(new, triggered=False)
@@ -219,18 +219,18 @@ def step(state: WatchState, m: Measurement, now: datetime) -> tuple[WatchState, 
         why = "immediate rollback trigger" if m.immediate else msg
         kind: EventKind = "dry_run_trigger" if spec.dry_run else "rollback_trigger"
         verb = "would fire (dry run)" if spec.dry_run else "fired"
-        events.append(Event(kind, spec.name, now,
+        events.append(WatchEvent(kind, spec.name, now,
                             f"Rollback trigger {verb}: {spec.name}: {m.summary or why} ({why})",
                             {**evidence, "reason": why}))
         new = replace(new, triggered=True)
     if display == "breach" and new.tripped_at is None:
         new = replace(new, tripped_at=now)
     if m.phase == "Inconclusive" and counts.inconclusive == spec.inconclusive_limit + 1:
-        events.append(Event("needs_person", spec.name, now,
+        events.append(WatchEvent("needs_person", spec.name, now,
                             f"{spec.name} is inconclusive, a person must decide: {msg}",
                             evidence))
     if m.phase == "Error" and counts.consecutive_error == spec.consecutive_error_limit + 1:
-        events.append(Event("measurement_error", spec.name, now,
+        events.append(WatchEvent("measurement_error", spec.name, now,
                             f"{spec.name} cannot measure: {msg}"
                             + (f" (last: {m.summary})" if m.summary else ""), evidence))
     if spec.dry_run:

@@ -16,8 +16,8 @@ from typing import Any, Protocol
 from runbook.target import ComposeDeployerConfig, TargetConfig
 from runbook.watches.analysis import (
     AnalysisSpec,
-    Event,
     Measurement,
+    WatchEvent,
     WatchState,
     new_state,
     pause,
@@ -86,7 +86,7 @@ class WatchSet:
             t.stop()
 
     def tick(self, name: str, now: datetime, *, paused: str = ""
-             ) -> tuple[WatchState, list[Event]]:
+             ) -> tuple[WatchState, list[WatchEvent]]:
         """Measure one watch and fold the result into its state; with ``paused`` (why), do
         not measure: the watch shows ``paused`` until its next measurement."""
         if paused:

@@ -373,8 +373,8 @@ MUTATIONS: list[dict] = [
     # ------------------------------------------------------------ issue 19: what a user noticed
     {"name": "help-refused-outside-the-cutover",
      "issue": "issue 19: /golive help is refused outside the cutover and incident channels",
-     "edits": [("runbook/rules/policy.py", "Action.HELP: Rule(Where.ANYWHERE,",
-                "Action.HELP: Rule(Where.CUTOVER_OR_INCIDENT,")],
+     "edits": [("runbook/rules/policy.py", "EntryPoint.HELP: Rule(Where.ANYWHERE,",
+                "EntryPoint.HELP: Rule(Where.CUTOVER_OR_INCIDENT,")],
      "tests": [f"{WHO_MAY}::test_help_answers_anywhere_only_the_asker_and_says_where_the_"
                "commands_work"]},
     {"name": "canary-report-mentions-not-names",

@@ -9,7 +9,7 @@ import pytest
 
 from runbook.adapters.junit import JUnitError, count
 from runbook.checks import build_specs, prod_config
-from runbook.checks.base import CheckFailed, CheckResult, Status
+from runbook.checks.base import CheckFailed, PreflightResult, Status
 from runbook.checks.config import PreflightConfig
 from runbook.checks.runner import CheckSpec, run_checks
 
@@ -22,7 +22,7 @@ def test_a_hanging_check_times_out_without_holding_up_the_others():
         never.wait()
 
     def quick(ctx):
-        return CheckResult("quick", Status.OK, "fine")
+        return PreflightResult("quick", Status.OK, "fine")
 
     t0 = time.monotonic()
     report = run_checks([CheckSpec("hang", hang, timeout_s=0.5),
@@ -42,7 +42,7 @@ def test_checks_run_concurrently():
 
     def meet(ctx):
         barrier.wait()  # only passes if all three run at the same time
-        return CheckResult(ctx.name, Status.OK, "met")
+        return PreflightResult(ctx.name, Status.OK, "met")
 
     report = run_checks([CheckSpec(n, meet, timeout_s=10) for n in ("a", "b", "c")])
     assert [r.status for r in report.results.values()] == [Status.OK] * 3, report.results

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,14 +11,14 @@ import pytest
 from runbook.model import Gate
 from runbook.rules.approvals import (
     Actor,
-    Click,
-    Outcome,
+    ApprovalClick,
+    Decision,
+    DecisionOutcome,
     Policy,
     Refusal,
-    apply,
+    Request,
     decide,
     is_eligible,
-    new_request,
     params_hash,
 )
 
@@ -33,37 +34,47 @@ PARAMS = {"tag": "v2.3.1"}
 ONE = Gate(1, ())
 
 
+def new_request(*, id: str, run_id: int, action: str, params, requester: str,
+                now: datetime, policy: Policy, gate: Gate | None) -> Request:
+    """A pending request as the engine reads one from its row (bot/engine: the request is
+    written in SQL; only ``decide`` is the pure rule)."""
+    return Request(id=id, run_id=run_id, action=action, params=dict(params),
+                   params_hash=params_hash(run_id, action, params), requester=requester,
+                   created_at=now, expires_at=now + policy.expiry, status="pending",
+                   required=gate.approvals if gate else 1,
+                   groups=tuple(gate.groups) if gate else (), approvals=())
+
+
+def apply(request: Request, decision: Decision, actor: str) -> Request:
+    """The request after ``decision``, as the engine persists it."""
+    leaves = request.status == "pending" and decision.new_status != "pending"
+    return replace(request, status=decision.new_status, approvals=decision.approvals,
+                   decided_by=actor if leaves else request.decided_by)
+
+
 def req(gate: Gate | None = ONE, params=PARAMS, action="deploy"):
     return new_request(id="r1", run_id=7, action=action, params=params, requester=REQUESTER,
                        now=T0, policy=POLICY, gate=gate)
 
 
-def click(kind: str, user: str, request=None, **actor) -> Click:
+def click(kind: str, user: str, request=None, **actor) -> ApprovalClick:
     h = (request or req()).params_hash
-    return Click(kind=kind, actor=Actor(user, **actor), current_params_hash=h)
+    return ApprovalClick(kind=kind, actor=Actor(user, **actor), current_params_hash=h)
 
 
 def at(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
-def test_new_request_is_pending_with_expiry_and_hash():
-    r = req(Gate(2, ("sre",)))
-    assert r.status == "pending" and r.approvals == () and r.required == 2
-    assert r.groups == ("sre",)
-    assert r.expires_at == T0 + timedelta(minutes=15), "default expiry is 15 minutes"
-    assert r.params_hash == params_hash(7, "deploy", {"tag": "v2.3.1"})
-
-
 def test_single_approval_by_another_approver():
     d = decide(req(), click("approve", "UALICE"), at(1), POLICY)
-    assert d.outcome is Outcome.APPROVED and d.refusal is None, d
+    assert d.outcome is DecisionOutcome.APPROVED and d.refusal is None, d
     assert d.new_status == "approved" and d.approvals == ("UALICE",), d
 
 
 def test_self_approval_refused():
     d = decide(req(), click("approve", REQUESTER), at(1), POLICY)
-    assert (d.outcome, d.refusal) == (Outcome.REFUSED, Refusal.SELF_APPROVAL), d
+    assert (d.outcome, d.refusal) == (DecisionOutcome.REFUSED, Refusal.SELF_APPROVAL), d
     assert d.message == "You requested this deploy, so someone else must approve it.", d.message
     assert d.new_status == "pending" and d.approvals == (), "a refusal must not change the request"
 
@@ -75,23 +86,23 @@ def test_requester_cannot_reject_either():
 
 def test_non_member_refused():
     d = decide(req(), click("approve", "UMALLORY"), at(1), POLICY)
-    assert (d.outcome, d.refusal) == (Outcome.REFUSED, Refusal.NOT_AN_APPROVER), d
+    assert (d.outcome, d.refusal) == (DecisionOutcome.REFUSED, Refusal.NOT_AN_APPROVER), d
     assert "not an approver" in d.message
 
 
 def test_group_member_counts_as_approver_without_being_listed():
     d = decide(req(), click("approve", "UDBA"), at(1), POLICY)
-    assert d.outcome is Outcome.APPROVED, f"members of policy groups are approvers: {d}"
+    assert d.outcome is DecisionOutcome.APPROVED, f"members of policy groups are approvers: {d}"
 
 
 def test_group_check_when_request_names_groups():
     r = req(Gate(1, ("sre",)))
     d = decide(r, click("approve", "UBOB", r), at(1), POLICY)
-    assert (d.outcome, d.refusal) == (Outcome.REFUSED, Refusal.NOT_IN_GROUP), (
+    assert (d.outcome, d.refusal) == (DecisionOutcome.REFUSED, Refusal.NOT_IN_GROUP), (
         f"an approver outside the named group must be refused: {d}")
     assert "`sre`" in d.message, d.message
     d = decide(r, click("approve", "USRE1", r), at(1), POLICY)
-    assert d.outcome is Outcome.APPROVED, f"a member of the named group approves: {d}"
+    assert d.outcome is DecisionOutcome.APPROVED, f"a member of the named group approves: {d}"
     d = decide(r, click("approve", "UDBA", r), at(1), POLICY)
     assert d.refusal is Refusal.NOT_IN_GROUP, f"a member of another group is refused: {d}"
 
@@ -110,31 +121,31 @@ def test_unknown_group_has_no_members():
 ])
 def test_deleted_bot_guest_refused(flags, refusal):
     d = decide(req(), click("approve", "UALICE", **flags), at(1), POLICY)
-    assert (d.outcome, d.refusal) == (Outcome.REFUSED, refusal), f"{flags}: {d}"
+    assert (d.outcome, d.refusal) == (DecisionOutcome.REFUSED, refusal), f"{flags}: {d}"
 
 
 def test_expired_by_injected_clock():
     r = req()
     ok = decide(r, click("approve", "UALICE"), at(14.99), POLICY)
-    assert ok.outcome is Outcome.APPROVED, f"just before expiry still approves: {ok}"
+    assert ok.outcome is DecisionOutcome.APPROVED, f"just before expiry still approves: {ok}"
     d = decide(r, click("approve", "UALICE"), T0 + timedelta(minutes=15), POLICY)
-    assert d.outcome is Outcome.EXPIRED and d.new_status == "expired", (
+    assert d.outcome is DecisionOutcome.EXPIRED and d.new_status == "expired", (
         f"now == expires_at must count as expired: {d}")
     short = Policy(approvers=POLICY.approvers, expiry=timedelta(seconds=30))
     r2 = new_request(id="r2", run_id=7, action="deploy", params=PARAMS, requester=REQUESTER,
                      now=T0, policy=short, gate=None)
-    assert decide(r2, click("approve", "UALICE"), at(1), short).outcome is Outcome.EXPIRED
+    assert decide(r2, click("approve", "UALICE"), at(1), short).outcome is DecisionOutcome.EXPIRED
 
 
 def test_changed_params_void_the_request():
     r = req()
-    changed = Click("approve", Actor("UALICE"), params_hash(7, "deploy", {"tag": "v2.3.2"}))
+    changed = ApprovalClick("approve", Actor("UALICE"), params_hash(7, "deploy", {"tag": "v2.3.2"}))
     d = decide(r, changed, at(1), POLICY)
     assert (d.outcome, d.refusal, d.new_status) == (
-        Outcome.REFUSED, Refusal.PARAMS_CHANGED, "void"), d
+        DecisionOutcome.REFUSED, Refusal.PARAMS_CHANGED, "void"), d
     assert d.changed, "void must be persisted"
     again = decide(apply(r, d, "UALICE"), click("approve", "UBOB"), at(2), POLICY)
-    assert again.outcome is Outcome.ALREADY_DECIDED and "void" in again.message, again
+    assert again.outcome is DecisionOutcome.ALREADY_DECIDED and "void" in again.message, again
 
 
 def test_two_of_three():
@@ -142,27 +153,27 @@ def test_two_of_three():
     r = new_request(id="r", run_id=1, action="traffic open", params={}, requester=REQUESTER,
                     now=T0, policy=policy, gate=Gate(2, ("leads",)))
     d1 = decide(r, click("approve", "U1", r), at(1), policy)
-    assert d1.outcome is Outcome.PARTIAL and d1.new_status == "pending", d1
+    assert d1.outcome is DecisionOutcome.PARTIAL and d1.new_status == "pending", d1
     assert d1.approvals == ("U1",) and "1 of 2" in d1.message, d1
     r = apply(r, d1, "U1")
     dup = decide(r, click("approve", "U1", r), at(2), policy)
-    assert (dup.outcome, dup.refusal) == (Outcome.REFUSED, Refusal.ALREADY_VOTED), (
+    assert (dup.outcome, dup.refusal) == (DecisionOutcome.REFUSED, Refusal.ALREADY_VOTED), (
         f"the same person twice must not count twice: {dup}")
     assert dup.approvals == ("U1",)
     d2 = decide(r, click("approve", "U3", r), at(3), policy)
-    assert d2.outcome is Outcome.APPROVED and d2.approvals == ("U1", "U3"), d2
+    assert d2.outcome is DecisionOutcome.APPROVED and d2.approvals == ("U1", "U3"), d2
     r = apply(r, d2, "U3")
     late = decide(r, click("approve", "U2", r), at(4), policy)
-    assert late.outcome is Outcome.ALREADY_DECIDED, late
+    assert late.outcome is DecisionOutcome.ALREADY_DECIDED, late
     assert late.message == "Already approved by <@U3>.", late.message
 
 
 def test_reject_by_eligible_approver_even_after_partial():
     r = req(Gate(2, ()))
     r = apply(r, decide(r, click("approve", "UALICE", r), at(1), POLICY), "UALICE")
-    c = Click("reject", Actor("UBOB"), r.params_hash, reason="wrong tag")
+    c = ApprovalClick("reject", Actor("UBOB"), r.params_hash, reason="wrong tag")
     d = decide(r, c, at(2), POLICY)
-    assert d.outcome is Outcome.REJECTED and d.new_status == "rejected", d
+    assert d.outcome is DecisionOutcome.REJECTED and d.new_status == "rejected", d
     assert "wrong tag" in d.message, d.message
     assert decide(r, click("reject", "UMALLORY", r), at(2), POLICY).refusal is (
         Refusal.NOT_AN_APPROVER), "a non-approver cannot reject"
@@ -171,10 +182,10 @@ def test_reject_by_eligible_approver_even_after_partial():
 def test_cancel_only_by_requester():
     r = req()
     d = decide(r, click("cancel", "UALICE"), at(1), POLICY)
-    assert (d.outcome, d.refusal) == (Outcome.REFUSED, Refusal.NOT_REQUESTER), d
+    assert (d.outcome, d.refusal) == (DecisionOutcome.REFUSED, Refusal.NOT_REQUESTER), d
     assert d.new_status == "pending", d
     d = decide(r, click("cancel", REQUESTER), at(1), POLICY)
-    assert d.outcome is Outcome.CANCELLED and d.new_status == "cancelled", d
+    assert d.outcome is DecisionOutcome.CANCELLED and d.new_status == "cancelled", d
 
 
 @pytest.mark.parametrize("status, text", [
@@ -188,7 +199,7 @@ def test_already_decided(status, text):
     r = replace(req(), status=status)
     for kind in ("approve", "reject", "cancel"):
         d = decide(r, click(kind, "UALICE"), at(1), POLICY)
-        assert d.outcome is Outcome.ALREADY_DECIDED and d.new_status == status, (kind, d)
+        assert d.outcome is DecisionOutcome.ALREADY_DECIDED and d.new_status == status, (kind, d)
         assert text in d.message, d.message
         assert not d.changed
 
@@ -197,12 +208,12 @@ def test_check_order_is_deterministic():
     """Already-decided beats expiry, which beats changed params, which beats who clicks."""
     from dataclasses import replace
     late = at(60)
-    stale = Click("approve", Actor(REQUESTER, is_bot=True), "f" * 64)
+    stale = ApprovalClick("approve", Actor(REQUESTER, is_bot=True), "f" * 64)
     assert decide(replace(req(), status="approved"), stale, late, POLICY).outcome is (
-        Outcome.ALREADY_DECIDED)
-    assert decide(req(), stale, late, POLICY).outcome is Outcome.EXPIRED
+        DecisionOutcome.ALREADY_DECIDED)
+    assert decide(req(), stale, late, POLICY).outcome is DecisionOutcome.EXPIRED
     assert decide(req(), stale, at(1), POLICY).refusal is Refusal.PARAMS_CHANGED
-    fresh = Click("approve", Actor(REQUESTER, is_bot=True), req().params_hash)
+    fresh = ApprovalClick("approve", Actor(REQUESTER, is_bot=True), req().params_hash)
     assert decide(req(), fresh, at(1), POLICY).refusal is Refusal.SELF_APPROVAL
 
 
@@ -240,8 +251,8 @@ def test_naive_clock_refused():
 
 def test_a_reject_reason_is_echoed_as_text_never_as_a_mention():
     r = req(Gate(2, ()))
-    c = Click("reject", Actor("UBOB"), r.params_hash, reason="<!channel> see <@U1|x> & co")
+    c = ApprovalClick("reject", Actor("UBOB"), r.params_hash, reason="<!channel> see <@U1|x> & co")
     d = decide(r, c, at(2), POLICY)
-    assert d.outcome is Outcome.REJECTED, d
+    assert d.outcome is DecisionOutcome.REJECTED, d
     assert "<!channel>" not in d.message and "<@U1" not in d.message, d.message
     assert "&lt;!channel&gt; see &lt;@U1|x&gt; &amp; co" in d.message, d.message

@@ -7,9 +7,9 @@ import pytest
 from runbook.rules import approvals
 from runbook.rules.policy import (
     RULES,
-    Action,
     ActorFacts,
-    Refusal,
+    EntryPoint,
+    PolicyRefusal,
     Rules,
     Who,
     command_action,
@@ -27,10 +27,10 @@ BOT_OP = ActorFacts(approvals.Actor("U_B", is_bot=True), operator=True)
 GONE_OP = ActorFacts(approvals.Actor("U_D", deleted=True), operator=True)
 UNKNOWN = ActorFacts(approvals.Actor("U_X"), operator=None)
 
-COMMANDS = [a for a in Action if command_action(a.value) is a]
-OPERATOR_ONLY = [a for a in Action if RULES[a].who is Who.OPERATOR]
-INCIDENT_OK = {Action.ROLLBACK, Action.START_ROLLBACK, Action.STATUS, Action.HELP,
-               Action.INCIDENT, Action.CANARY_ROLLBACK}
+COMMANDS = [a for a in EntryPoint if command_action(a.value) is a]
+OPERATOR_ONLY = [a for a in EntryPoint if RULES[a].who is Who.OPERATOR]
+INCIDENT_OK = {EntryPoint.ROLLBACK, EntryPoint.START_ROLLBACK, EntryPoint.STATUS, EntryPoint.HELP,
+               EntryPoint.INCIDENT, EntryPoint.CANARY_ROLLBACK}
 
 
 def verdict(action, actor=OPERATOR, channel="C_CUT", **kw):
@@ -38,26 +38,26 @@ def verdict(action, actor=OPERATOR, channel="C_CUT", **kw):
 
 
 def test_every_entry_point_has_a_rule():
-    assert set(RULES) == set(Action)
+    assert set(RULES) == set(EntryPoint)
 
 
-@pytest.mark.parametrize("action", list(Action))
+@pytest.mark.parametrize("action", list(EntryPoint))
 def test_everything_works_in_the_cutover_channel_for_an_operator(action):
     assert verdict(action).allowed, action
 
 
-@pytest.mark.parametrize("action", list(Action))
+@pytest.mark.parametrize("action", list(EntryPoint))
 def test_only_rollback_status_and_help_work_in_an_incident_channel(action):
     v = verdict(action, channel="C_INC")
     assert v.allowed == (action in INCIDENT_OK), action
     if not v.allowed:
-        assert v.refusal is Refusal.WRONG_CHANNEL and "<#C_CUT>" in v.reason, v.reason
+        assert v.refusal is PolicyRefusal.WRONG_CHANNEL and "<#C_CUT>" in v.reason, v.reason
 
 
-@pytest.mark.parametrize("action", [a for a in Action if a is not Action.HELP])
+@pytest.mark.parametrize("action", [a for a in EntryPoint if a is not EntryPoint.HELP])
 def test_nothing_but_help_works_anywhere_else_and_the_refusal_names_the_channel(action):
     v = verdict(action, channel="C_RANDOM")
-    assert not v.allowed and v.refusal is Refusal.WRONG_CHANNEL
+    assert not v.allowed and v.refusal is PolicyRefusal.WRONG_CHANNEL
     assert "<#C_CUT>" in v.reason
     if action in INCIDENT_OK:
         assert "<#C_INC>" in v.reason, "rollback, status and help also name the incident channel"
@@ -66,7 +66,7 @@ def test_nothing_but_help_works_anywhere_else_and_the_refusal_names_the_channel(
 @pytest.mark.parametrize("channel", ["C_RANDOM", "D_ALICE"])
 @pytest.mark.parametrize("actor", [MEMBER, GUEST_OP, UNKNOWN])
 def test_help_works_in_every_channel_and_a_dm_for_anyone(channel, actor):
-    assert verdict(Action.HELP, actor=actor, channel=channel).allowed
+    assert verdict(EntryPoint.HELP, actor=actor, channel=channel).allowed
 
 
 def test_where_text_names_the_cutover_and_incident_channels_and_help_anywhere():
@@ -79,7 +79,7 @@ def test_where_text_names_the_cutover_and_incident_channels_and_help_anywhere():
 
 
 def test_start_from_the_incident_channel_is_refused_naming_the_cutover_channel():
-    v = verdict(Action.START, channel="C_INC")
+    v = verdict(EntryPoint.START, channel="C_INC")
     assert not v.allowed and "`/golive start` works only in the cutover channel <#C_CUT>" \
         in v.reason
 
@@ -87,29 +87,29 @@ def test_start_from_the_incident_channel_is_refused_naming_the_cutover_channel()
 @pytest.mark.parametrize("action", OPERATOR_ONLY)
 def test_non_operators_are_refused_what_operators_may_do(action):
     v = verdict(action, actor=MEMBER)
-    assert not v.allowed and v.refusal is Refusal.NOT_AN_OPERATOR, action
+    assert not v.allowed and v.refusal is PolicyRefusal.NOT_AN_OPERATOR, action
     assert "operator" in v.reason
 
 
 def test_operators_are_needed_for_start_finish_steps_rollback_retry_and_mark_done():
     assert set(OPERATOR_ONLY) == {
-        Action.START, Action.FINISH, Action.STEP, Action.ROLLBACK, Action.START_ROLLBACK,
-        Action.RETRY, Action.MARK_DONE, Action.MARK_DONE_SUBMIT, Action.WATCH, Action.INCIDENT,
-        Action.CANARY, Action.CANARY_ROLLBACK, Action.GO, Action.PAUSE}
+        EntryPoint.START, EntryPoint.FINISH, EntryPoint.STEP, EntryPoint.ROLLBACK, EntryPoint.START_ROLLBACK,
+        EntryPoint.RETRY, EntryPoint.MARK_DONE, EntryPoint.MARK_DONE_SUBMIT, EntryPoint.WATCH, EntryPoint.INCIDENT,
+        EntryPoint.CANARY, EntryPoint.CANARY_ROLLBACK, EntryPoint.GO, EntryPoint.PAUSE}
 
 
 @pytest.mark.parametrize("actor", [MEMBER, GUEST_OP, BOT_OP, GONE_OP, UNKNOWN])
-@pytest.mark.parametrize("action", [Action.STATUS, Action.HELP])
+@pytest.mark.parametrize("action", [EntryPoint.STATUS, EntryPoint.HELP])
 def test_status_and_help_are_open_to_everyone(action, actor):
     assert verdict(action, actor=actor).allowed
     assert verdict(action, actor=actor, channel="C_INC").allowed
     assert not needs_account(action) and not needs_operator(action)
 
 
-@pytest.mark.parametrize("actor,refusal", [(GUEST_OP, Refusal.GUEST_ACCOUNT),
-                                           (BOT_OP, Refusal.BOT_ACCOUNT),
-                                           (GONE_OP, Refusal.DEACTIVATED)])
-@pytest.mark.parametrize("action", [a for a in Action if a not in (Action.STATUS, Action.HELP)])
+@pytest.mark.parametrize("actor,refusal", [(GUEST_OP, PolicyRefusal.GUEST_ACCOUNT),
+                                           (BOT_OP, PolicyRefusal.BOT_ACCOUNT),
+                                           (GONE_OP, PolicyRefusal.DEACTIVATED)])
+@pytest.mark.parametrize("action", [a for a in EntryPoint if a not in (EntryPoint.STATUS, EntryPoint.HELP)])
 def test_guests_bots_and_deactivated_accounts_are_refused_even_when_listed(action, actor,
                                                                            refusal):
     v = verdict(action, actor=actor)
@@ -117,42 +117,42 @@ def test_guests_bots_and_deactivated_accounts_are_refused_even_when_listed(actio
 
 
 def test_a_failed_membership_lookup_refuses():
-    v = verdict(Action.START, actor=UNKNOWN)
-    assert not v.allowed and v.refusal is Refusal.UNKNOWN_MEMBERSHIP
-    assert verdict(Action.APPROVE, actor=UNKNOWN).allowed, "votes do not need operators"
+    v = verdict(EntryPoint.START, actor=UNKNOWN)
+    assert not v.allowed and v.refusal is PolicyRefusal.UNKNOWN_MEMBERSHIP
+    assert verdict(EntryPoint.APPROVE, actor=UNKNOWN).allowed, "votes do not need operators"
 
 
 def test_the_start_rollback_button_obeys_exactly_the_command_rules():
-    assert RULES[Action.START_ROLLBACK] is RULES[Action.ROLLBACK]
+    assert RULES[EntryPoint.START_ROLLBACK] is RULES[EntryPoint.ROLLBACK]
     for actor in (OPERATOR, MEMBER, GUEST_OP, UNKNOWN):
         for channel in ("C_CUT", "C_INC", "C_RANDOM"):
-            a = verdict(Action.ROLLBACK, actor=actor, channel=channel)
-            b = verdict(Action.START_ROLLBACK, actor=actor, channel=channel)
+            a = verdict(EntryPoint.ROLLBACK, actor=actor, channel=channel)
+            b = verdict(EntryPoint.START_ROLLBACK, actor=actor, channel=channel)
             assert (a.allowed, a.refusal) == (b.allowed, b.refusal), (actor, channel)
 
 
 def test_votes_on_a_rollback_card_also_work_in_an_incident_channel():
-    for action in (Action.APPROVE, Action.REJECT, Action.REJECT_SUBMIT, Action.CANCEL):
+    for action in (EntryPoint.APPROVE, EntryPoint.REJECT, EntryPoint.REJECT_SUBMIT, EntryPoint.CANCEL):
         assert not verdict(action, actor=MEMBER, channel="C_INC").allowed
         assert verdict(action, actor=MEMBER, channel="C_INC", about_rollback=True).allowed
         assert not verdict(action, actor=MEMBER, channel="C_X", about_rollback=True).allowed
-    assert not verdict(Action.RETRY, channel="C_INC", about_rollback=True).allowed
+    assert not verdict(EntryPoint.RETRY, channel="C_INC", about_rollback=True).allowed
 
 
 def test_channel_is_checked_before_the_person():
-    v = verdict(Action.START, actor=GUEST_OP, channel="C_RANDOM")
-    assert v.refusal is Refusal.WRONG_CHANNEL
+    v = verdict(EntryPoint.START, actor=GUEST_OP, channel="C_RANDOM")
+    assert v.refusal is PolicyRefusal.WRONG_CHANNEL
 
 
 def test_command_action_maps_subcommands_only():
-    assert command_action("start") is Action.START
+    assert command_action("start") is EntryPoint.START
     assert command_action("button.retry") is None and command_action("nope") is None
     assert command_action("step") is None, "STEP is no subcommand name of its own"
-    assert command_action("deploy", runbook_step=True) is Action.STEP
-    assert command_action("cache", runbook_step=True) is Action.STEP
-    assert set(COMMANDS) == {Action.HELP, Action.STATUS, Action.START, Action.FINISH,
-                             Action.ROLLBACK, Action.WATCH, Action.INCIDENT, Action.CANARY,
-                             Action.GO, Action.PAUSE}
+    assert command_action("deploy", runbook_step=True) is EntryPoint.STEP
+    assert command_action("cache", runbook_step=True) is EntryPoint.STEP
+    assert set(COMMANDS) == {EntryPoint.HELP, EntryPoint.STATUS, EntryPoint.START, EntryPoint.FINISH,
+                             EntryPoint.ROLLBACK, EntryPoint.WATCH, EntryPoint.INCIDENT, EntryPoint.CANARY,
+                             EntryPoint.GO, EntryPoint.PAUSE}
 
 
 def test_every_subcommand_has_an_action():
@@ -168,8 +168,8 @@ def test_every_subcommand_has_an_action():
 
 
 def test_a_step_refusal_names_the_subcommand_asked_for():
-    v = verdict(Action.STEP, channel="C_INC", what="`/golive deploy`")
+    v = verdict(EntryPoint.STEP, channel="C_INC", what="`/golive deploy`")
     assert not v.allowed and "`/golive deploy` works only in the cutover channel <#C_CUT>" \
         in v.reason, v.reason
-    v = verdict(Action.STEP, actor=MEMBER, what="`/golive cache`")
+    v = verdict(EntryPoint.STEP, actor=MEMBER, what="`/golive cache`")
     assert "Only operators can use `/golive cache`" in v.reason, v.reason

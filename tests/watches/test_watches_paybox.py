@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from bot.settings import Thresholds
-from runbook.watches.analysis import Event
+from runbook.watches.analysis import WatchEvent
 from runbook.watches.config import WatchesConfig
 from runbook.watches.watchset import WatchSet
 from tests.support.paybox_target import paybox_target, paybox_watch_sources
@@ -43,17 +43,17 @@ def watchset(stack: Any, **watches: Any) -> WatchSet:
     return ws
 
 
-def tick(ws: WatchSet, name: str) -> tuple[Any, list[Event]]:
+def tick(ws: WatchSet, name: str) -> tuple[Any, list[WatchEvent]]:
     return ws.tick(name, datetime.now(UTC))
 
 
-def kinds(events: list[Event]) -> list[str]:
+def kinds(events: list[WatchEvent]) -> list[str]:
     return [e.kind for e in events]
 
 
-def until_state(ws: WatchSet, name: str, want: str, timeout: float = 30) -> list[Event]:
+def until_state(ws: WatchSet, name: str, want: str, timeout: float = 30) -> list[WatchEvent]:
     """Tick until the watch shows ``want``; return every event seen on the way."""
-    seen: list[Event] = []
+    seen: list[WatchEvent] = []
 
     def check() -> bool:
         state, events = tick(ws, name)
@@ -126,7 +126,7 @@ def test_5xx_burst_through_a_real_prometheus(stack: Any, prometheus: str) -> Non
         until_state(ws, "error_budget", "ok", 20)
         stack.set_knobs(error_5xx_rate=0.8)
         deadline = time.monotonic() + 30
-        events: list[Event] = []
+        events: list[WatchEvent] = []
         while ws.states["error_budget"].state != "breach" and time.monotonic() < deadline:
             _traffic(stack, 10)
             events += tick(ws, "error_budget")[1]

@@ -19,7 +19,7 @@ class PhaseFailed(Exception):
 
 
 @dataclass
-class Entry:
+class RehearsalEntry:
     phase: str
     what: str
     at_s: float
@@ -33,7 +33,7 @@ class PhaseResult:
     ok: bool = True
     seconds: float = 0.0
     detail: str = ""
-    entries: list[Entry] = field(default_factory=list)
+    entries: list[RehearsalEntry] = field(default_factory=list)
 
 
 class RehearsalTimeline:
@@ -43,7 +43,7 @@ class RehearsalTimeline:
         self.console = console or Console(highlight=False, soft_wrap=True)
         self.t0 = time.monotonic()
         self.phases: list[PhaseResult] = []
-        self.entries: list[Entry] = []
+        self.entries: list[RehearsalEntry] = []
         self._phase: PhaseResult | None = None
 
     def elapsed(self) -> float:
@@ -61,7 +61,7 @@ class RehearsalTimeline:
         mark = "[green]✓[/green]" if ok else "[red]✗[/red]"
         took = f" [dim]({seconds:.1f} s)[/dim]" if seconds is not None else ""
         self.console.print(f"{self._stamp()}  {mark} {what}{took}", markup=True)
-        entry = Entry(self._phase.name if self._phase else "", what, round(self.elapsed(), 2),
+        entry = RehearsalEntry(self._phase.name if self._phase else "", what, round(self.elapsed(), 2),
                       None if seconds is None else round(seconds, 2), ok)
         self.entries.append(entry)
         if self._phase is not None:
