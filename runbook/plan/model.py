@@ -66,6 +66,9 @@ class ServiceChange:
     """the image's revision label (the commit it was built from), when known"""
     changes: tuple[FieldChange, ...] = ()
     """what else in the compose configuration changes for this service"""
+    config_sha256: str | None = None
+    """sha256 of the service's whole compose configuration at the RC's tag (environment values
+    included, never shown): any change to it between approval and claim is drift"""
 
 
 @dataclass(frozen=True)
@@ -388,6 +391,8 @@ def _step_markdown(plan: Plan, s: StepPlan) -> list[str]:
             out.append(f"  - replaces: `{c.current_digest}`")
         if c.revision:
             out.append(f"  - revision: `{c.revision}`")
+        if c.config_sha256:
+            out.append(f"  - compose configuration sha256: `{c.config_sha256[:16]}`")
         out += [f"  - {f.field}: {f.before} → {f.after}" for f in c.changes]
         if not c.changes:
             out.append("  - compose configuration: no change besides the image")

@@ -13,6 +13,7 @@ read into it: only their keys, and whether the value changes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -251,10 +252,13 @@ def compose_services(target: TargetConfig, tag: str, secrets: Mapping[str, str],
             changes = (compose_changes(before.get(svc.service) or {},
                                        after.get(svc.service) or {}, secrets)
                        if before and after else [])
+            spec = after.get(svc.service)
             out.append(ServiceChange(
                 service=svc.service, image=images[svc.service], digest=digest,
                 current_image=info.image if info else None, current_digest=current_digest,
-                revision=None, changes=tuple(c for c in changes if c.field != "image")))
+                revision=None, changes=tuple(c for c in changes if c.field != "image"),
+                config_sha256=hashlib.sha256(json.dumps(spec, sort_keys=True).encode()
+                                             ).hexdigest() if spec else None))
     return out, unresolved
 
 

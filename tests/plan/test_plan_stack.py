@@ -85,16 +85,23 @@ def test_the_same_sources_give_the_same_digest(plan, target):
 
 
 def test_certify_deploy_finds_a_container_replaced_behind_the_bots_back(target, paybox_stack):
-    """What runs is v1: a plan for v1 certifies; one for v2 names the app's difference."""
+    """The plan for v1 certifies what runs (v1); then the app's container is replaced with the
+    v2 image behind the bot's back: the same plan no longer certifies, naming both digests."""
+    st = paybox_stack
     v1 = compute(_runbook(), target, PlanInputs(rc_tag="v1", squawk=False))
     ok = certify.certify_deploy(target, v1.step("deploy"))
     assert ok.differences == [], ok
-    assert ok.compared and "app" in ok.compared[0]
-    v2 = compute(_runbook(), target, PlanInputs(rc_tag="v2", squawk=False))
-    bad = certify.certify_deploy(target, v2.step("deploy"))
-    assert [d.what for d in bad.differences] == ["app digest"]
-    assert bad.differences[0].expected == _digest("paybox/app", "v2")
-    assert bad.differences[0].found == _digest("paybox/app", "v1")
+    assert ok.compared == [(f"app digest: running {_digest('paybox/app', 'v1')} = planned "
+                           f"{_digest('paybox/app', 'v1')}")]
+    try:
+        st.compose("up", "-d", "--no-deps", "app", PAYBOX_APP_TAG="v2")
+        bad = certify.certify_deploy(target, v1.step("deploy"))
+        assert [(d.what, d.expected, d.found) for d in bad.differences] == [
+            ("app digest", _digest("paybox/app", "v1"), _digest("paybox/app", "v2"))]
+        assert not bad.certified and bad.as_fact()["differences"]
+    finally:
+        st.compose("up", "-d", "--no-deps", "--wait", "app", PAYBOX_APP_TAG="v1")
+    assert certify.certify_deploy(target, v1.step("deploy")).certified
 
 
 def test_certify_migration_and_maintenance(target, paybox_stack):
@@ -148,3 +155,33 @@ def test_golive_plan_on_the_command_line(paybox_stack, tmp_path):
         assert secret not in r.stdout + r.stderr + text
     bad = golive("plan", "--config", str(config), "--tag", "bad tag!", url=None)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "--tag" in bad.stderr
+
+
+def test_a_changed_compose_environment_and_a_moved_revision_are_named_drift(target,
+                                                                            paybox_stack):
+    """Between two computations: the deployer's environment changes a value (the plan shows
+    neither value, only that the service's configuration moved), and the database's revision is
+    moved behind the bot's back (named from what to what)."""
+    st = paybox_stack
+    inputs = PlanInputs(rc_tag="v2", squawk=False, url_variable="PAYBOX_DATABASE_URL")
+    before = compute(_runbook(), target, inputs)
+    knob = "knob-value-31415926"
+    changed = paybox_target(edge_port=st.edge_port, app_port=st.app_port, project=st.project,
+                            database_url=st.database_url, ops_token=st.ops_token,
+                            admin_password=st.admin_password,
+                            extra_env={"PAYBOX_WEBHOOK_SECRET": st.webhook_secret,
+                                       "PAYBOX_KNOBS": knob})
+    after = compute(_runbook(), changed, inputs)
+    (moved,) = diff(before.step("deploy"), after.step("deploy"))
+    assert moved.path == "services[app].config_sha256" and moved.before != moved.after
+    assert knob not in render_markdown(after)
+    with st.db() as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0002_payout_idempotency'")
+    try:
+        again = compute(_runbook(), target, inputs)
+        changes = {c.path: str(c) for c in diff(before.step("migrate"), again.step("migrate"))}
+        assert changes["migration.current"] == (
+            "migration.current: 0001_ledger → 0002_payout_idempotency")
+    finally:
+        with st.db() as conn:
+            conn.execute("UPDATE alembic_version SET version_num = '0001_ledger'")
