@@ -32,8 +32,8 @@ from bot.store import repo
 from runbook.adapters.redact import mask
 from runbook.model import Runbook
 from runbook.plan.model import (
-    Change,
     Plan,
+    PlanChange,
     PlanError,
     StepPlan,
     diff,
@@ -182,7 +182,7 @@ class PlanService:
         """One step's part of the plan, recomputed now from the same sources."""
         return self.compute(run_id=run_id).step(step_id)
 
-    def drift(self, approved: StepPlan, *, run_id: int) -> list[Change]:
+    def drift(self, approved: StepPlan, *, run_id: int) -> list[PlanChange]:
         """What moved since ``approved`` was computed (empty: the approval still holds)."""
         return diff(approved, self.step_plan(run_id=run_id, step_id=approved.step_id))
 

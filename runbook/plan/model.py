@@ -88,7 +88,7 @@ class MigrationPlan:
 
 
 @dataclass(frozen=True)
-class Check:
+class PlanCheck:
     """A URL or command a step verifies (or flips)."""
 
     name: str
@@ -106,7 +106,7 @@ class StepPlan:
     """a step of the rollback plan (not of the cutover)"""
     does: tuple[str, ...] = ()
     """what it will do, one line each, with today's values"""
-    checks: tuple[Check, ...] = ()
+    checks: tuple[PlanCheck, ...] = ()
     services: tuple[ServiceChange, ...] = ()
     migration: MigrationPlan | None = None
     way_back: str = ""
@@ -202,7 +202,7 @@ def step_digest(plan: Plan, step_id: str) -> str:
 
 
 @dataclass(frozen=True)
-class Change:
+class PlanChange:
     """What moved between two computations of a step's plan."""
 
     path: str
@@ -253,7 +253,7 @@ def _flatten(value: Any, path: str, out: dict[str, Any]) -> None:
     out[path] = value
 
 
-def diff(old: StepPlan, new: StepPlan) -> list[Change]:
+def diff(old: StepPlan, new: StepPlan) -> list[PlanChange]:
     """Every leaf of the step's plan that differs (timing left out), in a stable order:
     ``services[app].digest: sha256:aaa → sha256:bbb``. Empty: nothing moved."""
     a: dict[str, Any] = {}
@@ -261,7 +261,7 @@ def diff(old: StepPlan, new: StepPlan) -> list[Change]:
     _flatten(step_content(old), "", a)
     _flatten(step_content(new), "", b)
     paths = list(dict.fromkeys([*a, *b]))
-    return [Change(p, a.get(p), b.get(p)) for p in paths if a.get(p) != b.get(p)]
+    return [PlanChange(p, a.get(p), b.get(p)) for p in paths if a.get(p) != b.get(p)]
 
 
 # --- durations -------------------------------------------------------------------------------
@@ -420,7 +420,7 @@ def plan_from_dict(data: Mapping[str, Any]) -> Plan:
         return StepPlan(
             step_id=d["step_id"], title=d["title"], kind=d["kind"], command=d.get("command"),
             rollback=bool(d.get("rollback")), does=tuple(d.get("does") or ()),
-            checks=tuple(Check(**c) for c in d.get("checks") or ()),
+            checks=tuple(PlanCheck(**c) for c in d.get("checks") or ()),
             services=tuple(ServiceChange(**{**c, "changes": tuple(
                 FieldChange(**f) for f in c.get("changes") or ())})
                 for c in d.get("services") or ()),
@@ -452,7 +452,7 @@ def with_durations(steps: Sequence[StepPlan], history: Mapping[str, Sequence[flo
                          history=len(history.get(s.step_id, ()))) for s in steps)
 
 
-__all__ = ["NO_HISTORY", "Change", "Check", "FieldChange", "MigrationPlan", "Plan", "PlanError",
+__all__ = ["NO_HISTORY", "FieldChange", "MigrationPlan", "Plan", "PlanChange", "PlanCheck", "PlanError",
            "ServiceChange", "StepPlan", "Unresolved", "changes_lines", "content", "diff",
            "fmt_duration", "median_duration", "plan_digest", "plan_from_dict", "plan_to_dict",
            "render_markdown", "step_content", "step_digest", "summary_lines", "with_durations"]

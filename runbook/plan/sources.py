@@ -28,10 +28,10 @@ from typing import Any
 from runbook.adapters.redact import mask
 from runbook.model import Runbook, Step
 from runbook.plan.model import (
-    Check,
     FieldChange,
     MigrationPlan,
     Plan,
+    PlanCheck,
     ServiceChange,
     StepPlan,
     Unresolved,
@@ -428,20 +428,20 @@ def _switch_lines(switch: Any, on: bool, label: str) -> list[str]:
     return []
 
 
-def _maintenance(target: TargetConfig, on: bool) -> tuple[list[str], list[Check],
+def _maintenance(target: TargetConfig, on: bool) -> tuple[list[str], list[PlanCheck],
                                                            list[Unresolved]]:
     if target.maintenance is None:
         return [], [], [Unresolved("maintenance switch", "no [target.maintenance] configured")]
     page = target.maintenance_page
-    checks = ([Check("maintenance page", f"{target.public_url}{page.path}",
+    checks = ([PlanCheck("maintenance page", f"{target.public_url}{page.path}",
                      f"HTTP {page.status}" + (f" with {page.expect_text!r}"
                                               if page.expect_text else ""))] if on else
-              [Check("public health", f"{target.public_url}{target.health.path or ''}",
+              [PlanCheck("public health", f"{target.public_url}{target.health.path or ''}",
                      "HTTP 200")])
     return _switch_lines(target.maintenance, on, "maintenance"), checks, []
 
 
-def _traffic(target: TargetConfig, open_: bool) -> tuple[list[str], list[Check],
+def _traffic(target: TargetConfig, open_: bool) -> tuple[list[str], list[PlanCheck],
                                                          list[Unresolved]]:
     if target.traffic is None:
         does, checks, un = _maintenance(target, not open_)
@@ -450,12 +450,12 @@ def _traffic(target: TargetConfig, open_: bool) -> tuple[list[str], list[Check],
     does = _switch_lines(target.traffic, open_, "traffic")
     if open_ and target.maintenance is not None:
         does += _switch_lines(target.maintenance, False, "maintenance")
-    return does, [Check("public health", f"{target.public_url}{target.health.path or ''}",
+    return does, [PlanCheck("public health", f"{target.public_url}{target.health.path or ''}",
                         "HTTP 200" if open_ else "not 200")], []
 
 
 def _health(target: TargetConfig, tag: str | None, head: str | None
-            ) -> tuple[list[str], list[Check], list[Unresolved]]:
+            ) -> tuple[list[str], list[PlanCheck], list[Unresolved]]:
     h = target.health
     if not h.path:
         return [], [], [Unresolved("health path", "[target.health] path is unset")]
@@ -464,17 +464,17 @@ def _health(target: TargetConfig, tag: str | None, head: str | None
         expect.append(f"{h.version_field} = {tag}")
     if h.schema_field and head:
         expect.append(f"{h.schema_field} = {head}")
-    checks = [Check("health", f"{target.internal_url}{h.path}", "; ".join(expect))]
+    checks = [PlanCheck("health", f"{target.internal_url}{h.path}", "; ".join(expect))]
     if target.admin_login.path:
-        checks.append(Check("admin login", f"{target.internal_url}{target.admin_login.path}",
+        checks.append(PlanCheck("admin login", f"{target.internal_url}{target.admin_login.path}",
                             f"user {target.admin_login.username}, password masked"))
     if target.dashboard.path:
-        checks.append(Check("dashboard", f"{target.internal_url}{target.dashboard.path}",
+        checks.append(PlanCheck("dashboard", f"{target.internal_url}{target.dashboard.path}",
                             repr(target.dashboard.expect_text or "HTTP 200")))
     return [f"checks {c.name} at {c.target}" for c in checks], checks, []
 
 
-def _smoke(target: TargetConfig, tag: str | None) -> tuple[list[str], list[Check],
+def _smoke(target: TargetConfig, tag: str | None) -> tuple[list[str], list[PlanCheck],
                                                           list[Unresolved]]:
     s = target.smoke
     if s is None:
@@ -485,7 +485,7 @@ def _smoke(target: TargetConfig, tag: str | None) -> tuple[list[str], list[Check
     argv = " ".join([*s.interpreter, str(s.path), *args])
     keys = ", ".join(sorted(s.env)) or "none"
     return ([f"runs {argv} (timeout {s.timeout_s:.0f} s; environment keys: {keys})"],
-            [Check("smoke script", argv)], [])
+            [PlanCheck("smoke script", argv)], [])
 
 
 def _way_back(step: Step, runbook: Runbook, plan_steps: Mapping[str, StepPlan],
@@ -520,7 +520,7 @@ def _step(step: Step, runbook: Runbook, target: TargetConfig, inputs: PlanInputs
     gate = step.gate if not rollback else runbook.rollback_gate
     tag = inputs.rc_tag
     does: list[str] = []
-    checks: list[Check] = []
+    checks: list[PlanCheck] = []
     services: list[ServiceChange] = []
     migration: MigrationPlan | None = None
     unresolved: list[Unresolved] = []
@@ -563,7 +563,7 @@ def _step(step: Step, runbook: Runbook, target: TargetConfig, inputs: PlanInputs
                                       sql=mig.down_sql)
     elif kind == "rollback.verify_readonly":
         paths = [target.health.path or "", target.admin_login.path or "", *target.readonly_paths]
-        checks = [Check("read-only page", f"{target.internal_url}{p}") for p in paths if p]
+        checks = [PlanCheck("read-only page", f"{target.internal_url}{p}") for p in paths if p]
         does = [f"loads {len(checks)} page(s) on the old version"]
     elif kind == "check.all":
         does = [("runs the pre-cutover checks together (freeze, prod config, backup drill, "

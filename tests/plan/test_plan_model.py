@@ -9,10 +9,10 @@ from dataclasses import replace
 
 from bot.slack.plan_blocks import plan_card
 from runbook.plan.model import (
-    Check,
     FieldChange,
     MigrationPlan,
     Plan,
+    PlanCheck,
     ServiceChange,
     StepPlan,
     Unresolved,
@@ -46,7 +46,7 @@ def _plan(**kw) -> Plan:
                                 ("line 2: adding-field-with-default",), "ALTER TABLE t DROP c;"),
         unresolved=(Unresolved("squawk", "not installed"),))
     traffic = StepPlan(step_id="traffic-open", title="Open", kind="traffic",
-                       checks=(Check("public health", "http://x/api/health", "HTTP 200"),))
+                       checks=(PlanCheck("public health", "http://x/api/health", "HTTP 200"),))
     base = Plan(runbook="rb", runbook_version="v" * 64, target="paybox", rc_tag="v2", run_id=3,
                 steps=(deploy, migrate, traffic), computed_at="2026-12-08T00:00:00+00:00")
     return replace(base, **kw)

@@ -17,10 +17,6 @@ PACKAGES = ("bot", "commands", "runbook")
 PENDING: dict[str, str] = {
     "Actor": "bot/engine/actors.py's Actor is renamed by the engine's redesign (issue 19, "
              "helper A), not landed when this test was written",
-    "Check": "runbook/plan/model.py (issue 20) reuses bot/checkline.py's name; its owner "
-             "renames one",
-    "Change": "runbook/plan/model.py (issue 20) reuses bot/dev/sandbox/workspace.py's name; "
-              "its owner renames one",
 }
 """Names still defined twice while another change that renames one of them is in flight:
 name -> why. Empty when nothing is pending."""

@@ -25,6 +25,7 @@ SHIPPED_HELP = """\
 • `/golive health` — check /api/health, admin login and the dashboard
 • `/golive smoke` — run the team's smoke script
 • `/golive traffic open` 🔒 — re-open public traffic (verified)
+• `/golive plan [tag]` — the night's plan with today's values: each step, the digests and SQL it will use, its way back, expected durations, a digest (a card and the full file)
 • `/golive canary` — real-money canary: deposit, withdraw, ledger and evidence checks, threaded sign-off and report
 • `/golive watch start|stop|list` — the post-cutover watches (they start when traffic opens)
 • `/golive incident security &lt;what happened&gt;` — declare a security incident: an alert with Start rollback

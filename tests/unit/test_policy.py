@@ -152,7 +152,7 @@ def test_command_action_maps_subcommands_only():
     assert command_action("cache", runbook_step=True) is EntryPoint.STEP
     assert set(COMMANDS) == {EntryPoint.HELP, EntryPoint.STATUS, EntryPoint.START, EntryPoint.FINISH,
                              EntryPoint.ROLLBACK, EntryPoint.WATCH, EntryPoint.INCIDENT, EntryPoint.CANARY,
-                             EntryPoint.GO, EntryPoint.PAUSE}
+                             EntryPoint.GO, EntryPoint.PAUSE, EntryPoint.PLAN}
 
 
 def test_every_subcommand_has_an_action():
