@@ -109,6 +109,12 @@ class WatchRoom:
         """The run whose watches this process runs now."""
         return self._run_id
 
+    def streams_connected(self) -> bool:
+        """Whether every log stream the running watches read is connected (a file tail is
+        at the file's end, ready to count what is written next); False when none run."""
+        ws = self._ws
+        return ws is not None and all(t.connected for t in getattr(ws, "tails", ()))
+
     # --- reconcile: what should run vs what runs --------------------------------------------
     def reconcile(self) -> None:
         """On the leader: start or stop the watches to match the database (every second)."""

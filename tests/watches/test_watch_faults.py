@@ -6,6 +6,7 @@ tested against a local server answering with recorded Sentry response shapes."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -198,6 +199,7 @@ def test_broken_stream_reconnects_and_is_an_error_meanwhile() -> None:
     from runbook.watches.watches import WebhookWatch
 
     calls: list[str | None] = []
+    idle = threading.Event()
 
     def opener(last: str | None) -> Iterator[bytes]:
         calls.append(last)
@@ -209,9 +211,8 @@ def test_broken_stream_reconnects_and_is_an_error_meanwhile() -> None:
         # the engine replays from `since` to the second: the first line is a duplicate
         yield (b"2026-01-01T00:00:00.000000001Z x Signature Verified\n"
                b"2026-01-01T00:00:01.000000000Z y Signature Verified\n")
-        while True:
-            yield b""
-            time.sleep(0.02)
+        yield b""
+        idle.wait()  # a connected stream with nothing to say, until the test ends
 
     tail = LogTail("fake", opener, reconnect_max_s=0.05)
     counter = tail.subscribe(LineCounter(pattern_classifier({"verified": "Signature Verified",
@@ -228,4 +229,5 @@ def test_broken_stream_reconnects_and_is_an_error_meanwhile() -> None:
         m = watch.measure(now())
         assert m.phase == "Successful" and m.evidence["verified"] == 2, m
     finally:
+        idle.set()
         tail.stop()

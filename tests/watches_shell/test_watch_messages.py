@@ -4,8 +4,6 @@ rollback trigger posts an alert whose Start rollback button enters the rollback 
 
 from __future__ import annotations
 
-import time
-
 from bot.ids import Action
 from tests.support import pg
 from tests.support.harness import text_of
@@ -18,6 +16,12 @@ def open_traffic(bot) -> None:
     card = bot.request("alice", 'traffic open --override "watch test"')
     bot.sandbox.click("bob", card, action_id=Action.APPROVE)
     bot.card_showing(card, "succeeded", "failed")
+
+
+def ticks(bot) -> list[tuple[str, int]]:
+    """How many times each watch has measured, as the database has it."""
+    return [(r["name"], r["ticks"]) for r in pg.rows(
+        bot.settings.migrations_database_url, "SELECT name, ticks FROM watch_states ORDER BY name")]
 
 
 def test_health_watch_starts_with_traffic_goes_red_and_back(watchbot, health):
@@ -61,9 +65,13 @@ def test_watch_start_stop_list_by_hand(watchbot):
     assert "stopped" in bot.command("alice", "watch stop")
     stopped = watch_message(bot, "Health", "stopped by")
     count = text_of(stopped)
-    time.sleep(1.5)  # a stopped watch must stay quiet: nothing to wait for but time
+    room = bot.runtime.watches
+    measured = ticks(bot)
+    room.reconcile()  # the leader's next tick, driven here: it must not start them again
+    assert room.running is None, "a stopped watch must not be scheduled any more"
+    assert ticks(bot) == measured, "a stopped watch must not measure any more"
     assert text_of(bot.workspace.message("C_CUTOVER", stopped.ts)) == count, \
-        "a stopped watch must not measure any more"
+        "a stopped watch's message must stay as it was"
 
 
 def test_5xx_burst_posts_alert_in_both_channels_and_button_requests_rollback(
@@ -72,7 +80,8 @@ def test_5xx_burst_posts_alert_in_both_channels_and_button_requests_rollback(
     bot.command("alice", "start v2")
     bot.command("alice", "watch start")
     watch_message(bot, "Error budget (5xx burn rate)", "*ok*", "*pending*")
-    time.sleep(0.3)  # the file tail starts at the end: let it open the file first
+    # The file tail starts at the file's end: write once it is there.
+    bot.workspace.wait_for(lambda: bot.runtime.watches.streams_connected() or None, 10)
     with access_log.open("a") as f:
         for i in range(60):
             f.write(f"2026-01-01T00:00:00Z access GET /api/x{i} {500 if i % 4 else 200} 3ms\n")
