@@ -114,7 +114,11 @@ class Autopilot:
     def status(self, run_id: int) -> dict | None:
         """The run's autopilot row (on, started_by, waiting_for, last_reason, ...), or None."""
         with self.db.connection() as conn:
-            return store.get(conn, run_id)
+            row = store.get(conn, run_id)
+            run = repo.get_run(conn, run_id=run_id)
+        if row is not None and row["on"] and run is not None and run["status"] != "active":
+            return {**row, "on": False, "last_reason": f"The run ended ({run['status']})."}
+        return row
 
     # ------------------------------------------------------------------ the driver
     def tick(self) -> list[str]:

@@ -206,3 +206,13 @@ def test_a_restart_while_its_step_ran_stops_it_at_the_interruption_and_runs_noth
         second.stop()
     assert rows(clean_db, "SELECT step_id, state FROM step_executions WHERE step_id = 'migrate'"
                 ) == [("migrate", "interrupted")], "nothing was requested or run again"
+
+
+def test_once_the_run_ends_status_no_longer_shows_it_on_and_it_requests_nothing(pbot, clean_db):
+    started(pbot, clean_db)
+    answer(pbot, "alice", "go")
+    assert pbot.runtime.autopilot.tick() == ["maintenance-on"]
+    assert "aborted" in answer(pbot, "alice", 'finish --abort "the vendor postponed"')
+    assert pbot.runtime.autopilot.tick() == []
+    status = answer(pbot, "bob", "status")
+    assert "*Autopilot*: off. The run ended (aborted)." in status, status
