@@ -10,6 +10,7 @@ succeeded and fails the step on any difference.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,7 +87,8 @@ def running_digests_kubernetes(target: TargetConfig, *, deployer: Any = None,
 
     cfg = target.deployer
     assert isinstance(cfg, KubernetesDeployerConfig)
-    deployer = deployer or KubernetesDeployer(cfg, secrets=dict(secrets or {}), cwd=Path.cwd())
+    deployer = deployer or KubernetesDeployer(cfg, secrets=dict(secrets or {}), cwd=Path.cwd(),
+                                              clock=time.monotonic, sleep=time.sleep)
     apps, core = deployer._apps(), deployer._core()
     out: dict[str, list[str]] = {}
     for c in cfg.containers:

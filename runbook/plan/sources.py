@@ -273,7 +273,8 @@ def kubernetes_services(target: TargetConfig, tag: str, secrets: Mapping[str, st
     token = cfg.registry_token.get_secret_value() if cfg.registry_token else None
     running: dict[str, Any] = {}
     try:
-        deployer = deployer or KubernetesDeployer(cfg, secrets=dict(secrets), cwd=Path.cwd())
+        deployer = deployer or KubernetesDeployer(cfg, secrets=dict(secrets), cwd=Path.cwd(),
+                                                  clock=time.monotonic, sleep=time.sleep)
         running = deployer.current_images()
     except Exception as e:  # noqa: BLE001
         unresolved.append(Unresolved("what runs now", _why(e, secrets)))
