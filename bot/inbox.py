@@ -12,6 +12,13 @@ itself their owner, and hands each to the Bolt app, whose lazy half then runs in
   together, or neither does;
 - replies go out after the commit (a reply never announces an effect that was rolled back).
 
+Requests that change nothing (``status``, ``help``: ``READ_ONLY``) are handled in batches
+(``handle_batch``, from bot/handoff.py): up to ``BATCH`` of them in one transaction, each in
+its own savepoint, so one commit (one WAL flush, one hold of the audit chain's head) serves
+all of them. Each still gets its own audit row and its own reply, after the commit; an error
+in one rolls back only its savepoint; a database failure anywhere rolls the whole batch back
+before anyone was told anything, and each is then handled again on its own.
+
 A process holds a session advisory lock on its owner key while it lives. ``recover`` finds
 requests whose owner died between the ack and the effect and hands them back to the Bolt app
 (any replica may do it; the row lock makes it once). A request whose handling failed because
@@ -27,7 +34,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -45,12 +53,24 @@ OWN_START_S = 1.0  # one of ours not being handled this long after arriving has 
 SETTLE_AFTER_S = 60.0  # ours still "new" this long after arriving: nothing handled it
 PRESENCE_FRESH_S = 1.0  # a claim trusts a presence connection that answered this recently
 DROP_FOR_S = 600.0  # how long a failed request's drop mark is retried
+READ_ONLY = ("help", "status")  # commands that change nothing: handled in batches
+BATCH = 32  # read-only requests claimed, handled and committed together at most
+BATCH_TIMEOUT_S = HANDLE_TIMEOUT_S  # one batch's transaction (no Slack lookups in it)
 
 
 class Outcome(enum.Enum):
     DONE = "done"  # handled here, committed
     SKIPPED = "skipped"  # handled before (by a recovery or another replica)
     FAILED = "failed"  # the database failed: nothing committed
+    REDO = "redo"  # in a batch that the database failed: handled again on its own
+
+
+@dataclass
+class _Batch:
+    """What one ``handle_batch`` transaction holds: the replies waiting for its commit."""
+
+    after: list[Callable[[], Any]] = field(default_factory=list)
+    broken: bool = False  # the database failed inside it: nothing of it may commit
 
 
 def owner_key(owner: str) -> int:
@@ -72,6 +92,8 @@ class Inbox:
         self._presence_at = float("-inf")  # when the presence connection last answered
         self._handled = threading.Condition()
         self._active: set[int] = set()  # requests this process claimed and has not finished
+        self._reading: set[int] = set()  # of those, the read-only ones (handled in batches)
+        self._local = threading.local()  # .batch: the _Batch this thread is handling
         self._loop = Loop("golive-inbox")
         self._stop = self._loop.stopping
 
@@ -120,30 +142,42 @@ class Inbox:
                 self._presence = None
 
     # ------------------------------------------------------------------ claiming
-    def claim(self, limit: int) -> list[dict]:
-        """Take up to ``limit`` unclaimed requests, oldest first, as this process's own. They
-        count as being handled from here on (``in_flight``), so a later request of the same
-        channel waits for them however long they queue here."""
-        if limit <= 0:
+    def claim(self, limit: int, read_only: int = 0) -> list[dict]:
+        """Take up to ``limit`` unclaimed requests, and up to ``read_only`` more that change
+        nothing (``is_read_only``), oldest first, as this process's own. They count as being
+        handled from here on (``in_flight``), so a later request of the same channel waits
+        for them however long they queue here."""
+        limit, read_only = max(limit, 0), max(read_only, 0)
+        if limit + read_only == 0:
             return []
         # An owner must be alive, or a recovery would take them back (not a round trip per
         # claim: the recovery loop checks every 2 s too).
         self.ensure_presence(fresh_s=PRESENCE_FRESH_S)
+        ro = "kind = 'command' AND coalesce(request->'invocation'->>'name', '') = ANY(%(ro)s)"
         with self.db.transaction() as conn:
+            # The claim need not wait for its WAL flush: lost in a database crash, the rows
+            # are unclaimed again, and the commit that marks one done (flushed) flushes it.
+            conn.execute("SET LOCAL synchronous_commit = off")
             rows = conn.execute(
-                "UPDATE inbox SET owner = %s WHERE id IN (SELECT id FROM inbox WHERE"
-                " state = 'new' AND owner = '' ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
-                " RETURNING id, body, kind, request", (self.owner, limit)).fetchall()
+                f"WITH rw AS (SELECT id FROM inbox WHERE state = 'new' AND owner = '' AND NOT"
+                f" ({ro}) ORDER BY id LIMIT %(n)s FOR UPDATE SKIP LOCKED),"
+                f" ro AS (SELECT id FROM inbox WHERE state = 'new' AND owner = '' AND ({ro})"
+                " ORDER BY id LIMIT %(nro)s FOR UPDATE SKIP LOCKED)"
+                " UPDATE inbox SET owner = %(me)s WHERE id IN (SELECT id FROM rw UNION ALL"
+                " SELECT id FROM ro) RETURNING id, body, kind, request,"
+                " id IN (SELECT id FROM ro) AS read_only",
+                {"me": self.owner, "n": limit, "nro": read_only, "ro": list(READ_ONLY)}
+            ).fetchall()
             rows.sort(key=lambda r: r["id"])
             with self._handled:
                 self._active.update(r["id"] for r in rows)
+                self._reading.update(r["id"] for r in rows if r["read_only"])
         return rows
 
     def release(self, inbox_id: int) -> None:
         """A claimed request that will not reach ``handle`` (nothing listens for it)."""
         with self._handled:
-            self._active.discard(inbox_id)
-            self._handled.notify_all()
+            self._finished(inbox_id)
 
     def settle_unhandled(self, inbox_id: int) -> None:
         """After a lazy half: a request it claimed but never took to ``handle`` is done."""
@@ -157,14 +191,23 @@ class Inbox:
         finally:
             self.release(inbox_id)
 
-    def in_flight(self) -> int:
-        with self._handled:
-            return len(self._active)
+    def _finished(self, inbox_id: int) -> None:
+        """(Holding ``_handled``.) Request ``inbox_id`` is no longer in flight here."""
+        self._active.discard(inbox_id)
+        self._reading.discard(inbox_id)
+        self._handled.notify_all()
 
-    def wait_for_room(self, limit: int, timeout: float) -> None:
-        """Block until fewer than ``limit`` claimed requests are unfinished, or ``timeout``."""
+    def in_flight(self, *, read_only: bool = True) -> int:
+        """Claimed requests not finished; without the read-only ones (``read_only=False``)."""
         with self._handled:
-            self._handled.wait_for(lambda: len(self._active) < limit, timeout)
+            return len(self._active) - (0 if read_only else len(self._reading))
+
+    def wait_for_room(self, limit: int, timeout: float, *, read_only: bool = True) -> None:
+        """Block until fewer than ``limit`` claimed requests (without the read-only ones:
+        ``read_only=False``) are unfinished, or ``timeout``."""
+        with self._handled:
+            self._handled.wait_for(lambda: len(self._active) - (
+                0 if read_only else len(self._reading)) < limit, timeout)
 
     # ------------------------------------------------------------------ handling
     def handle(self, inbox_id: int | None, channel: str | None,
@@ -174,19 +217,23 @@ class Inbox:
         if inbox_id is None:
             work()
             return Outcome.DONE
+        batch: _Batch | None = getattr(self._local, "batch", None)
         try:
             self._wait_for_earlier(inbox_id, channel)
             with self.db.transaction(timeout=HANDLE_TIMEOUT_S) as conn:
-                row = conn.execute("SELECT state FROM inbox WHERE id = %s FOR UPDATE",
-                                   (inbox_id,)).fetchone()
-                if row is None or row["state"] != "new":
-                    return Outcome.SKIPPED
+                # The mark first (it locks the row; one round trip): it commits with what
+                # ``work`` does, or rolls back with it.
+                if conn.execute("UPDATE inbox SET state = 'done', handled_at = now() WHERE"
+                                " id = %s AND state = 'new' RETURNING id",
+                                (inbox_id,)).fetchone() is None:
+                    return Outcome.SKIPPED  # handled before (by a recovery, another replica)
                 with self.db.ambient(conn):
                     work()
-                conn.execute("UPDATE inbox SET state = 'done', handled_at = now()"
-                             " WHERE id = %s", (inbox_id,))
             return Outcome.DONE
         except (DatabaseUnavailable, psycopg.OperationalError) as e:
+            if batch is not None:  # nothing of the batch commits; each is handled again
+                batch.broken = True
+                return Outcome.REDO
             log.warning("request %s not handled: the database failed (%s)", inbox_id,
                         type(e).__name__)
             threading.Thread(target=self._drop, args=(inbox_id,), daemon=True,
@@ -194,8 +241,50 @@ class Inbox:
             return Outcome.FAILED
         finally:
             with self._handled:
-                self._active.discard(inbox_id)
-                self._handled.notify_all()
+                self._finished(inbox_id)
+
+    def after_commit(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` (a request's replies) once what ``handle`` did is committed: now, or,
+        inside ``handle_batch``, after the batch's commit (never, if it rolls back)."""
+        batch: _Batch | None = getattr(self._local, "batch", None)
+        if batch is None:
+            fn()
+        else:
+            batch.after.append(fn)
+
+    def handle_batch(self, rows: Sequence[dict], run: Callable[[dict], Any]
+                     ) -> tuple[list[Callable[[], Any]], list[dict]]:
+        """Handle claimed requests in one transaction: ``run(row)`` hands each to its lazy
+        half in this thread, whose ``handle`` joins the batch (a savepoint of its own).
+        Returns what waits for the commit (the replies: the caller runs them) and the rows
+        to hand over again one by one when the database failed (nothing of the batch was
+        committed or said; they are this process's, in flight, again)."""
+        batch = _Batch()
+        try:
+            with self.db.transaction(timeout=BATCH_TIMEOUT_S) as conn, self.db.ambient(conn):
+                # Open the transaction now: a request's ``handle`` then takes a savepoint in
+                # it (on an idle connection psycopg would make it a transaction of its own).
+                conn.execute("SELECT 1")
+                self._local.batch = batch
+                try:
+                    for row in rows:
+                        if batch.broken:
+                            break
+                        try:
+                            run(row)
+                        except Exception:  # one bad request must not stop the batch
+                            log.exception("request %s could not be handled", row["id"])
+                finally:
+                    self._local.batch = None
+                if batch.broken:
+                    raise DatabaseUnavailable("the database failed during a batch")
+        except (DatabaseUnavailable, psycopg.OperationalError) as e:
+            log.warning("a batch of %d requests rolled back (%s); each is handled again",
+                        len(rows), type(e).__name__)
+            with self._handled:
+                self._active.update(r["id"] for r in rows)  # in flight again, on its own
+            return [], list(rows)
+        return batch.after, []
 
     def _wait_for_earlier(self, inbox_id: int, channel: str | None) -> None:
         """Wait until the channel's earlier requests are handled, or could be: another

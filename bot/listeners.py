@@ -68,9 +68,12 @@ class ListenerBase:
         if self.inbox.handle(inbox_id, channel, lambda: flow(later)) is InboxOutcome.FAILED:
             say_down(DB_DOWN)  # nothing it did was committed, whatever it meant to say
             return
-        self.engine.wake()  # what it queued is committed only now: the worker may claim it
-        for fn, a, k in held:
-            fn(*a, **k)
+
+        def committed() -> None:
+            self.engine.wake()  # what it queued is committed only now: the worker may claim it
+            for fn, a, k in held:
+                fn(*a, **k)
+        self.inbox.after_commit(committed)  # now, or after its batch's commit (bot/inbox.py)
 
     # ------------------------------------------------------------ policy and replies
     def lookup(self, action: policy.EntryPoint, user: str) -> Facts:

@@ -90,10 +90,12 @@ class Runtime:
             if self.autopilot is not None:
                 self.autopilot.start()
 
-    def redispatch(self, inbox_id: int, body: bytes, request: object = None) -> bool:
+    def redispatch(self, inbox_id: int, body: bytes, request: object = None, *,
+                   inline: bool = False) -> bool:
         """Hand a request the door recorded, or one acked by a process that died, to the
-        work side's app (bot/handoff.py): as it is, never signed anew."""
-        return dispatch(self.app, inbox_id, body, request)
+        work side's app (bot/handoff.py): as it is, never signed anew (``inline``: its lazy
+        half runs in this thread, in a batch)."""
+        return dispatch(self.app, inbox_id, body, request, inline=inline)
 
     def _resume_canary(self) -> None:
         try:

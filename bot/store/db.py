@@ -302,12 +302,15 @@ class Database:
 
     @contextmanager
     def ambient(self, conn: psycopg.Connection) -> Iterator[None]:
-        """Every ``connection()`` this thread opens inside joins ``conn``'s transaction."""
+        """Every ``connection()`` this thread opens inside joins ``conn``'s transaction (and
+        the one it joined before, if any, again after: a request handled inside a batch's
+        transaction, bot/inbox.py ``handle_batch``)."""
+        outer = getattr(self._ambient, "conn", None)
         self._ambient.conn = conn
         try:
             yield
         finally:
-            self._ambient.conn = None
+            self._ambient.conn = outer
 
     def connect(self) -> psycopg.Connection:
         """A dedicated connection (not pooled) with the same options; the caller closes it."""

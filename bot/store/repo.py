@@ -41,11 +41,13 @@ def append_audit(conn: Conn, *, key: bytes, now: datetime, actor: str, action: s
     at = now
     h = audit.row_hash(head["last_hash"], key=key, id=new_id, at=at, run_id=run_id, actor=actor,
                        channel=channel, action=action, detail=clean, outcome=outcome)
+    # The row and the head in one statement: one round trip while the head is held.
     conn.execute(
-        "INSERT INTO audit_log (id, at, run_id, actor, channel, action, detail, outcome,"
-        " prev_hash, hash) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-        (new_id, at, run_id, actor, channel, action, Jsonb(clean), outcome, head["last_hash"], h))
-    conn.execute("UPDATE audit_head SET last_id = %s, last_hash = %s", (new_id, h))
+        "WITH appended AS (INSERT INTO audit_log (id, at, run_id, actor, channel, action,"
+        " detail, outcome, prev_hash, hash) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s))"
+        " UPDATE audit_head SET last_id = %s, last_hash = %s",
+        (new_id, at, run_id, actor, channel, action, Jsonb(clean), outcome, head["last_hash"], h,
+         new_id, h))
     return new_id
 
 

@@ -333,7 +333,8 @@ MUTATIONS: list[dict] = [
     {"name": "inbox-handles-a-settled-request-again",
      "issue": "issue 23: a request already handled (done or dropped) is handled again when "
               "redispatched",
-     "edits": [("bot/inbox.py", 'if row is None or row["state"] != "new":', "if row is None:")],
+     "edits": [("bot/inbox.py", '" id = %s AND state = \'new\' RETURNING id",',
+                '" id = %s RETURNING id",')],
      "tests": [f"{GUARDED}::test_a_request_already_handled_is_not_handled_again_when_"
                "redispatched",
                f"{GUARDED}::test_a_request_dropped_after_a_database_failure_is_never_applied_"
