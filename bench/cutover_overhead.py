@@ -60,6 +60,7 @@ import httpx
 import psycopg
 from common import git_fields, git_state, header, write_results
 
+from bot.runtime import Tuning
 from tests.integration.conftest import (
     PAYBOX,
     PG_ADMIN_URL,
@@ -184,14 +185,17 @@ def install_tracing() -> None:
     # The bot's own path: requests and clicks, the worker's claim / record, the step process
     # (fork to the step function's start, kill + reap), the outbox deliveries.
     from bot.engine import isolation, worker
-    from bot.engine.requests import Requests
+    from bot.engine.claim import Claimer
+    from bot.engine.clicks import Clicks
+    from bot.engine.requests import StepRequests
     from bot.outbox import sender as sender_mod
     from runbook.adapters import compose as compose_mod
     from runbook.steps import base as steps_base
-    wrap(Requests, "request", lambda a, k: {"name": "engine.request " + str(k.get("command"))})
-    wrap(Requests, "click", lambda a, k: {"name": "engine.click"})
-    wrap(worker.Worker, "_claim", lambda a, k: {"name": "worker claim"})
-    wrap(worker.Worker, "_record", lambda a, k: {"name": "worker record outcome"})
+    wrap(StepRequests, "request",
+         lambda a, k: {"name": "engine.request " + str(k.get("command"))})
+    wrap(Clicks, "click", lambda a, k: {"name": "engine.click"})
+    wrap(Claimer, "claim", lambda a, k: {"name": "worker claim"})
+    wrap(worker.StepRunner, "_record", lambda a, k: {"name": "worker record outcome"})
     wrap(isolation.StepProcess, "__init__", lambda a, k: {"name": "step process fork"})
     wrap(isolation.StepProcess, "kill", lambda a, k: {"name": "step process kill+reap"})
     wrap(sender_mod.Sender, "_deliver", lambda a, k: {
@@ -347,8 +351,7 @@ def run_bot(stack: Stack, tmp: Path) -> dict[str, Any]:
     pb = stack.pb
     pg.reset_state(stack.bot_db_url)
     config = target_table(pb.target()) + BASE_CONFIG
-    bot = Bot(stack.bot_db_url, tmp, config=config)
-    bot.runtime.engine.deps.sleep = traced_sleep
+    bot = Bot(stack.bot_db_url, tmp, config=config, tuning=Tuning(sleep=traced_sleep))
     ws = bot.workspace
     marks: dict[str, Any] = {}
     cards: dict[str, str] = {}

@@ -24,7 +24,7 @@ from slack_bolt.authorization import AuthorizeResult
 
 from bot import ingress
 from bot.canary.listeners import CANARY_TABLE, CanaryListeners
-from bot.engine import ROLLBACK, Actor, Engine, Refused
+from bot.engine import ROLLBACK, Engine, Refused, Requester
 from bot.ids import Action, Callback
 from bot.inbox import Inbox
 from bot.listeners import DB_DOWN, STALE, Facts, as_body
@@ -149,7 +149,7 @@ class Listeners(CanaryListeners):
         if isinstance(parsed, UsageError):
             e = parsed
             try:
-                self.engine.audit_command(actor=Actor(user, channel), text=text,
+                self.engine.audit_command(actor=Requester(user, channel), text=text,
                                           outcome="usage_error", detail={"reason": e.message})
             except Exception as err:  # noqa: BLE001 - the DB may be down
                 log.warning("could not audit command: %s", type(err).__name__)
@@ -239,7 +239,7 @@ class Listeners(CanaryListeners):
                        context: Any) -> None:
         self.on_click(body, action, respond, context, policy.EntryPoint.START_ROLLBACK,
                       lambda click: self.engine.request_rollback(
-                          actor=Actor(click.user, click.channel),
+                          actor=Requester(click.user, click.channel),
                           reason=f"step interrupted (execution {click.value})"))
 
     def alert_rollback(self, body: dict, action: dict, respond: Callable[..., Any],
@@ -252,7 +252,7 @@ class Listeners(CanaryListeners):
         reason = self.engine.alert_reason(click.value)
         if reason is None:
             raise Refused(STALE)
-        return self.engine.request_rollback(actor=Actor(click.user, click.channel),
+        return self.engine.request_rollback(actor=Requester(click.user, click.channel),
                                             reason=reason)
 
     def open_reason(self, client: Any, click: Click, callback: str, title: str,

@@ -14,7 +14,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot.engine import Actor, Engine, Refused
+from bot.engine import Engine, Refused, Requester
 from bot.ids import Block
 from bot.inbox import Inbox
 from bot.inbox import Outcome as InboxOutcome
@@ -130,11 +130,11 @@ class ListenerBase:
                       code: str, text: str | None) -> None:
         try:
             if text is not None:
-                self.engine.audit_command(actor=Actor(user, channel), text=text,
+                self.engine.audit_command(actor=Requester(user, channel), text=text,
                                           outcome="refused",
                                           detail={"refusal": code, "reason": reason})
             else:
-                self.engine.audit_refusal(actor=Actor(user, channel), action=action.value,
+                self.engine.audit_refusal(actor=Requester(user, channel), action=action.value,
                                           refusal=code, reason=reason)
         except Exception as e:  # noqa: BLE001 - the DB may be down; the reply says why
             log.warning("could not audit a refusal: %s", type(e).__name__)

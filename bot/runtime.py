@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -120,7 +121,23 @@ class Runtime:
         self.db.close()
 
 
-def build_runtime(settings: Settings) -> Runtime:
+@dataclass(frozen=True)
+class Tuning:
+    """What the composition root may set on the engine besides the settings: the clock every
+    part reads (the engine, the canary), the sleep, and the worker's timings (None: the
+    engine's defaults, bot/engine/core.py ``Deps``)."""
+
+    now: Callable[[], datetime] | None = None
+    sleep: Callable[[float], None] | None = None
+    step_grace: float | None = None
+    heartbeat_s: float | None = None
+
+    def apply(self, deps: Deps) -> Deps:
+        given = {k: v for k, v in vars(self).items() if v is not None}
+        return replace(deps, **given) if given else deps
+
+
+def build_runtime(settings: Settings, tuning: Tuning | None = None) -> Runtime:
     from bot.app import build_app
 
     secrets = settings.secrets()
@@ -142,6 +159,7 @@ def build_runtime(settings: Settings) -> Runtime:
                 expiry=timedelta(minutes=cfg.approvers.expiry_minutes),
                 audit_key=settings.audit_key,
                 rollback_gated=cfg.approvers.rollback_requires_approval)
+    deps = (tuning or Tuning()).apply(deps)
     engine = Engine(db=db, runbook=runbook_for(settings), deps=deps)
     inbox = Inbox(db)
     sender = Sender(db, client)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # typed seams without import cycles: commands sit above the engine
     from bot.autopilot import Autopilot
     from bot.canary.room import CanaryRoom
-    from bot.engine import Actor, Engine
+    from bot.engine import Engine, Requester
     from bot.plan.service import PlanService
     from bot.settings import GoliveConfig
 
@@ -55,10 +55,10 @@ class Context:
     autopilot: Autopilot | None = None
 
     @property
-    def actor(self) -> Actor:
-        from bot.engine import Actor
+    def actor(self) -> Requester:
+        from bot.engine import Requester
 
-        return Actor(self.user_id, self.channel)
+        return Requester(self.user_id, self.channel)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 from slack_sdk.models.blocks import InputBlock, PlainTextInputElement, SectionBlock
 from slack_sdk.models.views import View
 
-from bot.engine import Actor, Refused
+from bot.engine import Refused, Requester
 from bot.ids import Action, Block, Callback
 from bot.listeners import Defer, ListenerBase
 from bot.slack.blocks import reason_modal
@@ -143,7 +143,7 @@ class CanaryListeners(ListenerBase):
         """Start rollback after a NO-GO: the same action and engine call as the command."""
         self._canary_click(body, action, respond, context, policy.EntryPoint.CANARY_ROLLBACK,
                            lambda c: self.engine.request_rollback(
-                               actor=Actor(c.user, c.channel),
+                               actor=Requester(c.user, c.channel),
                                reason=f"canary NO-GO (canary #{c.value})"))
 
     # ------------------------------------------------------------ modals

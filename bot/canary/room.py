@@ -18,7 +18,7 @@ import psycopg
 from bot.canary import store
 from bot.canary.cards import chart_name
 from bot.canary.evidence import CanaryWatches
-from bot.engine import Actor, Refused
+from bot.engine import Refused, Requester
 from bot.engine.audit_trail import AuditTrail
 from bot.engine.notices import Notices
 from bot.engine.outcomes import StepOutcomes
@@ -65,7 +65,7 @@ class CanaryRoom:
         return LedgerVerifier(self.ledger_url, self.cfg, clock=self.now)
 
     # ------------------------------------------------------------------ opening
-    def open(self, actor: Actor) -> str:
+    def open(self, actor: Requester) -> str:
         """``/golive canary``: open the canary thread for the active run (once its
         requirements succeeded); the opening balances are read from the ledger first."""
         if not self.cfg.enabled:
@@ -128,7 +128,7 @@ class CanaryRoom:
                                  "ledger and replies here.")
         return f"Canary opened for run #{run['id']}: its checklist and thread are in the channel."
 
-    def _check_order(self, conn: psycopg.Connection, run: Mapping[str, Any], actor: Actor
+    def _check_order(self, conn: psycopg.Connection, run: Mapping[str, Any], actor: Requester
                      ) -> None:
         if STEP not in {s.id for s in self.runbook.all_steps()}:
             return

@@ -2,18 +2,13 @@
 
 Every side effect sits behind a committed state transition:
   request -> (awaiting_approval -> approved) -> queued -> running -> succeeded | failed
-One class composed of one module per reason to change: ``requests`` (commands and clicks ->
-transitions), ``recovery`` (Retry and Mark done of interrupted steps), ``worker`` (claim,
-execute, reap), ``cards`` (what the channel sees); ``core`` holds the shared state and helpers.
+Objects, each given its collaborators in its constructor, behind the ``Engine`` facade
+(bot/engine/facade.py, which says who owns which state): runs, step requests, clicks,
+approvals, rollbacks and their planner, recovery, the preflight gate, the claimer, the step
+runner, the reaper, the worker loop and the cards; ``core`` holds what they are built with.
 """
 
-from bot.engine.cards import Cards
-from bot.engine.core import ACTIVE_STATES, ROLLBACK, Actor, Deps, EngineCore, Refused
-from bot.engine.recovery import Recovery
-from bot.engine.worker import Worker
+from bot.engine.core import ACTIVE_STATES, ROLLBACK, Deps, Refused, Requester
+from bot.engine.facade import Engine
 
-__all__ = ["ACTIVE_STATES", "ROLLBACK", "Actor", "Deps", "Engine", "Refused"]
-
-
-class Engine(Recovery, Worker, Cards, EngineCore):
-    """The engine of one bot process (see the module docstring)."""
+__all__ = ["ACTIVE_STATES", "ROLLBACK", "Deps", "Engine", "Refused", "Requester"]

@@ -30,10 +30,15 @@ def step_params(step: Step, args: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def bind(runbook: Runbook, step_id: str, args: Mapping[str, Any], override: str | None,
-         verdict: str) -> dict[str, Any]:
+         verdict: str, *, via: str | None = None) -> dict[str, Any]:
     """What an approval binds: the request, the parameters the step(s) will really run with
-    (``step_params``), the step kind, the preflight verdict and the runbook version."""
+    (``step_params``), the step kind, the preflight verdict and the runbook version; ``via``:
+    who made the request on the requester's behalf (the approvers see it, the hash covers it).
+    """
     steps = runbook.rollback if step_id == ROLLBACK else (runbook.step(step_id),)
     effective = {s.id: {"kind": s.kind, "params": step_params(s, args)} for s in steps}
-    return {"step": step_id, "args": plain(dict(args)), "override": override,
-            "preflight": verdict, "effective": effective, "runbook": runbook.version}
+    out = {"step": step_id, "args": plain(dict(args)), "override": override,
+           "preflight": verdict, "effective": effective, "runbook": runbook.version}
+    if via:
+        out["via"] = via
+    return out

@@ -1,7 +1,7 @@
 """What the channel sees of runs, steps and approvals, rendered from the database at send time.
 
 The engine's transitions only say which message changed (an outbox row, see
-``EngineCore._exe_changed`` and friends); the outbox sender asks the renderers here for the
+``bot.engine.notices``); the outbox sender asks the renderers here for the
 message's content when it sends, inside its own transaction, so whatever replica sends it
 and however late, the channel shows what the database says now.
 """
@@ -12,8 +12,9 @@ from typing import Any
 
 import psycopg
 
-from bot.engine.preflight import DETAILS
-from bot.engine.rollback import BREAK_GLASS, TIMELINE, RollbackShell
+from bot.engine.core import Shared
+from bot.engine.preflight import DETAILS, PreflightGate
+from bot.engine.rollback import BREAK_GLASS, TIMELINE, RollbackPlanner
 from bot.slack import blocks, recovery_blocks, status_blocks
 from bot.slack.blocks import Content, message, upload
 from bot.slack.run_view import RunView
@@ -23,25 +24,33 @@ from runbook.steps.base import REGISTRY
 FINAL = ("succeeded", "failed", "interrupted", "cancelled", "skipped")
 
 
-class Cards(RollbackShell):
-    """See the module docstring."""
+class Cards:
+    """See the module docstring. Reads only."""
+
+    def __init__(self, shared: Shared, *, preflight: PreflightGate, planner: RollbackPlanner):
+        self._s = shared
+        self._db = shared.db
+        self._deps = shared.deps
+        self._runbook = shared.runbook
+        self._preflight = preflight
+        self._planner = planner
 
     def view(self, *, run_id: int | None = None) -> RunView | None:
         """Everything status and the summary show, read in one transaction."""
-        with self.db.transaction() as conn:
-            return self._view(conn, run_id=run_id)
+        with self._db.transaction() as conn:
+            return self.view_in(conn, run_id=run_id)
 
-    def _view(self, conn: psycopg.Connection, *, run_id: int | None) -> RunView | None:
+    def view_in(self, conn: psycopg.Connection, *, run_id: int | None) -> RunView | None:
         run = (repo.get_run(conn, run_id=run_id) if run_id else
                repo.active_run(conn) or repo.latest_run(conn))
         if run is None:
             return None
-        return RunView(run=run, runbook=self.runbook,
+        return RunView(run=run, runbook=self._runbook,
                               executions=repo.executions(conn, run_id=run["id"]),
                               approvals=repo.approvals_of_run(conn, run_id=run["id"]),
                               votes=repo.votes_of_run(conn, run_id=run["id"]),
                               available={k: v.available for k, v in REGISTRY.items()},
-                              preflight=self._preflight_summary(conn, run))
+                              preflight=self._preflight.summary(conn, run))
 
     def register_cards(self, sender: Any) -> None:
         """Tell the outbox sender how to render each kind of message the engine records."""
@@ -53,11 +62,10 @@ class Cards(RollbackShell):
         sender.register("summary:run", self.render_summary)
         sender.register("progress:exe", self.render_progress)
         sender.register("upload:exe", self.render_output_file, upload=True)
-        sender.register(DETAILS, self.render_preflight_details)
-        sender.register(TIMELINE, self.render_rollback_timeline)
-        sender.register(BREAK_GLASS, self.render_break_glass)
+        sender.register(DETAILS, self._preflight.render_details)
+        sender.register(TIMELINE, self._planner.render_rollback_timeline)
+        sender.register(BREAK_GLASS, self._planner.render_break_glass)
 
-    # ------------------------------------------------------------------ renderers
     def render_step_card(self, conn: psycopg.Connection, ref: str, data: Any) -> Content | None:
         """A step's card: its approval while it waits, then its state, result and audit head."""
         exe = repo.get_execution(conn, execution_id=int(ref))
@@ -68,15 +76,18 @@ class Cards(RollbackShell):
         if a is not None and a["kind"] != "step":
             a = None  # a rollback step's approval has a card of its own
         votes = repo.approval_votes(conn, approval_id=a["id"]) if a else []
-        step = self.runbook.step(exe["step_id"])
+        step = self._runbook.step(exe["step_id"])
         text, card = blocks.step_card(step=step, exe=exe, approval=a, votes=votes,
-                                      progress=None, now=self.deps.now(),
-                                      checklist=self._preflight_checklist(conn, exe, step))
+                                      progress=None, now=self._deps.now(),
+                                      checklist=self._preflight.checklist(conn, exe, step))
         if exe["state"] in FINAL:
             row = repo.step_result_audit(conn, run_id=exe["run_id"], step_id=exe["step_id"],
                                          attempt=exe["attempt"])
             if row is not None:  # the chain head as of this result, outside the database
                 card.append(blocks.audit_head_context(row["id"], row["hash"]))
+        if a is not None and a["params"].get("via"):  # made on the requester's behalf
+            who = f"🤖 Requested by {blocks.esc(a['params']['via'])} for <@{a['requester']}>"
+            card.append(blocks.context(who).to_dict())
         return message(text, card)
 
     def render_request_card(self, conn: psycopg.Connection, ref: str, data: Any
@@ -88,12 +99,12 @@ class Cards(RollbackShell):
         votes = repo.approval_votes(conn, approval_id=a["id"])
         if a["kind"] == "mark_done":
             text, card = recovery_blocks.mark_done_card(
-                approval=a, votes=votes, step=self.runbook.step(a["step_id"]),
-                now=self.deps.now())
+                approval=a, votes=votes, step=self._runbook.step(a["step_id"]),
+                now=self._deps.now())
         else:
-            which, plan = self._plan_text(conn, a)
+            which, plan = self._planner.plan_text(conn, a)
             text, card = recovery_blocks.rollback_card(
-                approval=a, votes=votes, runbook=self.runbook, now=self.deps.now(), plan=plan,
+                approval=a, votes=votes, runbook=self._runbook, now=self._deps.now(), plan=plan,
                 which=which)
         return message(text, card)
 
@@ -102,12 +113,12 @@ class Cards(RollbackShell):
         exe = repo.get_execution(conn, execution_id=int(ref))
         if exe is None:
             return None
-        text, card = recovery_blocks.interrupted_card(step=self.runbook.step(exe["step_id"]),
+        text, card = recovery_blocks.interrupted_card(step=self._runbook.step(exe["step_id"]),
                                                       exe=exe)
         return message(text, card)
 
     def render_summary(self, conn: psycopg.Connection, ref: str, data: Any) -> Content | None:
-        view = self._view(conn, run_id=int(ref))
+        view = self.view_in(conn, run_id=int(ref))
         if view is None:
             return None
         text, card = status_blocks.run_summary(view)
@@ -118,17 +129,17 @@ class Cards(RollbackShell):
         lines = list((data or {}).get("lines") or [])
         if exe is None or not lines:
             return None
-        text, body = blocks.progress_log(self.runbook.step(exe["step_id"]), lines)
+        text, body = blocks.progress_log(self._runbook.step(exe["step_id"]), lines)
         return message(text, body)
 
     def render_output_file(self, conn: psycopg.Connection, ref: str, data: Any
                            ) -> Content | None:
         exe_id, _, name = ref.partition(":")
         if name:  # upload:exe:N:NAME, a file one preflight check attached
-            return self.render_preflight_file(conn, int(exe_id), name)
+            return self._preflight.render_file(conn, int(exe_id), name)
         exe = repo.get_execution(conn, execution_id=int(ref))
         if exe is None or not exe.get("detail"):
             return None
-        step = self.runbook.step(exe["step_id"])
-        return upload(f"{step.id}-output.txt", self.deps.mask(exe["detail"]),
+        step = self._runbook.step(exe["step_id"])
+        return upload(f"{step.id}-output.txt", self._deps.mask(exe["detail"]),
                       f"{step.title}: output")

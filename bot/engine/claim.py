@@ -12,8 +12,8 @@ from __future__ import annotations
 import psycopg
 
 from bot.engine import executions
-from bot.engine.core import ROLLBACK
-from bot.engine.preflight import Preflight
+from bot.engine.core import ROLLBACK, Shared
+from bot.engine.preflight import PreflightGate
 from bot.store import repo
 from runbook.model import Step
 from runbook.rules import approvals as rule
@@ -21,10 +21,16 @@ from runbook.rules import approvals as rule
 RUNNING_SHOWS_AFTER_S = 1.0
 
 
-class Claims(Preflight):
-    """See the module docstring; ``bot.engine.worker.Worker`` runs what is claimed."""
+class Claimer:
+    """See the module docstring; ``bot.engine.worker.StepRunner`` runs what is claimed."""
 
-    def _claim(self, conn: psycopg.Connection) -> tuple[dict, dict, Step] | None:
+    def __init__(self, shared: Shared, *, preflight: PreflightGate):
+        self._s = shared
+        self._deps = shared.deps
+        self._runbook = shared.runbook
+        self._preflight = preflight
+
+    def claim(self, conn: psycopg.Connection) -> tuple[dict, dict, Step] | None:
         """Claim one runnable step; queued steps that can never run are cancelled on the way
         (their cards say why)."""
         with conn.transaction():
@@ -32,36 +38,36 @@ class Claims(Preflight):
                 run = repo.get_run(conn, run_id=exe["run_id"])
                 if run is None:
                     continue
-                step = self.runbook.step(exe["step_id"])
-                void = self._void_reason(conn, exe, step)
+                step = self._runbook.step(exe["step_id"])
+                void = self.void_reason(conn, exe, step)
                 if void:
                     executions.move(conn, execution_id=exe["id"], event="cancel",
-                                    only=("queued",), now=self.deps.now(), error=void)
-                    self._audit(conn, actor="golive", channel=exe["channel"],
+                                    only=("queued",), now=self._deps.now(), error=void)
+                    self._s.audit.record(conn, actor="golive", channel=exe["channel"],
                                 action="step.cancelled", outcome="cancelled",
                                 run_id=exe["run_id"], detail={"step": step.id, "why": void,
                                                               "approval": exe["approval_id"]})
-                    self.notices.step_changed(conn, exe)
+                    self._s.notices.step_changed(conn, exe)
                     continue
                 gate = None if exe["override_reason"] else \
-                    self._preflight_refusal(conn, run, step)
+                    self._preflight.refusal(conn, run, step)
                 if gate:  # re-checked here: the preflight may have aged or gone red since
                     executions.move(conn, execution_id=exe["id"], event="cancel",
-                                    only=("queued",), now=self.deps.now(),
+                                    only=("queued",), now=self._deps.now(),
                                     error=f"cancelled: {gate}")
-                    self._audit(conn, actor="golive", channel=exe["channel"],
+                    self._s.audit.record(conn, actor="golive", channel=exe["channel"],
                                 action="step.cancelled", outcome="refused_preflight",
                                 run_id=exe["run_id"], detail={"step": step.id, "why": gate})
-                    self.notices.step_changed(conn, exe)
+                    self._s.notices.step_changed(conn, exe)
                     continue
-                states = self.states(conn, exe["run_id"])
-                unmet = self.runbook.unmet_requirements(step.id, states)
+                states = self._s.outcomes.states(conn, exe["run_id"])
+                unmet = self._runbook.unmet_requirements(step.id, states)
                 if unmet and not exe["override_reason"]:
                     if any(states.get(u) in ("failed", "interrupted", "cancelled") for u in unmet):
                         executions.move(conn, execution_id=exe["id"], event="cancel",
-                                        only=("queued",), now=self.deps.now(),
+                                        only=("queued",), now=self._deps.now(),
                                         error=f"cancelled: {', '.join(unmet)} did not succeed")
-                        self.notices.step_changed(conn, exe)
+                        self._s.notices.step_changed(conn, exe)
                     continue
                 try:
                     with conn.transaction():
@@ -69,8 +75,8 @@ class Claims(Preflight):
                                      (repo.LOCK_NS, exe["id"]))
                         moved = executions.move(conn, execution_id=exe["id"],
                                                 event="claim",
-                                                now=self.deps.now(),
-                                                claimed_by=self.deps.worker_id)
+                                                now=self._deps.now(),
+                                                claimed_by=self._deps.worker_id)
                         if moved is not None:
                             executions.heartbeat(conn, execution_id=exe["id"])
                 except psycopg.errors.UniqueViolation:
@@ -79,17 +85,17 @@ class Claims(Preflight):
                 if moved is None:
                     conn.execute("SELECT pg_advisory_unlock(%s, %s)", (repo.LOCK_NS, exe["id"]))
                     continue
-                self._audit(conn, actor="golive", channel=exe["channel"], action="step.started",
+                self._s.audit.record(conn, actor="golive", channel=exe["channel"], action="step.started",
                             outcome="running", run_id=exe["run_id"],
                             detail={"step": step.id, "attempt": exe["attempt"],
-                                    "worker": self.deps.worker_id})
+                                    "worker": self._deps.worker_id})
                 # "running" shows only if the step still runs a second from now: a quick step
                 # goes straight to its result, and the card's final update is never held back.
-                self.notices.step_changed(conn, moved, delay=RUNNING_SHOWS_AFTER_S)
+                self._s.notices.step_changed(conn, moved, delay=RUNNING_SHOWS_AFTER_S)
                 return moved, run, step
         return None
 
-    def _void_reason(self, conn: psycopg.Connection, exe: dict, step: Step) -> str | None:
+    def void_reason(self, conn: psycopg.Connection, exe: dict, step: Step) -> str | None:
         """Why a queued step may no longer start, or None: something in its run failed after
         it was queued, or its approval lapsed or no longer matches what would run."""
         failed = repo.failure_since(conn, run_id=exe["run_id"], since=exe["queued_at"])
@@ -102,17 +108,17 @@ class Claims(Preflight):
         if a is None or a["status"] != "approved":
             return "approval void: the approval is no longer in force"
         first_of_plan = step.phase != ROLLBACK or step.id == (
-            exe["params"].get("resume_from") or self.runbook.rollback[0].id)
-        if first_of_plan and a["decided_at"] + self.deps.approval_ttl < self.deps.now():
-            minutes = round(self.deps.approval_ttl.total_seconds() / 60)
+            exe["params"].get("resume_from") or self._runbook.rollback[0].id)
+        if first_of_plan and a["decided_at"] + self._deps.approval_ttl < self._deps.now():
+            minutes = round(self._deps.approval_ttl.total_seconds() / 60)
             return (f"approval lapsed: the step did not start within {minutes} minutes of "
                     "its approval; request it again")
         if step.phase == ROLLBACK:
-            bound = self._bound_params(ROLLBACK, dict(exe["params"]), None, "")
+            bound = self._s.bound_params(ROLLBACK, dict(exe["params"]), None, "")
         else:
-            verdict = self._preflight_verdict(conn, exe["run_id"])
-            bound = self._bound_params(step.id, dict(exe["params"]), exe["override_reason"],
-                                       verdict)
+            verdict = self._preflight.verdict(conn, exe["run_id"])
+            bound = self._s.bound_params(step.id, dict(exe["params"]), exe["override_reason"],
+                                         verdict, via=a["params"].get("via"))
         if rule.params_hash(a["run_id"], a["step_id"], bound) != a["params_hash"]:
             return ("approval void: the parameters, the runbook or preflight changed after "
                     "approval")

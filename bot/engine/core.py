@@ -1,4 +1,4 @@
-"""What every part of the engine shares: its dependencies, the audit, and "what changed".
+"""What every object of the engine is built with: its dependencies, the audit, the notices.
 
 Every side effect sits behind a committed state transition:
   request -> (awaiting_approval -> approved) -> queued -> running -> succeeded | failed
@@ -19,9 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
-
-from bot.engine.actors import Actor, Refused  # noqa: F401 - re-exported to the engine's callers
+from bot.engine.actors import Refused, Requester  # noqa: F401 - re-exported to the engine's callers
 from bot.engine.audit_trail import AuditTrail, Mask
 from bot.engine.binding import ROLLBACK, bind  # noqa: F401 - ROLLBACK re-exported
 from bot.engine.notices import Notices
@@ -29,7 +27,6 @@ from bot.engine.outcomes import StepOutcomes
 from bot.outbox import Outbox
 from bot.settings import GoliveConfig
 from bot.slack.directory import Directory
-from bot.store import repo
 from bot.store.db import Database
 from runbook.model import Gate, Runbook
 from runbook.rules import approvals as rule
@@ -73,105 +70,48 @@ class Deps:
     """The team config: ``[preflight]`` for the checks and gate, ``[rollback]``, channels."""
 
 
-class EngineCore:
-    """State and helpers every part of the engine shares."""
+@dataclass
+class Shared:
+    """What every object of the engine is built with: the database, the runbook, the typed
+    dependencies, the audit trail, the notices and the worker's wake/stop signals. Each object
+    takes this and the siblings it calls in its constructor (bot/engine/facade.py builds them)."""
 
-    def __init__(self, *, db: Database, runbook: Runbook, deps: Deps):
-        self.db = db
-        self.runbook = runbook
-        self.deps = deps
-        self.audit = AuditTrail(db=db, key=deps.audit_key, now=deps.now, mask=deps.mask)
-        self.notices = Notices(deps.outbox)
-        self.outcomes = StepOutcomes(now=deps.now)
-        from bot.engine.watch_control import WatchControl  # it needs Actor and Refused from here
+    db: Database
+    runbook: Runbook
+    deps: Deps
+    audit: AuditTrail
+    notices: Notices
+    outcomes: StepOutcomes
+    wake: threading.Event = field(default_factory=threading.Event)
+    """Set when work was queued: the worker loop looks for it at once."""
+    stop: threading.Event = field(default_factory=threading.Event)
 
-        self.watch_control = WatchControl(db=db, audit=self.audit, notices=self.notices,
-                                          now=deps.now)
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+    @classmethod
+    def build(cls, *, db: Database, runbook: Runbook, deps: Deps) -> Shared:
+        return cls(db=db, runbook=runbook, deps=deps,
+                   audit=AuditTrail(db=db, key=deps.audit_key, now=deps.now, mask=deps.mask),
+                   notices=Notices(deps.outbox), outcomes=StepOutcomes(now=deps.now))
 
-    # ------------------------------------------------------------------ small helpers
-    def _audit(self, conn: psycopg.Connection, *, actor: str, action: str, outcome: str,
-               run_id: int | None = None, channel: str | None = None,
-               detail: Mapping[str, Any] | None = None) -> None:
-        self.audit.record(conn, actor=actor, action=action, outcome=outcome, run_id=run_id,
-                          channel=channel, detail=detail)
+    def now(self) -> datetime:
+        return self.deps.now()
 
-    def audit_command(self, *, actor: Actor, text: str, outcome: str,
-                      detail: Mapping[str, Any] | None = None) -> None:
-        """Record a received command and how it ended (every command is audited)."""
-        with self.db.transaction() as conn:
-            run = repo.active_run(conn)
-            self._audit(conn, actor=actor.user_id, channel=actor.channel, action="command",
-                        outcome=outcome, run_id=run["id"] if run else None,
-                        detail={"text": text[:500], **(detail or {})})
-
-    # ------------------------------------------------------------------ public services
-    # What the listeners, the commands and the rooms outside the engine may ask (they never
-    # reach ``db``, ``deps`` or a private method).
-    @property
-    def secrets(self) -> Mapping[str, str]:
-        """The values no reply, log or audit row may show (masked everywhere)."""
-        return self.deps.secrets
-
-    def account(self, user_id: str) -> rule.Actor:
-        """The Slack account behind ``user_id`` (DirectoryUnavailable when Slack cannot say)."""
-        return self.deps.directory.actor(user_id)
-
-    def landing(self, channel: str, ts: str) -> bool:
-        """Whether a message is being posted in ``channel`` and its ts is not yet recorded."""
-        with self.db.transaction() as conn:
-            return self.deps.outbox.landing(conn, channel, ts)
-
-    def alert_reason(self, alert_id: int) -> str | None:
-        """The rollback reason a Start rollback click on a watch alert gives (None: no such
-        alert)."""
-        from bot.watches.store import alert_reason
-
-        return alert_reason(self.db, alert_id)
-
-    # ------------------------------------------------------------------ what changed
-    # (the message keys: bot/engine/notices.py)
-    def _approval_changed(self, conn: psycopg.Connection, a: Mapping[str, Any]) -> None:
-        """Every card that shows this approval request must show its current state."""
-        if a["kind"] in ("rollback", "mark_done"):
-            self.deps.outbox.touch(conn, key=f"card:approval:{a['id']}", channel=a["channel"])
-        if a["kind"] == "mark_done":
-            exe = repo.get_execution(conn, execution_id=a["params"]["execution"])
-            if exe is not None:
-                self.notices.step_changed(conn, exe)
-            return
-        for exe in repo.executions_of_approval(conn, approval_id=a["id"]):
-            # A rollback step's card appears when it starts, not while the plan is queued.
-            if a["kind"] == "step" or exe["state"] != "queued":
-                self.notices.step_changed(conn, exe)
-
-    def _card_of(self, conn: psycopg.Connection, a: Mapping[str, Any]) -> str | None:
-        """The ts of the card an approval request's buttons are on (None until posted)."""
-        if a["kind"] in ("rollback", "mark_done"):
-            return self.deps.outbox.ts(conn, f"card:approval:{a['id']}")
-        exes = repo.executions_of_approval(conn, approval_id=a["id"])
-        return self.deps.outbox.ts(conn, f"card:exe:{exes[0]['id']}") if exes else None
-
-    def states(self, conn: psycopg.Connection, run_id: int) -> dict[str, str]:
-        return self.outcomes.states(conn, run_id)
-
-    def _bound_params(self, step_id: str, args: Mapping[str, Any], override: str | None,
-                      verdict: str) -> dict[str, Any]:
-        """What an approval binds (bot/engine/binding.py)."""
-        return bind(self.runbook, step_id, args, override, verdict)
-
-    def _policy(self) -> rule.Policy:
+    def policy(self) -> rule.Policy:
+        """The two-person rule's settings now (the user groups: looked up before a transaction
+        opens)."""
         return rule.Policy(approvers=self.deps.approvers,
                            groups=self.deps.directory.group_members(), expiry=self.deps.expiry)
+
+    def bound_params(self, step_id: str, args: Mapping[str, Any], override: str | None,
+                     verdict: str, **extra: Any) -> dict[str, Any]:
+        """What an approval binds (bot/engine/binding.py)."""
+        return bind(self.runbook, step_id, args, override, verdict, **extra)
 
 
 def rule_gate_default() -> Gate:
     return Gate(approvals=1, groups=())
 
 
-def _request_from_row(a: dict, votes: list[dict]) -> rule.Request:
+def request_from_row(a: dict, votes: list[dict]) -> rule.Request:
     return rule.Request(
         id=str(a["id"]), run_id=a["run_id"], action=a["action"], params=a["params"],
         params_hash=a["params_hash"], requester=a["requester"], created_at=a["created_at"],

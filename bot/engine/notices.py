@@ -38,6 +38,14 @@ class Notices:
         """Where a message landed (None until it was posted)."""
         return self.outbox.ts(conn, key)
 
+    def exists(self, conn: psycopg.Connection, key: str) -> bool:
+        """Whether message ``key`` was ever touched."""
+        return self.outbox.exists(conn, key)
+
+    def landing(self, conn: psycopg.Connection, channel: str, ts: str) -> bool:
+        """Whether a message is being posted in ``channel`` and its ts is not yet recorded."""
+        return self.outbox.landing(conn, channel, ts)
+
     def step_changed(self, conn: psycopg.Connection, exe: Mapping[str, Any], *,
                      delay: float = 0.0, final: bool = False) -> None:
         """The step's card must show its current state (``delay``: only if still true then;

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import psycopg
 
-from bot.engine.core import ROLLBACK, Actor, Refused, rule_gate_default
-from bot.engine.requests import Requests
+from bot.engine import executions
+from bot.engine.approvals import Approvals
+from bot.engine.core import ROLLBACK, Refused, Requester, Shared, rule_gate_default
+from bot.engine.requests import StepRequests
+from bot.engine.rollback import RollbackPlanner
+from bot.engine.rollback_requests import Rollbacks
 from bot.slack import blocks
 from bot.store import repo
 from runbook.rules import approvals as rule
@@ -18,10 +22,21 @@ NOT_STOPPED_HERE = ("The rollback is no longer stopped at this step (its run was
                     "shows where things stand; `/golive rollback` asks for a new plan.")
 
 
-class Recovery(Requests):
+class Recovery:
     """See the module docstring."""
 
-    def _interrupted(self, conn: psycopg.Connection, execution_id: int,
+    def __init__(self, shared: Shared, *, requests: StepRequests, rollbacks: Rollbacks,
+                 planner: RollbackPlanner, approvals: Approvals):
+        self._s = shared
+        self._db = shared.db
+        self._deps = shared.deps
+        self._runbook = shared.runbook
+        self._requests = requests
+        self._rollbacks = rollbacks
+        self._planner = planner
+        self._approvals = approvals
+
+    def interrupted(self, conn: psycopg.Connection, execution_id: int,
                      states: tuple[str, ...], what: str) -> dict:
         exe = repo.get_execution(conn, execution_id=execution_id, for_update=True)
         if exe is None or exe["state"] not in states:
@@ -30,7 +45,7 @@ class Recovery(Requests):
         if latest and latest["id"] != exe["id"]:
             raise Refused("This step has been requested again since; see `/golive status`.")
         run = repo.get_run(conn, run_id=exe["run_id"])
-        if self.runbook.step(exe["step_id"]).phase != ROLLBACK and (
+        if self._runbook.step(exe["step_id"]).phase != ROLLBACK and (
                 run is None or run["status"] != "active"):
             # A closed run's record stays as it was; its notice must not act on the next run.
             raise Refused(f"Run #{exe['run_id']} is closed, so this step can no longer be "
@@ -40,19 +55,19 @@ class Recovery(Requests):
     def retry(self, *, execution_id: int, user_id: str, channel: str) -> str:
         """Request an interrupted or failed step again, through the normal request path; a
         rollback step: ask to resume the rollback at it (approved like any rollback)."""
-        with self.db.transaction() as conn:
-            exe = self._interrupted(conn, execution_id, ("interrupted", "failed"), "retried")
-            step = self.runbook.step(exe["step_id"])
-            if step.phase == ROLLBACK and not self._stops_here(conn, exe):
+        with self._db.transaction() as conn:
+            exe = self.interrupted(conn, execution_id, ("interrupted", "failed"), "retried")
+            step = self._runbook.step(exe["step_id"])
+            if step.phase == ROLLBACK and not self._planner.stops_here(conn, exe):
                 raise Refused(NOT_STOPPED_HERE)
         if step.phase == ROLLBACK:
-            return self.request_rollback(
-                actor=Actor(user_id, channel),
+            return self._rollbacks.request_rollback(
+                actor=Requester(user_id, channel),
                 reason=f"retry of {step.id} (attempt {exe['attempt']} {exe['state']})")
-        line = self._request_step(actor=Actor(user_id, channel), step=step,
+        line = self._requests.request_step(actor=Requester(user_id, channel), step=step,
                                   args=dict(exe["params"]), override=exe["override_reason"],
                                   auto_start=False)
-        self._wake.set()
+        self._s.wake.set()
         return line
 
     def mark_done(self, *, execution_id: int, user_id: str, channel: str, reason: str) -> str:
@@ -62,26 +77,26 @@ class Recovery(Requests):
         reason = reason.strip()
         if not reason:
             raise Refused("Say why the step can be treated as done.")
-        with self.db.transaction() as conn:
-            exe = self._interrupted(conn, execution_id, ("interrupted", "failed"),
+        with self._db.transaction() as conn:
+            exe = self.interrupted(conn, execution_id, ("interrupted", "failed"),
                                     "marked done")
-            step = self.runbook.step(exe["step_id"])
+            step = self._runbook.step(exe["step_id"])
             rollback = step.phase == ROLLBACK
             if exe["state"] == "failed" and not rollback:
                 raise Refused("Only an interrupted step can be marked done; a failed cutover "
                               "step is retried.")
-            if rollback and not self._stops_here(conn, exe):
+            if rollback and not self._planner.stops_here(conn, exe):
                 raise Refused(NOT_STOPPED_HERE)
-            if not (step.gated or (rollback and self.deps.rollback_gated)):
-                self._treat_as_done(conn, execution_id=execution_id, requester=user_id,
+            if not (step.gated or (rollback and self._deps.rollback_gated)):
+                self.treat_as_done(conn, execution_id=execution_id, requester=user_id,
                                     reason=reason, channel=channel, approved_by=None)
                 approval = None
             else:
-                gate = (self.runbook.rollback_gate if rollback else step.gate) \
+                gate = (self._runbook.rollback_gate if rollback else step.gate) \
                     or rule_gate_default()
                 bound = {"execution": exe["id"], "attempt": exe["attempt"], "reason": reason,
                          "state": exe["state"]}
-                now = self.deps.now()
+                now = self._deps.now()
                 try:
                     with conn.transaction():
                         approval = repo.insert_approval(
@@ -90,18 +105,36 @@ class Recovery(Requests):
                             params_hash=rule.params_hash(exe["run_id"], step.id, bound),
                             requester=user_id, required=gate.approvals,
                             groups=list(gate.groups), reason=reason, channel=exe["channel"],
-                            now=now, expires_at=now + self.deps.expiry, kind="mark_done")
+                            now=now, expires_at=now + self._deps.expiry, kind="mark_done")
                 except psycopg.errors.UniqueViolation:
                     raise Refused(f"*{blocks.esc(step.title)}* already has a pending approval "
                                   "request; see `/golive status`.") from None
-                self._audit(conn, actor=user_id, channel=channel, action="approval.requested",
+                self._s.audit.record(conn, actor=user_id, channel=channel, action="approval.requested",
                             outcome="pending", run_id=exe["run_id"],
                             detail={"step": step.id, "kind": "mark_done", "reason": reason,
                                     "execution": exe["id"], "approval": approval["id"]})
-                self._approval_changed(conn, approval)
+                self._approvals.changed(conn, approval)
         if approval is None:
-            self._wake.set()
+            self._s.wake.set()
             return f"Marked *{blocks.esc(step.title)}* done."
         return (f"*{blocks.esc(step.title)}* is gated, so treating it as done is a two-person "
                 "decision: an approval card is in the channel, and someone other than you must "
                 "approve it.")
+
+    def treat_as_done(self, conn: psycopg.Connection, *, execution_id: int, requester: str,
+                       reason: str, channel: str, approved_by: str | None) -> dict | None:
+        # A failed step only when it is a rollback's (mark_done checks before asking).
+        exe = executions.move(conn, execution_id=execution_id, event="mark_done",
+                              now=self._deps.now(),
+                              summary=blocks.marked_done_summary(requester, reason))
+        if exe is None:
+            raise Refused("Only an interrupted step (or a failed rollback step) can be marked "
+                          "done.")
+        self._s.notices.step_changed(conn, exe)
+        self._s.audit.record(conn, actor=approved_by or requester, channel=channel,
+                    action="step.mark_done", outcome="succeeded", run_id=exe["run_id"],
+                    detail={"step": exe["step_id"], "reason": reason, "requested_by": requester,
+                            "approved_by": approved_by})
+        if self._runbook.step(exe["step_id"]).phase == ROLLBACK:
+            self._rollbacks.continue_after(conn, exe, Requester(requester, channel))
+        return exe

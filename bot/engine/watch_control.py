@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.engine.actors import Actor, Refused
+from bot.engine.actors import Refused, Requester
 from bot.engine.audit_trail import AuditTrail
 from bot.engine.notices import Notices
 from bot.store import repo
@@ -50,7 +50,7 @@ class WatchControl:
         with self._db.transaction() as conn:
             return store.states(conn, run_id)
 
-    def switch(self, *, actor: Actor, want: str, channel: str) -> tuple[int, bool]:
+    def switch(self, *, actor: Requester, want: str, channel: str) -> tuple[int, bool]:
         """Ask the leader to run (``running``) or stop (``stopped``) the active run's watches:
         (the run, whether anything changed). Audited as ``watch.start`` or ``watch.stop``;
         every watch message is touched (it says it stopped, or no longer does)."""
@@ -71,7 +71,7 @@ class WatchControl:
                 self._notices.touch(conn, key=watch_key(run["id"], name), channel=channel)
         return run["id"], True
 
-    def declare_incident(self, *, actor: Actor, text: str, channels: list[str]) -> int:
+    def declare_incident(self, *, actor: Requester, text: str, channels: list[str]) -> int:
         """A security incident: an alert with Start rollback in every channel, audited."""
         now = self._now()
         with self._db.transaction() as conn:

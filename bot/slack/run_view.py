@@ -19,7 +19,7 @@ class RunView:
     votes: Mapping[int, list[Mapping[str, Any]]]
     available: Mapping[str, bool] = field(default_factory=dict)
     preflight: Mapping[str, Any] | None = None
-    """The run's stored preflight (bot/engine/preflight.py ``_preflight_summary``)."""
+    """The run's stored preflight (bot/engine/preflight.py ``PreflightGate.summary``)."""
 
     def latest(self) -> dict[str, Mapping[str, Any]]:
         out: dict[str, Mapping[str, Any]] = {}

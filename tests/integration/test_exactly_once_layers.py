@@ -11,6 +11,7 @@ import time
 import psycopg
 import pytest
 
+from bot.runtime import Tuning
 from bot.store import repo
 from tests.support.harness import BASE_CONFIG, Bot
 
@@ -184,8 +185,9 @@ def test_a_running_step_is_held_by_its_workers_lock_even_with_a_stale_heartbeat(
     slow = toy.config().replace('on = ["sh", "-c", "',
                                 f'on = ["sh", "-c", "while [ ! -e {release} ]; do sleep 0.05;'
                                 ' done; ', 1)
-    bot = Bot(clean_db, tmp_path, config=BASE_CONFIG + slow, worker=False)
-    bot.engine.deps.heartbeat_s = 3600  # no renewal during the test: the heartbeat goes stale
+    # No renewal during the test: the heartbeat goes stale.
+    bot = Bot(clean_db, tmp_path, config=BASE_CONFIG + slow, worker=False,
+              tuning=Tuning(heartbeat_s=3600))
     worker = threading.Thread(target=bot.engine.run_next, name="worker")
     try:
         bot.command("alice", "start v2")

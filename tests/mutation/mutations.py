@@ -24,14 +24,16 @@ OUTSIDE_ROLLBACK = "tests/scenario/test_outside_rollback.py"
 OUTSIDE_POLICY = "tests/scenario/test_outside_policy.py"
 GUARDED = "tests/scenario/test_guarded_protections.py"  # issue 23
 
-WORKER = "bot/engine/worker.py"  # the reaper and what a failure holds
-CLAIM = "bot/engine/claim.py"  # the claim (split out of the worker)
+REAPER = "bot/engine/reaper.py"  # the reaper and what a failure holds
+CLAIM = "bot/engine/claim.py"  # the claim (the worker's Claimer)
 REPO = "bot/store/repo.py"
 EXECUTIONS = "bot/engine/executions.py"  # the one writer of step executions
 CORE = "bot/store/migrations/versions/0001_core.py"
 EXACTLY_ONCE = "bot/store/migrations/versions/0004_exactly_once.py"
 REQUESTS = "bot/engine/requests.py"
-RB_REQUESTS = "bot/engine/rollback_requests.py"
+RB_REQUESTS = "bot/engine/rollback_requests.py"  # Rollbacks: requests, break-glass, queue
+RB_PLANNER = "bot/engine/rollback.py"  # RollbackPlanner: where a rollback stopped, its rest
+RUNS = "bot/engine/runs.py"
 RECOVERY = "bot/engine/recovery.py"
 RULE = "runbook/rules/approvals.py"
 
@@ -76,7 +78,7 @@ MUTATIONS: list[dict] = [
     {"name": "reaper-ignores-advisory-lock",
      "issue": "a reaper that ignores the advisory lock and marks a step another replica is "
               "still running as interrupted",
-     "edits": [_off(WORKER, 'not repo.try_lock_execution(conn, execution_id=exe["id"])')],
+     "edits": [_off(REAPER, 'not repo.try_lock_execution(conn, execution_id=exe["id"])')],
      "tests": [LAYERS]},
     {"name": "audit-head-without-for-update",
      "issue": "the audit head read without FOR UPDATE",
@@ -121,7 +123,7 @@ MUTATIONS: list[dict] = [
      "tests": ["tests/scenario/test_membership.py"]},
     {"name": "rollback-without-approval",
      "issue": "rollback without approval",
-     "edits": [("bot/engine/rollback_requests.py", "if not self.deps.rollback_gated:",
+     "edits": [(RB_REQUESTS, "if not self._deps.rollback_gated:",
                 "if True:")],
      "tests": [WHO_MAY]},
     {"name": "queued-step-after-failure-further-up",
@@ -153,7 +155,7 @@ MUTATIONS: list[dict] = [
      "tests": [LAYERS]},
     {"name": "failure-holds-nothing",
      "issue": "extra: a failed or interrupted step no longer cancels the queued steps of its run",
-     "edits": [(WORKER, "rows = executions.hold_queued(conn,",
+     "edits": [(REAPER, "rows = executions.hold_queued(conn,",
                 "rows = [] if True else executions.hold_queued(conn,")],
      "tests": [LAYERS]},
     # ------------------------------------------------------------ runbook/rules/approvals.py
@@ -246,34 +248,34 @@ MUTATIONS: list[dict] = [
     {"name": "rollback-resume-reruns-done-steps",
      "issue": "extra: resuming a stopped rollback queues the whole plan again, re-running the "
               "steps that already succeeded",
-     "edits": [(RB_REQUESTS, "return plan[ids.index(frm):] if frm in ids else plan",
+     "edits": [(RB_PLANNER, "return plan[ids.index(frm):] if frm in ids else plan",
                 "return plan")],
      "tests": [f"{RESUME}::test_retry_resumes_at_the_failed_step_after_approval_without_"
                "rerunning_the_done_ones"]},
     {"name": "rollback-mark-done-one-person",
      "issue": "extra: Mark done of a failed rollback step takes effect without a second approver",
-     "edits": [(RECOVERY, "if not (step.gated or (rollback and self.deps.rollback_gated)):",
+     "edits": [(RECOVERY, "if not (step.gated or (rollback and self._deps.rollback_gated)):",
                 "if not step.gated:")],
      "tests": [f"{RESUME}::test_a_failed_step_stops_the_rollback_and_mark_done_by_two_people_"
                "continues_it"]},
     {"name": "rollback-stops-here-always",
      "issue": "extra: the _stops_here check removed: Retry and Mark done on an old run's "
               "timeline act on it (or on the new run)",
-     "edits": [(RB_REQUESTS, 'return stopped is not None and stopped["exe"]["id"] == exe["id"]',
+     "edits": [(RB_PLANNER, 'return stopped is not None and stopped["exe"]["id"] == exe["id"]',
                 "return True"),
-               _off(RB_REQUESTS, 'run is None or run["id"] != exe["run_id"]')],
+               _off(RB_PLANNER, 'run is None or run["id"] != exe["run_id"]')],
      "tests": [OUTSIDE_ROLLBACK]},
     {"name": "rollback-resume-approval-outlives-its-stop",
      "issue": "extra: a resume approved after the rollback's stopping point moved still queues "
               "(the approval is no longer void, and the queue no longer re-checks the stop)",
-     "edits": [(RB_REQUESTS, 'return a["params_hash"] if stopped and stopped["at"].id == frm '
+     "edits": [(RB_PLANNER, 'return a["params_hash"] if stopped and stopped["at"].id == frm '
                              'else',
                 'return a["params_hash"] if True else'),
                _off(RB_REQUESTS, 'stopped is None or stopped["at"].id != frm')],
      "tests": [RESUME, OUTSIDE_ROLLBACK]},
     {"name": "break-glass-invisible-reason",
      "issue": "extra: break-glass accepts a reason made of invisible characters",
-     "edits": [("bot/engine/rollback.py", "break_glass_allowed(named, _readable(reason), config,",
+     "edits": [(RB_REQUESTS, "break_glass_allowed(named, _readable(reason), config,",
                 "break_glass_allowed(named, reason, config,")],
      "tests": [f"{OUTSIDE_POLICY}::test_break_glass_needs_a_reason_a_person_can_read"]},
     {"name": "break-glass-short-reason",
@@ -307,7 +309,7 @@ MUTATIONS: list[dict] = [
                "went_stale"]},
     {"name": "finish-abort-under-running-step",
      "issue": "issue 23: /golive finish --abort closes the run while a step is still running",
-     "edits": [(REQUESTS, "            if running:\n", "            if running and not abort:\n")],
+     "edits": [(RUNS, "            if running:\n", "            if running and not abort:\n")],
      "tests": [f"{GUARDED}::test_finish_abort_is_refused_while_a_step_is_running"]},
     {"name": "mark-done-failed-cutover-step",
      "issue": "issue 23: a FAILED cutover step (not just an interrupted one) can be marked done",
@@ -316,7 +318,7 @@ MUTATIONS: list[dict] = [
     {"name": "break-glass-unknown-trigger-as-manual",
      "issue": "issue 23: a trigger id not in the runbook (--trigger security-made-up) is taken "
               "as a manual declaration instead of refused",
-     "edits": [("bot/engine/rollback.py", "triggers=None if found else triggers)",
+     "edits": [(RB_REQUESTS, "triggers=None if found else triggers)",
                 "triggers=None)")],
      "tests": [f"{GUARDED}::test_break_glass_naming_a_trigger_the_runbook_does_not_have_is_"
                "refused"]},

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import stat
 import time
-from datetime import timedelta
 
 import pytest
 
@@ -167,8 +166,7 @@ def test_stale_preflight_blocks_with_its_age(make_bot):
     bot = make_bot()
     bot.command("alice", f"start v2 {V2}")
     run_preflight(bot)
-    real_now = bot.engine.deps.now
-    bot.engine.deps.now = lambda: real_now() + timedelta(minutes=61)
+    bot.clock.advance(minutes=61)  # the bot's injected clock
     answer = bot.command("alice", "maintenance on")
     assert "61 min old" in answer and "limit is 60" in answer, answer
 

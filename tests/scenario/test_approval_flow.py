@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from bot.ids import Action, Block
 from tests.support.harness import text_of
 
@@ -102,8 +100,7 @@ def test_expired_request_says_so_on_the_card_and_cannot_be_approved(toybot, toy)
     after = toybot.seq()
     toybot.command("alice", OVERRIDE)
     card = card_for(toybot, "Maintenance mode on", after)
-    real_now = toybot.engine.deps.now
-    toybot.engine.deps.now = lambda: real_now() + timedelta(minutes=16)  # injected clock
+    toybot.clock.advance(minutes=16)  # the bot's injected clock
     assert toybot.engine.expire_approvals() == 1
     assert "Expired" in text_of(wait_card(toybot, card, "Expired"))
     mark = toybot.seq()

@@ -64,8 +64,7 @@ def test_a_step_approved_on_a_fresh_preflight_does_not_start_once_it_went_stale(
         bot.card_showing(card, "Approved by <@U_BOB>")
         # Six minutes pass before a worker is free: the approval is still in force (10 min),
         # but the preflight is now 61 minutes old, past `[preflight] max_age_minutes` (60).
-        real_now = bot.engine.deps.now
-        bot.engine.deps.now = lambda: real_now() + timedelta(minutes=6)
+        bot.clock.advance(minutes=6)  # the bot's injected clock
         assert bot.engine.run_next() is False, "a step behind a stale preflight must not run"
         shown = text_of(bot.card_showing(card, "cancelled"))
         assert "61 min old" in shown and "re-run `/golive preflight`" in shown, shown

@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from bot.ids import Action
+from bot.runtime import Tuning
 from runbook.model import default_runbook_path
 from runbook.steps.base import REGISTRY, StepResult, step_kind
 from tests.support.harness import BASE_CONFIG, Bot, text_of
@@ -35,8 +36,7 @@ def test_a_step_past_its_timeout_becomes_interrupted_and_the_channel_is_told(
     assert "test.hang" in rb
     (tmp_path / "rb.toml").write_text(rb)
     bot = Bot(clean_db, tmp_path, config=f'runbook = "{tmp_path / "rb.toml"}"\n' + BASE_CONFIG
-              + toy.config())
-    bot.engine.deps.step_grace = 0.5
+              + toy.config(), tuning=Tuning(step_grace=0.5))
     try:
         bot.command("alice", "start v2")
         after = bot.seq()
@@ -89,8 +89,7 @@ def test_a_timed_out_step_and_its_subprocesses_are_gone_before_it_is_marked_inte
         'kind = "test.stuck-subprocess"\ntimeout = 1\nparams = { mode = "on" }', 1)
     (tmp_path / "rb.toml").write_text(rb)
     bot = Bot(clean_db, tmp_path, config=f'runbook = "{tmp_path / "rb.toml"}"\n' + BASE_CONFIG
-              + toy.config())
-    bot.engine.deps.step_grace = 0.5
+              + toy.config(), tuning=Tuning(step_grace=0.5))
     try:
         bot.command("alice", "start v2")
         after = bot.seq()

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,11 @@ import uvicorn
 
 from bot.dev.sandbox import SandboxServer, Workspace
 from bot.dev.sandbox.workspace import Message, message_text
-from bot.runtime import Runtime, build_runtime
+from bot.runtime import Runtime, Tuning, build_runtime
 from bot.server import build_asgi
 from bot.settings import load_settings
 from tests.support import pg
+from tests.support.clock import ShiftClock
 
 SIGNING_SECRET = "sandbox-signing-secret-3f9a1c"
 BOT_TOKEN = "xoxb-sandbox-0000-golive-token"
@@ -110,14 +112,19 @@ class Bot:
 
     def __init__(self, db_url: str, tmp_path: Path, *, config: str = BASE_CONFIG,
                  env: dict[str, str] | None = None, workspace: Workspace | None = None,
-                 sandbox: SandboxServer | None = None, worker: bool = True):
+                 sandbox: SandboxServer | None = None, worker: bool = True,
+                 tuning: Tuning | None = None):
         self.workspace = workspace or (sandbox.workspace if sandbox else Workspace.default_demo())
         self.sandbox = sandbox or SandboxServer(self.workspace, signing_secret=SIGNING_SECRET,
                                                 bot_token=BOT_TOKEN).start()
         self._own_sandbox = sandbox is None
         self.environ = bot_environ(self.sandbox, db_url, tmp_path, config, env)
         self.settings = load_settings(environ=self.environ)
-        self.runtime: Runtime = build_runtime(self.settings)
+        # The clock the bot reads (tests move it forward: ``bot.clock.advance(minutes=16)``).
+        self.clock = ShiftClock()
+        tuning = tuning or Tuning()
+        self.runtime: Runtime = build_runtime(
+            self.settings, replace(tuning, now=tuning.now or self.clock.now))
         self.http = UvicornThread(build_asgi(self.runtime, worker=worker), free_socket()).start()
         self.sandbox.bot_url = f"{self.http.url}/slack/events"
 

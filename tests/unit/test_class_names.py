@@ -14,10 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("bot", "commands", "runbook")
 
-PENDING: dict[str, str] = {
-    "Actor": "bot/engine/actors.py's Actor is renamed by the engine's redesign (issue 19, "
-             "helper A), not landed when this test was written",
-}
+PENDING: dict[str, str] = {}
 """Names still defined twice while another change that renames one of them is in flight:
 name -> why. Empty when nothing is pending."""
 
