@@ -75,6 +75,9 @@ def test_rehearsal_with_rollback_passes_and_leaves_a_pack_that_verifies(bot_data
                  "approvals.json", "transcript.txt"):
         assert (pack / name).stat().st_size > 0, f"the pack lacks {name}"
     assert "GO" in (pack / "canary-report.md").read_text()
+    # the night's plan, asked once after the start, with the digest its audit row recorded
+    (plan,) = manifest["plans"]
+    assert plan["digest"] in (pack / plan["file"]).read_text(), plan
     timings = json.loads((pack / "timings.json").read_text())
     assert [p["name"] for p in timings["phases"]] == [
         "setup", "preflight", "cutover", "watches", "canary", "signoff", "rollback", "finish"]

@@ -168,7 +168,8 @@ def signoff(p: People, t: RehearsalTimeline, msg: Any, reply: Any) -> bytes:
     go = p.in_thread(msg, "*GO*", after=mark)
     t.note(go.splitlines()[0][:120])
     report = p.t.wait("the canary report file", lambda: next(
-        (f for f in list(p.ws.files.values()) if f.name.endswith(".md") and f.content), None),
+        (f for f in list(p.ws.files.values()) if f.name.startswith("canary-report")
+         and f.name.endswith(".md") and f.content), None),
         timeout=30)
     t.note(f"the bot uploaded the canary report ({report.name}, {len(report.content)} bytes)")
     return report.content
