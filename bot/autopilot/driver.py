@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 
 from bot.autopilot import deadlines, store
-from bot.engine import Refused
+from bot.engine import Refused, Requester
 from bot.loops import Loop
 from bot.slack import blocks
 from bot.store import repo
@@ -39,17 +39,6 @@ log = logging.getLogger(__name__)
 VIA = "autopilot"
 TICK_S = 1.0
 KEY = "autopilot:stop"
-
-
-def requester(user_id: str, channel: str) -> Any:
-    """Who the engine sees: the operator who started the autopilot, made ``via`` the autopilot
-    (recorded in the audit and shown on the card) when the engine knows ``via``."""
-    from bot.engine import actors
-
-    cls = getattr(actors, "Requester", None)
-    if cls is not None and "via" in getattr(cls, "__dataclass_fields__", {}):
-        return cls(user_id, channel, via=VIA)
-    return actors.Actor(user_id, channel)
 
 
 class Autopilot:
@@ -138,12 +127,14 @@ class Autopilot:
         run_id = row["run_id"]
         moves = self._moves(conn, row)
         done: list[str] = []
-        who = requester(row["started_by"], row["channel"])
+        me = Requester(VIA, row["channel"])
         for step_id in (*moves.request, *moves.ask_approval):
             step = self.runbook.step(step_id)
             try:
-                self.engine.request(actor=who, command=step.command or step.id,
-                                    args=self._args(step, row))
+                # on behalf of who typed go: the audit and the card say "autopilot for @them"
+                self.engine.request(actor=me, command=step.command or step.id,
+                                    args=self._args(step, row),
+                                    on_behalf_of=row["started_by"], via=VIA)
                 done.append(step_id)
             except Refused as e:
                 state = repo.latest_executions(conn, run_id=run_id).get(step_id)
