@@ -580,14 +580,17 @@ def _step(step: Step, runbook: Runbook, target: TargetConfig, inputs: PlanInputs
 
 def compute(runbook: Runbook, target: TargetConfig, inputs: PlanInputs, *,
             deployer: Any = None, runner: Any = None,
-            timings: dict[str, float] | None = None) -> Plan:
+            timings: dict[str, float] | None = None, only: str | None = None) -> Plan:
     """The whole night, from the real sources, changing nothing. ``timings``: filled with
-    how long the services (registry, compose) and the migrations (database, image) took."""
+    how long the services (registry, compose) and the migrations (database, image) took.
+    ``only``: a step id; the plan then holds that step alone, and only the sources its kind
+    needs are read (what an approval binds and the claim recomputes: :func:`compute_step`)."""
     secrets = {**target.secrets(), **dict(inputs.secrets)}
     found = _Found()
     plan_unresolved: list[Unresolved] = []
     tag = inputs.rc_tag
-    kinds = {s.kind for s in runbook.all_steps()}
+    kinds = {s.kind for s in runbook.all_steps()} if only is None else \
+        {runbook.step(only).kind}
     t0 = time.monotonic()
 
     def services() -> None:
@@ -627,6 +630,8 @@ def compute(runbook: Runbook, target: TargetConfig, inputs: PlanInputs, *,
             j.result()
     steps: list[StepPlan] = []
     for step in runbook.all_steps():
+        if only is not None and step.id != only:
+            continue
         rollback = step in runbook.rollback
         sp = _step(step, runbook, target, inputs, found, rollback)
         steps.append(sp)
@@ -642,3 +647,12 @@ def compute(runbook: Runbook, target: TargetConfig, inputs: PlanInputs, *,
                 steps=with_durations(steps, inputs.history),
                 unresolved=tuple(plan_unresolved),
                 computed_at=inputs.now().isoformat(timespec="seconds"))
+
+
+def compute_step(runbook: Runbook, target: TargetConfig, inputs: PlanInputs, step_id: str, *,
+                 deployer: Any = None, runner: Any = None) -> Plan:
+    """One step's part of the plan (a plan holding that step alone), from the sources its
+    kind needs: the registry and compose for a deploy, the database and the RC image for a
+    migration, nothing but the config for a switch. ``step_digest(plan, step_id)`` of it is
+    what an approval binds; the claim computes it again and compares."""
+    return compute(runbook, target, inputs, deployer=deployer, runner=runner, only=step_id)
