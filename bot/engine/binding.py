@@ -30,10 +30,13 @@ def step_params(step: Step, args: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def bind(runbook: Runbook, step_id: str, args: Mapping[str, Any], override: str | None,
-         verdict: str, *, via: str | None = None) -> dict[str, Any]:
+         verdict: str, *, via: str | None = None, plan: str | None = None) -> dict[str, Any]:
     """What an approval binds: the request, the parameters the step(s) will really run with
     (``step_params``), the step kind, the preflight verdict and the runbook version; ``via``:
-    who made the request on the requester's behalf (the approvers see it, the hash covers it).
+    who made the request on the requester's behalf (the approvers see it, the hash covers it);
+    ``plan``: the step's part of the plan the card showed (``runbook.plan.model.step_digest``:
+    digests, compose configuration, revisions), which the claim computes again: a value that
+    moved changes the hash (bot/engine/plan_guard.py).
     """
     steps = runbook.rollback if step_id == ROLLBACK else (runbook.step(step_id),)
     effective = {s.id: {"kind": s.kind, "params": step_params(s, args)} for s in steps}
@@ -41,4 +44,6 @@ def bind(runbook: Runbook, step_id: str, args: Mapping[str, Any], override: str 
            "preflight": verdict, "effective": effective, "runbook": runbook.version}
     if via:
         out["via"] = via
+    if plan:
+        out["plan"] = plan
     return out

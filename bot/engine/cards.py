@@ -46,11 +46,11 @@ class Cards:
         if run is None:
             return None
         return RunView(run=run, runbook=self._runbook,
-                              executions=repo.executions(conn, run_id=run["id"]),
-                              approvals=repo.approvals_of_run(conn, run_id=run["id"]),
-                              votes=repo.votes_of_run(conn, run_id=run["id"]),
-                              available={k: v.available for k, v in REGISTRY.items()},
-                              preflight=self._preflight.summary(conn, run))
+                       executions=repo.executions(conn, run_id=run["id"]),
+                       approvals=repo.approvals_of_run(conn, run_id=run["id"]),
+                       votes=repo.votes_of_run(conn, run_id=run["id"]),
+                       available={k: v.available for k, v in REGISTRY.items()},
+                       preflight=self._preflight.summary(conn, run))
 
     def register_cards(self, sender: Any) -> None:
         """Tell the outbox sender how to render each kind of message the engine records."""

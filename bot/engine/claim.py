@@ -44,9 +44,10 @@ class Claimer:
                     executions.move(conn, execution_id=exe["id"], event="cancel",
                                     only=("queued",), now=self._deps.now(), error=void)
                     self._s.audit.record(conn, actor="golive", channel=exe["channel"],
-                                action="step.cancelled", outcome="cancelled",
-                                run_id=exe["run_id"], detail={"step": step.id, "why": void,
-                                                              "approval": exe["approval_id"]})
+                                         action="step.cancelled", outcome="cancelled",
+                                         run_id=exe["run_id"],
+                                         detail={"step": step.id, "why": void,
+                                                 "approval": exe["approval_id"]})
                     self._s.notices.step_changed(conn, exe)
                     continue
                 gate = None if exe["override_reason"] else \
@@ -56,8 +57,9 @@ class Claimer:
                                     only=("queued",), now=self._deps.now(),
                                     error=f"cancelled: {gate}")
                     self._s.audit.record(conn, actor="golive", channel=exe["channel"],
-                                action="step.cancelled", outcome="refused_preflight",
-                                run_id=exe["run_id"], detail={"step": step.id, "why": gate})
+                                         action="step.cancelled", outcome="refused_preflight",
+                                         run_id=exe["run_id"],
+                                         detail={"step": step.id, "why": gate})
                     self._s.notices.step_changed(conn, exe)
                     continue
                 states = self._s.outcomes.states(conn, exe["run_id"])
@@ -85,10 +87,11 @@ class Claimer:
                 if moved is None:
                     conn.execute("SELECT pg_advisory_unlock(%s, %s)", (repo.LOCK_NS, exe["id"]))
                     continue
-                self._s.audit.record(conn, actor="golive", channel=exe["channel"], action="step.started",
-                            outcome="running", run_id=exe["run_id"],
-                            detail={"step": step.id, "attempt": exe["attempt"],
-                                    "worker": self._deps.worker_id})
+                self._s.audit.record(conn, actor="golive", channel=exe["channel"],
+                                     action="step.started",
+                                     outcome="running", run_id=exe["run_id"],
+                                     detail={"step": step.id, "attempt": exe["attempt"],
+                                             "worker": self._deps.worker_id})
                 # "running" shows only if the step still runs a second from now: a quick step
                 # goes straight to its result, and the card's final update is never held back.
                 self._s.notices.step_changed(conn, moved, delay=RUNNING_SHOWS_AFTER_S)

@@ -63,8 +63,8 @@ class Clicks:
             current_hash = self.current_hash(conn, a)
             now = self._deps.now()
             decision = rule.decide(request, rule.ApprovalClick(kind=kind, actor=actor,
-                                                        current_params_hash=current_hash,
-                                                        reason=reason), now, policy)
+                                                               current_params_hash=current_hash,
+                                                               reason=reason), now, policy)
             self._s.audit.record(conn, actor=user_id, channel=channel,
                                  action=f"approval.{kind}",
                                  outcome=str(decision.refusal or decision.outcome),

@@ -18,6 +18,7 @@ longer in a state the event fires from is left alone (the compare-and-set return
     running            -- fail ------------> failed
     running            -- interrupt -------> interrupted (timeout, vanished, reaped)
     interrupted|failed -- mark_done -------> succeeded   (two people said it was done by hand)
+    interrupted|failed -- skip ------------> skipped     (guided failure: two people, a deviation)
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ TRANSITIONS: Mapping[tuple[str, str], str] = {
     ("running", "interrupt"): "interrupted",
     ("interrupted", "mark_done"): "succeeded",
     ("failed", "mark_done"): "succeeded",
+    ("interrupted", "skip"): "skipped",
+    ("failed", "skip"): "skipped",
 }
 
 FINISHED = frozenset({"succeeded", "failed", "skipped", "interrupted", "cancelled"})

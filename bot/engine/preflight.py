@@ -82,10 +82,10 @@ class PreflightGate:
             thread = f"card:exe:{exe['id']}"
             if row["details"] or row["files"]:
                 self._s.notices.touch(tx, key=f"{DETAILS}:{exe['id']}", channel=exe["channel"],
-                                     thread_key=thread)
+                                      thread_key=thread)
             for name in row["files"]:
                 self._s.notices.touch(tx, key=f"upload:exe:{exe['id']}:{name}",
-                                     channel=exe["channel"], thread_key=thread)
+                                      channel=exe["channel"], thread_key=thread)
 
     # ------------------------------------------------------------------ the gate
     def steps(self) -> list[Step]:

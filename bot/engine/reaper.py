@@ -66,10 +66,11 @@ class Reaper:
                                 error="outcome unknown: the bot stopped while this step ran")
                             if moved:
                                 self._s.audit.record(conn, actor="golive", channel=exe["channel"],
-                                            action="step.interrupted", outcome="interrupted",
-                                            run_id=exe["run_id"],
-                                            detail={"step": exe["step_id"],
-                                                    "worker": exe["claimed_by"]})
+                                                     action="step.interrupted",
+                                                     outcome="interrupted",
+                                                     run_id=exe["run_id"],
+                                                     detail={"step": exe["step_id"],
+                                                             "worker": exe["claimed_by"]})
                                 self._s.notices.interrupted(conn, moved)
                                 hold_run(self._s, conn, moved, "interrupted")
                                 if self._runbook.step(moved["step_id"]).phase == ROLLBACK:

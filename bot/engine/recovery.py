@@ -65,8 +65,8 @@ class Recovery:
                 actor=Requester(user_id, channel),
                 reason=f"retry of {step.id} (attempt {exe['attempt']} {exe['state']})")
         line = self._requests.request_step(actor=Requester(user_id, channel), step=step,
-                                  args=dict(exe["params"]), override=exe["override_reason"],
-                                  auto_start=False)
+                                           args=dict(exe["params"]),
+                                           override=exe["override_reason"], auto_start=False)
         self._s.wake.set()
         return line
 
@@ -79,7 +79,7 @@ class Recovery:
             raise Refused("Say why the step can be treated as done.")
         with self._db.transaction() as conn:
             exe = self.interrupted(conn, execution_id, ("interrupted", "failed"),
-                                    "marked done")
+                                   "marked done")
             step = self._runbook.step(exe["step_id"])
             rollback = step.phase == ROLLBACK
             if exe["state"] == "failed" and not rollback:
@@ -89,7 +89,7 @@ class Recovery:
                 raise Refused(NOT_STOPPED_HERE)
             if not (step.gated or (rollback and self._deps.rollback_gated)):
                 self.treat_as_done(conn, execution_id=execution_id, requester=user_id,
-                                    reason=reason, channel=channel, approved_by=None)
+                                   reason=reason, channel=channel, approved_by=None)
                 approval = None
             else:
                 gate = (self._runbook.rollback_gate if rollback else step.gate) \
@@ -109,10 +109,11 @@ class Recovery:
                 except psycopg.errors.UniqueViolation:
                     raise Refused(f"*{blocks.esc(step.title)}* already has a pending approval "
                                   "request; see `/golive status`.") from None
-                self._s.audit.record(conn, actor=user_id, channel=channel, action="approval.requested",
-                            outcome="pending", run_id=exe["run_id"],
-                            detail={"step": step.id, "kind": "mark_done", "reason": reason,
-                                    "execution": exe["id"], "approval": approval["id"]})
+                self._s.audit.record(conn, actor=user_id, channel=channel,
+                                     action="approval.requested",
+                                     outcome="pending", run_id=exe["run_id"],
+                                     detail={"step": step.id, "kind": "mark_done", "reason": reason,
+                                             "execution": exe["id"], "approval": approval["id"]})
                 self._approvals.changed(conn, approval)
         if approval is None:
             self._s.wake.set()
@@ -132,9 +133,10 @@ class Recovery:
                           "done.")
         self._s.notices.step_changed(conn, exe)
         self._s.audit.record(conn, actor=approved_by or requester, channel=channel,
-                    action="step.mark_done", outcome="succeeded", run_id=exe["run_id"],
-                    detail={"step": exe["step_id"], "reason": reason, "requested_by": requester,
-                            "approved_by": approved_by})
+                             action="step.mark_done", outcome="succeeded", run_id=exe["run_id"],
+                             detail={"step": exe["step_id"], "reason": reason,
+                                     "requested_by": requester,
+                                     "approved_by": approved_by})
         if self._runbook.step(exe["step_id"]).phase == ROLLBACK:
             self._rollbacks.continue_after(conn, exe, Requester(requester, channel))
         return exe

@@ -13,6 +13,7 @@ import psycopg
 from bot.engine import executions
 from bot.engine.approvals import Approvals
 from bot.engine.core import ACTIVE_STATES, Refused, Requester, Shared, rule_gate_default
+from bot.engine.expiry import approval_expires_at
 from bot.engine.preflight import PreflightGate
 from bot.engine.runs import Runs
 from bot.slack import blocks
@@ -57,15 +58,21 @@ class StepRequests:
                                    auto_start=auto_start)
         return f"{lines} ({on_behalf(actor)})" if actor.via else lines
 
+    def _record(self, conn: psycopg.Connection, actor: Requester, *, action: str,
+                outcome: str, run_id: int | None, detail: dict[str, Any]) -> None:
+        """The request's audit row (``via``: who made it on ``actor``'s behalf)."""
+        self._s.audit.record(conn, actor=actor.user_id, channel=actor.channel, action=action,
+                             outcome=outcome, run_id=run_id, detail={**_via(actor), **detail})
+
     def _request_step(self, *, actor: Requester, step: Step, args: dict[str, Any],
                       override: str | None, auto_start: bool) -> str:
         kind = REGISTRY.get(step.kind)
         if kind is None or not kind.available:
             with self._db.transaction() as conn:
                 run = repo.active_run(conn)
-                self._s.audit.record(conn, actor=actor.user_id, channel=actor.channel,
-                            action="step.request", outcome="not_available",
-                            run_id=run["id"] if run else None, detail={**_via(actor), "step": step.id})
+                self._record(conn, actor,
+                             action="step.request", outcome="not_available",
+                             run_id=run["id"] if run else None, detail={"step": step.id})
             return (f"*{blocks.esc(step.title)}* is not available yet: the `{step.kind}` step kind is "
                     "listed in the runbook but not built. It was not run.")
         with self._db.transaction() as conn:
@@ -80,11 +87,11 @@ class StepRequests:
                                         for_update=True)
                 if old and old["status"] == "pending":
                     self._approvals.close(conn, old, status="void", by=actor.user_id,
-                                        note="superseded by a new request")
-                    self._s.audit.record(conn, actor=actor.user_id, channel=actor.channel,
-                                action="approval.void", outcome="void", run_id=run["id"],
-                                detail={**_via(actor), "step": step.id, "approval": old["id"],
-                                        "new_args": args})
+                                          note="superseded by a new request")
+                    self._record(conn, actor, action="approval.void", outcome="void",
+                                 run_id=run["id"], detail={"step": step.id,
+                                                           "approval": old["id"],
+                                                           "new_args": args})
                     current = None
             if current and current["state"] in ACTIVE_STATES:
                 raise Refused(f"*{blocks.esc(step.title)}* is already {blocks.state_word(current['state'])}.")
@@ -98,34 +105,34 @@ class StepRequests:
             pre = self._preflight.state(conn, run, latest) if self._preflight.steps() else None
             gate = self._preflight.refusal(conn, run, step, pre)
             if gate and not override:
-                self._s.audit.record(conn, actor=actor.user_id, channel=actor.channel,
-                            action="step.request", outcome="refused_preflight",
-                            run_id=run["id"], detail={**_via(actor), "step": step.id, "why": gate})
+                self._record(conn, actor,
+                             action="step.request", outcome="refused_preflight",
+                             run_id=run["id"], detail={"step": step.id, "why": gate})
                 raise Refused(f"*{blocks.esc(step.title)}* cannot start: {gate} To override, "
                               "add `--override \"reason\"` (two people must agree).")
             unmet = self._runbook.unmet_requirements(step.id, states)
             if unmet and not override:
                 names = ", ".join(f"`{u}` ({blocks.state_word(states.get(u, 'pending'))})"
                                   for u in unmet)
-                self._s.audit.record(conn, actor=actor.user_id, channel=actor.channel,
-                            action="step.request", outcome="refused_order", run_id=run["id"],
-                            detail={**_via(actor), "step": step.id, "unmet": unmet})
+                self._record(conn, actor,
+                             action="step.request", outcome="refused_order", run_id=run["id"],
+                             detail={"step": step.id, "unmet": unmet})
                 raise Refused(f"*{blocks.esc(step.title)}* cannot run yet: it needs {names} first. "
                               "To override, add `--override \"reason\"` (two people must agree).")
             # Every override is a two-person decision, whatever the step.
             gated = step.gated or bool(override)
             if not gated:
                 exe = executions.create(conn, event="request", run_id=run["id"],
-                                            step_id=step.id, params=args,
-                                            requested_by=actor.user_id, channel=actor.channel,
-                                            now=self._deps.now())
-                self._s.audit.record(conn, actor=actor.user_id, channel=actor.channel,
-                            action="step.queued", outcome="ok", run_id=run["id"],
-                            detail={**_via(actor), "step": step.id, "args": args, "execution": exe["id"]})
+                                        step_id=step.id, params=args,
+                                        requested_by=actor.user_id, channel=actor.channel,
+                                        now=self._deps.now())
+                self._record(conn, actor,
+                             action="step.queued", outcome="ok", run_id=run["id"],
+                             detail={"step": step.id, "args": args, "execution": exe["id"]})
                 return f"Queued *{blocks.esc(step.title)}* (run #{run['id']})."
             bound = self._s.bound_params(step.id, args, override,
-                                        self._preflight.verdict(conn, run["id"], pre),
-                                        via=actor.via)
+                                         self._preflight.verdict(conn, run["id"], pre),
+                                         via=actor.via)
             gate = step.gate or rule_gate_default()
             now = self._deps.now()
             try:
@@ -135,18 +142,20 @@ class StepRequests:
                         params=bound, params_hash=rule.params_hash(run["id"], step.id, bound),
                         requester=actor.user_id, required=gate.approvals,
                         groups=list(gate.groups), reason=override,
-                        channel=actor.channel, now=now, expires_at=now + self._deps.expiry)
+                        channel=actor.channel, now=now,
+                        expires_at=approval_expires_at(step, now=now, config=self._deps.config,
+                                                       default=self._deps.expiry))
             except psycopg.errors.UniqueViolation:
                 raise Refused(f"*{blocks.esc(step.title)}* already has a pending approval request.") from None
             exe = executions.create(conn, event="request_gated", run_id=run["id"],
-                                        step_id=step.id, params=args,
-                                        requested_by=actor.user_id, channel=actor.channel,
-                                        now=now, approval_id=approval["id"],
-                                        override_reason=override)
-            self._s.audit.record(conn, actor=actor.user_id, channel=actor.channel,
-                        action="approval.requested", outcome="pending", run_id=run["id"],
-                        detail={**_via(actor), "step": step.id, "args": args, "approval": approval["id"],
-                                "override": override})
+                                    step_id=step.id, params=args,
+                                    requested_by=actor.user_id, channel=actor.channel,
+                                    now=now, approval_id=approval["id"],
+                                    override_reason=override)
+            self._record(conn, actor, action="approval.requested", outcome="pending",
+                         run_id=run["id"], detail={"step": step.id, "args": args,
+                                                   "approval": approval["id"],
+                                                   "override": override})
             self._s.notices.step_changed(conn, exe)  # its card is the approval card
         return f"Approval requested for *{blocks.esc(step.title)}*: someone other than you must approve."
 

@@ -201,7 +201,7 @@ class RollbackPlanner:
                              facts={"rollback_timeline": timeline.as_dict()})
         for channel in self.channels() or [run["channel"]]:
             self._s.notices.touch(conn, key=f"{TIMELINE}:{run['id']}:{channel}",
-                                   channel=channel)
+                                  channel=channel)
 
     def render_rollback_timeline(self, conn: psycopg.Connection, ref: str, data: Any
                                  ) -> dict | None:
@@ -233,7 +233,7 @@ class RollbackPlanner:
                         if latest.get(s.id, {}).get("state") != "succeeded"), None)
         if stopped is not None and stopped["state"] in ("failed", "interrupted"):
             out += self.stopped_blocks(stopped, here=ref.partition(":")[2] == run["channel"],
-                                        cutover=run["channel"])
+                                       cutover=run["channel"])
         return {"text": blocks.esc(text[:3000]), "blocks": out}
 
     @staticmethod

@@ -74,8 +74,8 @@ class Rollbacks:
                        if s.kind not in REGISTRY or not REGISTRY[s.kind].available]
             if missing:
                 self._s.audit.record(conn, actor=actor.user_id, channel=actor.channel,
-                            action="rollback.request", outcome="not_available",
-                            run_id=run["id"], detail={"missing": missing})
+                                     action="rollback.request", outcome="not_available",
+                                     run_id=run["id"], detail={"missing": missing})
                 raise Refused("Rollback is not available yet: step kinds "
                               f"{', '.join(f'`{m}`' for m in missing)} are not built.")
             busy = [s for s, v in repo.latest_executions(conn, run_id=run["id"]).items()
@@ -91,8 +91,8 @@ class Rollbacks:
             bound = self._s.bound_params(ROLLBACK, args, None, "")
             if break_glass is not None:
                 return self.break_glass(conn, run=run, actor=actor, reason=reason,
-                                                  trigger=break_glass, bound=bound,
-                                                  args=args)
+                                        trigger=break_glass, bound=bound,
+                                        args=args)
             if not self._deps.rollback_gated:
                 self.queue(conn, run=run, actor=actor, approval_id=None, args=args)
                 return "Rollback queued: " + " → ".join(s.title for s in self._planner.rest(args))
@@ -110,10 +110,12 @@ class Rollbacks:
             except psycopg.errors.UniqueViolation:
                 raise Refused("A rollback request is already pending.") from None
             self._s.audit.record(conn, actor=actor.user_id, channel=actor.channel,
-                        action="approval.requested", outcome="pending", run_id=run["id"],
-                        detail={"step": ROLLBACK, "reason": reason, "approval": approval["id"],
-                                "running_now": busy, "first": self._planner.rest(args)[0].id,
-                                "strategy": strategy, "resume": bool(stopped)})
+                                 action="approval.requested", outcome="pending", run_id=run["id"],
+                                 detail={"step": ROLLBACK, "reason": reason,
+                                         "approval": approval["id"],
+                                         "running_now": busy,
+                                         "first": self._planner.rest(args)[0].id,
+                                         "strategy": strategy, "resume": bool(stopped)})
             self._approvals.changed(conn, approval)
             which = self._planner.which_run(conn, run)
         if stopped:
@@ -140,7 +142,7 @@ class Rollbacks:
 
     @staticmethod
     def trigger_metrics(conn: psycopg.Connection, run: Mapping[str, Any], found: list
-                         ) -> dict[str, float]:
+                        ) -> dict[str, float]:
         """The watches' last values of the triggers' metrics (a metric trigger must have fired)."""
         from bot.watches import store as watches
 
@@ -165,8 +167,8 @@ class Rollbacks:
         for a in repo.pending_approvals(conn, run_id=run["id"]):
             if a["step_id"] == ROLLBACK:  # one rollback: the two-person request is superseded
                 self._approvals.close(conn, a, status="void", by=actor.user_id,
-                                    note=f"superseded by a break-glass rollback by "
-                                         f"<@{actor.user_id}>")
+                                      note=f"superseded by a break-glass rollback by "
+                                           f"<@{actor.user_id}>")
         params_hash = rule.params_hash(run["id"], ROLLBACK, bound)
         bound = {**bound, "break_glass": trigger_id}
         approval = repo.insert_approval(
@@ -178,14 +180,14 @@ class Rollbacks:
         repo.decide_approval(conn, approval_id=approval["id"], status="approved", now=now,
                              decided_by=actor.user_id, note=f"break-glass: {trigger_id}")
         self._s.audit.record(conn, actor=actor.user_id, channel=actor.channel,
-                    action="rollback.break_glass", outcome="approved", run_id=run["id"],
-                    detail={"trigger": trigger_id, "reason": reason,
-                            "strategy": args.get("strategy"), "approval": approval["id"],
-                            "resume_from": args.get("resume_from")})
+                             action="rollback.break_glass", outcome="approved", run_id=run["id"],
+                             detail={"trigger": trigger_id, "reason": reason,
+                                     "strategy": args.get("strategy"), "approval": approval["id"],
+                                     "resume_from": args.get("resume_from")})
         self.queue(conn, run=run, actor=actor, approval_id=approval["id"], args=args)
         for channel in self._planner.channels():
             self._s.notices.touch(conn, key=f"{BREAK_GLASS}:{approval['id']}:{channel}",
-                                   channel=channel)
+                                  channel=channel)
         return (f"🚨 Break-glass rollback of {self._planner.which_run(conn, run)} queued on your "
                 f"approval alone ({trigger_id}); it is announced in every rollback channel.")
 
@@ -213,17 +215,17 @@ class Rollbacks:
                     a = repo.get_approval(conn, approval_id=exe["approval_id"], for_update=True)
                     if a and a["status"] == "pending":
                         self._approvals.close(conn, a, status="cancelled", by=actor.user_id,
-                                            note="rollback started")
+                                              note="rollback started")
         # What the approval bound, for every step queued (only the data step reads strategy).
         steps = self._planner.rest(args)
         self.insert_plan(conn, run=run, steps=steps, params=dict(args), actor=actor,
-                          approval_id=approval_id)
+                         approval_id=approval_id)
         self._s.audit.record(conn, actor=actor.user_id, channel=actor.channel,
-                    action="rollback.resumed" if frm else "rollback.queued", outcome="ok",
-                    run_id=run["id"],
-                    detail={"reason": args.get("reason"), "strategy": args.get("strategy"),
-                            "from": steps[0].id,
-                            "not_rerun": plan[:plan.index(steps[0].id)]})
+                             action="rollback.resumed" if frm else "rollback.queued", outcome="ok",
+                             run_id=run["id"],
+                             detail={"reason": args.get("reason"), "strategy": args.get("strategy"),
+                                     "from": steps[0].id,
+                                     "not_rerun": plan[:plan.index(steps[0].id)]})
         self._s.wake.set()
 
     def insert_plan(self, conn: psycopg.Connection, *, run: Mapping[str, Any], steps: list,
@@ -233,9 +235,9 @@ class Rollbacks:
             with conn.transaction():
                 for step in steps:
                     executions.create(conn, event="request", run_id=run["id"],
-                                          step_id=step.id, params=params,
-                                          requested_by=actor.user_id, channel=run["channel"],
-                                          now=now, approval_id=approval_id)
+                                      step_id=step.id, params=params,
+                                      requested_by=actor.user_id, channel=run["channel"],
+                                      now=now, approval_id=approval_id)
         except psycopg.errors.UniqueViolation:
             raise Refused(f"A rollback of run #{run['id']} is already queued or running; it "
                           "is not queued twice.") from None
@@ -253,9 +255,9 @@ class Rollbacks:
             self._s.notices.summary_changed(conn, run)
             return []
         self.insert_plan(conn, run=run, steps=rest, params=dict(exe["params"]), actor=actor,
-                          approval_id=exe["approval_id"])
+                         approval_id=exe["approval_id"])
         self._s.audit.record(conn, actor=actor.user_id, channel=actor.channel,
-                    action="rollback.continued", outcome="ok", run_id=run["id"],
-                    detail={"after": exe["step_id"], "steps": [s.id for s in rest]})
+                             action="rollback.continued", outcome="ok", run_id=run["id"],
+                             detail={"after": exe["step_id"], "steps": [s.id for s in rest]})
         self._s.wake.set()
         return [s.id for s in rest]

@@ -36,9 +36,10 @@ class Runs:
                                       started_by=actor.user_id, now=self._deps.now())
             except psycopg.errors.UniqueViolation:
                 raise Refused("Another run was started at the same moment.") from None
-            self._s.audit.record(conn, actor=actor.user_id, channel=actor.channel, action="run.start",
-                        outcome="ok", run_id=run["id"],
-                        detail={"rc_tag": rc_tag, "rc_sha": rc_sha})
+            self._s.audit.record(conn, actor=actor.user_id, channel=actor.channel,
+                                 action="run.start",
+                                 outcome="ok", run_id=run["id"],
+                                 detail={"rc_tag": rc_tag, "rc_sha": rc_sha})
         return run
 
     def finish_run(self, *, actor: Requester, abort: str | None = None) -> dict:
@@ -66,7 +67,7 @@ class Runs:
                 self._s.notices.step_changed(conn, exe)
             for a in pending:
                 self._approvals.close(conn, a, status="void", by=actor.user_id,
-                                    note=f"run aborted by <@{actor.user_id}>: {abort}")
+                                      note=f"run aborted by <@{actor.user_id}>: {abort}")
             view = blocks.RunView(run=run, runbook=self._runbook,
                                   executions=repo.executions(conn, run_id=run["id"]),
                                   approvals=[], votes={},
@@ -74,11 +75,12 @@ class Runs:
             status = "aborted" if abort else view.outcome()
             not_run = [s.id for s in view.not_run()]
             repo.end_run(conn, run_id=run["id"], status=status, now=now)
-            self._s.audit.record(conn, actor=actor.user_id, channel=actor.channel, action="run.finish",
-                        outcome=status, run_id=run["id"],
-                        detail={"reason": abort, "not_run": not_run,
-                                "voided": [a["id"] for a in pending],
-                                "cancelled": [e["step_id"] for e in queued]})
+            self._s.audit.record(conn, actor=actor.user_id, channel=actor.channel,
+                                 action="run.finish",
+                                 outcome=status, run_id=run["id"],
+                                 detail={"reason": abort, "not_run": not_run,
+                                         "voided": [a["id"] for a in pending],
+                                         "cancelled": [e["step_id"] for e in queued]})
             self._s.audit.flush(conn)  # the head read next includes this run's last rows
             head = repo.audit_head(conn)
         # The chain head, posted where the database cannot rewrite it, pins the audit log:
@@ -103,5 +105,5 @@ class Runs:
         run = repo.insert_run(conn, channel=actor.channel, rc_tag=None, rc_sha=None,
                               started_by=actor.user_id, now=self._deps.now())
         self._s.audit.record(conn, actor=actor.user_id, channel=actor.channel, action="run.start",
-                    outcome="ok", run_id=run["id"], detail={"auto": True})
+                             outcome="ok", run_id=run["id"], detail={"auto": True})
         return run

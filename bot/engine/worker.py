@@ -215,10 +215,10 @@ class StepRunner:
                         return
                     repo.merge_run_facts(tx, run_id=run["id"], facts=mask(facts))
                     self._s.audit.record(tx, actor="golive", channel=exe["channel"],
-                                action="step.finished", outcome=outcome, run_id=run["id"],
-                                detail={"step": step.id, "attempt": exe["attempt"],
-                                        "seconds": round(duration, 3), "summary": summary,
-                                        "error": error})
+                                         action="step.finished", outcome=outcome, run_id=run["id"],
+                                         detail={"step": step.id, "attempt": exe["attempt"],
+                                                 "seconds": round(duration, 3), "summary": summary,
+                                                 "error": error})
                     self._announce(tx, moved, run, step, lines)
                     if outcome != "succeeded":
                         hold_run(self._s, tx, moved, outcome)
