@@ -68,8 +68,10 @@ def write_evidence(r: Any) -> Path | None:
                 "SELECT id, rc_tag, digest, markdown FROM plans WHERE run_id = %s ORDER BY id",
                 (run["id"],)).fetchall() if conn.execute(
                 "SELECT to_regclass('plans') IS NOT NULL AS ok").fetchone()["ok"] else []
+        counted = r.counts_json = _counts(r)
         files: dict[str, bytes | str] = {
             export: tmp.read_bytes(),
+            "counts.json": json.dumps(counted, indent=2) + "\n",
             "timings.json": json.dumps(t.as_json(), indent=2) + "\n",
             "approvals.json": json.dumps(approvals, indent=2, default=str) + "\n",
             "transcript.txt": "\n\n".join(render_channel(session.workspace, c, width=110)
@@ -85,6 +87,7 @@ def write_evidence(r: Any) -> Path | None:
             "audit_key_id": audit.key_id(key),
             "passed": passed(t, with_rollback=bool(r.args.with_rollback)),
             "with_rollback": bool(r.args.with_rollback), "stack_project": r.stack.project,
+            "mode": r.mode, "counts": counted,
             "started_at": r.started_at.isoformat(), "written_at": datetime.now(UTC).isoformat(),
             "phases": t.as_json()["phases"],
             "plans": [plan_entry(name, p["digest"], p["markdown"], p["id"])
@@ -94,6 +97,49 @@ def write_evidence(r: Any) -> Path | None:
         return None
     t.note(f"evidence pack written: {out} ({rows} audit rows of run #{run['id']})")
     return Path(out)
+
+
+def _counts(r: Any) -> dict[str, Any] | None:
+    """The rehearsal's counts (None if the night never began), also kept in the data
+    directory as the newest of its mode so the other mode's summary can show them."""
+    if getattr(r, "people", None) is None:
+        return None
+    counted = {**r.counts().as_json(), "with_rollback": bool(r.args.with_rollback),
+               "passed": passed(r.t, with_rollback=bool(r.args.with_rollback)),
+               "at": datetime.now(UTC).isoformat()}
+    if counted["passed"]:
+        try:
+            _last(r, r.mode).write_text(json.dumps(counted, indent=2) + "\n")
+        except OSError:
+            pass
+    return counted
+
+
+def _last(r: Any, mode: str) -> Path:
+    return Path(r.root) / f"counts-{mode}{'-rollback' if r.args.with_rollback else ''}.json"
+
+
+def counts_table(r: Any) -> Any:
+    """This rehearsal's counts next to the newest passing rehearsal of the other mode (same
+    --with-rollback) run from the same data directory, if there is one."""
+    from rich.table import Table
+
+    from bot.dev.rehearse.counts import ROWS, load
+
+    mine = getattr(r, "counts_json", None)
+    if not mine:
+        return None
+    other_mode = "manual" if r.mode == "autopilot" else "autopilot"
+    other = load(_last(r, other_mode))
+    table = Table(title="what people did and saw (cutover channel)", title_justify="left")
+    table.add_column("")
+    table.add_column(f"this rehearsal ({r.mode})", justify="right")
+    if other:
+        table.add_column(f"last {other_mode} ({str(other.get('at', ''))[:16]})", justify="right")
+    for label, key in ROWS:
+        table.add_row(label, str(mine.get(key, "")),
+                      *((str(other.get(key, "")),) if other else ()))
+    return table
 
 
 def passed(t: Any, *, with_rollback: bool) -> bool:
@@ -115,6 +161,15 @@ def summary(r: Any, pack: Path | None) -> int:
         table.add_row(p.name, "[green]pass[/green]" if p.ok else "[red]FAIL[/red]",
                       f"{p.seconds:.1f}", p.detail[:80])
     t.console.print(table)
+    counted = counts_table(r)
+    if counted is not None:
+        t.console.print(counted)
+        c = r.counts_json
+        t.console.print(f"{r.mode}: {c['human_actions']} human actions ({c['commands']} commands,"
+                        f" {c['clicks']} clicks, {c['modal_submits']} modal submits), "
+                        f"{c['top_level']} top-level messages, {c['thread_replies']} thread "
+                        f"replies, {c['ephemeral']} ephemeral replies, {c['wall_s']:.0f} s",
+                        markup=False, soft_wrap=True)
     ok = passed(t, with_rollback=bool(r.args.with_rollback)) and pack is not None
     t.console.print(f"[bold]{'PASS' if ok else 'FAIL'}[/bold] in {t.elapsed():.0f} s",
                     markup=True)

@@ -11,6 +11,7 @@ import html
 from collections.abc import Callable
 from typing import Any
 
+from bot.dev.rehearse.counts import is_lookup
 from bot.dev.rehearse.timeline import PhaseFailed, RehearsalTimeline
 from bot.dev.sandbox import Workspace
 from bot.dev.sandbox.workspace import Message, message_text
@@ -46,6 +47,10 @@ def public(m: Message) -> bool:
 class People:
     def __init__(self, sandbox: Any, timeline: RehearsalTimeline) -> None:
         self.sandbox, self.ws, self.t = sandbox, sandbox.workspace, timeline
+        self.lookup_answers: set[str] = set()
+        """The ts of the ephemeral answers to look-ups (status, watch list): not counted."""
+        self.typed: list[str] = []
+        """Every `/golive` text typed, in order (look-ups included)."""
 
     def uid(self, name: str) -> str:
         return self.ws.user(name).id
@@ -64,12 +69,16 @@ class People:
                 timeout: float = 20) -> str:
         """`/golive text` as ``user``; the bot's answer as the user sees it."""
         uid, after = self.uid(user), self.seq()
+        self.typed.append(" ".join(text.split()))
         d = self.sandbox.slash(user, text, channel=channel)
         if d.status != 200:
             raise PhaseFailed(f"/golive {text}: the bot answered HTTP {d.status} {d.error or ''}")
         msg = self.t.wait(f"{user}: /golive {text}", lambda: self.find(
             channel, after=after, where=lambda m: (m.via_response_url or m.source == "ack")
             and m.ephemeral_to in (None, uid)), timeout=timeout)
+        if is_lookup(" ".join(text.split())):
+            self.lookup_answers.update(m.ts for m in self.ws.messages(channel, after_seq=after)
+                                       if m.ephemeral_to == uid)
         return text_of(msg)
 
     def expect(self, answer: str, *wants: str, what: str) -> None:

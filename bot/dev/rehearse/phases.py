@@ -76,6 +76,11 @@ def preflight(p: People, t: RehearsalTimeline, sha: str) -> None:
     t.note(planned.split(". The summary")[0][:140])
     after = p.seq()
     p.expect(p.command(REQUESTER, "preflight"), "Queued", what="/golive preflight")
+    preflight_card(p, t, after)
+
+
+def preflight_card(p: People, t: RehearsalTimeline, after: int) -> None:
+    """The preflight card posted after ``after``: its check lines, green or PhaseFailed."""
     card = p.card("Preflight", after=after, showing=("step `preflight`",))
     done = p.card_showing(card, "preflight checks", ("— succeeded", "— failed"), timeout=300)
     for line in done.splitlines():

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.dev import demo_db
-from bot.dev.rehearse import phases
+from bot.dev.rehearse import autopilot, phases
 from bot.dev.rehearse import stack as sample_stack
 from bot.dev.rehearse.people import SIGNERS, People, workspace
 from bot.dev.rehearse.sample import FakeGitHub, preflight_toml, revisions, target_toml, watches_toml
@@ -38,6 +38,8 @@ class Rehearsal:
         self.session: Any = None
         self.stack_up = False
         self.canary_report: bytes | None = None
+        self.people: People | None = None
+        self.ended_at: float | None = None
         self.started_at = datetime.now(UTC)
 
     # ------------------------------------------------------------------ setup
@@ -76,25 +78,67 @@ class Rehearsal:
 
     # ------------------------------------------------------------------ the night
 
+    @property
+    def mode(self) -> str:
+        return "autopilot" if getattr(self.args, "autopilot", False) else "manual"
+
     def play(self) -> None:
-        t, p = self.t, People(self.session.sandbox, self.t)
+        t = self.t
+        p = self.people = People(self.session.sandbox, self.t)
         app = phases.Paybox(self.stack)
         sha = revisions().get("v2") or ""
-        with t.phase("preflight", "1. Preflight"):
-            phases.preflight(p, t, sha)
-        with t.phase("cutover", "2. Cutover (every 🔒 step approved by a second person)"):
-            phases.cutover(p, t)
+        if self.mode == "autopilot":
+            with t.phase("preflight", "1. Preflight (requested by the autopilot)"):
+                after = autopilot.preflight(p, t, sha)
+            with t.phase("cutover", "2. Cutover by the autopilot (every 🔒 step approved by a "
+                                    "second person)"):
+                autopilot.cutover(p, t, after)
+        else:
+            with t.phase("preflight", "1. Preflight"):
+                phases.preflight(p, t, sha)
+            with t.phase("cutover", "2. Cutover (every 🔒 step approved by a second person)"):
+                phases.cutover(p, t)
         with t.phase("watches", "3. Watches"):
             phases.watches(p, t)
         with t.phase("canary", "4. Canary: a real $10 deposit and withdrawal"):
             msg, reply = phases.canary(p, t, app, f"canary-{self.stack.project[-8:]}")
         with t.phase("signoff", "5. Sign-off"):
             self.canary_report = phases.signoff(p, t, msg, reply)
+            if self.mode == "autopilot":
+                autopilot.after_canary(p, t, self.runbook(), self.states())
         if self.args.with_rollback:
             with t.phase("rollback", "6. Rollback: payout failures fire the trigger"):
                 phases.rollback(p, t, app)
         with t.phase("finish", f"{7 if self.args.with_rollback else 6}. Finish"):
             phases.finish(p, t, completed=not self.args.with_rollback)
+        self.ended_at = t.elapsed()
+
+    def runbook(self) -> Any:
+        from bot.runtime import runbook_for
+
+        return runbook_for(self.session.settings)
+
+    def states(self) -> dict[str, str]:
+        """The newest run's latest state per step (what the autopilot reads)."""
+        import psycopg
+
+        with psycopg.connect(self.session.owner_url) as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT ON (e.step_id) e.step_id, e.state FROM step_executions e"
+                " WHERE e.run_id = (SELECT max(id) FROM runs) ORDER BY e.step_id, e.id DESC"
+            ).fetchall()
+        return {step: state for step, state in rows}
+
+    def counts(self) -> Any:
+        """What people did and saw (bot/dev/rehearse/counts.py), up to the end of `finish`."""
+        from bot.dev.rehearse.counts import count
+
+        wall = self.ended_at if self.ended_at is not None else self.t.elapsed()
+        setup = sum(ph.seconds for ph in self.t.phases if ph.name == "setup")
+        return count(self.session.workspace, self.mode,
+                     typed=self.people.typed if self.people else (),
+                     lookup_answers=self.people.lookup_answers if self.people else (),
+                     wall_s=wall, night_s=wall - setup)
 
     # ------------------------------------------------------------------ after
 
