@@ -218,7 +218,7 @@ def target_checks(settings: Settings) -> list[Check]:
 def tries_checks(settings: Settings, *, down: set[str] = frozenset()) -> list[Check]:
     """What the night will do, tried read-only; ``down`` names the target URLs
     (``public_url``, ``internal_url``) that did not answer, whose tries are not repeated."""
-    from bot.tries import stack_checks
+    from bot.tries.stack import stack_checks
 
     try:
         from bot.runtime import runbook_for
