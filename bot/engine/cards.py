@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 
 from bot.engine.core import Shared
+from bot.engine.plan_guard import PlanGuard
 from bot.engine.preflight import DETAILS, PreflightGate
 from bot.engine.rollback import BREAK_GLASS, TIMELINE, RollbackPlanner
 from bot.slack import blocks, recovery_blocks, status_blocks
@@ -27,8 +28,10 @@ FINAL = ("succeeded", "failed", "interrupted", "cancelled", "skipped")
 class Cards:
     """See the module docstring. Reads only."""
 
-    def __init__(self, shared: Shared, *, preflight: PreflightGate, planner: RollbackPlanner):
+    def __init__(self, shared: Shared, *, preflight: PreflightGate, planner: RollbackPlanner,
+                 plan_guard: PlanGuard):
         self._s = shared
+        self._guard = plan_guard
         self._db = shared.db
         self._deps = shared.deps
         self._runbook = shared.runbook
@@ -80,6 +83,8 @@ class Cards:
         text, card = blocks.step_card(step=step, exe=exe, approval=a, votes=votes,
                                       progress=None, now=self._deps.now(),
                                       checklist=self._preflight.checklist(conn, exe, step))
+        if a is not None and exe["state"] in ("awaiting_approval", "queued", "running"):
+            card = self._guard.with_plan_part(conn, card, a)  # what the approval binds
         if exe["state"] in FINAL:
             row = repo.step_result_audit(conn, run_id=exe["run_id"], step_id=exe["step_id"],
                                          attempt=exe["attempt"])

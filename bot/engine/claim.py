@@ -13,6 +13,7 @@ import psycopg
 
 from bot.engine import executions
 from bot.engine.core import ROLLBACK, Shared
+from bot.engine.plan_guard import Fresh, PlanGuard
 from bot.engine.preflight import PreflightGate
 from bot.store import repo
 from runbook.model import Step
@@ -24,22 +25,24 @@ RUNNING_SHOWS_AFTER_S = 1.0
 class Claimer:
     """See the module docstring; ``bot.engine.worker.StepRunner`` runs what is claimed."""
 
-    def __init__(self, shared: Shared, *, preflight: PreflightGate):
+    def __init__(self, shared: Shared, *, preflight: PreflightGate, plan_guard: PlanGuard):
         self._s = shared
+        self._guard = plan_guard
         self._deps = shared.deps
         self._runbook = shared.runbook
         self._preflight = preflight
 
-    def claim(self, conn: psycopg.Connection) -> tuple[dict, dict, Step] | None:
+    def claim(self, conn: psycopg.Connection, fresh: Fresh) -> tuple[dict, dict, Step] | None:
         """Claim one runnable step; queued steps that can never run are cancelled on the way
-        (their cards say why)."""
+        (their cards say why). ``fresh``: the steps' plan parts recomputed before this
+        transaction (``PlanGuard.before_claim``): a step that needs one and has none waits."""
         with conn.transaction():
             for exe in repo.queued_candidates(conn):
                 run = repo.get_run(conn, run_id=exe["run_id"])
                 if run is None:
                     continue
                 step = self._runbook.step(exe["step_id"])
-                void = self.void_reason(conn, exe, step)
+                void = self.void_reason(conn, exe, step, fresh)
                 if void:
                     executions.move(conn, execution_id=exe["id"], event="cancel",
                                     only=("queued",), now=self._deps.now(), error=void)
@@ -71,6 +74,8 @@ class Claimer:
                                         error=f"cancelled: {', '.join(unmet)} did not succeed")
                         self._s.notices.step_changed(conn, exe)
                     continue
+                if fresh.missing(exe, step, self._guard):
+                    continue  # its plan part is computed before the next claim
                 try:
                     with conn.transaction():
                         conn.execute("SELECT pg_advisory_lock(%s, %s)",
@@ -98,7 +103,8 @@ class Claimer:
                 return moved, run, step
         return None
 
-    def void_reason(self, conn: psycopg.Connection, exe: dict, step: Step) -> str | None:
+    def void_reason(self, conn: psycopg.Connection, exe: dict, step: Step,
+                    fresh: Fresh) -> str | None:
         """Why a queued step may no longer start, or None: something in its run failed after
         it was queued, or its approval lapsed or no longer matches what would run."""
         failed = repo.failure_since(conn, run_id=exe["run_id"], since=exe["queued_at"])
@@ -120,9 +126,20 @@ class Claimer:
             bound = self._s.bound_params(ROLLBACK, dict(exe["params"]), None, "")
         else:
             verdict = self._preflight.verdict(conn, exe["run_id"])
+            # The plan part recomputed before this transaction: a value that moved since
+            # the approval changes the hash (bot/engine/plan_guard.py).
+            plan = self._guard.claim_digest(exe, a, fresh)
+            if a["params"].get("plan") and plan is None:
+                return None  # none computed yet: the claim waits for it (Fresh.missing)
             bound = self._s.bound_params(step.id, dict(exe["params"]), exe["override_reason"],
-                                         verdict, via=a["params"].get("via"))
+                                         verdict, via=a["params"].get("via"), plan=plan)
         if rule.params_hash(a["run_id"], a["step_id"], bound) != a["params_hash"]:
+            changes = self._guard.drift(conn, exe, fresh) if step.phase != ROLLBACK else []
+            if changes:
+                return self._guard.void_text(changes, [])
             return ("approval void: the parameters, the runbook or preflight changed after "
                     "approval")
+        blind = self._guard.blind_fresh(exe, fresh) if step.phase != ROLLBACK else []
+        if blind:
+            return self._guard.void_text([], blind)
         return None

@@ -27,6 +27,7 @@ from bot.engine.clicks import Clicks
 from bot.engine.core import Deps, Requester, Shared
 from bot.engine.notices import Notices
 from bot.engine.outcomes import StepOutcomes
+from bot.engine.plan_guard import PlanGuard
 from bot.engine.preflight import PreflightGate
 from bot.engine.reaper import Reaper
 from bot.engine.recovery import Recovery
@@ -49,23 +50,27 @@ class Engine:
     def __init__(self, *, db: Database, runbook: Runbook, deps: Deps):
         s = Shared.build(db=db, runbook=runbook, deps=deps)
         self._s = s
+        # Approvals bound to the plan, drift at the claim, certification (issue 20).
+        guard = PlanGuard(db=db, runbook=runbook, target=deps.target, config=deps.config,
+                          secrets=deps.secrets, now=deps.now, notices=s.notices)
+        self.plan_guard = guard
         preflight = PreflightGate(s)
         planner = RollbackPlanner(s)
         approvals = Approvals(s)
         rollbacks = Rollbacks(s, planner=planner, approvals=approvals)
         self._runs = Runs(s, approvals=approvals)
         self._requests = StepRequests(s, runs=self._runs, preflight=preflight,
-                                      approvals=approvals)
+                                      approvals=approvals, plan_guard=guard)
         self._recovery = Recovery(s, requests=self._requests, rollbacks=rollbacks,
                                   planner=planner, approvals=approvals)
         self._clicks = Clicks(s, approvals=approvals, preflight=preflight, planner=planner,
                               rollbacks=rollbacks, recovery=self._recovery)
-        self._runner = StepRunner(s, claimer=Claimer(s, preflight=preflight),
-                                  preflight=preflight, planner=planner)
+        self._runner = StepRunner(s, claimer=Claimer(s, preflight=preflight, plan_guard=guard),
+                                  preflight=preflight, planner=planner, plan_guard=guard)
         self._reaper = Reaper(s, planner=planner)
         self._loop = WorkerLoop(s, runner=self._runner, reaper=self._reaper,
                                 approvals=approvals)
-        self._cards = Cards(s, preflight=preflight, planner=planner)
+        self._cards = Cards(s, preflight=preflight, planner=planner, plan_guard=guard)
         self._approvals = approvals
         self._rollbacks = rollbacks
         self.watch_control = WatchControl(db=db, audit=s.audit, notices=s.notices, now=deps.now)
@@ -184,6 +189,7 @@ class Engine:
 
     def register_cards(self, sender: Any) -> None:
         self._cards.register_cards(sender)
+        self.plan_guard.register(sender)
 
     # ------------------------------------------------------------------ the worker
     def start_worker(self) -> None:

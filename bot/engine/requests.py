@@ -12,13 +12,16 @@ import psycopg
 
 from bot.engine import executions
 from bot.engine.approvals import Approvals
+from bot.engine.binding import step_params
 from bot.engine.core import ACTIVE_STATES, Refused, Requester, Shared, rule_gate_default
 from bot.engine.expiry import approval_expires_at
+from bot.engine.plan_guard import PlanGuard
 from bot.engine.preflight import PreflightGate
 from bot.engine.runs import Runs
 from bot.slack import blocks
 from bot.store import repo
 from runbook.model import Step
+from runbook.plan.model import Plan
 from runbook.rules import approvals as rule
 from runbook.steps.base import REGISTRY
 
@@ -27,8 +30,9 @@ class StepRequests:
     """See the module docstring."""
 
     def __init__(self, shared: Shared, *, runs: Runs, preflight: PreflightGate,
-                 approvals: Approvals):
+                 approvals: Approvals, plan_guard: PlanGuard):
         self._s = shared
+        self._guard = plan_guard
         self._db = shared.db
         self._deps = shared.deps
         self._runbook = shared.runbook
@@ -75,6 +79,9 @@ class StepRequests:
                              run_id=run["id"] if run else None, detail={"step": step.id})
             return (f"*{blocks.esc(step.title)}* is not available yet: the `{step.kind}` step kind is "
                     "listed in the runbook but not built. It was not run.")
+        # What the approval will show and bind, computed before the transaction opens (the
+        # registry, compose and the database take seconds): bot/engine/plan_guard.py.
+        plan = self._plan_part(step, args) if step.gated or override else None
         with self._db.transaction() as conn:
             run = self._runs.run_for(conn, actor, auto_start=auto_start)
             latest = repo.latest_executions(conn, run_id=run["id"])
@@ -130,9 +137,12 @@ class StepRequests:
                              action="step.queued", outcome="ok", run_id=run["id"],
                              detail={"step": step.id, "args": args, "execution": exe["id"]})
                 return f"Queued *{blocks.esc(step.title)}* (run #{run['id']})."
+            if plan is not None and plan.run_id != run["id"]:
+                plan = None  # computed for another run (one started meanwhile): none bound
             bound = self._s.bound_params(step.id, args, override,
                                          self._preflight.verdict(conn, run["id"], pre),
-                                         via=actor.via)
+                                         via=actor.via,
+                                         plan=self._guard.digest(plan, step.id) if plan else None)
             gate = step.gate or rule_gate_default()
             now = self._deps.now()
             try:
@@ -147,6 +157,8 @@ class StepRequests:
                                                        default=self._deps.expiry))
             except psycopg.errors.UniqueViolation:
                 raise Refused(f"*{blocks.esc(step.title)}* already has a pending approval request.") from None
+            if plan is not None:
+                self._guard.store(conn, approval=approval, plan=plan)
             exe = executions.create(conn, event="request_gated", run_id=run["id"],
                                     step_id=step.id, params=args,
                                     requested_by=actor.user_id, channel=actor.channel,
@@ -157,7 +169,20 @@ class StepRequests:
                                                    "approval": approval["id"],
                                                    "override": override})
             self._s.notices.step_changed(conn, exe)  # its card is the approval card
+            if plan is not None:
+                self._guard.post_file(conn, approval=approval, exe=exe, plan=plan)
         return f"Approval requested for *{blocks.esc(step.title)}*: someone other than you must approve."
+
+    def _plan_part(self, step: Step, args: dict[str, Any]) -> Plan | None:
+        """The step's part of the plan for the active run (None: no run yet, or a step whose
+        approval binds none), read outside any transaction of the engine's."""
+        if not self._guard.binds(step):
+            return None
+        with self._db.connection() as conn:
+            run = repo.active_run(conn)
+        if run is None:
+            return None
+        return self._guard.compute(run=run, step=step, params=step_params(step, args))
 
 
 def on_behalf(actor: Requester) -> str:

@@ -28,6 +28,7 @@ from bot.engine.binding import step_params
 from bot.engine.claim import Claimer
 from bot.engine.core import ROLLBACK, Shared
 from bot.engine.isolation import Ended, StepProcess
+from bot.engine.plan_guard import PlanGuard
 from bot.engine.preflight import PreflightGate
 from bot.engine.reaper import Reaper, hold_run
 from bot.engine.rollback import RollbackPlanner
@@ -37,6 +38,7 @@ from bot.store.db import DatabaseUnavailable
 from runbook.adapters import http as probes
 from runbook.adapters import stepkit
 from runbook.model import Step
+from runbook.plan.model import Plan
 from runbook.steps.base import REGISTRY, StepContext
 
 log = logging.getLogger(__name__)
@@ -50,8 +52,9 @@ class StepRunner:
     then records its outcome and what the channel must see."""
 
     def __init__(self, shared: Shared, *, claimer: Claimer, preflight: PreflightGate,
-                 planner: RollbackPlanner):
+                 planner: RollbackPlanner, plan_guard: PlanGuard):
         self._s = shared
+        self._guard = plan_guard
         self._db = shared.db
         self._deps = shared.deps
         self._runbook = shared.runbook
@@ -70,24 +73,28 @@ class StepRunner:
         with self._db.connection() as probe:
             if not repo.has_steps_in(probe, ("queued",)):
                 return False
+        # The plan parts of what could start, recomputed before the claim's transaction (the
+        # registry, compose and the database take seconds): the claim compares them.
+        fresh = self._guard.before_claim()
         # The step's own connection: its session holds the advisory lock while the step runs.
         conn = self._db.connect()
         try:
             renewed_at = time.monotonic()  # no later than the heartbeat the claim sets
             token = self._db.watchdog.arm(conn, 2 * self._db.timeout)
             try:
-                claimed = self._claimer.claim(conn)
+                claimed = self._claimer.claim(conn, fresh)
             finally:
                 self._db.watchdog.disarm(token)
             if claimed is None:
                 return False
-            self._execute(conn, *claimed, renewed_at=renewed_at)
+            self._execute(conn, *claimed, renewed_at=renewed_at,
+                          plan=fresh.plans.get(claimed[0]["id"]))
             return True
         finally:
             conn.close()  # also releases the advisory lock if anything above failed
 
     def _execute(self, conn: psycopg.Connection, exe: dict, run: dict, step: Step, *,
-                 renewed_at: float) -> None:
+                 renewed_at: float, plan: Plan | None = None) -> None:
         lines: list[str] = []
         started = self._deps.clock()
         recorded = [float("-inf")]  # when the live log was last written to the outbox
@@ -128,9 +135,15 @@ class StepRunner:
         else:  # a bug in a step: record it, never crash the worker
             log.error("step %s crashed: %s", step.id, self._deps.mask(ended.message))
             outcome, error = "failed", f"unexpected error: {ended.message}"
+        cert, against = None, ""
+        if outcome == "succeeded":  # what runs is what was approved, or the step failed
+            cert, against = self._guard.certify(exe, step, params, plan)
+            if cert is not None and not cert.certified:
+                outcome, error = "failed", self._guard.not_certified(cert)
         duration = self._deps.clock() - started
         self._record(exe, run, step, outcome=outcome, summary=summary, detail=detail,
-                     error=error, facts=facts, lines=lines, duration=duration)
+                     error=error, facts=facts, lines=lines, duration=duration,
+                     certification=self._guard.fact(cert, against) if cert else None)
         try:
             conn.execute("SELECT pg_advisory_unlock(%s, %s)", (repo.LOCK_NS, exe["id"]))
             conn.commit()
@@ -196,7 +209,7 @@ class StepRunner:
 
     def _record(self, exe: dict, run: dict, step: Step, *, outcome: str, summary: str,
                 detail: str, error: str | None, facts: dict, lines: list[str],
-                duration: float) -> None:
+                duration: float, certification: dict | None = None) -> None:
         """Record the outcome (the step is already over) and what the channel must now see.
         Retried while the database is away; if it never answers, the reaper records "outcome
         unknown"."""
@@ -214,6 +227,12 @@ class StepRunner:
                         log.error("step %s ended %s but was no longer running", step.id, outcome)
                         return
                     repo.merge_run_facts(tx, run_id=run["id"], facts=mask(facts))
+                    if certification is not None:  # what the certification compared
+                        self._s.audit.record(
+                            tx, actor="golive", channel=exe["channel"], action="step.certified",
+                            outcome="certified" if certification["certified"] else
+                            "not_certified", run_id=run["id"],
+                            detail={**certification, "attempt": exe["attempt"]})
                     self._s.audit.record(tx, actor="golive", channel=exe["channel"],
                                          action="step.finished", outcome=outcome, run_id=run["id"],
                                          detail={"step": step.id, "attempt": exe["attempt"],
