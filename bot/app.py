@@ -24,6 +24,7 @@ from slack_bolt.authorization import AuthorizeResult
 
 from bot import ingress
 from bot.canary.listeners import CANARY_TABLE, CanaryListeners
+from bot.decision_listeners import DECISION_TABLE, DecisionListeners
 from bot.engine import ROLLBACK, Engine, Refused, Requester
 from bot.ids import Action, Callback
 from bot.inbox import Inbox
@@ -56,7 +57,7 @@ BOLT_LOG = logging.getLogger("golive.bolt")
 BOLT_LOG.addFilter(_StartupNoise())
 
 
-class Listeners(CanaryListeners):
+class Listeners(CanaryListeners, DecisionListeners):
     """Every listener, as a method; :data:`TABLE` says which Slack event each one serves."""
 
     plan: Any = None  # bot.plan.service.PlanService (None: /golive plan says so)
@@ -275,6 +276,7 @@ TABLE: list[tuple[str, str | re.Pattern[str], str, str | None]] = [
     ("view", Callback.REJECT_REASON, "ack_reason", "reject_submitted"),
     ("view", Callback.MARK_DONE_REASON, "ack_reason", "mark_done_submitted"),
     *CANARY_TABLE,
+    *DECISION_TABLE,
     # Anything else Slack sends (unknown actions, views): ack, never a 404 to Slack; its
     # inbox entry is done at once.
     ("action", ANY, "just_ack", "settle"),

@@ -18,6 +18,13 @@ class Action(StrEnum):
     CANARY_SIGN = "golive.canary_sign"
     CANARY_REJECT = "golive.canary_reject"
     CANARY_ROLLBACK = "golive.canary_rollback"
+    DECISION_TAKE = "golive.decision_take"
+    DECISION_RETRY = "golive.decision_retry"
+    DECISION_SKIP = "golive.decision_skip"
+    DECISION_SKIP_APPROVE = "golive.decision_skip_approve"
+    DECISION_ROLLBACK = "golive.decision_rollback"
+    DECISION_HOLD = "golive.decision_hold"
+    DECISION_ABORT = "golive.decision_abort"
 
 
 class Callback(StrEnum):
@@ -26,6 +33,8 @@ class Callback(StrEnum):
     CANARY_REPORT = "golive.canary_report"
     CANARY_SIGN = "golive.canary_sign"
     CANARY_REJECT = "golive.canary_reject"
+    DECISION_SKIP = "golive.decision_skip_reason"
+    DECISION_ABORT = "golive.decision_abort_confirm"
 
 
 class Block(StrEnum):
@@ -39,3 +48,6 @@ class Block(StrEnum):
     CANARY_AMOUNT_INPUT = "golive.canary_amount_input"
     CANARY_NOTE = "golive.canary_note"
     CANARY_NOTE_INPUT = "golive.canary_note_input"
+    DECISION = "golive.decision"
+    DECISION_TAG = "golive.decision_tag"
+    DECISION_TAG_INPUT = "golive.decision_tag_input"

@@ -13,10 +13,11 @@ from typing import Any
 import psycopg
 
 from bot.engine.core import Shared
+from bot.engine.decisions import Decisions
 from bot.engine.plan_guard import PlanGuard
 from bot.engine.preflight import DETAILS, PreflightGate
 from bot.engine.rollback import BREAK_GLASS, TIMELINE, RollbackPlanner
-from bot.slack import blocks, recovery_blocks, status_blocks
+from bot.slack import blocks, decision_blocks, recovery_blocks, status_blocks
 from bot.slack.blocks import Content, message, upload
 from bot.slack.run_view import RunView
 from bot.store import repo
@@ -29,9 +30,10 @@ class Cards:
     """See the module docstring. Reads only."""
 
     def __init__(self, shared: Shared, *, preflight: PreflightGate, planner: RollbackPlanner,
-                 plan_guard: PlanGuard):
+                 decisions: Decisions, plan_guard: PlanGuard):
         self._s = shared
         self._guard = plan_guard
+        self._decisions = decisions
         self._db = shared.db
         self._deps = shared.deps
         self._runbook = shared.runbook
@@ -93,7 +95,26 @@ class Cards:
         if a is not None and a["params"].get("via"):  # made on the requester's behalf
             who = f"🤖 Requested by {blocks.esc(a['params']['via'])} for <@{a['requester']}>"
             card.append(blocks.context(who).to_dict())
+        card.extend(self._decision_lines(conn, exe, step, a))
         return message(text, card)
+
+    def _decision_lines(self, conn: psycopg.Connection, exe: dict, step: Any,
+                        a: dict | None) -> list[dict]:
+        """Guided failure on a step's card (issue 21): the decision part of a failed or
+        interrupted step, a skipped requirement, an approval that expired as a rejection."""
+        out = self._decisions.card_blocks(conn, exe)
+        skipped = self._decisions.skipped_requirements(conn, exe["run_id"], step)
+        if skipped:
+            out.append(decision_blocks.requires_skipped(skipped))
+        if a is not None and a["status"] == "expired":
+            cfg = self._deps.config
+            groups = cfg.approvers.groups if cfg is not None else {}
+            named = [f"<!subteam^{groups[g]}>" for g in (a["groups"] or groups) if g in groups]
+            backup = cfg.approvers.backup_group if cfg is not None else None
+            out.append(decision_blocks.expired_line(
+                asked=" ".join(named) or "the approvers",
+                backup=f"<!subteam^{groups[backup]}>" if backup in groups else None))
+        return out
 
     def render_request_card(self, conn: psycopg.Connection, ref: str, data: Any
                             ) -> Content | None:
@@ -127,6 +148,9 @@ class Cards:
         if view is None:
             return None
         text, card = status_blocks.run_summary(view)
+        skipped = self._decisions.deviations(conn, int(ref))
+        if skipped:  # a skipped step is met with a deviation: the summary lists each
+            card.append(decision_blocks.deviations(skipped))
         return message(text, card)
 
     def render_progress(self, conn: psycopg.Connection, ref: str, data: Any) -> Content | None:

@@ -6,6 +6,7 @@ Who owns which state (each table is written by the one object named):
   step_executions           bot.engine.executions, the one writer, called by StepRequests,
                             Clicks, Approvals, Rollbacks, Recovery, Claimer, StepRunner,
                             Reaper and StepOutcomes (the canary's outcome)
+  decisions                 Decisions (guided failure: the owner, the choice taken once)
   approvals, votes          StepRequests, Rollbacks and Recovery create; Clicks votes and
                             decides; Approvals closes and expires
   preflight_results         PreflightGate
@@ -25,6 +26,7 @@ from bot.engine.cards import Cards
 from bot.engine.claim import Claimer
 from bot.engine.clicks import Clicks
 from bot.engine.core import Deps, Requester, Shared
+from bot.engine.decisions import Decisions
 from bot.engine.notices import Notices
 from bot.engine.outcomes import StepOutcomes
 from bot.engine.plan_guard import PlanGuard
@@ -70,7 +72,10 @@ class Engine:
         self._reaper = Reaper(s, planner=planner)
         self._loop = WorkerLoop(s, runner=self._runner, reaper=self._reaper,
                                 approvals=approvals)
-        self._cards = Cards(s, preflight=preflight, planner=planner, plan_guard=guard)
+        self._decisions = Decisions(s, recovery=self._recovery, runs=self._runs,
+                                    rollbacks=rollbacks)
+        self._cards = Cards(s, preflight=preflight, planner=planner, decisions=self._decisions,
+                            plan_guard=guard)
         self._approvals = approvals
         self._rollbacks = rollbacks
         self.watch_control = WatchControl(db=db, audit=s.audit, notices=s.notices, now=deps.now)
@@ -96,6 +101,11 @@ class Engine:
     def outcomes(self) -> StepOutcomes:
         """Record a step's outcome decided outside the worker (the canary's GO/NO-GO)."""
         return self._s.outcomes
+
+    @property
+    def decisions(self) -> Decisions:
+        """Guided failure: Take it and the options of a failed or interrupted step's card."""
+        return self._decisions
 
     @property
     def secrets(self) -> Mapping[str, str]:
@@ -189,6 +199,7 @@ class Engine:
 
     def register_cards(self, sender: Any) -> None:
         self._cards.register_cards(sender)
+        self._decisions.register(sender)
         self.plan_guard.register(sender)
 
     # ------------------------------------------------------------------ the worker

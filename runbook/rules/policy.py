@@ -81,6 +81,18 @@ class EntryPoint(StrEnum):
     GO = "go"
     """Start or resume the autopilot (it then requests steps on the operator's behalf)."""
     PAUSE = "pause"
+    DECISION_TAKE = "button.decision_take"
+    """Take it: own a failed or interrupted step's decision (guided failure, issue 21)."""
+    DECISION_RETRY = "button.decision_retry"
+    DECISION_SKIP = "button.decision_skip"
+    DECISION_SKIP_SUBMIT = "modal.decision_skip"
+    DECISION_SKIP_APPROVE = "button.decision_skip_approve"
+    """The second person's approval of a Skip: an active account here; whether they may
+    approve is the two-person rule's business, as for Approve."""
+    DECISION_ROLLBACK = "button.decision_rollback"
+    DECISION_HOLD = "button.decision_hold"
+    DECISION_ABORT = "button.decision_abort"
+    DECISION_ABORT_SUBMIT = "modal.decision_abort"
 
 
 class Where(StrEnum):
@@ -143,6 +155,17 @@ RULES.update({
 RULES.update({
     EntryPoint.GO: Rule(Where.CUTOVER, Who.OPERATOR, "`/golive go`"),
     EntryPoint.PAUSE: Rule(Where.CUTOVER, Who.OPERATOR, "`/golive pause`"),
+})
+RULES.update({
+    EntryPoint.DECISION_TAKE: Rule(Where.CUTOVER, Who.OPERATOR, "Take it"),
+    EntryPoint.DECISION_RETRY: Rule(Where.CUTOVER, Who.OPERATOR, "Retry"),
+    EntryPoint.DECISION_SKIP: Rule(Where.CUTOVER, Who.OPERATOR, "Skip"),
+    EntryPoint.DECISION_SKIP_SUBMIT: Rule(Where.CUTOVER, Who.OPERATOR, "Skip"),
+    EntryPoint.DECISION_SKIP_APPROVE: Rule(Where.CUTOVER, Who.ACTIVE, "Approve skip"),
+    EntryPoint.DECISION_ROLLBACK: Rule(Where.CUTOVER, Who.OPERATOR, "Roll back"),
+    EntryPoint.DECISION_HOLD: Rule(Where.CUTOVER, Who.OPERATOR, "Hold"),
+    EntryPoint.DECISION_ABORT: Rule(Where.CUTOVER, Who.OPERATOR, "Abort the run"),
+    EntryPoint.DECISION_ABORT_SUBMIT: Rule(Where.CUTOVER, Who.OPERATOR, "Abort the run"),
 })
 # The button and the command are one action: one rule, so they cannot drift apart.
 RULES[EntryPoint.START_ROLLBACK] = RULES[EntryPoint.ROLLBACK]

@@ -95,7 +95,11 @@ def test_operators_are_needed_for_start_finish_steps_rollback_retry_and_mark_don
     assert set(OPERATOR_ONLY) == {
         EntryPoint.START, EntryPoint.FINISH, EntryPoint.STEP, EntryPoint.ROLLBACK, EntryPoint.START_ROLLBACK,
         EntryPoint.RETRY, EntryPoint.MARK_DONE, EntryPoint.MARK_DONE_SUBMIT, EntryPoint.WATCH, EntryPoint.INCIDENT,
-        EntryPoint.CANARY, EntryPoint.CANARY_ROLLBACK, EntryPoint.GO, EntryPoint.PAUSE}
+        EntryPoint.CANARY, EntryPoint.CANARY_ROLLBACK, EntryPoint.GO, EntryPoint.PAUSE,
+        # guided failure (issue 21): every option on a decision card but the skip's approval
+        EntryPoint.DECISION_TAKE, EntryPoint.DECISION_RETRY, EntryPoint.DECISION_SKIP,
+        EntryPoint.DECISION_SKIP_SUBMIT, EntryPoint.DECISION_ROLLBACK, EntryPoint.DECISION_HOLD,
+        EntryPoint.DECISION_ABORT, EntryPoint.DECISION_ABORT_SUBMIT}
 
 
 @pytest.mark.parametrize("actor", [MEMBER, GUEST_OP, BOT_OP, GONE_OP, UNKNOWN])
