@@ -14,7 +14,7 @@ from pathlib import Path
 
 from runbook.adapters import pgdump
 from runbook.checks.base import CheckContext, CheckFailed, PreflightResult, Status
-from runbook.checks.config import BackupDrillConfig
+from runbook.checks.sections.backup_drill import BackupDrillConfig
 
 NAME = "backup_drill"
 PROD_COPY = "prod_copy"

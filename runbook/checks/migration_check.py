@@ -18,7 +18,7 @@ from typing import Any
 from runbook.adapters import alembic_cli, pgdump, squawk
 from runbook.checks.backup_drill import PROD_COPY, PROD_COPY_DONE
 from runbook.checks.base import CheckContext, CheckFailed, PreflightResult, Status, worst
-from runbook.checks.config import MigrationCheckConfig
+from runbook.checks.sections.migration_check import MigrationCheckConfig
 
 NAME = "migration_check"
 _SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|TOKEN|SECRET|DATABASE_URL|DSN|URL|API_KEY|PRIVATE)",

@@ -15,7 +15,7 @@ import httpx
 
 from runbook.adapters import envsource
 from runbook.checks.base import CheckContext, CheckFailed, PreflightResult, Status, last4, worst
-from runbook.checks.config import SECRET_NAME, EnvRule, ProdConfigConfig
+from runbook.checks.sections.prod_config import SECRET_NAME, EnvRule, ProdConfigConfig
 
 NAME = "prod_config"
 Rule = tuple[Status, str]

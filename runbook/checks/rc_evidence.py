@@ -14,7 +14,7 @@ import httpx
 
 from runbook.adapters.junit import JUnitError, count
 from runbook.checks.base import CheckContext, CheckFailed, PreflightResult, Status, worst
-from runbook.checks.config import JUnitSuite, RcEvidenceConfig, Route
+from runbook.checks.sections.rc_evidence import JUnitSuite, RcEvidenceConfig, Route
 
 NAME = "rc_evidence"
 _MANIFEST_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")

@@ -19,7 +19,7 @@ from runbook.adapters import gitrepo
 from runbook.adapters.github import GitHub, GitHubError, TagTarget
 from runbook.adapters.registry import RegistryError, image_revision
 from runbook.checks.base import CheckContext, CheckFailed, PreflightResult, Status, worst
-from runbook.checks.config import ReleaseFreezeConfig
+from runbook.checks.sections.release_freeze import ReleaseFreezeConfig
 
 NAME = "release_freeze"
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")

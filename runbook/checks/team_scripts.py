@@ -12,7 +12,7 @@ import subprocess
 
 from runbook.adapters.redact import tail
 from runbook.checks.base import CheckContext, CheckFailed, PreflightResult, Status, worst
-from runbook.checks.config import TeamScript
+from runbook.checks.sections.team_scripts import TeamScript
 
 NAME = "team_scripts"
 _ENV_SECRET = ("PASSWORD", "TOKEN", "SECRET", "DSN", "API_KEY", "PRIVATE", "DATABASE_URL")

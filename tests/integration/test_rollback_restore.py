@@ -14,7 +14,7 @@ import pytest
 from runbook.adapters.migrations import AlembicApiMigrator
 from runbook.checks import backup_drill
 from runbook.checks.base import CheckContext, Status
-from runbook.checks.config import BackupDrillConfig
+from runbook.checks.sections.backup_drill import BackupDrillConfig
 from runbook.steps.base import StepContext, StepFailed, StepResult
 from runbook.steps.rollback import data
 from runbook.target import Migrations, TargetConfig

@@ -94,7 +94,7 @@ def sample_rules():
     import tomllib
 
     from bot.dev.rehearse.sample import prod_config_rules
-    from runbook.checks.config import EnvRule
+    from runbook.checks.sections.prod_config import EnvRule
 
     rules = tomllib.loads(prod_config_rules("https://stripe.invalid"))["preflight"]
     return {r["key"]: EnvRule.model_validate({k: v for k, v in r.items() if k not in (

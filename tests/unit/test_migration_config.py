@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from runbook.adapters.alembic_cli import clean_env, dry_run_vars, parse_history
-from runbook.checks.config import MigrationCheckConfig
+from runbook.checks.sections.migration_check import MigrationCheckConfig
 from runbook.target import Migrations
 
 
