@@ -5,10 +5,12 @@ running step past its expected duration. When is decided by the pure rules
 card's thread through the outbox (its key is the record that it was sent: a touched key is never
 posted again, so two replicas or a restart cannot repeat it).
 
-Expiry stays the engine's: an approval expires at its ``expires_at`` (``[approvers]
-expiry_minutes``). The deadline of a step (``deadline = "20m"``) and the extension after the
-escalation need the engine to set ``expires_at`` to :func:`runbook.rules.deadlines.final_deadline`
-when it creates the request (not built here: bot/engine is being refactored).
+Expiry stays the engine's: an approval expires at its ``expires_at``, which the request sets
+to the step's deadline (``deadline = "20m"``, else ``[approvers] deadline_minutes``), extended by
+half when a backup group is configured (``bot.engine.expiry``): expiry is a rejection, nothing
+runs. A decision card (a failed or interrupted step, ``bot.engine.decisions``) gets the reminder
+at half its deadline and, at the deadline, a page to the operators in its thread; nothing runs
+by itself.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import psycopg
 
+from bot.engine.expiry import approval_open, decision_open
 from bot.slack import blocks
 from bot.store import repo
 from runbook.rules import deadlines as rule
@@ -44,7 +47,8 @@ class DeadlineWatch:
             run = repo.active_run(conn)
             if run is None:
                 return []
-            return self._approvals(conn, run) + self._overdue(conn, run)
+            return self._approvals(conn, run) + self._overdue(conn, run) + \
+                self._decisions(conn, run)
 
     # ------------------------------------------------------------------ approvals
     def _approvals(self, conn: psycopg.Connection, run: dict) -> list[str]:
@@ -57,10 +61,8 @@ class DeadlineWatch:
         out: list[str] = []
         for a in found:
             step = self._step(a["step_id"])
-            seconds = step.deadline_s if step is not None and step.deadline_s else \
-                cfg.deadline * 60
-            card = rule.Open(opened_at=a["created_at"], deadline=timedelta(seconds=seconds),
-                             backup_group=cfg.backup_group)
+            card = approval_open(step, opened_at=a["created_at"], config=self.config,
+                                 default=timedelta(minutes=cfg.deadline))
             keys = {ev: f"{KEY}:{ev.value}:approval:{a['id']}"
                     for ev in (rule.Event.REMIND, rule.Event.ESCALATE)}
             sent = [ev for ev, k in keys.items() if self.outbox.exists(conn, k)]
@@ -96,6 +98,49 @@ class DeadlineWatch:
         left = card.opened_at + card.deadline - self.now()
         return (f"⏳ Reminder: {blocks.esc(a['action'])} (requested by <@{a['requester']}>) "
                 f"waits for an approval; {_minutes(left)} left. {who}")
+
+    # ------------------------------------------------------------------ decision cards
+    def _decisions(self, conn: psycopg.Connection, run: dict) -> list[str]:
+        """Open decision cards: the newest attempt of a cutover step that failed or was
+        interrupted and has no decision taken."""
+        out: list[str] = []
+        rollback = {s.id for s in self.runbook.rollback}
+        for exe in repo.latest_executions(conn, run_id=run["id"]).values():
+            step = self._step(exe["step_id"])
+            if exe["state"] not in ("failed", "interrupted") or step is None \
+                    or step.id in rollback or step.kind == "canary":
+                continue
+            d = conn.execute("SELECT owner, chosen FROM decisions WHERE execution_id = %s",
+                             (exe["id"],)).fetchone()
+            if d is not None and d["chosen"] is not None:
+                continue
+            card = decision_open(step, opened_at=exe["finished_at"] or exe["created_at"],
+                                 config=self.config)
+            keys = {ev: f"{KEY}:{ev.value}:decision:{exe['id']}"
+                    for ev in (rule.Event.REMIND, rule.Event.EXPIRE)}
+            sent = [ev for ev, k in keys.items() if self.outbox.exists(conn, k)]
+            for ev in rule.due(card, now=self.now(), sent=sent):
+                if ev not in keys:
+                    continue
+                owner = f"<@{d['owner']}> owns it" if d is not None else "nobody has taken it"
+                ops = self._operators()
+                if ev is rule.Event.REMIND:
+                    left = rule.final_deadline(card) - self.now()
+                    text = (f"⏳ Reminder: *{blocks.esc(step.title)}* {exe['state']} and waits "
+                            f"for a decision ({owner}); {_minutes(left)} left. {ops}")
+                else:
+                    text = (f"⌛ The decision on *{blocks.esc(step.title)}* passed its deadline "
+                            f"({owner}): nothing runs by itself. {ops} — please decide on "
+                            "its card.")
+                self.outbox.touch(conn, key=keys[ev], channel=exe["channel"],
+                                  thread_key=f"card:exe:{exe['id']}", data={"text": text})
+                out.append(keys[ev])
+        return out
+
+    def _operators(self) -> str:
+        ops = self.config.effective_operators()
+        return " ".join([*(f"<@{u}>" for u in ops.users),
+                         *(f"<!subteam^{g}>" for g in ops.groups)]) or "operators"
 
     # ------------------------------------------------------------------ overdue
     def _overdue(self, conn: psycopg.Connection, run: dict) -> list[str]:

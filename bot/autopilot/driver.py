@@ -31,7 +31,7 @@ from bot.engine import Refused, Requester
 from bot.loops import Loop
 from bot.slack import blocks
 from bot.store import repo
-from runbook.rules.autopilot import ACTIVE, Moves, fresh_states, next_moves
+from runbook.rules.autopilot import ACTIVE, Moves, Stop, StopReason, fresh_states, next_moves
 from runbook.steps.base import REGISTRY
 
 log = logging.getLogger(__name__)
@@ -144,12 +144,22 @@ class Autopilot:
                            "fix what it says, then `/golive go`")
                 return done
         if moves.stop is not None:
-            self._stop(conn, row, moves.stop.why, moves.stop.next)
+            self._stop(conn, row, moves.stop.why, self._next(conn, row, moves.stop))
             return done
         after = self._moves(conn, row) if done else moves
         waits = after.waits_for if after.stop is None else moves.waits_for
         store.waiting(conn, run_id=run_id, waiting_for=waits, now=self.now())
         return done
+
+    def _next(self, conn: psycopg.Connection, row: dict, stop: Stop) -> str:
+        """What is next: for a failure, the step's decision card (guided failure)."""
+        if stop.reason is not StopReason.FAILURE or stop.step_id is None:
+            return stop.next
+        exe = repo.latest_executions(conn, run_id=row["run_id"]).get(stop.step_id)
+        attempt = f", attempt {exe['attempt']}" if exe else ""
+        return (f"decide on the decision card of *{blocks.esc(self.runbook.step(stop.step_id).title)}*"
+                f" (`{stop.step_id}`{attempt}, in this channel): *Take it*, then Retry, Skip, "
+                "Roll back, Hold or Abort; after a Retry or a Skip, `/golive go` to resume")
 
     @staticmethod
     def _args(step: Any, row: dict) -> dict[str, str]:

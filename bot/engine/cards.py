@@ -109,8 +109,10 @@ class Cards:
         if a is not None and a["status"] == "expired":
             cfg = self._deps.config
             groups = cfg.approvers.groups if cfg is not None else {}
-            named = [f"<!subteam^{groups[g]}>" for g in (a["groups"] or groups) if g in groups]
             backup = cfg.approvers.backup_group if cfg is not None else None
+            # the gate's groups; a gate naming none asked every approver group but the backup
+            named = [f"<!subteam^{groups[g]}>" for g in (a["groups"] or groups)
+                     if g in groups and (a["groups"] or g != backup)]
             out.append(decision_blocks.expired_line(
                 asked=" ".join(named) or "the approvers",
                 backup=f"<!subteam^{groups[backup]}>" if backup in groups else None))
