@@ -202,6 +202,14 @@ def install_tracing() -> None:
         "name": "outbox deliver " + ("update" if a[1].get("ts") else "post"),
         "key": a[1].get("key")})
     wrap(compose_mod, "compose_cli", lambda a, k: {"name": "compose_cli lookup"})
+    # Issue 20: the plan part an approval binds (request), its recomputation before each
+    # claim (drift), and the certification after each step of a certifying kind.
+    from bot.engine.plan_guard import PlanGuard
+    wrap(PlanGuard, "compute", lambda a, k: {"name": "plan part compute",
+                                             "step": getattr(k.get("step"), "id", None)})
+    wrap(PlanGuard, "before_claim", lambda a, k: {"name": "plan before_claim"})
+    wrap(PlanGuard, "certify", lambda a, k: {"name": "plan certify",
+                                             "step": getattr(a[2], "id", None)})
     wrap(httpx.Client, "__init__", lambda a, k: {"name": "httpx.Client()"})
     for name, reg in list(steps_base.REGISTRY.items()):
         steps_base.REGISTRY[name] = type(reg)(reg.name, _traced_step(reg.run, name),
@@ -650,7 +658,22 @@ def summarize(bots: list[dict], directs: list[dict]) -> dict[str, Any]:
             counts.setdefault(k, []).append(cnt[k])
     traced = {k: {"median_total_s": med(v), "calls_per_run": max(counts[k])}
               for k, v in sorted(calls.items(), key=lambda kv: -statistics.median(kv[1]))}
+    # Issue 20: what the certification costs per certified step (target < 0.3 s), and the
+    # plan parts computed for the approvals and before the claims.
+    cert = [e for b in bots for e in b["trace"] if e["name"] == "plan certify"]
+    by_step: dict[str, list[float]] = {}
+    for e in cert:
+        by_step.setdefault(str(e.get("step")), []).append(e["seconds"])
+    plan_guard = {
+        "certify_per_step_s": {"median": med([e["seconds"] for e in cert]) if cert else None,
+                               "max": round(max((e["seconds"] for e in cert), default=0), 3),
+                               "by_step_median": {k: med(v) for k, v in by_step.items()},
+                               "target_s": 0.3},
+        "before_claim_total_s": traced.get("plan before_claim", {}).get("median_total_s"),
+        "request_compute_total_s": traced.get("plan part compute", {}).get("median_total_s"),
+    }
     return {
+        "plan_guard": plan_guard,
         "bot_s": [b["total_s"] for b in bots], "direct_s": [d["total_s"] for d in directs],
         "median_bot_s": mb, "median_direct_s": md, "overhead_s": overhead,
         "ratio": round(mb / md, 3), "allowed_overhead_s": round(allowed, 3),
@@ -714,7 +737,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--iterations", type=int, default=5, help="bot and direct runs each (>=1)")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--no-plan-guard", action="store_true",
+                    help="the 'before' of issue 20: no plan bound, recomputed or certified "
+                         "(PlanGuard's binds/wants/certify replaced in this process only)")
     args = ap.parse_args()
+    if args.no_plan_guard:
+        from bot.engine.plan_guard import PlanGuard
+        PlanGuard.binds = lambda self, step: False  # type: ignore[method-assign]
+        PlanGuard.wants = lambda self, exe, step: False  # type: ignore[method-assign]
+        PlanGuard.certify = lambda self, *a, **k: (None, "")  # type: ignore[method-assign]
     n = max(1, args.iterations)
     started = time.monotonic()
     # The bot's modules were imported when this script started: record that commit, not HEAD
@@ -753,6 +784,9 @@ def main() -> int:
         "git": commit + (" + uncommitted changes" if dirty else ""),
         **git_fields(commit, dirty),
         "iterations": n,
+        "plan_guard": not args.no_plan_guard,
+        "uptime": subprocess.run(["uptime"], capture_output=True, text=True,
+                                 check=False).stdout.strip(),
         "order": "bot, direct, bot, direct, ...",
         "method": {
             "bot": "test_full_cutover flow through tests/support/harness.Bot (in-process "
