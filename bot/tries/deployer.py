@@ -79,7 +79,7 @@ class DeployerTries:
         fix = (f"start the cluster, or correct [target.deployer] (kubeconfig, context, "
                f"namespace) in {self.where}")
         try:
-            from runbook.adapters.kubernetes import KubernetesDeployer
+            from runbook.adapters.kubernetes.deployer import KubernetesDeployer
 
             k8s = KubernetesDeployer(d, secrets=self.secrets, clock=time.monotonic,
                                      sleep=time.sleep, cwd=Path.cwd())

@@ -78,7 +78,7 @@ deployer_factory: DeployerFactory = compose_deployer
 
 
 def kubernetes_deployer(target: TargetConfig, ctx: StepContext) -> Any:
-    from runbook.adapters.kubernetes import KubernetesDeployer
+    from runbook.adapters.kubernetes.deployer import KubernetesDeployer
 
     assert isinstance(target.deployer, KubernetesDeployerConfig)
     return KubernetesDeployer(target.deployer, secrets=secrets_of(ctx), clock=ctx.clock,
@@ -140,7 +140,7 @@ def make_migrator(ctx: StepContext, target: TargetConfig) -> Any:
     m = target.migrations
     if m.mode == "kubernetes-job" or (m.mode != "alembic-api" and isinstance(
             target.deployer, KubernetesDeployerConfig)):
-        from runbook.adapters.kubernetes import KubernetesJobMigrator
+        from runbook.adapters.kubernetes.jobs import KubernetesJobMigrator
 
         if not isinstance(target.deployer, KubernetesDeployerConfig):
             raise StepFailed("migrations.mode = 'kubernetes-job' needs a [target.deployer] "

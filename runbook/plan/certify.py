@@ -83,7 +83,7 @@ def running_digests_kubernetes(target: TargetConfig, *, deployer: Any = None,
                                ) -> dict[str, list[str]]:
     """"deployment/container" -> the image digests its live pods run (from each pod's
     containerStatuses imageID), one entry per pod."""
-    from runbook.adapters.kubernetes import KubernetesDeployer, key
+    from runbook.adapters.kubernetes.deployer import KubernetesDeployer, key
 
     cfg = target.deployer
     assert isinstance(cfg, KubernetesDeployerConfig)

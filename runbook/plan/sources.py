@@ -115,7 +115,7 @@ def url_variables(target: TargetConfig, *, deployer: Any = None) -> list[str]:
 def registry_digest(image: str, *, scheme: str | None = None, token: str | None = None,
                     timeout: float = 10.0) -> str:
     """The manifest digest the registry serves for ``image`` now (what a pull gets)."""
-    from runbook.adapters.kubernetes import manifest_digest
+    from runbook.adapters.kubernetes.deployer import manifest_digest
     from runbook.adapters.registry import ImageRef, RegistryError
 
     if scheme is None:
@@ -265,7 +265,7 @@ def compose_services(target: TargetConfig, tag: str, secrets: Mapping[str, str],
 def kubernetes_services(target: TargetConfig, tag: str, secrets: Mapping[str, str],
                         *, deployer: Any = None) -> tuple[list[ServiceChange], list[Unresolved]]:
     """Each release container: the RC's digest from the registry, the Deployment's image now."""
-    from runbook.adapters.kubernetes import KubernetesDeployer, key
+    from runbook.adapters.kubernetes.deployer import KubernetesDeployer, key
 
     cfg = target.deployer
     assert isinstance(cfg, KubernetesDeployerConfig)

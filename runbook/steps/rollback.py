@@ -46,7 +46,7 @@ def revert_deploy(ctx: StepContext) -> StepResult:
 
 def _revert_kubernetes(ctx: StepContext, deployer, recorded: dict) -> StepResult:
     """Re-apply the manifests with the images recorded before the deploy; idempotent."""
-    from runbook.adapters.kubernetes import key
+    from runbook.adapters.kubernetes.deployer import key
 
     managed = {key(c) for c in deployer.cfg.containers}
     previous = {k: f for k, f in recorded.items() if k in managed and f.get("image")}

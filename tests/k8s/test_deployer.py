@@ -142,7 +142,7 @@ def test_retry_after_a_crash_mid_rollout_keeps_the_revert_target(k8s_stack: Stac
     run_deploy(k8s_stack, "v1", V1_SHA)
     # What a bot killed after its apply leaves: v2 applied, nothing recorded.
     target = k8s_stack.target()
-    from runbook.adapters.kubernetes import KubernetesDeployer
+    from runbook.adapters.kubernetes.deployer import KubernetesDeployer
 
     d = KubernetesDeployer(target.deployer, clock=__import__("time").monotonic,
                            sleep=__import__("time").sleep)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from runbook.adapters.kubernetes import KubernetesDeployer
+from runbook.adapters.kubernetes.deployer import KubernetesDeployer
 from runbook.target import TargetConfig
 
 pytestmark = [pytest.mark.k8s]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from runbook.adapters.kubernetes import KubernetesDeployer
+from runbook.adapters.kubernetes.deployer import KubernetesDeployer
 from runbook.errors import StepFailed
 from runbook.target import TargetConfig
 
