@@ -341,6 +341,19 @@ MUTATIONS: list[dict] = [
                "redispatched",
                f"{GUARDED}::test_a_request_dropped_after_a_database_failure_is_never_applied_"
                "late"]},
+    {"name": "batch-replies-before-its-commit",
+     "issue": "issue 19: a batch's replies go out before the batch commits (a crash before the "
+              "commit would leave a person answered for a request handled again)",
+     "edits": [("bot/inbox.py", "        if batch is None:\n            fn()\n",
+                "        if True:\n            fn()\n")],
+     "tests": ["tests/integration/test_inbox_batch.py::test_a_batch_commits_once_and_a_"
+               "failure_rolls_back_only_its_own_request"]},
+    {"name": "batch-first-request-commits-alone",
+     "issue": "issue 19: the batch's transaction is not opened before its first request, whose "
+              "savepoint then becomes a transaction of its own and commits alone",
+     "edits": [("bot/inbox.py", '                conn.execute("SELECT 1")\n', "")],
+     "tests": ["tests/integration/test_inbox_batch.py::test_a_batch_the_database_fails_"
+               "commits_nothing_says_nothing_and_hands_each_back"]},
     {"name": "redact-misses-url-encoded-secret",
      "issue": "issue 23: a secret that appears URL-encoded (in a logged URL) is not masked",
      "edits": [("runbook/adapters/redact.py",
