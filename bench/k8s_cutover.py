@@ -27,12 +27,10 @@ Writes bench/results/k8s_cutover.json with the medians, the overhead and the rat
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -43,35 +41,20 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import httpx
-import psycopg
-from kubernetes import client, config
+from kubernetes import client
 
-from bench.k8s_deploy import digest, direct
+from bench.k8s_common import IMAGES, KUBECONFIG, bench_namespace, digest, direct, save, until
 from bot.ids import Action
-from runbook.adapters.kubernetes import KubernetesDeployer, KubernetesJobMigrator
+from runbook.adapters.kubernetes.deployer import KubernetesDeployer
+from runbook.adapters.kubernetes.jobs import KubernetesJobMigrator
 from tests.k8s.fixtures_deploy import Stack, render
 from tests.support import pg
 from tests.support.harness import BASE_CONFIG, Bot, text_of
-from tests.support.paybox_env import PAYBOX, PG_ADMIN_URL, REGISTRY, free_port
+from tests.support.paybox_env import PAYBOX, REGISTRY, free_port
 from tests.support.toml_out import target_table
 
-KUBECONFIG = os.environ.get("GOLIVE_K8S_KUBECONFIG", "/var/lib/golive-k8s/admin.kubeconfig")
 RESULTS = ROOT / "bench" / "results" / "k8s_cutover.json"
-IMAGES = json.loads((ROOT / "examples/paybox/build/images.json").read_text())["images"]
 DONE = ("succeeded", "failed", "interrupted")
-
-
-def until(check: Any, what: str, limit: float = 120.0) -> None:
-    deadline = time.monotonic() + limit
-    while True:
-        try:
-            if check():
-                return
-        except (httpx.HTTPError, client.ApiException):
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached in {limit:.0f} s")
-        time.sleep(0.05)
 
 
 def reset(stack: Stack, api: Any, bot_db: str) -> None:
@@ -193,65 +176,46 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--iterations", type=int, default=3)
     args = ap.parse_args()
-    api = config.new_client_from_config(config_file=KUBECONFIG)
-    core = client.CoreV1Api(api)
-    tag = uuid.uuid4().hex[:6]
-    ns, db = f"golive-bench-{tag}", f"paybox_bench_{tag}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{db}"')
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{db}"
     bot_db_name, bot_db = pg.create_database("golive_bench_k8s")
-    pg.upgrade(bot_db)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
-    tmp = Path(tempfile.mkdtemp(prefix="golive-bench-k8s-cutover-"))
-    app_port, edge_port = free_port(), free_port()
-    stack = Stack(KUBECONFIG, api, ns, render(tmp / "manifests", app_port=app_port,
-                                              edge_port=edge_port),
-                  app_port, edge_port, url, f"ops-{uuid.uuid4().hex}", f"pw-{uuid.uuid4().hex}")
     bot_s: list[float] = []
     rollback_s: list[float] = []
     direct_s: list[float] = []
+    ops_token, admin_password = f"ops-{uuid.uuid4().hex}", f"pw-{uuid.uuid4().hex}"
     try:
-        until(lambda: core.read_namespaced_service_account("default", ns), "default SA", 30)
-        core.create_namespaced_secret(ns, client.V1Secret(
-            metadata=client.V1ObjectMeta(name="paybox-secrets"),
-            string_data={"PAYBOX_DATABASE_URL": url, "PAYBOX_OPS_TOKEN": stack.ops_token,
-                         "PAYBOX_ADMIN_PASSWORD": stack.admin_password,
-                         "PAYBOX_WEBHOOK_SECRET": uuid.uuid4().hex}))
-        for i in range(args.iterations):
-            for which in (("bot", "direct") if i % 2 == 0 else ("direct", "bot")):
-                reset(stack, api, bot_db)
-                if which == "bot":
-                    run_tmp = tmp / f"bot-{i}"
-                    run_tmp.mkdir()
-                    cut, rb = run_bot(stack, bot_db, run_tmp)
-                    bot_s.append(round(cut, 3))
-                    rollback_s.append(round(rb, 3))
-                    print(f"iteration {i + 1} bot: cutover {cut:.2f} s, rollback {rb:.2f} s",
-                          flush=True)
-                else:
-                    direct_s.append(round(run_direct(stack, api), 3))
-                    print(f"iteration {i + 1} direct: {direct_s[-1]:.2f} s", flush=True)
+        pg.upgrade(bot_db)
+        with bench_namespace("golive-bench-k8s-cutover-", ops_token=ops_token,
+                             admin_password=admin_password) as space:
+            api, tmp = space.api, space.tmp
+            app_port, edge_port = free_port(), free_port()
+            stack = Stack(KUBECONFIG, api, space.name,
+                          render(tmp / "manifests", app_port=app_port, edge_port=edge_port),
+                          app_port, edge_port, space.database_url, ops_token, admin_password)
+            for i in range(args.iterations):
+                for which in (("bot", "direct") if i % 2 == 0 else ("direct", "bot")):
+                    reset(stack, api, bot_db)
+                    if which == "bot":
+                        run_tmp = tmp / f"bot-{i}"
+                        run_tmp.mkdir()
+                        cut, rb = run_bot(stack, bot_db, run_tmp)
+                        bot_s.append(round(cut, 3))
+                        rollback_s.append(round(rb, 3))
+                        print(f"iteration {i + 1} bot: cutover {cut:.2f} s, rollback "
+                              f"{rb:.2f} s", flush=True)
+                    else:
+                        direct_s.append(round(run_direct(stack, api), 3))
+                        print(f"iteration {i + 1} direct: {direct_s[-1]:.2f} s", flush=True)
     finally:
-        core.delete_namespace(ns)
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         pg.drop_database(bot_db_name)
     b, d = statistics.median(bot_s), statistics.median(direct_s)
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                            check=False, capture_output=True, text=True).stdout.strip()
     load = os.getloadavg()
-    out = {"commit": commit, "iterations": args.iterations, "cpus": os.cpu_count(),
-           "loadavg_at_end": [round(x, 2) for x in load],
-           "bot_cutover_s": bot_s, "direct_cutover_s": direct_s,
-           "bot_median_s": round(b, 2), "direct_median_s": round(d, 2),
-           "overhead_s": round(b - d, 2), "ratio": round(b / d, 2),
-           "within_target": (b - d) <= 2.0 or b / d <= 1.10,
-           "rollback_to_traffic_reopened_s": rollback_s,
-           "rollback_median_s": round(statistics.median(rollback_s), 2)}
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out, indent=2))
+    save(RESULTS, {"iterations": args.iterations, "cpus": os.cpu_count(),
+                   "loadavg_at_end": [round(x, 2) for x in load],
+                   "bot_cutover_s": bot_s, "direct_cutover_s": direct_s,
+                   "bot_median_s": round(b, 2), "direct_median_s": round(d, 2),
+                   "overhead_s": round(b - d, 2), "ratio": round(b / d, 2),
+                   "within_target": (b - d) <= 2.0 or b / d <= 1.10,
+                   "rollback_to_traffic_reopened_s": rollback_s,
+                   "rollback_median_s": round(statistics.median(rollback_s), 2)})
 
 
 if __name__ == "__main__":
