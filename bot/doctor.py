@@ -3,7 +3,7 @@
 The TOML and the runbook first (all `--offline` does), then the environment, the database
 (reachable, migrated), the Slack token (auth.test), each channel as the bot sees it, each
 approver and operator group, the target's URLs, and then what the night will do, tried
-read-only (`bot/tries.py`): compose file, smoke script, health contract, login, switches,
+read-only (`bot/tries/`): compose file, smoke script, health contract, login, switches,
 migrations, preflight sources, watch and canary queries, the Docker engine.
 """
 
