@@ -40,6 +40,7 @@ from typing import Any
 
 import psycopg
 
+from bot.ingress import READ_ONLY  # the commands that change nothing: handled in batches
 from bot.loops import Loop
 from bot.store.db import Database, DatabaseUnavailable
 
@@ -53,7 +54,6 @@ OWN_START_S = 1.0  # one of ours not being handled this long after arriving has 
 SETTLE_AFTER_S = 60.0  # ours still "new" this long after arriving: nothing handled it
 PRESENCE_FRESH_S = 1.0  # a claim trusts a presence connection that answered this recently
 DROP_FOR_S = 600.0  # how long a failed request's drop mark is retried
-READ_ONLY = ("help", "status")  # commands that change nothing: handled in batches
 BATCH = 32  # read-only requests claimed, handled and committed together at most
 BATCH_TIMEOUT_S = HANDLE_TIMEOUT_S  # one batch's transaction (no Slack lookups in it)
 
