@@ -37,10 +37,10 @@ def decision_part(*, step: Step, exe: Mapping[str, Any], decision: Mapping[str, 
     """What a decidable step's card shows under its result: the owner (or Take it), the
     options, a pending Skip and the deadline."""
     value = str(exe["id"])
-    word = "was interrupted (outcome unknown)" if exe["state"] == "interrupted" else "failed"
+    word = "interrupted, outcome unknown" if exe["state"] == "interrupted" else "failed"
     owner = decision["owner"] if decision else None
-    head = (f"🧭 *Decision needed:* *{esc(step.title)}* {word}. Nothing runs until someone "
-            "decides.")
+    head = (f"🧭 *Decision needed:* *{esc(step.title)}* — {word}. Nothing runs until "
+            "someone decides.")
     lines = [head]
     if owner:
         lines.append(f"*Owner:* <@{owner}> — only their choice counts.")
