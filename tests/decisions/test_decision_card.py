@@ -282,3 +282,28 @@ def test_the_modals_ask_the_policy_at_submission(dbot, clean_db):
     assert refusals(clean_db, "modal.decision_abort") == ["not_an_operator"]
     assert rows(clean_db, "SELECT status FROM runs") == [("active",)]
     assert rows(clean_db, "SELECT skip_reason FROM decisions") == [(None,)]
+
+
+def test_two_approvers_at_once_take_one_skip(dbot, clean_db):
+    exe, card = broken(dbot, clean_db, "migrate", done=MIGRATE)
+    card = skip_asked_by_alice(dbot, card)
+    mark = dbot.seq()
+    gate = threading.Barrier(2)
+
+    def press(user: str) -> None:
+        gate.wait()
+        dbot.sandbox.click(user, card, action_id=Action.DECISION_SKIP_APPROVE)
+    threads = [threading.Thread(target=press, args=(u,)) for u in ("bob", "carol")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for user in ("bob", "carol"):
+        dbot.replies_to(user, after=mark)
+    assert rows(clean_db, "SELECT count(*) FROM audit_log WHERE action = 'step.skip'") == [(1,)]
+    assert rows(clean_db, "SELECT state FROM step_executions WHERE id = %s", exe) == [
+        ("skipped",)]
+    (chosen_by,), = rows(clean_db, "SELECT chosen_by FROM decisions")
+    loser = "carol" if chosen_by == "U_BOB" else "bob"
+    assert "already taken" in text_of(dbot.replies_to(loser, after=mark)), \
+        "the other approver is told, nothing more is done"
