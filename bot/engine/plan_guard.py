@@ -23,6 +23,7 @@ Every network call here happens outside a transaction: the sources take seconds.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -228,10 +229,33 @@ class PlanGuard:
 
     # ------------------------------------------------------------------ drift (the claim)
     def wants(self, exe: Mapping[str, Any], step: Step) -> bool:
-        """Whether the claim of ``exe`` needs its part recomputed: its approval binds one, or
-        its kind is certified after it runs."""
-        return step.phase != "rollback" and (bool(exe.get("approval_id"))
-                                             or step.kind in CERTIFIES)
+        """Whether the claim of ``exe`` needs its part recomputed: its approval binds one (an
+        ungated step's part is computed while it runs: :meth:`while_running`)."""
+        return step.phase != "rollback" and bool(exe.get("approval_id"))
+
+    def while_running(self, exe: Mapping[str, Any], run: Mapping[str, Any], step: Step,
+                      params: Mapping[str, Any], fresh: Plan | None) -> Callable[[], Plan | None]:
+        """The part the certification will compare with, as a callable that waits for it: the
+        one recomputed before the claim, else (an ungated step) one computed in a thread while
+        the step runs, from the sources the step does not change (the RC image's head, the
+        tag's digest in the registry): the claim is not held up for seconds."""
+        if fresh is not None or step.kind not in CERTIFIES or step.phase == "rollback" \
+                or exe.get("approval_id"):
+            return lambda: fresh
+        if step.kind == "deploy":  # compose ps during the recreate could fail: read after
+            return lambda: self.compute(run=run, step=step, params=params)
+        box: list[Plan | None] = [None]
+
+        def work() -> None:
+            box[0] = self.compute(run=run, step=step, params=params)
+
+        t = threading.Thread(target=work, name=f"golive-plan-{exe['id']}", daemon=True)
+        t.start()
+
+        def wait() -> Plan | None:
+            t.join()
+            return box[0]
+        return wait
 
     def before_claim(self) -> Fresh:
         """Recompute the part of each queued step that could be claimed now (its run has no
@@ -307,7 +331,7 @@ class PlanGuard:
 
     # ------------------------------------------------------------------ certification
     def certify(self, exe: Mapping[str, Any], step: Step, params: Mapping[str, Any],
-                fresh: Plan | None) -> tuple[Certification | None, str]:
+                fresh: Callable[[], Plan | None]) -> tuple[Certification | None, str]:
         """Certify the step's effect against its approved part (else the part computed
         before its claim); (None, ...) when the kind certifies nothing. Outside any
         transaction. Returns the certification and which plan it compared with."""
@@ -317,7 +341,7 @@ class PlanGuard:
             hook(exe, step)
         with self._db.connection() as conn:
             approved = self.approved(conn, exe.get("approval_id"))
-        plan, against = (approved, "approved") if approved is not None else (fresh, "claim")
+        plan, against = (approved, "approved") if approved is not None else (fresh(), "start")
         if plan is None:
             cert = Certification(step.id)
             cert.differences.append(Difference("plan", "computed", "no plan to certify "

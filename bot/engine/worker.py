@@ -119,6 +119,8 @@ class StepRunner:
         def record(kind: str, payload: dict) -> None:
             self._preflight.record(exe, kind, payload)
 
+        certify_with = self._guard.while_running(exe, run, step, params, plan)
+
         ended = self._supervise(exe["id"], step, ctx, progress, renewed_at, record)
         outcome, summary, detail, error, facts = "succeeded", "", "", None, {}
         if ended.kind == "result":
@@ -137,7 +139,7 @@ class StepRunner:
             outcome, error = "failed", f"unexpected error: {ended.message}"
         cert, against = None, ""
         if outcome == "succeeded":  # what runs is what was approved, or the step failed
-            cert, against = self._guard.certify(exe, step, params, plan)
+            cert, against = self._guard.certify(exe, step, params, certify_with)
             if cert is not None and not cert.certified:
                 outcome, error = "failed", self._guard.not_certified(cert)
         duration = self._deps.clock() - started
