@@ -6,6 +6,7 @@ moves that one, never v1 or v2."""
 
 from __future__ import annotations
 
+import re
 import secrets
 import subprocess
 import urllib.request
@@ -184,3 +185,39 @@ def test_a_container_replaced_before_the_certification_fails_the_deploy(
             == [("failed",)]
     finally:
         bot.stop()
+
+
+def test_a_compose_environment_changed_between_approval_and_claim_voids_the_approval(
+        stack, clean_db, tmp_path):  # noqa: F811
+    from tests.support.harness import BASE_CONFIG
+    from tests.support.paybox_env import PAYBOX
+    from tests.support.toml_out import target_table
+
+    compose = tmp_path / "compose.yaml"
+    compose.write_text((PAYBOX / "compose.yaml").read_text())
+    bot = Bot(clean_db, tmp_path, config=target_table(stack.target(compose_file=compose))
+              + BASE_CONFIG)
+    try:
+        assert "started cutover run" in bot.command("alice", "start v2")
+        card = _card(bot, "alice", f"deploy v2 {OVERRIDE}", "Deploy")
+        before = text_of(card)
+        assert "What this approves (the plan)" in before, before
+        # Behind the bot's back: the app's compose environment gains a variable.
+        text = compose.read_text()
+        compose.write_text(text.replace("      PAYBOX_KNOBS: ${PAYBOX_KNOBS:-}\n",
+                                        "      PAYBOX_KNOBS: ${PAYBOX_KNOBS:-}\n"
+                                        "      PAYBOX_FEATURE_DRIFT: \"on\"\n", 1))
+        assert compose.read_text() != text
+        bot.sandbox.click("carol", card, action_id=Action.APPROVE)
+        void = text_of(bot.card_showing(card, *DONE, timeout=120))
+        assert "cancelled" in void and "approval void: the plan moved" in void, void
+        assert "services[app].config_sha256" in void, void
+        assert "PAYBOX_FEATURE_DRIFT" not in void or '"on"' not in void, \
+            "a value of the environment is never shown"
+        assert stack.running_image("app")["image"].endswith("paybox/app:v1"), "nothing ran"
+        again = _card(bot, "alice", f"deploy v2 {OVERRIDE}", "Deploy")
+        bound = re.findall(r"Plan digest `([0-9a-f]{16})`", text_of(again))
+        assert bound and bound[0] not in before, "the new card binds the new configuration"
+    finally:
+        bot.stop()
+    _scan(bot, stack)
