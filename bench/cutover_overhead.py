@@ -621,6 +621,10 @@ def med(xs: list[float]) -> float:
     return round(statistics.median(xs), 3)
 
 
+CERTIFIED_STEPS = ("maintenance-on", "deploy", "migrate", "traffic-open")
+"""The paybox night's steps of a kind whose effect is certified (health and smoke are not)."""
+
+
 def summarize(bots: list[dict], directs: list[dict]) -> dict[str, Any]:
     mb, md = med([b["total_s"] for b in bots]), med([d["total_s"] for d in directs])
     allowed = max(TARGET_REL * md, TARGET_ABS_S)
@@ -660,7 +664,8 @@ def summarize(bots: list[dict], directs: list[dict]) -> dict[str, Any]:
               for k, v in sorted(calls.items(), key=lambda kv: -statistics.median(kv[1]))}
     # Issue 20: what the certification costs per certified step (target < 0.3 s), and the
     # plan parts computed for the approvals and before the claims.
-    cert = [e for b in bots for e in b["trace"] if e["name"] == "plan certify"]
+    cert = [e for b in bots for e in b["trace"] if e["name"] == "plan certify"
+            and e.get("step") in CERTIFIED_STEPS]
     by_step: dict[str, list[float]] = {}
     for e in cert:
         by_step.setdefault(str(e.get("step")), []).append(e["seconds"])
