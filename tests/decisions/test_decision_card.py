@@ -307,3 +307,23 @@ def test_two_approvers_at_once_take_one_skip(dbot, clean_db):
     loser = "carol" if chosen_by == "U_BOB" else "bob"
     assert "already taken" in text_of(dbot.replies_to(loser, after=mark)), \
         "the other approver is told, nothing more is done"
+
+
+def test_under_the_autopilot_a_retry_lets_go_resume(dbot, clean_db):
+    _, card = broken(dbot, clean_db, "health", done=(*MIGRATE, "migrate"))
+    pilot = dbot.runtime.autopilot
+    mark = dbot.seq()
+    answer(dbot, "alice", "go")
+    assert pilot.tick() == []
+    stop = dbot.workspace.wait_for_message("C_CUTOVER", contains="Autopilot stopped",
+                                           after_seq=mark,
+                                           predicate=lambda m: m.ephemeral_to is None)
+    assert "decide on the decision card of *Health: /api/health and admin login* (`health`, " \
+        "attempt 1" in text_of(stop), text_of(stop)
+    click(dbot, "bob", card, Action.DECISION_TAKE)
+    card = dbot.card_showing(card, "Owner:* <@U_BOB>")
+    assert "Queued" in click(dbot, "bob", card, Action.DECISION_RETRY)
+    assert "turned the autopilot on" in answer(dbot, "bob", "go")
+    assert pilot.tick() == [], "health is queued again: the autopilot waits for it"
+    assert "waiting for health" in answer(dbot, "carol", "status")
+    assert rows(clean_db, "SELECT \"on\" FROM autopilot") == [(True,)]
