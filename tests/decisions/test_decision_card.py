@@ -327,3 +327,17 @@ def test_under_the_autopilot_a_retry_lets_go_resume(dbot, clean_db):
     assert pilot.tick() == [], "health is queued again: the autopilot waits for it"
     assert "waiting for health" in answer(dbot, "carol", "status")
     assert rows(clean_db, "SELECT \"on\" FROM autopilot") == [(True,)]
+
+
+def test_retry_of_a_gated_step_asks_for_a_new_approval(dbot, clean_db):
+    _, card = broken(dbot, clean_db, "deploy", done=("maintenance-on",))
+    click(dbot, "alice", card, Action.DECISION_TAKE)
+    card = dbot.card_showing(card, "Owner:* <@U_ALICE>")
+    assert "Retry (asks for approval again)" in buttons(dbot, card)
+    mark = dbot.seq()
+    assert "Approval requested" in click(dbot, "alice", card, Action.DECISION_RETRY)
+    again = dbot.workspace.wait_for_message("C_CUTOVER", contains="attempt 2", after_seq=mark,
+                                            predicate=lambda m: m.ephemeral_to is None)
+    assert "needs its own approval" in text_of(again)
+    assert rows(clean_db, "SELECT attempt, state FROM step_executions WHERE step_id = 'deploy'"
+                          " ORDER BY attempt") == [(1, "interrupted"), (2, "awaiting_approval")]
