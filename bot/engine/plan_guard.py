@@ -57,6 +57,8 @@ from runbook.target import TargetConfig
 log = logging.getLogger(__name__)
 
 STEP_FILE = "upload:stepplan"
+REQUEST_BUDGET_S = 5.0
+"""How long a request waits for its step's plan part (the command's handling has 10 s)."""
 CERTIFIES = frozenset({"deploy", "migrate", "maintenance", "traffic"})
 """The step kinds whose effect is certified after they run."""
 
@@ -123,6 +125,26 @@ class PlanGuard:
                         target=self._target.name or "", rc_tag=tag, run_id=run["id"],
                         steps=(StepPlan(step.id, step.title, step.kind, command=step.command,
                                         unresolved=(Unresolved("plan", why),)),))
+
+    def compute_within(self, budget_s: float, *, run: Mapping[str, Any], step: Step,
+                       params: Mapping[str, Any]) -> Plan:
+        """:meth:`compute`, given up after ``budget_s`` (a hung registry must not hold a
+        request for its whole timeout): then the part says it was not computed in time, which
+        the card shows (and, for a deploy or migration, fail safe: it will not start)."""
+        box: list[Plan] = []
+        t = threading.Thread(target=lambda: box.append(self.compute(
+            run=run, step=step, params=params)), name="golive-plan-request", daemon=True)
+        t.start()
+        t.join(budget_s)
+        if box:
+            return box[0]
+        tag = str(params.get("tag") or run.get("rc_tag") or "") or None
+        return Plan(runbook=self._runbook.name, runbook_version=self._runbook.version,
+                    target=self._target.name or "", rc_tag=tag, run_id=run["id"],
+                    steps=(StepPlan(step.id, step.title, step.kind, command=step.command,
+                                    unresolved=(Unresolved("plan", f"not computed within "
+                                                           f"{budget_s:.0f} s (a source did "
+                                                           "not answer)"),)),))
 
     @staticmethod
     def digest(plan: Plan, step_id: str) -> str:

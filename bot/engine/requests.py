@@ -15,7 +15,7 @@ from bot.engine.approvals import Approvals
 from bot.engine.binding import step_params
 from bot.engine.core import ACTIVE_STATES, Refused, Requester, Shared, rule_gate_default
 from bot.engine.expiry import approval_expires_at
-from bot.engine.plan_guard import PlanGuard
+from bot.engine.plan_guard import REQUEST_BUDGET_S, PlanGuard
 from bot.engine.preflight import PreflightGate
 from bot.engine.runs import Runs
 from bot.slack import blocks
@@ -182,7 +182,8 @@ class StepRequests:
             run = repo.active_run(conn)
         if run is None:
             return None
-        return self._guard.compute(run=run, step=step, params=step_params(step, args))
+        return self._guard.compute_within(REQUEST_BUDGET_S, run=run, step=step,
+                                          params=step_params(step, args))
 
 
 def on_behalf(actor: Requester) -> str:
