@@ -23,7 +23,7 @@ KINDS = {"slash": "commands", "block_actions": "clicks", "view_submission": "mod
 
 
 @dataclass
-class Counts:
+class RehearsalCounts:
     mode: str
     """``manual`` or ``autopilot``."""
     commands: int = 0
@@ -63,12 +63,12 @@ def _short(text: str) -> str:
 
 def count(workspace: Any, mode: str, *, typed: Iterable[str] = (),
           lookup_answers: Iterable[str] = (), wall_s: float = 0.0, night_s: float = 0.0
-          ) -> Counts:
+          ) -> RehearsalCounts:
     """The counts of the workspace as it stands. The actions are what the sandbox delivered to
     the bot (slash commands, clicks, modal submissions answered 200); ``typed``: the texts of
     the slash commands in order (People records them), to tell the look-ups apart;
     ``lookup_answers``: the ts of the look-ups' ephemeral answers."""
-    c = Counts(mode, wall_s=round(wall_s, 1), night_s=round(night_s, 1))
+    c = RehearsalCounts(mode, wall_s=round(wall_s, 1), night_s=round(night_s, 1))
     for d in list(workspace.deliveries):
         kind = KINDS.get(d.kind)
         if kind is not None and d.status == 200:
