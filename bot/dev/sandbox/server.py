@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -69,10 +70,38 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     sandbox: SandboxServer
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._connections_lock:
+                self._connections.discard(request)
+
+    def close_connections(self) -> None:
+        """Cut every kept-alive connection: a stopped Slack answers nothing more."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
     server_version = "SlackSandbox/1.0"
+    # Keep-alive, as Slack's own endpoints: a client may reuse its connection. Every answer
+    # carries a Content-Length; an idle connection is closed after `timeout` seconds.
+    protocol_version = "HTTP/1.1"
+    timeout = 30
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("sandbox http: " + format, *args)
@@ -236,6 +265,7 @@ class SandboxServer:
             return
         self._httpd.shutdown()
         self._httpd.server_close()
+        self._httpd.close_connections()
         if self._thread is not None:
             self._thread.join(timeout=5)
         if self._client is not None:
