@@ -132,8 +132,12 @@ class DeadlineWatch:
                     text = (f"⌛ The decision on *{blocks.esc(step.title)}* passed its deadline "
                             f"({owner}): nothing runs by itself. {ops} — please decide on "
                             "its card.")
+                # the decision card's thread: top-level when the step's card is in the run
+                # card's thread (issue 21 item 4)
+                top = f"decision:exe:{exe['id']}"
                 self.outbox.touch(conn, key=keys[ev], channel=exe["channel"],
-                                  thread_key=f"card:exe:{exe['id']}", data={"text": text})
+                                  thread_key=top if self.outbox.exists(conn, top)
+                                  else f"card:exe:{exe['id']}", data={"text": text})
                 out.append(keys[ev])
         return out
 

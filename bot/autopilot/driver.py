@@ -29,6 +29,7 @@ import psycopg
 from bot.autopilot import deadlines, store
 from bot.engine import Refused, Requester
 from bot.loops import Loop
+from bot.outbox import RUN_CARD
 from bot.slack import blocks
 from bot.store import repo
 from runbook.rules.autopilot import ACTIVE, Moves, Stop, StopReason, fresh_states, next_moves
@@ -71,6 +72,7 @@ class Autopilot:
                         f"<@{row['started_by']}>); it waits for "
                         f"{blocks.esc(row['waiting_for'] or 'its next move')}.")
             store.switch_on(conn, run_id=run["id"], by=user_id, now=self.now())
+            self._run_card(conn, run["id"], run["channel"])
             self.engine.audit.record(conn, actor=user_id, action="autopilot.go", outcome="ok",
                                      run_id=run["id"], channel=channel,
                                      detail={"resumed": row is not None})
@@ -91,6 +93,7 @@ class Autopilot:
             if row is None or not row["on"]:
                 return "The autopilot is not on; `/golive go` starts it."
             store.pause(conn, run_id=run["id"], by=user_id, now=self.now())
+            self._run_card(conn, run["id"], run["channel"])
             running = [s for s, e in repo.latest_executions(conn, run_id=run["id"]).items()
                        if e["state"] in ACTIVE]
             self.engine.audit.record(conn, actor=user_id, action="autopilot.pause",
@@ -148,7 +151,8 @@ class Autopilot:
             return done
         after = self._moves(conn, row) if done else moves
         waits = after.waits_for if after.stop is None else moves.waits_for
-        store.waiting(conn, run_id=run_id, waiting_for=waits, now=self.now())
+        if store.waiting(conn, run_id=run_id, waiting_for=waits, now=self.now()):
+            self._run_card(conn, run_id, row["channel"])
         return done
 
     def _next(self, conn: psycopg.Connection, row: dict, stop: Stop) -> str:
@@ -180,8 +184,16 @@ class Autopilot:
                                  run_id=row["run_id"], channel=row["channel"],
                                  detail={"why": why, "next": nxt,
                                          "on_behalf_of": row["started_by"]})
+        # in the run card's thread (the card shows the autopilot off and why, issue 21 item 4)
         self.outbox.touch(conn, key=f"{KEY}:{row['run_id']}:{after['stops']}",
-                          channel=row["channel"], data={"text": text})
+                          channel=row["channel"], data={"text": text},
+                          thread_key=self.outbox.run_thread(conn, row["run_id"]))
+        self._run_card(conn, row["run_id"], row["channel"])
+
+    def _run_card(self, conn: psycopg.Connection, run_id: int, channel: str) -> None:
+        """The run card shows the autopilot's state (on, paused, off; what it waits for)."""
+        if self.outbox.run_thread(conn, run_id) is not None:
+            self.outbox.touch(conn, key=f"{RUN_CARD}:{run_id}", channel=channel)
 
     # ------------------------------------------------------------------ the loop
     def wake(self) -> None:

@@ -48,7 +48,8 @@ def stopped(conn: psycopg.Connection, *, run_id: int, reason: str, now: datetime
         (reason, now, run_id)).fetchone()
 
 
-def waiting(conn: psycopg.Connection, *, run_id: int, waiting_for: str, now: datetime) -> None:
-    conn.execute("UPDATE autopilot SET waiting_for = %s, updated_at = %s WHERE run_id = %s"
+def waiting(conn: psycopg.Connection, *, run_id: int, waiting_for: str, now: datetime) -> bool:
+    """Record what it waits for; True when that changed (the run card shows it)."""
+    return conn.execute("UPDATE autopilot SET waiting_for = %s, updated_at = %s WHERE run_id = %s"
                  " AND waiting_for IS DISTINCT FROM %s",
-                 (waiting_for, now, run_id, waiting_for))
+                 (waiting_for, now, run_id, waiting_for)).rowcount == 1

@@ -14,13 +14,15 @@ import psycopg
 
 from bot.engine.core import Shared
 from bot.engine.decisions import Decisions
+from bot.engine.notices import DECISION
 from bot.engine.plan_guard import PlanGuard
 from bot.engine.preflight import DETAILS, PreflightGate
 from bot.engine.rollback import BREAK_GLASS, TIMELINE, RollbackPlanner
-from bot.slack import blocks, decision_blocks, recovery_blocks, status_blocks
+from bot.slack import blocks, decision_blocks, recovery_blocks, run_card_blocks, status_blocks
 from bot.slack.blocks import Content, message, upload
 from bot.slack.run_view import RunView
 from bot.store import repo
+from runbook.rules import deadlines as deadline_rule
 from runbook.steps.base import REGISTRY
 
 FINAL = ("succeeded", "failed", "interrupted", "cancelled", "skipped")
@@ -62,6 +64,7 @@ class Cards:
         # Where a message landed is the outbox's to know (its ts); nothing here writes it back
         # into the engine's rows, whose locks the engine takes before it touches the outbox.
         sender.register("card:exe", self.render_step_card)
+        sender.register("decision:exe", self.render_decision_card)
         sender.register("card:approval", self.render_request_card)
         sender.register("interrupted:exe", self.render_interrupted)
         sender.register("summary:run", self.render_summary)
@@ -71,7 +74,14 @@ class Cards:
         sender.register(TIMELINE, self._planner.render_rollback_timeline)
         sender.register(BREAK_GLASS, self._planner.render_break_glass)
 
-    def render_step_card(self, conn: psycopg.Connection, ref: str, data: Any) -> Content | None:
+    def render_decision_card(self, conn: psycopg.Connection, ref: str, data: Any
+                             ) -> Content | None:
+        """The top-level copy of a step's card whose card is in the run card's thread, posted
+        when the step failed or was interrupted: the decision and its buttons live here."""
+        return self.render_step_card(conn, ref, data, top_level=True)
+
+    def render_step_card(self, conn: psycopg.Connection, ref: str, data: Any, *,
+                         top_level: bool = False) -> Content | None:
         """A step's card: its approval while it waits, then its state, result and audit head."""
         exe = repo.get_execution(conn, execution_id=int(ref))
         if exe is None:
@@ -95,7 +105,11 @@ class Cards:
         if a is not None and a["params"].get("via"):  # made on the requester's behalf
             who = f"🤖 Requested by {blocks.esc(a['params']['via'])} for <@{a['requester']}>"
             card.append(blocks.context(who).to_dict())
-        card.extend(self._decision_lines(conn, exe, step, a))
+        if top_level or not self._s.notices.exists(conn, f"{DECISION}:{exe['id']}"):
+            card.extend(self._decision_lines(conn, exe, step, a))
+        else:  # one set of buttons: on the top-level decision card
+            card.append(blocks.context("🧭 The decision on this step is on its card in the "
+                                       "channel.").to_dict())
         return message(text, card)
 
     def _decision_lines(self, conn: psycopg.Connection, exe: dict, step: Any,
@@ -146,9 +160,13 @@ class Cards:
         return message(text, card)
 
     def render_summary(self, conn: psycopg.Connection, ref: str, data: Any) -> Content | None:
+        """The living run card while the run is active, its summary once it has ended."""
         view = self.view_in(conn, run_id=int(ref))
         if view is None:
             return None
+        if view.run["status"] == "active":
+            text, card = run_card_blocks.run_card(view, **self._run_card_facts(conn, view))
+            return message(text, card)
         text, card = status_blocks.run_summary(view)
         skipped = self._decisions.deviations(conn, int(ref))
         if skipped:  # a skipped step is met with a deviation: the summary lists each
@@ -174,3 +192,28 @@ class Cards:
         step = self._runbook.step(exe["step_id"])
         return upload(f"{step.id}-output.txt", self._deps.mask(exe["detail"]),
                       f"{step.title}: output")
+
+    def _run_card_facts(self, conn: psycopg.Connection, view: RunView) -> dict[str, Any]:
+        """What the run card shows besides the steps: the autopilot's row, the open decisions
+        and their owners, the next deadline (an open approval's or decision's)."""
+        run_id = view.run["id"]
+        # the autopilot's row (migration 0015); bot.autopilot imports the engine, so read here
+        pilot = conn.execute('SELECT "on", started_by, paused_by, waiting_for, last_reason'
+                             " FROM autopilot WHERE run_id = %s", (run_id,)).fetchone()
+        open_decisions: list[dict[str, Any]] = []
+        deadlines: list[tuple[Any, str]] = []
+        for exe in view.latest().values():
+            if not self._decisions.decidable(conn, exe):
+                continue
+            d = self._decisions.row(conn, exe["id"])
+            if d is not None and d["chosen"] is not None:
+                continue
+            step = self._runbook.step(exe["step_id"])
+            open_decisions.append({"step": step.title, "owner": d["owner"] if d else None})
+            deadlines.append((deadline_rule.final_deadline(self._decisions.deadline(step, exe)),
+                              f"the decision on {step.title}"))
+        for a in view.approvals:
+            if a["status"] == "pending" and a.get("expires_at"):
+                deadlines.append((a["expires_at"], f"approval of {a['action']}"))
+        return {"autopilot": pilot, "decisions": open_decisions,
+                "deadline": min(deadlines, key=lambda x: x[0]) if deadlines else None}

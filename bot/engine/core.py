@@ -90,7 +90,7 @@ class Shared:
     def build(cls, *, db: Database, runbook: Runbook, deps: Deps) -> Shared:
         return cls(db=db, runbook=runbook, deps=deps,
                    audit=AuditTrail(db=db, key=deps.audit_key, now=deps.now, mask=deps.mask),
-                   notices=Notices(deps.outbox), outcomes=StepOutcomes(now=deps.now))
+                   notices=Notices(deps.outbox, runbook), outcomes=StepOutcomes(now=deps.now))
 
     def now(self) -> datetime:
         return self.deps.now()

@@ -290,7 +290,7 @@ class Decisions:
             minutes = max(0, int(left.total_seconds() // 60))
             self._s.notices.touch(
                 conn, key=f"{HOLD}:{exe['id']}:{int(now.timestamp() * 1000)}",
-                channel=exe["channel"], thread_key=f"card:exe:{exe['id']}",
+                channel=exe["channel"], thread_key=self._s.notices.card_thread(conn, exe),
                 data={"text": f"✋ <@{user_id}> holds the run at *{blocks.esc(step.title)}* "
                               f"(it {exe['state']}): nothing runs. {self.operators()} — "
                               f"please join; the decision is due in {minutes} min."})

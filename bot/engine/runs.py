@@ -40,6 +40,7 @@ class Runs:
                                  action="run.start",
                                  outcome="ok", run_id=run["id"],
                                  detail={"rc_tag": rc_tag, "rc_sha": rc_sha})
+            self._s.notices.run_card(conn, run)  # the living run card, updated in place
         return run
 
     def finish_run(self, *, actor: Requester, abort: str | None = None) -> dict:
@@ -75,6 +76,8 @@ class Runs:
             status = "aborted" if abort else view.outcome()
             not_run = [s.id for s in view.not_run()]
             repo.end_run(conn, run_id=run["id"], status=status, now=now)
+            if self._s.notices.run_thread(conn, run["id"]):  # the run card becomes the summary
+                self._s.notices.run_card(conn, run)
             self._s.audit.record(conn, actor=actor.user_id, channel=actor.channel,
                                  action="run.finish",
                                  outcome=status, run_id=run["id"],
@@ -106,4 +109,5 @@ class Runs:
                               started_by=actor.user_id, now=self._deps.now())
         self._s.audit.record(conn, actor=actor.user_id, channel=actor.channel, action="run.start",
                              outcome="ok", run_id=run["id"], detail={"auto": True})
+        self._s.notices.run_card(conn, run)
         return run

@@ -18,7 +18,11 @@ import psycopg
 from bot.outbox import store
 from bot.outbox.sender import EVENT_TYPE, Sender
 
-__all__ = ["EVENT_TYPE", "Outbox", "Sender", "store"]
+__all__ = ["EVENT_TYPE", "RUN_CARD", "Outbox", "Sender", "store"]
+
+RUN_CARD = "summary:run"
+"""The living run card's key prefix (``summary:run:N``, issue 21 item 4): posted at ``start``,
+updated in place, the run summary once the run ended. Progress goes into its thread."""
 
 
 class Outbox:
@@ -59,3 +63,12 @@ class Outbox:
     def ts(conn: psycopg.Connection, key: str) -> str | None:
         """The ts of message ``key`` once posted (None before)."""
         return store.ts_of(conn, key)
+
+    @staticmethod
+    def run_thread(conn: psycopg.Connection, run_id: int | None) -> str | None:
+        """The run card's key when it was touched, so a message can be a reply in its thread;
+        None for a run opened before the run card existed (its messages stay top-level)."""
+        if run_id is None:
+            return None
+        key = f"{RUN_CARD}:{run_id}"
+        return key if store.get(conn, key) is not None else None

@@ -80,7 +80,9 @@ def pending(conn: Conn) -> list[Row]:
 
 
 # A row is ready when its content is due, its retry gate and any lease have passed, and a
-# thread reply's parent has been posted (it needs the parent's ts).
+# thread reply's parent has been posted (it needs the parent's ts). A reply to a reply (a step
+# card's log when the card is in the run card's thread) goes into the root's thread: Slack
+# threads are one level deep.
 _READY = """
     o.due_at IS NOT NULL AND o.due_at <= %(now)s
     AND (o.not_before IS NULL OR o.not_before <= %(now)s)
@@ -101,7 +103,9 @@ def claim(conn: Conn, *, me: str, now: datetime, lease: float, limit: int) -> li
         UPDATE outbox o SET lease_until = %(until)s, leased_by = %(me)s,
                             attempts = o.attempts + 1
         FROM picked WHERE o.id = picked.id
-        RETURNING o.*, (SELECT p.ts FROM outbox p WHERE p.key = o.thread_key) AS parent_ts
+        RETURNING o.*, (SELECT COALESCE(r.ts, p.ts) FROM outbox p
+                        LEFT JOIN outbox r ON r.key = p.thread_key
+                        WHERE p.key = o.thread_key) AS parent_ts
         """,
         {"now": now, "until": now + timedelta(seconds=lease), "me": me, "limit": limit},
     ).fetchall()

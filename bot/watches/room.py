@@ -138,6 +138,9 @@ class WatchRoom:
         ws = self.build(self.config)
         with self.leader.write() as conn:
             saved = store.states(conn, run_id)
+            # each watch's live card is a reply in the run card's thread (issue 21 item 4);
+            # its alerts stay top-level
+            thread = self.outbox.run_thread(conn, run_id)
             ws.start(now)  # starts the log tails; the states are then the saved ones
             for name, w in ws.watches.items():
                 row = saved.get(name)
@@ -149,17 +152,17 @@ class WatchRoom:
                                      st=store.dump(ws.states[name]), by=self.me, now=now,
                                      measured=False)
                 self.outbox.touch(conn, key=watch_key(run_id, name),
-                                  channel=self.config.channels.cutover)
+                                  channel=self.config.channels.cutover, thread_key=thread)
             for name, why in ws.problems.items():
                 store.save_state(conn, run_id=run_id, name=name, st={"problem": why},
                                  by=self.me, now=now, measured=False)
                 self.outbox.touch(conn, key=watch_key(run_id, name),
-                                  channel=self.config.channels.cutover)
+                                  channel=self.config.channels.cutover, thread_key=thread)
             for name, why in getattr(ws, "off", {}).items():  # listed as off, never run
                 store.save_state(conn, run_id=run_id, name=name, st={"off": why},
                                  by=self.me, now=now, measured=False)
                 self.outbox.touch(conn, key=watch_key(run_id, name),
-                                  channel=self.config.channels.cutover)
+                                  channel=self.config.channels.cutover, thread_key=thread)
         sched = BackgroundScheduler(
             timezone=UTC, executors={"default": ThreadPoolExecutor(max(1, len(ws.watches)))},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})

@@ -155,8 +155,11 @@ def test_skip_needs_a_reason_and_a_second_person_and_is_a_deviation(dbot, clean_
                            " FROM audit_log WHERE action = 'step.skip'")
     assert audit == [("U_BOB", "deviation", REASON, "U_ALICE")]
     dbot.card_showing(card, "Decided by <@U_BOB>")
-    summary = rows(clean_db, "SELECT count(*) FROM outbox WHERE key LIKE 'summary:%%'")
-    assert summary == [(0,)], "the summary waits for the end of the run (it lists deviations)"
+    # the run card (issue 21 item 4) becomes the summary, with its deviations, at the run's end
+    (ts,), = rows(clean_db, "SELECT ts FROM outbox WHERE key LIKE 'summary:%%'")
+    run_card = dbot.workspace.message("C_CUTOVER", ts)
+    assert run_card.thread_ts is None or run_card.thread_ts == run_card.ts, "top-level"
+    assert "Deviations" not in text_of(run_card), "the summary waits for the end of the run"
     # health then breaks too; its owner aborts the run: the summary lists the deviation
     mark = dbot.seq()
     leave_running(clean_db, "health")
@@ -170,8 +173,7 @@ def test_skip_needs_a_reason_and_a_second_person_and_is_a_deviation(dbot, clean_
     submit(dbot, "carol", modal(dbot, "carol", health, Action.DECISION_ABORT), {
         Block.DECISION_TAG: {Block.DECISION_TAG_INPUT: "v2"},
         Block.REASON: {Block.REASON_INPUT: "health fails after a skipped migration"}})
-    summary = dbot.workspace.wait_for_message("C_CUTOVER", contains="Deviations", after_seq=mark,
-                                              predicate=lambda m: m.ephemeral_to is None)
+    summary = dbot.card_showing(run_card, "Deviations")
     assert "`migrate` skipped by <@U_ALICE>, approved by <@U_BOB>" in text_of(summary), \
         text_of(summary)
 

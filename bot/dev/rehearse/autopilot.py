@@ -28,10 +28,16 @@ def _top(m: Any) -> bool:
     return public(m) and not m.via_response_url and not m.is_reply
 
 
+def _seen(m: Any) -> bool:
+    """Public and posted by the bot (top-level or in a thread: the run card's thread holds the
+    step cards that need nobody and the autopilot's stop notices, issue 21 item 4)."""
+    return public(m) and not m.via_response_url
+
+
 def stop_notice(p: People, after: int) -> Any:
     """The autopilot's newest stop notice posted after ``after``, or None."""
     found = [m for m in p.ws.messages(CUTOVER, after_seq=after)
-             if _top(m) and STOPPED in text_of(m)]
+             if _seen(m) and STOPPED in text_of(m)]
     return found[-1] if found else None
 
 
@@ -91,7 +97,7 @@ def cutover(p: People, t: RehearsalTimeline, after: int) -> None:
         raise PhaseFailed(text[:400])
     for title, step, _ in STEPS:
         card = p.find(CUTOVER, after=after, contains=title,
-                      where=lambda m, s=step: _top(m) and f"step `{s}`" in text_of(m))
+                      where=lambda m, s=step: _seen(m) and f"step `{s}`" in text_of(m))
         done = text_of(card) if card is not None else ""
         head = next((ln for ln in done.splitlines() if "succeeded" in ln), "")
         t.note(f"{title}: {head.strip()[:110] or 'no succeeded card'}", ok=bool(head))

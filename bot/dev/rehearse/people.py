@@ -86,12 +86,13 @@ class People:
             raise PhaseFailed(f"{what}: the bot answered {answer[:300]!r}")
 
     def card(self, title: str, *, after: int, channel: str = CUTOVER, timeout: float = 20,
-             showing: tuple[str, ...] = ()) -> Message:
-        """The public message (not a thread reply) with ``title`` posted after ``after``, once
-        it shows each of ``showing`` (e.g. its step id and Approve button)."""
+             showing: tuple[str, ...] = (), in_thread: bool = False) -> Message:
+        """The public message with ``title`` posted after ``after``, once it shows each of
+        ``showing`` (e.g. its step id and Approve button): top-level, or with ``in_thread`` a
+        reply in the run card's thread (a step card that needs nobody, issue 21 item 4)."""
         return self.t.wait(f"the {title} card", lambda: self.find(
             channel, after=after, contains=title,
-            where=lambda m: public(m) and not m.via_response_url and not m.is_reply
+            where=lambda m: public(m) and not m.via_response_url and m.is_reply == in_thread
             and all(w in text_of(m) for w in showing)), timeout=timeout)
 
     def card_showing(self, card: Message, label: str, words: tuple[str, ...], *,
@@ -141,8 +142,8 @@ class People:
         answer = self.command(REQUESTER, text)
         self.expect(answer, "Approval requested" if approver else "Queued",
                     what=f"/golive {text}")
-        card = self.card(title, after=after, showing=(f"step `{step}`",
-                                                      *(("Approve",) if approver else ())))
+        card = self.card(title, after=after, in_thread=approver is None,
+                         showing=(f"step `{step}`", *(("Approve",) if approver else ())))
         if approver:
             self.t.note(f"{REQUESTER} asked for `{text}`; the card waits for a second person")
             self.click(approver, card, Action.APPROVE)

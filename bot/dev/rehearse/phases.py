@@ -81,7 +81,7 @@ def preflight(p: People, t: RehearsalTimeline, sha: str) -> None:
 
 def preflight_card(p: People, t: RehearsalTimeline, after: int) -> None:
     """The preflight card posted after ``after``: its check lines, green or PhaseFailed."""
-    card = p.card("Preflight", after=after, showing=("step `preflight`",))
+    card = p.card("Preflight", after=after, showing=("step `preflight`",), in_thread=True)
     done = p.card_showing(card, "preflight checks", ("— succeeded", "— failed"), timeout=300)
     for line in done.splitlines():
         m = CHECK_LINE.match(line)
