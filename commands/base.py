@@ -73,6 +73,9 @@ class Command:
     """Accepts ``--override "reason"`` (past unmet requirements) even when not gated."""
     from_runbook: bool = False
     """Derived from the runbook's steps (its policy is a step request's)."""
+    prepare: Callable[[Engine, Invocation], None] | None = None
+    """What the handler will need from slow sources, looked up before the request's
+    transaction opens (given the engine): a gated step's plan part (issue 20)."""
 
 
 MAX_TEXT = 2000

@@ -169,6 +169,13 @@ class Engine:
         return self._requests.request(actor=actor, command=command, args=args,
                                       override=override)
 
+    def prepare_request(self, *, command: str, args: Mapping[str, Any] | None = None,
+                        override: str | None = None) -> None:
+        """Compute, before the request's transaction opens, the plan part each gated step of
+        ``command`` will bind (kept a minute for ``request``; seconds of registry, compose
+        and database reads). Never raises: ``request`` computes what is missing."""
+        self._requests.prepare(command=command, args=args, override=override)
+
     def request_rollback(self, *, actor: Requester, reason: str, strategy: str | None = None,
                          break_glass: str | None = None) -> str:
         return self._rollbacks.request_rollback(actor=actor, reason=reason, strategy=strategy,

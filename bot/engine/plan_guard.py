@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,11 +53,14 @@ from runbook.plan.model import (
     step_digest,
 )
 from runbook.plan.sources import PlanInputs, compute_step
+from runbook.rules.canonical import canonical_json
 from runbook.target import TargetConfig
 
 log = logging.getLogger(__name__)
 
 STEP_FILE = "upload:stepplan"
+KEEP_S = 60.0
+"""How long a part prepared before a request's transaction is used by that request."""
 REQUEST_BUDGET_S = 5.0
 """How long a request waits for its step's plan part (the command's handling has 10 s)."""
 CERTIFIES = frozenset({"deploy", "migrate", "maintenance", "traffic"})
@@ -95,6 +99,8 @@ class PlanGuard:
         self._now = now
         self._compute = compute
         self._certify = certify
+        self._lock = threading.Lock()
+        self._kept: dict[str, tuple[float, Plan]] = {}
         self.after_step: list[Callable[[Mapping[str, Any], Step], None]] = []
         """Called when a step's process ended well, before its certification reads what runs
         (metrics; a test replaces a container there)."""
@@ -145,6 +151,25 @@ class PlanGuard:
                                     unresolved=(Unresolved("plan", f"not computed within "
                                                            f"{budget_s:.0f} s (a source did "
                                                            "not answer)"),)),))
+
+    # Parts computed before a request's transaction (``StepRequests.prepare``), kept briefly:
+    # the request takes its own, once. A stale one is harmless: the claim recomputes.
+    def _key(self, run: Mapping[str, Any], step: Step, params: Mapping[str, Any]) -> str:
+        return canonical_json({"run": run["id"], "tag": run.get("rc_tag"), "step": step.id,
+                               "params": dict(params)})
+
+    def keep(self, *, run: Mapping[str, Any], step: Step, params: Mapping[str, Any],
+             plan: Plan) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._kept = {k: v for k, v in self._kept.items() if now - v[0] < KEEP_S}
+            self._kept[self._key(run, step, params)] = (now, plan)
+
+    def prepared(self, *, run: Mapping[str, Any], step: Step, params: Mapping[str, Any]
+                 ) -> Plan | None:
+        with self._lock:
+            got = self._kept.pop(self._key(run, step, params), None)
+        return got[1] if got is not None and time.monotonic() - got[0] < KEEP_S else None
 
     @staticmethod
     def digest(plan: Plan, step_id: str) -> str:

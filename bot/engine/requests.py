@@ -5,6 +5,7 @@ gates. Runs: ``bot.engine.runs``; clicks: ``bot.engine.clicks``; rollback reques
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +25,8 @@ from runbook.model import Step
 from runbook.plan.model import Plan
 from runbook.rules import approvals as rule
 from runbook.steps.base import REGISTRY
+
+log = logging.getLogger(__name__)
 
 
 class StepRequests:
@@ -173,17 +176,36 @@ class StepRequests:
                 self._guard.post_file(conn, approval=approval, exe=exe, plan=plan)
         return f"Approval requested for *{blocks.esc(step.title)}*: someone other than you must approve."
 
-    def _plan_part(self, step: Step, args: dict[str, Any]) -> Plan | None:
+    def prepare(self, *, command: str, args: Mapping[str, Any] | None,
+                override: str | None) -> None:
+        """The plan parts the request of ``command`` will bind, computed now (before the
+        request's transaction) and kept by the plan guard for :meth:`_plan_part`."""
+        try:
+            for step in self._runbook.steps_for_command(command):
+                if (step.gated or override) and self._guard.binds(step):
+                    self._plan_part(step, dict(args or {}), keep=True)
+        except Exception:  # the request computes what is missing
+            log.warning("plan part not prepared for %s", command, exc_info=True)
+
+    def _plan_part(self, step: Step, args: dict[str, Any], *, keep: bool = False
+                   ) -> Plan | None:
         """The step's part of the plan for the active run (None: no run yet, or a step whose
-        approval binds none), read outside any transaction of the engine's."""
+        approval binds none): the one prepared before the request's transaction, else
+        computed now (given up after ``REQUEST_BUDGET_S``)."""
         if not self._guard.binds(step):
             return None
         with self._db.connection() as conn:
             run = repo.active_run(conn)
         if run is None:
             return None
-        return self._guard.compute_within(REQUEST_BUDGET_S, run=run, step=step,
-                                          params=step_params(step, args))
+        params = step_params(step, args)
+        plan = None if keep else self._guard.prepared(run=run, step=step, params=params)
+        if plan is None:
+            plan = self._guard.compute_within(REQUEST_BUDGET_S, run=run, step=step,
+                                              params=params)
+            if keep:
+                self._guard.keep(run=run, step=step, params=params, plan=plan)
+        return plan
 
 
 def on_behalf(actor: Requester) -> str:

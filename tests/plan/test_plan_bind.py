@@ -77,9 +77,18 @@ def test_a_tag_moved_between_approval_and_claim_voids_the_approval_naming_both_d
     tag = f"b2drift-{secrets.token_hex(3)}"
     v1, v2 = _digest("paybox/app", "v1"), _push("v2", tag)
     bot = Bot(clean_db, tmp_path, config=config_for(stack))
+    guard = bot.engine.plan_guard
+    taken: list = []
+    prepared = guard.prepared
+
+    def spy(**kw):
+        taken.append(prepared(**kw))
+        return taken[-1]
+    guard.prepared = spy  # which part the request bound: the one computed before its transaction
     try:
         assert "started cutover run" in bot.command("alice", f"start {tag}")
         card = _card(bot, "alice", f"deploy {tag} {OVERRIDE}", "Deploy")
+        assert len(taken) == 1 and taken[0] is not None, taken
         shown = text_of(card)
         assert "What this approves (the plan)" in shown, shown
         assert f"new `{v2}`" in shown and f"replaces `{v1}`" in shown, shown

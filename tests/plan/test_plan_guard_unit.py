@@ -54,3 +54,18 @@ def test_a_part_whose_sources_raise_says_why():
     (u,) = plan.step("deploy").unresolved
     assert u.why == "registry said 503"
     assert guard.blind(plan, "deploy") == ["plan: registry said 503"]
+
+
+def test_a_part_prepared_before_the_transaction_is_taken_once_by_its_own_request():
+    def unused(runbook, target, inputs, step_id):
+        raise AssertionError("computed again")
+
+    guard = _guard(unused)
+    step = guard._runbook.step("deploy")
+    run = {"id": 1, "rc_tag": "v2", "facts": {}}
+    kept = guard.compute(run=run, step=step, params={"tag": "v2"})  # says why: unused raised
+    guard.keep(run=run, step=step, params={"tag": "v2"}, plan=kept)
+    assert guard.prepared(run=run, step=step, params={"tag": "v3"}) is None, "other params"
+    assert guard.prepared(run={**run, "id": 2}, step=step, params={"tag": "v2"}) is None
+    assert guard.prepared(run=run, step=step, params={"tag": "v2"}) is kept
+    assert guard.prepared(run=run, step=step, params={"tag": "v2"}) is None, "taken once"
