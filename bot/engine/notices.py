@@ -102,7 +102,16 @@ class Notices:
     def interrupted(self, conn: psycopg.Connection, exe: Mapping[str, Any]) -> None:
         """Ask the channel what to do about a step whose outcome is unknown."""
         self.step_changed(conn, exe)
-        self.outbox.touch(conn, key=f"interrupted:exe:{exe['id']}", channel=exe["channel"])
+        # A cutover step's card is its decision card (issue 21): the notice's Retry / Mark done /
+        # Start rollback go into that card's thread rather than making a second top-level
+        # message; a rollback step's or the canary's notice is the only place to act: top-level.
+        thread = None
+        if self._runbook is not None:
+            step = self._runbook.step(exe["step_id"])
+            if step.phase != "rollback" and step.kind != "canary":
+                thread = self.card_thread(conn, exe)
+        self.outbox.touch(conn, key=f"interrupted:exe:{exe['id']}", channel=exe["channel"],
+                          thread_key=thread)
 
     def progress(self, conn: psycopg.Connection, exe: Mapping[str, Any],
                  lines: list[str]) -> None:
