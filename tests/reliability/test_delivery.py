@@ -139,10 +139,14 @@ def chaos(sandbox: SandboxServer) -> list[Fault]:
 
 def render(bot: Any, row: dict) -> dict:
     """What the bot would show for an outbox row now, from the database."""
-    e = bot.engine
-    renderers = {"card:exe": e.render_step_card, "card:approval": e.render_request_card,
-                 "interrupted:exe": e.render_interrupted, "summary:run": e.render_summary,
-                 "progress:exe": e.render_progress}
+    renderers: dict[str, Any] = {}
+
+    class Sender:  # the renderers the engine registers with the outbox sender
+        @staticmethod
+        def register(prefix: str, fn: Any, upload: bool = False) -> None:
+            renderers[prefix] = fn
+
+    bot.engine.register_cards(Sender())
     prefix, _, ref = row["key"].rpartition(":")
     with bot.runtime.db.connection() as conn:
         return renderers[prefix](conn, ref, row["data"])
