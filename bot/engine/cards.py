@@ -164,7 +164,10 @@ class Cards:
         view = self.view_in(conn, run_id=int(ref))
         if view is None:
             return None
-        if view.run["status"] == "active":
+        # the summary's header once there is something to sum up (the cutover's steps or the
+        # rollback done), as before the run card; the run card before that
+        if view.run["status"] == "active" and not view.cutover_done() \
+                and view.rollback_state() != "done":
             text, card = run_card_blocks.run_card(view, **self._run_card_facts(conn, view))
             return message(text, card)
         text, card = status_blocks.run_summary(view)

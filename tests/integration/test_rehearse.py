@@ -71,6 +71,12 @@ def test_rehearsal_with_rollback_passes_and_leaves_a_pack_that_verifies(bot_data
     # the evidence pack: audit export, canary report, timings, approvals; it verifies
     manifest = json.loads((pack / "manifest.json").read_text())
     assert manifest["passed"] is True and manifest["with_rollback"] is True, manifest
+    # a quiet channel (issue 21 item 4): the night with its rollback, as a person reads
+    # #cutover (the sandbox's history in the transcript), has at most 12 top-level messages
+    cutover = (pack / "transcript.txt").read_text().split("=== #incident")[0]
+    top = [h for h in re.findall(r"^golive.*$", cutover, flags=re.MULTILINE)
+           if "only visible" not in h]
+    assert len(top) == manifest["counts"]["top_level"] <= 12, (len(top), manifest["counts"])
     for name in (manifest["audit_export"], "canary-report.md", "timings.json",
                  "approvals.json", "transcript.txt"):
         assert (pack / name).stat().st_size > 0, f"the pack lacks {name}"

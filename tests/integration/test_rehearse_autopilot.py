@@ -45,6 +45,7 @@ def rehearse(tmp_path, name: str, *args: str) -> tuple[str, dict, dict]:
     assert c["ephemeral"] + c["lookup_replies"] == sum("only visible" in h for h in heads)
     assert c["thread_replies"] == len(re.findall(r"^\s+↳ golive", cutover, flags=LINES))
     assert c["human_actions"] == c["commands"] + c["clicks"] + c["modal_submits"]
+    assert c["top_level"] <= 12, ("a quiet channel (issue 21 item 4)", c)
     return out, manifest, json.loads((pack / "approvals.json").read_text())
 
 
