@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import io
 import os
+import select
+import ssl
 import threading
+import time
+import weakref
 from collections.abc import Callable, Mapping
-from http.client import HTTPMessage, RemoteDisconnected
+from http.client import HTTPConnection, HTTPMessage, HTTPSConnection
 from typing import Any
 from urllib.error import HTTPError, URLError
+from urllib.parse import urlsplit
 from urllib.request import Request
 
-import httpx
 from slack_bolt.context.respond import Respond
 from slack_bolt.context.respond.internals import _build_message
 from slack_sdk import WebClient
@@ -55,69 +59,101 @@ class ConnectionRetry(ConnectionErrorRetryHandler):
 
 
 class KeepAlive:
-    """One pool of keep-alive HTTP connections for the Slack calls of one process.
+    """Kept-alive HTTP connections for the Slack calls of one process: one per thread and host.
 
-    slack_sdk sends each call with urllib, a new connection (and TLS handshake) per call and
+    slack_sdk sends each call with urllib: a new connection (and TLS handshake) per call and
     ``Connection: close``; at 200 replies a second that was a quarter of the work process's
-    CPU. This sends the same request (method, URL, headers, body) over a pooled connection
-    and gives slack_sdk what urllib would have: a non-2xx answer raises ``HTTPError`` with its
-    headers and body (so the 429 and 5xx handling is the SDK's, unchanged) and a failure
-    to connect or a cut connection raises the exception urllib raises for it (so
-    ``ConnectionRetry`` decides as before; a read timeout stays a ``TimeoutError``, not
-    retried). The pool is made again in a forked child (a connection is never shared).
+    CPU. This sends the same request (method, URL, headers, body) over the calling thread's
+    open connection to that host (``http.client``, as urllib itself uses: no lock, no pool to
+    share), and fails as urllib fails: a non-2xx answer raises ``HTTPError`` with its headers
+    and body (so the 429 and 5xx handling is the SDK's, unchanged); a failure to connect or to
+    send raises ``URLError``; a connection cut before the answer raises what ``http.client``
+    raises (``RemoteDisconnected``, ``ConnectionResetError``) and a read timeout stays a
+    ``TimeoutError``, so ``ConnectionRetry`` decides exactly as before. Nothing is re-sent
+    here. A connection idle for ``idle_expiry_s`` or closed by the server while idle is
+    replaced before it is used; one that answered ``Connection: close`` is not kept; a forked
+    child never uses its parent's.
     """
 
-    def __init__(self, *, max_connections: int = 20, max_keepalive: int = 10,
-                 keepalive_expiry_s: float = 5.0):
-        self._limits = httpx.Limits(max_connections=max_connections,
-                                    max_keepalive_connections=max_keepalive,
-                                    keepalive_expiry=keepalive_expiry_s)
+    def __init__(self, *, idle_expiry_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self._idle_expiry_s = idle_expiry_s
+        self._clock = clock
+        self._local = threading.local()
         self._lock = threading.Lock()
-        self._pid: int | None = None
-        self._client: httpx.Client | None = None
+        self._open: weakref.WeakSet[HTTPConnection] = weakref.WeakSet()
+        self._tls: ssl.SSLContext | None = None
 
-    def _pool(self) -> httpx.Client:
-        client, pid = self._client, os.getpid()
-        if client is None or self._pid != pid:
-            with self._lock:
-                if self._client is None or self._pid != pid:
-                    self._client = httpx.Client(limits=self._limits, follow_redirects=False,
-                                                trust_env=False)
-                    self._pid = pid
-                client = self._client
-        return client
+    def _kept(self) -> dict[tuple, tuple[HTTPConnection, float]]:
+        kept = getattr(self._local, "kept", None)
+        if kept is None or self._local.pid != os.getpid():
+            kept = self._local.kept = {}
+            self._local.pid = os.getpid()
+        return kept
+
+    def _connection(self, scheme: str, host: str, port: int | None,
+                    timeout: float) -> HTTPConnection:
+        kept, key = self._kept(), (scheme, host, port)
+        entry = kept.pop(key, None)
+        if entry is not None:
+            conn, last_used = entry
+            if self._clock() - last_used <= self._idle_expiry_s and not _closed_by_peer(conn):
+                conn.timeout = timeout
+                if conn.sock is not None:
+                    conn.sock.settimeout(timeout)
+                return conn
+            conn.close()
+        if scheme == "https":
+            if self._tls is None:
+                self._tls = ssl.create_default_context()
+            conn = HTTPSConnection(host, port, timeout=timeout, context=self._tls)
+        else:
+            conn = HTTPConnection(host, port, timeout=timeout)
+        with self._lock:
+            self._open.add(conn)
+        return conn
 
     def send(self, req: Request, timeout: float) -> tuple[int, HTTPMessage, bytes]:
         """Send ``req``; return its 2xx status, headers and body, or raise as urllib does."""
+        parts = urlsplit(req.full_url)
+        conn = self._connection(parts.scheme, parts.hostname or "", parts.port, timeout)
         headers = {k: str(v) for k, v in req.header_items()
                    if k.lower() not in ("content-length", "host", "connection")}
-        data = req.data if isinstance(req.data, bytes | None) else bytes(req.data)
         try:
-            resp = self._pool().request(req.get_method(), req.full_url, content=data,
-                                        headers=headers, timeout=timeout)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as e:
-            raise URLError(e) from e
-        except httpx.TimeoutException as e:  # read, write or pool: as urllib's socket timeout
-            raise TimeoutError(str(e)) from e
-        except httpx.RemoteProtocolError as e:  # closed without an answer
-            raise RemoteDisconnected(str(e)) from e
-        except (httpx.ReadError, httpx.WriteError) as e:
-            raise ConnectionResetError(str(e)) from e
-        except httpx.TransportError as e:
-            raise URLError(e) from e
-        message = HTTPMessage()
-        for key, value in resp.headers.multi_items():
-            message[key] = value
-        if not 200 <= resp.status_code < 300:
-            raise HTTPError(req.full_url, resp.status_code, resp.reason_phrase, message,
-                            io.BytesIO(resp.content))
-        return resp.status_code, message, resp.content
+            try:
+                conn.request(req.get_method(), req.selector, body=req.data, headers=headers)
+            except OSError as e:  # urllib: a failure to connect or to send is a URLError
+                raise URLError(e) from e
+            resp = conn.getresponse()
+            body = resp.read()
+        except BaseException:
+            conn.close()
+            raise
+        if resp.will_close:
+            conn.close()
+        else:
+            self._kept()[(parts.scheme, parts.hostname or "", parts.port)] = (conn, self._clock())
+        if not 200 <= resp.status < 300:
+            raise HTTPError(req.full_url, resp.status, resp.reason, resp.headers,
+                            io.BytesIO(body))
+        return resp.status, resp.headers, body
 
     def close(self) -> None:
+        """Close every connection this pool opened (in any thread)."""
         with self._lock:
-            if self._client is not None and self._pid == os.getpid():
-                self._client.close()
-            self._client = None
+            conns = list(self._open)
+        for conn in conns:
+            conn.close()
+
+
+def _closed_by_peer(conn: HTTPConnection) -> bool:
+    """An idle kept connection is readable only when the server closed it (or broke HTTP)."""
+    if conn.sock is None:
+        return True
+    try:
+        return bool(select.select([conn.sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
 
 
 def _text(headers: HTTPMessage, body: bytes) -> str:

@@ -23,6 +23,7 @@ SECRET = "hunter2hunter2"
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, *args):
@@ -166,3 +167,15 @@ def test_a_stopped_sandbox_answers_nothing_on_a_kept_connection():
         sandbox.stop()
     with pytest.raises(URLError):
         client.auth_test()
+
+
+def test_a_connection_idle_past_its_expiry_is_replaced(server):
+    now = [100.0]
+    client = _client(server, keep_alive=KeepAlive(idle_expiry_s=5.0, clock=lambda: now[0]))
+    client.users_info(user="U1")
+    now[0] += 4.9
+    client.users_info(user="U1")
+    now[0] += 5.1
+    client.users_info(user="U1")
+    ports = server.ports("/users.info")
+    assert ports[0] == ports[1] != ports[2], ports
