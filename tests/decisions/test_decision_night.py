@@ -72,7 +72,8 @@ def test_a_failing_migration_stops_the_autopilot_at_a_decision_card(stack, clean
         assert "turned the autopilot on" in bot.command("carol", "go"), "go resumes"
         health = bot.workspace.wait_for_message(
             "C_CUTOVER", contains="Health", after_seq=mark, timeout=300,
-            predicate=lambda m: m.ephemeral_to is None and m.thread_ts is None)
+            # health needs nobody: its card is in the run card's thread (issue 21 item 4)
+            predicate=lambda m: m.ephemeral_to is None and "step `health`" in text_of(m))
         health = bot.card_showing(health, "which was skipped", timeout=300)
         assert "Requires `migrate`" in text_of(health)
     finally:
