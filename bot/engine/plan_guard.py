@@ -62,7 +62,11 @@ STEP_FILE = "upload:stepplan"
 KEEP_S = 60.0
 """How long a part prepared before a request's transaction is used by that request."""
 REQUEST_BUDGET_S = 5.0
-"""How long a request waits for its step's plan part (the command's handling has 10 s)."""
+"""How long a request waits for its step's plan part inside its transaction (the command's
+handling has 10 s): when none was prepared before it."""
+PREPARE_BUDGET_S = 30.0
+"""How long the part prepared before a request's transaction may take (a migration's renders
+the SQL in the RC image: seconds, more on a loaded machine)."""
 CERTIFIES = frozenset({"deploy", "migrate", "maintenance", "traffic"})
 """The step kinds whose effect is certified after they run."""
 

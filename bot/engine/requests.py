@@ -16,7 +16,7 @@ from bot.engine.approvals import Approvals
 from bot.engine.binding import step_params
 from bot.engine.core import ACTIVE_STATES, Refused, Requester, Shared, rule_gate_default
 from bot.engine.expiry import approval_expires_at
-from bot.engine.plan_guard import REQUEST_BUDGET_S, PlanGuard
+from bot.engine.plan_guard import PREPARE_BUDGET_S, REQUEST_BUDGET_S, PlanGuard
 from bot.engine.preflight import PreflightGate
 from bot.engine.runs import Runs
 from bot.slack import blocks
@@ -201,8 +201,9 @@ class StepRequests:
         params = step_params(step, args)
         plan = None if keep else self._guard.prepared(run=run, step=step, params=params)
         if plan is None:
-            plan = self._guard.compute_within(REQUEST_BUDGET_S, run=run, step=step,
-                                              params=params)
+            # Before the transaction (prepared) it may take its time; inside it, 5 s at most.
+            plan = self._guard.compute_within(PREPARE_BUDGET_S if keep else REQUEST_BUDGET_S,
+                                              run=run, step=step, params=params)
             if keep:
                 self._guard.keep(run=run, step=step, params=params, plan=plan)
         return plan
