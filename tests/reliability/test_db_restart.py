@@ -18,6 +18,7 @@ from bot.dev.sandbox.faults import Fault
 from tests.support.harness import Bot, text_of
 from tests.support.rehearsal import OVERRIDE, Rehearsal, rows, wait_until
 from tests.support.tcpproxy import TcpProxy
+from tests.watches_shell.conftest import is_watch_card
 
 pytestmark = pytest.mark.slow
 
@@ -89,7 +90,7 @@ def test_database_cut_during_the_watches_bot_back_within_5_s_and_loses_nothing(
     inbox = rows(clean_db, "SELECT state, count(*) AS n FROM inbox GROUP BY state")
     by_state = {r["state"]: r["n"] for r in inbox}
     tops = [m for m in ws.messages("C_CUTOVER", include_ephemeral=False)
-            if not m.is_reply and "*Health*" in text_of(m)]
+            if is_watch_card(m, "Health")]
     print(f"\ndb restart: {len(answers)} commands in {back - cut:.1f}s of outage, "
           f"{sum(DB_DOWN in a for _, a in answers)} "
           f"told to try again; watch measuring again {measured_at:.2f}s and commands answered "

@@ -14,10 +14,11 @@ import pytest
 
 from bot.dev.sandbox import Workspace
 from tests.support import pg
-from tests.support.harness import Bot, bot_environ, text_of
+from tests.support.harness import Bot, bot_environ
 from tests.support.procs import BotProcess
 from tests.support.rehearsal import CHANNEL, STEPS, Person, Rehearsal, outcome, rows, wait_until
 from tests.support.roundrobin import RoundRobin
+from tests.watches_shell.conftest import is_watch_card
 
 pytestmark = pytest.mark.slow
 
@@ -92,7 +93,7 @@ def test_two_replicas_behind_one_endpoint_end_as_one_replica_does(sandbox, clean
         reh.stop()
     measured, leaders = n1 - n0, by0 | by1
     watch_tops = [m for m in sandbox.workspace.messages(CHANNEL, include_ephemeral=False)
-                  if not m.is_reply and "*Health*" in text_of(m)]
+                  if is_watch_card(m, "Health")]
     backends = Counter(rr.sent)
 
     print(f"\nreplicas: one replica {one['took']:.1f}s, two replicas {took:.1f}s "

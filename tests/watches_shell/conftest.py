@@ -4,6 +4,7 @@ bot configured to watch it (and a log file of access lines for the 5xx source)."
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -107,12 +108,30 @@ def watchbot(clean_db, tmp_path, toy, health, access_log) -> Iterator[Bot]:
     b.stop()
 
 
+def is_watch_card(m: Message, title: str) -> bool:
+    """The watch's live card ("🟢 *Health*: *ok* since ..."), wherever it is: since issue 21
+    item 4 it is a reply in the run card's thread (its state changes are replies there too)."""
+    return m.ephemeral_to is None and re.search(
+        rf"^\S+ \*{re.escape(title)}\*( \(dry run\))?: ", text_of(m), re.MULTILINE) is not None
+
+
+def watch_replies(bot: Bot, msg: Message) -> list[Message]:
+    """The watch's state-change lines: the replies after its card in the thread it is in
+    (the run card's), other cards left out."""
+    root = msg.thread_ts or msg.ts
+    return [m for m in bot.workspace.thread("C_CUTOVER", root)
+            if m.is_reply and m.seq > msg.seq and m.ephemeral_to is None
+            and not re.search(r"^\S+ \*[^*]+\*( \(dry run\))?: ", text_of(m), re.MULTILINE)
+            and "step `" not in text_of(m)
+            and "Autopilot stopped" not in text_of(m)]
+
+
 def watch_message(bot: Bot, title: str, *words: str, timeout: float = 15.0) -> Message:
     """The watch's message in the cutover channel once it shows one of ``words``."""
     def find() -> Message | None:
         for m in bot.workspace.messages("C_CUTOVER"):
             t = text_of(m)
-            if not m.is_reply and m.ephemeral_to is None and f"*{title}*" in t and any(w in t for w in words):
+            if is_watch_card(m, title) and any(w in t for w in words):
                 return m
         return None
     find.__qualname__ = f"the {title} watch message showing one of {words}"

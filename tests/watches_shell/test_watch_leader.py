@@ -12,7 +12,7 @@ from bot.dev.sandbox import SandboxServer, Workspace
 from tests.support.harness import BOT_TOKEN, SIGNING_SECRET, bot_environ, text_of
 from tests.support.poll import wait_until
 from tests.support.procs import BotProcess, parent_of
-from tests.watches_shell.conftest import watch_config
+from tests.watches_shell.conftest import is_watch_card, watch_config
 
 INTERVAL = 0.5
 COUNTED = 8  # measurements counted while both replicas live (~4 s at the interval)
@@ -77,7 +77,7 @@ def test_leader_killed_another_replica_takes_over_within_15s(replicas, clean_db)
     took = time.monotonic() - killed
     ws.wait_for(lambda: len(ws.message("C_CUTOVER", msg.ts).history) > updates_before + 1, 10)
     tops = [m for m in ws.messages("C_CUTOVER", include_ephemeral=False)
-            if not m.is_reply and "*Health*" in text_of(m)]
+            if is_watch_card(m, "Health")]
     assert len(tops) == 1, "the new leader must continue the same message, not post another"
     n2, _ = ticks(clean_db)
     assert n2 > n1, "the new leader continues the count (the history is in the database)"

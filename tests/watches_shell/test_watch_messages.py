@@ -7,7 +7,7 @@ from __future__ import annotations
 from bot.ids import Action
 from tests.support import pg
 from tests.support.harness import text_of
-from tests.watches_shell.conftest import watch_message
+from tests.watches_shell.conftest import is_watch_card, watch_message, watch_replies
 
 
 def open_traffic(bot) -> None:
@@ -40,14 +40,14 @@ def test_health_watch_starts_with_traffic_goes_red_and_back(watchbot, health):
     assert back.ts == msg.ts
 
     def replies() -> list[str]:
-        return [text_of(m) for m in bot.workspace.thread("C_CUTOVER", msg.ts) if m.is_reply]
+        return [text_of(m) for m in watch_replies(bot, msg)]
     bot.workspace.wait_for(lambda: any("breach → ok" in r for r in replies()), 10)
     said = "\n".join(replies())
     assert "ok → breach" in said and "breach → ok" in said, \
         f"every state change must be a reply in the watch's thread; got: {said}"
     # Only one message per watch in the channel, whatever happened.
     tops = [m for m in bot.workspace.messages("C_CUTOVER", include_ephemeral=False)
-            if not m.is_reply and "*Health*" in text_of(m)]
+            if is_watch_card(m, "Health")]
     assert len(tops) == 1, f"one message per watch, got {len(tops)}"
 
 

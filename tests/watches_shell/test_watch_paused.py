@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from bot.ids import Action
 from tests.support.harness import text_of
-from tests.watches_shell.conftest import watch_message
+from tests.watches_shell.conftest import watch_message, watch_replies
 
 
 def approve(bot, text: str) -> None:
@@ -34,7 +34,7 @@ def test_health_watch_is_paused_not_breached_during_planned_maintenance(watchbot
     back = watch_message(bot, "Health", "*ok*")
     assert back.ts == msg.ts
 
-    replies = [text_of(m) for m in bot.workspace.thread("C_CUTOVER", msg.ts) if m.is_reply]
+    replies = [text_of(m) for m in watch_replies(bot, msg)]
     said = "\n".join(replies)
     assert "ok → paused" in said, said
     assert "breach" not in said and "Rollback trigger" not in said, \

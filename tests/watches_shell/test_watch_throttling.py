@@ -13,7 +13,7 @@ from bot.dev.sandbox.limits import POST_BURST, POST_INTERVAL, over_limit
 from tests.support import pg
 from tests.support.harness import Bot, text_of
 from tests.support.poll import wait_until
-from tests.watches_shell.conftest import watch_config, watch_message
+from tests.watches_shell.conftest import watch_config, watch_message, watch_replies
 
 FLAPS = 100  # measurements of the flapping target
 
@@ -68,7 +68,7 @@ def test_flapping_target_is_paced_and_ends_on_the_final_state(flapbot, health):
     for channel, times in posts.items():  # Slack: 1/s per channel, short bursts allowed
         bad = over_limit(times, interval=POST_INTERVAL, burst=POST_BURST, slack=0.1)
         assert not bad, f"new messages in {channel}: {bad}"
-    replies = [m for m in bot.workspace.thread("C_CUTOVER", msg.ts) if m.is_reply]
+    replies = watch_replies(bot, msg)
     assert len(replies) <= flapped + 5, \
         f"a burst of state changes must be coalesced, got {len(replies)} replies"
     assert settled <= 2.5, f"the final state took {settled:.1f}s to show (limit 2 s + a tick)"
