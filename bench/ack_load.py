@@ -170,6 +170,9 @@ off = {on_off}
 backoff_initial_s = 0.1
 backoff_max_s = 0.2
 
+[target.health]
+path = "/api/health"
+
 [watches.health]
 interval_s = 1
 base = "internal"

@@ -58,14 +58,14 @@ class Runtime:
     canary: Any = None  # bot.canary.room.CanaryRoom: the canary's thread and sign-off
     door_app: Any = None  # the ack-only Bolt app the door dispatches to (bot/server.py)
     handoff: Handoff | None = None  # set when this process runs the work side (start)
+    plans: Any = None  # bot.plan.service.PlanService: `/golive plan` and the plan as evidence
     door_db: Database | None = None  # the door's pool, as the door role; None: ``db``
+    autopilot: Any = None  # bot.autopilot.Autopilot: `/golive go` (one driver across replicas)
 
     @property
     def door_database(self) -> Database:
         """Where the door records requests: the only role that may write an inbox row."""
         return self.door_db or self.db
-    autopilot: Any = None  # bot.autopilot.Autopilot: `/golive go` (one driver across replicas)
-    plans: Any = None  # bot.plan.service.PlanService: `/golive plan` and the plan as evidence
 
     def start(self, *, worker: bool = True, work: bool = True) -> None:
         """Open the database; with ``work``, also run the work side: the inbox's handler and
@@ -172,17 +172,17 @@ def build_runtime(settings: Settings, tuning: Tuning | None = None) -> Runtime:
                         secrets=secrets,
                         base_dir=settings.config_path.parent if settings.config_path else None)
     CanaryCards(secrets).register(sender)
-    autopilot = Autopilot(db=db, engine=engine, outbox=outbox, now=deps.now, config=cfg)
-    register_autopilot(sender)
     plans = PlanService(db=db, runbook=engine.runbook, target=cfg.target, config=cfg,
                         secrets=secrets, audit_key=settings.audit_key, now=deps.now,
                         outbox=outbox)
     plans.register_cards(sender)  # `/golive plan`'s card and file
+    autopilot = Autopilot(db=db, engine=engine, outbox=outbox, now=deps.now, config=cfg)
+    register_autopilot(sender)
     app, door_app = (build_app(settings=settings, engine=engine, client=client,
                                secrets=secrets, inbox=inbox, canary=canary, plan=plans,
-                               lazy=lazy, autopilot=autopilot)
+                               lazy=lazy,
+                               autopilot=autopilot)
                      for lazy in (True, False))
     return Runtime(plans=plans, settings=settings, db=db, client=client, sender=sender, inbox=inbox, engine=engine,
                    metrics=metrics, app=app, watches=watches, canary=canary, door_app=door_app,
-                   door_db=door_db,
-                   autopilot=autopilot)
+                   door_db=door_db, autopilot=autopilot)

@@ -268,9 +268,9 @@ class InboxRig:
         from tests.support import pg
 
         self.db = Database(pg.runtime_url(db_url))
+        self.db.open(wait=True)
         self.door_db = Database(pg.door_url(db_url))  # only the door role writes the inbox
         self.door_db.open(wait=True)
-        self.db.open(wait=True)
         self.inbox = Inbox(self.db)
         self.effects: list[bytes] = []
 
@@ -286,8 +286,8 @@ class InboxRig:
         return self.inbox.handle(inbox_id, "C_CUTOVER", lambda: self.effects.append(body))
 
     def close(self) -> None:
-        self.door_db.close()
         self.inbox.stop()
+        self.door_db.close()
         self.db.close()
 
 
