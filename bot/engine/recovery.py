@@ -52,11 +52,24 @@ class Recovery:
                           f"{what}; nothing was done. `/golive status` shows the active run.")
         return exe
 
+    @staticmethod
+    def owned_elsewhere(conn: psycopg.Connection, exe: dict, user_id: str) -> None:
+        """Refused when an operator other than ``user_id`` has taken this step's decision (the
+        decision card's *Take it*): only the owner's choice counts, from the card or from the
+        interrupted notice's buttons alike. The execution row is locked by ``interrupted``, as
+        it is when the owner takes the decision, so the two never interleave."""
+        row = conn.execute("SELECT owner FROM decisions WHERE execution_id = %s",
+                           (exe["id"],)).fetchone()
+        if row and row["owner"] and row["owner"] != user_id:
+            raise Refused(f"<@{row['owner']}> owns the decision on this step; "
+                          "ask them, or see its decision card.")
+
     def retry(self, *, execution_id: int, user_id: str, channel: str) -> str:
         """Request an interrupted or failed step again, through the normal request path; a
         rollback step: ask to resume the rollback at it (approved like any rollback)."""
         with self._db.transaction() as conn:
             exe = self.interrupted(conn, execution_id, ("interrupted", "failed"), "retried")
+            self.owned_elsewhere(conn, exe, user_id)
             step = self._runbook.step(exe["step_id"])
             if step.phase == ROLLBACK and not self._planner.stops_here(conn, exe):
                 raise Refused(NOT_STOPPED_HERE)
@@ -80,6 +93,7 @@ class Recovery:
         with self._db.transaction() as conn:
             exe = self.interrupted(conn, execution_id, ("interrupted", "failed"),
                                    "marked done")
+            self.owned_elsewhere(conn, exe, user_id)
             step = self._runbook.step(exe["step_id"])
             rollback = step.phase == ROLLBACK
             if exe["state"] == "failed" and not rollback:

@@ -343,3 +343,21 @@ def test_retry_of_a_gated_step_asks_for_a_new_approval(dbot, clean_db):
     assert "needs its own approval" in text_of(again)
     assert rows(clean_db, "SELECT attempt, state FROM step_executions WHERE step_id = 'deploy'"
                           " ORDER BY attempt") == [(1, "interrupted"), (2, "awaiting_approval")]
+
+
+def test_the_interrupted_notices_retry_counts_only_for_the_decisions_owner(dbot, clean_db):
+    """The notice's Retry / Mark done in the decision card's thread is the same choice as the
+    card's: once an operator has taken the decision, another operator's click there is refused
+    and nothing is requested; the owner's click retries."""
+    _, card = broken(dbot, clean_db, "health", done=(*MIGRATE, "migrate"))
+    notice = dbot.workspace.wait_for_message(
+        "C_CUTOVER", predicate=lambda m: m.ephemeral_to is None and any(
+            b.action_id == Action.RETRY for b in dbot.sandbox.buttons(m)))
+    click(dbot, "alice", card, Action.DECISION_TAKE)
+    dbot.card_showing(card, "Owner:* <@U_ALICE>")
+    assert "<@U_ALICE> owns the decision" in click(dbot, "bob", notice, Action.RETRY)
+    assert rows(clean_db, "SELECT attempt, state FROM step_executions WHERE step_id = 'health'"
+                          " ORDER BY attempt") == [(1, "interrupted")], "bob's click ran nothing"
+    assert "owns the decision" not in click(dbot, "alice", notice, Action.RETRY)
+    assert rows(clean_db, "SELECT attempt, state FROM step_executions WHERE step_id = 'health'"
+                          " ORDER BY attempt") == [(1, "interrupted"), (2, "queued")]
