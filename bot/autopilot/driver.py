@@ -116,6 +116,7 @@ class Autopilot:
     def tick(self) -> list[str]:
         """One pass: the step ids requested (gated ones ask for approval). Safe to call from
         any number of threads and processes at once."""
+        self._prepare_gated()
         with self.db.transaction() as conn:
             row = store.lock_driving(conn)
             if row is None:
@@ -125,6 +126,22 @@ class Autopilot:
         if done and hasattr(self.engine, "wake"):
             self.engine.wake()  # committed now: the worker need not wait for its next poll
         return done
+
+    def _prepare_gated(self) -> None:
+        """The plan parts of the gated steps this tick will ask approval for, computed before
+        the tick's transaction (seconds of registry, compose and database reads), as a typed
+        command's are before the inbox's: the request then binds what was prepared instead of
+        computing it within its 5 s budget inside the transaction. Read-only: a stale peek
+        only leaves a prepared part unused."""
+        with self.db.transaction() as conn:
+            row = store.lock_driving(conn)
+            if row is None:
+                return
+            moves = self._moves(conn, row)
+        for step_id in moves.ask_approval:
+            step = self.runbook.step(step_id)
+            self.engine.prepare_request(command=step.command or step.id,
+                                        args=self._args(step, row))
 
     def _drive(self, conn: psycopg.Connection, row: dict) -> list[str]:
         run_id = row["run_id"]
