@@ -23,6 +23,8 @@ RESUME = "tests/scenario/test_rollback_resume.py"
 OUTSIDE_ROLLBACK = "tests/scenario/test_outside_rollback.py"
 OUTSIDE_POLICY = "tests/scenario/test_outside_policy.py"
 GUARDED = "tests/scenario/test_guarded_protections.py"  # issue 23
+AUTOPILOT = "tests/autopilot/test_autopilot_bot.py"  # issue 21
+DECISION_CARD = "tests/decisions/test_decision_card.py"
 
 REAPER = "bot/engine/reaper.py"  # the reaper and what a failure holds
 CLAIM = "bot/engine/claim.py"  # the claim (the worker's Claimer)
@@ -36,6 +38,7 @@ RB_PLANNER = "bot/engine/rollback.py"  # RollbackPlanner: where a rollback stopp
 RUNS = "bot/engine/runs.py"
 RECOVERY = "bot/engine/recovery.py"
 RULE = "runbook/rules/approvals.py"
+GUIDED = "runbook/rules/guided_failure.py"  # guided failure's pure rule
 
 CLAIM_READ = ('" LIMIT %s FOR UPDATE SKIP LOCKED", (limit,)', '" LIMIT %s", (limit,)')
 # the claim's compare-and-set: the table lets a claim fire from queued only; widened here
@@ -414,4 +417,64 @@ MUTATIONS: list[dict] = [
      "edits": [("bot/dev/rehearse/evidence.py", "            files[name] = content",
                 '            files["canary-chart.png"] = content')],
      "tests": ["tests/unit/test_evidence_pack.py"]},
+    # ------------------------------------------------------------ issue 21: the autopilot,
+    # guided failure, deadlines; the door-only inbox (issue 19)
+    {"name": "autopilot-two-drivers-without-row-lock",
+     "issue": "issue 21: the tick reads the run's autopilot row without FOR UPDATE SKIP LOCKED, "
+              "so two replicas drive one run at once and request the same step twice",
+     "edits": [("bot/autopilot/store.py", " FOR UPDATE OF a SKIP LOCKED", "")],
+     "tests": [f"{AUTOPILOT}::test_two_drivers_at_once_make_one_set_of_requests"]},
+    {"name": "autopilot-gated-step-queued-unapproved",
+     "issue": "issue 21: a gated step the autopilot requests (on someone's behalf) is queued as "
+              "if approved instead of asking for its approval",
+     "edits": [(REQUESTS, "gated = step.gated or bool(override)",
+                "gated = (step.gated and not actor.via) or bool(override)")],
+     "tests": [AUTOPILOT]},
+    {"name": "decision-non-owner-choice-counts",
+     "issue": "issue 21: once an operator took a decision card, another operator's choice "
+              "(Hold, Roll back, ...) still counts",
+     "edits": [_off(GUIDED, "owner != user")],
+     "tests": [f"{DECISION_CARD}::test_take_it_then_another_operators_clicks_are_refused_and_"
+               "audited"]},
+    {"name": "skip-approved-by-its-asker",
+     "issue": "issue 21: a Skip is approved by the person who asked for it (no second person)",
+     "edits": [_off(GUIDED, "approver == owner")],
+     "tests": [f"{DECISION_CARD}::test_skip_needs_a_reason_and_a_second_person_and_is_a_"
+               "deviation"]},
+    {"name": "door-role-runtime-keeps-inbox-insert",
+     "issue": "issue 19: migration 0014 no longer revokes the inbox's INSERT from the runtime "
+              "role, so the work side (or whoever holds its credential) can forge a request",
+     "edits": [("bot/store/migrations/versions/0014_door_role.py",
+                '        REVOKE INSERT ON inbox FROM "{runtime}";\n', "")],
+     "tests": ["tests/integration/test_door_role.py::test_the_runtime_role_cannot_write_an_"
+               "inbox_row"]},
+    {"name": "approval-expiry-ignores-deadline",
+     "issue": "issue 21: an approval request expires at [approvers] expiry_minutes instead of "
+              "its step's deadline (deadline_minutes, extended for the backup group)",
+     "edits": [("bot/engine/expiry.py",
+                "    return rule.final_deadline(approval_open(step, opened_at=now, config=config,"
+                "\n                                             default=default))",
+                "    return now + default")],
+     "tests": ["tests/decisions/test_decision_deadlines.py::test_an_approval_expires_at_its_"
+               "deadline_not_at_expiry_minutes"]},
+]
+
+# Mutations whose only catching tests need Docker (the sample stack and the registry). run.py
+# runs `-m "not docker"` and never reads this list; each was checked by hand (README.md: how).
+PLAN_BIND = "tests/plan/test_plan_bind.py"
+DOCKER_ONLY: list[dict] = [
+    {"name": "claim-ignores-plan-drift",
+     "issue": "issue 20: the claim compares the approval's hash with the approved step digest "
+              "instead of the one recomputed before the claim: a plan that moved after the "
+              "approval (a re-pushed tag, a moved database revision) still runs",
+     "edits": [(CLAIM, "plan = self._guard.claim_digest(exe, a, fresh)",
+                'plan = a["params"].get("plan")')],
+     "tests": [f"{PLAN_BIND}::test_a_tag_moved_between_approval_and_claim_voids_the_approval_"
+               "naming_both_digests"]},
+    {"name": "certification-failure-ignored",
+     "issue": "issue 20: a step whose effect is not certified (what runs differs from the "
+              "approved plan) is recorded as succeeded",
+     "edits": [_off("bot/engine/worker.py", "cert is not None and not cert.certified")],
+     "tests": [f"{PLAN_BIND}::test_a_container_replaced_before_the_certification_fails_the_"
+               "deploy"]},
 ]
