@@ -148,8 +148,9 @@ def watch_lines(bot: Bot) -> dict[str, str]:
 def run_preflight(bot: Bot) -> str:
     after = bot.seq()
     assert "Queued" in bot.command("alice", "preflight")
-    card = bot.workspace.wait_for_message("C_CUTOVER", contains="Preflight", after_seq=after,
-                                          predicate=public, timeout=30)
+    card = bot.workspace.wait_for_message(  # in the run card's thread (issue 21)
+        "C_CUTOVER", contains="step `preflight`", after_seq=after, timeout=30,
+        predicate=lambda m: m.ephemeral_to is None and not m.via_response_url)
     return text_of(bot.card_showing(card, "— succeeded", "— failed", timeout=300))
 
 

@@ -72,8 +72,8 @@ def run_preflight(bot, words="preflight", *, outcome="succeeded", timeout=90.0):
     answer = bot.command("alice", words)
     assert "Queued" in answer, answer
     card = bot.workspace.wait_for_message(
-        "C_CUTOVER", contains="Preflight", after_seq=after, timeout=30,
-        predicate=lambda m: m.ephemeral_to is None and not m.is_reply)
+        "C_CUTOVER", contains="step `preflight`", after_seq=after, timeout=30,
+        predicate=lambda m: m.ephemeral_to is None)  # in the run card's thread (issue 21)
     return bot.card_showing(card, f"— {outcome}", "failed" if outcome == "succeeded"
                             else "succeeded", timeout=timeout)
 
@@ -97,11 +97,13 @@ def test_green_preflight_is_one_checklist_and_opens_maintenance_without_override
                  "⚠️ *migration_check*"):
         assert line in shown, f"checklist lacks {line!r}: {shown}"
     cards = [m for m in bot.workspace.messages("C_CUTOVER", include_ephemeral=False)
-             if "Preflight:" in text_of(m) and not m.is_reply]
+             if "step `preflight`" in text_of(m) and "Decision needed" not in text_of(m)]
     assert len(cards) == 1, f"the checklist must be one message, got {len(cards)}"
     assert card.edited, "the checklist must be updated in place as checks finish"
     def details():
-        return [m for m in bot.workspace.thread("C_CUTOVER", card.ts)
+        # Slack threads are one level deep: the checklist is a reply in the run card's thread,
+        # so its details are replies in that same thread
+        return [m for m in bot.workspace.thread("C_CUTOVER", card.thread_ts or card.ts)
                 if "Details of" in text_of(m) and "0002_payout_idempotency" in text_of(m)]
     details.__qualname__ = "the details reply in the checklist's thread"
     bot.workspace.wait_for(details, 15)
@@ -113,7 +115,7 @@ def test_green_preflight_is_one_checklist_and_opens_maintenance_without_override
     sql = bot.workspace.wait_for(sql_files, 15)
     assert b"ALTER TABLE payouts ADD COLUMN idempotency_key" in (sql[0].content or b""), \
         "the uploaded file must be the migration SQL"
-    thread = bot.workspace.thread("C_CUTOVER", card.ts)
+    thread = bot.workspace.thread("C_CUTOVER", card.thread_ts or card.ts)
     assert any(sql[0].id in m.files for m in thread), "the SQL file belongs in the card's thread"
     status = bot.command("carol", "status")
     assert "Preflight* — green" in status and V2[:12] in status, status

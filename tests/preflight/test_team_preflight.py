@@ -181,8 +181,8 @@ def _preflight(bot, words="preflight", outcome="succeeded"):
     after = bot.seq()
     assert "Queued" in bot.command("alice", words)
     card = bot.workspace.wait_for_message(
-        "C_CUTOVER", contains="Preflight", after_seq=after, timeout=30,
-        predicate=lambda m: m.ephemeral_to is None and not m.is_reply)
+        "C_CUTOVER", contains="step `preflight`", after_seq=after, timeout=30,
+        predicate=lambda m: m.ephemeral_to is None)  # in the run card's thread (issue 21)
     return bot.card_showing(card, f"— {outcome}", "failed" if outcome == "succeeded"
                             else "succeeded", timeout=90)
 
