@@ -46,8 +46,12 @@ def test_full_cutover_v1_to_v2_through_the_bot(stack, clean_db, tmp_path):
         opened = request_and_approve(bot, "alice", "traffic open", "bob", "Open traffic")
         assert "open" in opened.lower()
 
-        summary = text_of(bot.workspace.wait_for_message("C_CUTOVER", contains="summary",
-                                                         timeout=30))
+        # the living run card (issue 21's quiet channel), updated in place, is what the channel
+        # reads at T-0: every step's result; it becomes the summary once the night is done
+        card = bot.workspace.wait_for_message(
+            "C_CUTOVER", contains="Cutover run #1", timeout=30,
+            predicate=lambda m: m.ephemeral_to is None and not m.is_reply)
+        summary = text_of(bot.card_showing(card, "✅ `traffic-open`", timeout=30))
     finally:
         bot.stop()
 
@@ -56,9 +60,10 @@ def test_full_cutover_v1_to_v2_through_the_bot(stack, clean_db, tmp_path):
     assert paybox.alembic_revision() == "0002_payout_idempotency"
     status, _ = paybox.http("GET", f"http://127.0.0.1:{paybox.edge_port}/api/health")
     assert status == 200, "traffic must be open again"
-    for line in ("Maintenance mode on", "Deploy", "Open traffic"):
+    for line in ("✅ `maintenance-on`", "✅ `deploy`", "✅ `migrate`", "✅ `health`", "✅ `smoke`",
+                 "✅ `traffic-open`"):
         assert line in summary, summary
-    assert "<@U_BOB>" in summary and "<@U_CAROL>" in summary
+    assert "<@U_CAROL>" in deployed and "<@U_BOB>" in opened, "each gated card names its approver"
     assert "v1" in summary and "v2" in summary, "versions before and after"
     assert "0001_ledger" in summary and "0002_payout_idempotency" in summary
     assert not bot.workspace.rate_limited
@@ -92,8 +97,10 @@ def test_rollback_from_the_incident_channel_restores_v1_and_the_schema(stack, cl
         assert "someone else" in text_of(bot.replies_to("alice", after=mark,
                                                         channel="C_INCIDENT")).lower()
         bot.sandbox.click("bob", card, action_id=Action.APPROVE)
+        # the run card, posted at start and edited in place, becomes the summary when the
+        # rollback is done
         summary = text_of(bot.workspace.wait_for_message("C_CUTOVER", contains="summary",
-                                                         after_seq=after, timeout=240))
+                                                         timeout=240))
         status = bot.command("carol", "status")
     finally:
         bot.stop()
