@@ -20,8 +20,8 @@ def test_a_request_on_alices_behalf_is_hers_and_says_who_made_it(clean_db, tmp_p
                                    on_behalf_of="U_ALICE", via="autopilot")
         assert "Approval requested" in lines[0] and "requested by autopilot for <@U_ALICE>" \
             in lines[0], lines
-        card = bot.workspace.wait_for_message("C_CUTOVER", contains="Maintenance mode on",
-                                              after_seq=after,
+        card = bot.workspace.wait_for_message("C_CUTOVER", contains="step `maintenance-on`",
+                                              after_seq=after,  # its card, not the run card
                                               predicate=lambda m: m.ephemeral_to is None)
         shown = text_of(bot.card_showing(card, "autopilot"))
         assert "Requested by autopilot for <@U_ALICE>" in shown, shown
