@@ -10,21 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from bot.checkline import Check
-from bot.tries.common import TryContext, first, off
+from bot.tries.common import ReadsContext, TryContext, first, off
 from bot.tries.deployer import DeployerTries
 
 
-class AppTries:
+class AppTries(ReadsContext):
     """The running application and its switches, read-only."""
 
-
     def __init__(self, ctx: TryContext, deployer: DeployerTries) -> None:
-        self.ctx = ctx
-        self.target = ctx.target
-        self.cfg = ctx.cfg
-        self.where = ctx.where
-        self.secrets = ctx.secrets
-        self.down = ctx.down
+        super().__init__(ctx)
         self.deployer = deployer
 
     def smoke(self) -> list[Check]:

@@ -43,6 +43,34 @@ def safe(fn: Try) -> list[Check]:
                       "correct that section of the config")]
 
 
+class ReadsContext:
+    """What every group of tries reads from its one context (the target, the config, where the
+    config is, the secrets, the URLs that did not answer), kept on the context, not copied."""
+
+    def __init__(self, ctx: TryContext) -> None:
+        self.ctx = ctx
+
+    @property
+    def target(self) -> Any:
+        return self.ctx.target
+
+    @property
+    def cfg(self) -> Any:
+        return self.ctx.cfg
+
+    @property
+    def where(self) -> Any:
+        return self.ctx.where
+
+    @property
+    def secrets(self) -> Any:
+        return self.ctx.secrets
+
+    @property
+    def down(self) -> set[str]:
+        return self.ctx.down
+
+
 class TryContext:
     """One settings object as the tries read it: the target, the runbook's step kinds, the
     target URLs that did not answer, and the secrets."""

@@ -16,24 +16,19 @@ from bot.tries.common import (
     COMPOSE_TIMEOUT_S,
     DOCKER_TIMEOUT_S,
     SENTINEL_TAG,
+    ReadsContext,
     TryContext,
     first,
     off,
 )
 
 
-class DeployerTries:
+class DeployerTries(ReadsContext):
     """What the deploy step drives; keeps the parsed compose file for the tries that read its
     services (switches, logs, migrations)."""
 
-
     def __init__(self, ctx: TryContext) -> None:
-        self.ctx = ctx
-        self.target = ctx.target
-        self.cfg = ctx.cfg
-        self.where = ctx.where
-        self.secrets = ctx.secrets
-        self.down = ctx.down
+        super().__init__(ctx)
         self.compose: dict[str, Any] | None = None
         self.compose_error: str | None = None
 

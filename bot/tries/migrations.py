@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 from bot.checkline import Check
-from bot.tries.common import MIGRATION_TIMEOUT_S, TryContext, first, off
+from bot.tries.common import MIGRATION_TIMEOUT_S, ReadsContext, TryContext, first, off
 from bot.tries.deployer import DeployerTries
 
 
-class MigrationTries:
+class MigrationTries(ReadsContext):
     """The migrate step's own migrator, asked for its current revision."""
 
-
     def __init__(self, ctx: TryContext, deployer: DeployerTries) -> None:
-        self.ctx = ctx
-        self.target = ctx.target
-        self.cfg = ctx.cfg
-        self.where = ctx.where
-        self.secrets = ctx.secrets
-        self.down = ctx.down
+        super().__init__(ctx)
         self.deployer = deployer
 
     def migrations(self) -> list[Check]:

@@ -6,20 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from bot.checkline import Check, database_where
-from bot.tries.common import DB_TIMEOUT_S, TryContext, first, off
+from bot.tries.common import DB_TIMEOUT_S, ReadsContext, TryContext, first, off
 
 
-class QueryTries:
+class QueryTries(ReadsContext):
     """The watches' and the canary's queries against the target's schema."""
 
-
     def __init__(self, ctx: TryContext) -> None:
-        self.ctx = ctx
-        self.target = ctx.target
-        self.cfg = ctx.cfg
-        self.where = ctx.where
-        self.secrets = ctx.secrets
-        self.down = ctx.down
+        super().__init__(ctx)
 
     def queries(self) -> list[Check]:
         """Every SQL query a watch or the canary runs, planned with EXPLAIN on its database."""

@@ -11,21 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from bot.checkline import Check, database_where
-from bot.tries.common import COMPOSE_TIMEOUT_S, DB_TIMEOUT_S, TryContext, first, off
+from bot.tries.common import COMPOSE_TIMEOUT_S, DB_TIMEOUT_S, ReadsContext, TryContext, first, off
 from bot.tries.deployer import DeployerTries
 
 
-class SourceTries:
+class SourceTries(ReadsContext):
     """What the preflight checks and the log and metric watches read from."""
 
-
     def __init__(self, ctx: TryContext, deployer: DeployerTries) -> None:
-        self.ctx = ctx
-        self.target = ctx.target
-        self.cfg = ctx.cfg
-        self.where = ctx.where
-        self.secrets = ctx.secrets
-        self.down = ctx.down
+        super().__init__(ctx)
         self.deployer = deployer
 
     def preflight(self) -> list[Check]:
