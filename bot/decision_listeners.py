@@ -29,35 +29,32 @@ class DecisionListeners(ListenerBase):
                 act: policy.EntryPoint, work: Callable[[Click], str]) -> None:
         self.on_click(body, action, respond, context, act, work)
 
+    def _choose(self, body: dict, action: dict, respond: Callable[..., Any], context: Any,
+                act: policy.EntryPoint, choice: str) -> None:
+        """A choice that needs nothing but the click: ``engine.decisions.<choice>``."""
+        self._decide(body, action, respond, context, act,
+                     lambda c: getattr(self.engine.decisions, choice)(
+                         execution_id=c.value, user_id=c.user, channel=c.channel))
+
     def decision_take(self, body: dict, action: dict, respond: Callable[..., Any],
                       context: Any) -> None:
-        self._decide(body, action, respond, context, EP.DECISION_TAKE,
-                     lambda c: self.engine.decisions.take(execution_id=c.value, user_id=c.user,
-                                                          channel=c.channel))
+        self._choose(body, action, respond, context, EP.DECISION_TAKE, "take")
 
     def decision_retry(self, body: dict, action: dict, respond: Callable[..., Any],
                        context: Any) -> None:
-        self._decide(body, action, respond, context, EP.DECISION_RETRY,
-                     lambda c: self.engine.decisions.retry(execution_id=c.value, user_id=c.user,
-                                                           channel=c.channel))
+        self._choose(body, action, respond, context, EP.DECISION_RETRY, "retry")
 
     def decision_rollback(self, body: dict, action: dict, respond: Callable[..., Any],
                           context: Any) -> None:
-        self._decide(body, action, respond, context, EP.DECISION_ROLLBACK,
-                     lambda c: self.engine.decisions.rollback(
-                         execution_id=c.value, user_id=c.user, channel=c.channel))
+        self._choose(body, action, respond, context, EP.DECISION_ROLLBACK, "rollback")
 
     def decision_hold(self, body: dict, action: dict, respond: Callable[..., Any],
                       context: Any) -> None:
-        self._decide(body, action, respond, context, EP.DECISION_HOLD,
-                     lambda c: self.engine.decisions.hold(execution_id=c.value, user_id=c.user,
-                                                          channel=c.channel))
+        self._choose(body, action, respond, context, EP.DECISION_HOLD, "hold")
 
     def decision_skip_approve(self, body: dict, action: dict, respond: Callable[..., Any],
                               context: Any) -> None:
-        self._decide(body, action, respond, context, EP.DECISION_SKIP_APPROVE,
-                     lambda c: self.engine.decisions.approve_skip(
-                         execution_id=c.value, user_id=c.user, channel=c.channel))
+        self._choose(body, action, respond, context, EP.DECISION_SKIP_APPROVE, "approve_skip")
 
     def decision_skip(self, body: dict, action: dict, respond: Callable[..., Any], client: Any,
                       context: Any) -> None:
