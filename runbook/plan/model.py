@@ -56,7 +56,7 @@ class ServiceChange:
 
     service: str
     image: str
-    """the image reference the deploy takes, e.g. 127.0.0.1:5000/paybox/app:v2"""
+    """the image reference the deploy takes, e.g. registry.example.com/team/api:v2"""
     digest: str | None
     """its manifest digest as the registry reports it now"""
     current_image: str | None = None
