@@ -37,6 +37,7 @@ from bot.engine.binding import step_params
 from bot.engine.notices import Notices
 from bot.slack.blocks import MAX_BLOCKS, Content, upload
 from bot.slack.plan_blocks import step_part_blocks
+from bot.store import repo
 from bot.store.db import Database
 from runbook.adapters.redact import mask
 from runbook.model import Runbook, Step
@@ -323,10 +324,8 @@ class PlanGuard:
             states: dict[int, dict[str, str]] = {}
             for r in rows:
                 if r["run_id"] not in states:
-                    states[r["run_id"]] = {x["step_id"]: x["state"] for x in conn.execute(
-                        "SELECT DISTINCT ON (step_id) step_id, state FROM step_executions"
-                        " WHERE run_id = %s ORDER BY step_id, id DESC",
-                        (r["run_id"],)).fetchall()}
+                    states[r["run_id"]] = {step_id: x["state"] for step_id, x in
+                                           repo.latest_executions(conn, run_id=r["run_id"]).items()}
         for r in rows:
             try:
                 step = self._runbook.step(r["step_id"])
