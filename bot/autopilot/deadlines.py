@@ -157,11 +157,8 @@ class DeadlineWatch:
             key = f"{KEY}:overdue:exe:{exe['id']}"
             if step is None or self.outbox.exists(conn, key):
                 continue
-            earlier = [float(r["s"]) for r in conn.execute(
-                "SELECT extract(epoch FROM finished_at - started_at) AS s FROM step_executions"
-                " WHERE step_id = %s AND state = 'succeeded' AND started_at IS NOT NULL"
-                " AND finished_at IS NOT NULL AND id <> %s ORDER BY id DESC LIMIT 20",
-                (exe["step_id"], exe["id"])).fetchall()]
+            earlier = repo.succeeded_durations(conn, step_id=exe["step_id"]).get(
+                exe["step_id"], [])
             if not rule.overdue(started_at=exe["started_at"], now=self.now(), earlier=earlier,
                                 timeout_s=step.timeout_s, sent=()):
                 continue

@@ -69,19 +69,6 @@ def plan_filename(plan: Plan, plan_id: int | None = None) -> str:
     return f"plan-{tag}" + (f"-{plan_id}" if plan_id is not None else "") + ".md"
 
 
-def durations(conn: psycopg.Connection) -> dict[str, list[float]]:
-    """step id -> durations (s) of every recorded successful attempt, in earlier runs and
-    rehearsals alike (one store)."""
-    rows = conn.execute(
-        "SELECT step_id, EXTRACT(EPOCH FROM finished_at - started_at)::float8 AS s"
-        " FROM step_executions WHERE state = 'succeeded' AND started_at IS NOT NULL"
-        " AND finished_at IS NOT NULL ORDER BY id").fetchall()
-    out: dict[str, list[float]] = {}
-    for r in rows:
-        out.setdefault(r["step_id"], []).append(float(r["s"]))
-    return out
-
-
 class PlanService:
     def __init__(self, *, db: Any, runbook: Runbook, target: TargetConfig, config: Any = None,
                  secrets: Mapping[str, str] | None = None, audit_key: bytes,
@@ -111,7 +98,7 @@ class PlanService:
         its facts, and the recorded durations."""
         with self.db.connection() as conn:
             run = self._run(conn, run_id)
-            history = durations(conn)
+            history = repo.succeeded_durations(conn)
         tag = rc_tag or (run["rc_tag"] if run else None)
         if not tag:
             raise PlanError("no release candidate to plan for: start a run with "

@@ -137,6 +137,21 @@ def latest_executions(conn: Conn, *, run_id: int) -> dict[str, Row]:
     return {r["step_id"]: r for r in rows}
 
 
+def succeeded_durations(conn: Conn, *, step_id: str | None = None) -> dict[str, list[float]]:
+    """step id -> durations (s) of every recorded successful attempt, oldest first, in earlier
+    runs and rehearsals alike: what a step's expected duration is the median of (the plan's
+    estimate and the "overdue" notice read the same samples)."""
+    rows = conn.execute(
+        "SELECT step_id, EXTRACT(EPOCH FROM finished_at - started_at)::float8 AS s"
+        " FROM step_executions WHERE state = 'succeeded' AND started_at IS NOT NULL"
+        " AND finished_at IS NOT NULL AND (%(step)s::text IS NULL OR step_id = %(step)s)"
+        " ORDER BY id", {"step": step_id}).fetchall()
+    out: dict[str, list[float]] = {}
+    for r in rows:
+        out.setdefault(r["step_id"], []).append(float(r["s"]))
+    return out
+
+
 def executions(conn: Conn, *, run_id: int) -> list[Row]:
     return conn.execute("SELECT * FROM step_executions WHERE run_id = %s ORDER BY id",
                         (run_id,)).fetchall()

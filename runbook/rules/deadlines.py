@@ -18,11 +18,12 @@ else half its timeout.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+
+from runbook.plan.model import median_duration
 
 __all__ = ["Event", "Open", "due", "expected_duration", "final_deadline", "overdue"]
 
@@ -64,7 +65,8 @@ def due(card: Open, *, now: datetime, sent: Collection[Event]) -> list[Event]:
 
 def expected_duration(earlier: Sequence[float], timeout_s: float) -> float:
     """Seconds a step is expected to take: the median of earlier runs, else half its timeout."""
-    return float(statistics.median(earlier)) if earlier else timeout_s / 2
+    median = median_duration(earlier)  # the plan's estimate: the same samples, the same rule
+    return median if median is not None else timeout_s / 2
 
 
 def overdue(*, started_at: datetime, now: datetime, earlier: Sequence[float], timeout_s: float,
