@@ -110,8 +110,7 @@ class DeadlineWatch:
             if exe["state"] not in ("failed", "interrupted") or step is None \
                     or step.id in rollback or step.kind == "canary":
                 continue
-            d = conn.execute("SELECT owner, chosen FROM decisions WHERE execution_id = %s",
-                             (exe["id"],)).fetchone()
+            d = repo.decision(conn, exe["id"])
             if d is not None and d["chosen"] is not None:
                 continue
             card = decision_open(step, opened_at=exe["finished_at"] or exe["created_at"],

@@ -79,9 +79,7 @@ class Decisions:
     @staticmethod
     def row(conn: psycopg.Connection, execution_id: int, *, for_update: bool = False
             ) -> dict | None:
-        sql = "SELECT * FROM decisions WHERE execution_id = %s" + (
-            " FOR UPDATE" if for_update else "")
-        return conn.execute(sql, (execution_id,)).fetchone()
+        return repo.decision(conn, execution_id, for_update=for_update)
 
     def rollback_started(self, conn: psycopg.Connection, run_id: int) -> bool:
         latest = repo.latest_executions(conn, run_id=run_id)

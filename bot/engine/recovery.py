@@ -58,8 +58,7 @@ class Recovery:
         decision card's *Take it*): only the owner's choice counts, from the card or from the
         interrupted notice's buttons alike. The execution row is locked by ``interrupted``, as
         it is when the owner takes the decision, so the two never interleave."""
-        row = conn.execute("SELECT owner FROM decisions WHERE execution_id = %s",
-                           (exe["id"],)).fetchone()
+        row = repo.decision(conn, exe["id"])
         if row and row["owner"] and row["owner"] != user_id:
             raise Refused(f"<@{row['owner']}> owns the decision on this step; "
                           "ask them, or see its decision card.")

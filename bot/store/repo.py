@@ -152,6 +152,13 @@ def succeeded_durations(conn: Conn, *, step_id: str | None = None) -> dict[str, 
     return out
 
 
+def decision(conn: Conn, execution_id: int, *, for_update: bool = False) -> Row | None:
+    """The guided-failure decision on a step's execution (its owner, the choice taken), if any
+    (written only by ``bot.engine.decisions``)."""
+    sql = "SELECT * FROM decisions WHERE execution_id = %s" + (" FOR UPDATE" if for_update else "")
+    return conn.execute(sql, (execution_id,)).fetchone()
+
+
 def executions(conn: Conn, *, run_id: int) -> list[Row]:
     return conn.execute("SELECT * FROM step_executions WHERE run_id = %s ORDER BY id",
                         (run_id,)).fetchall()
