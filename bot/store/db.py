@@ -117,6 +117,9 @@ def connection_kwargs(url: str, *, statement_timeout_s: float | None) -> dict[st
                           "keepalives_count": 3, "tcp_user_timeout": 10_000}
     if opts:
         kw["options"] = opts
+    if not conninfo_to_dict(url).get("application_name"):
+        # Which process holds a connection, for whoever reads pg_stat_activity.
+        kw["application_name"] = f"golive[{os.getpid()}]"
     return kw
 
 

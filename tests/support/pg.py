@@ -99,10 +99,44 @@ def drop_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def _end_leftovers(conn: psycopg.Connection) -> None:
+    """A bot an earlier test left running on this database (a process that outlived its
+    test, a thread that was never stopped) would claim the next test's requests: end its
+    connections, kill it if it is a process of its own, and say so (a warning in the run's
+    summary names it, so the leak gets fixed rather than hidden)."""
+    import signal
+    import warnings
+
+    got = conn.execute(
+        "SELECT pid, application_name FROM pg_stat_activity WHERE datname = current_database()"
+        " AND pid <> pg_backend_pid() AND application_name LIKE 'golive[%'").fetchall()
+    if not got:
+        return
+    owners = sorted({int(name[len("golive["):-1]) for _, name in got if name.endswith("]")
+                     and name[len("golive["):-1].isdigit()})
+    for pid in owners:
+        if pid != os.getpid():
+            try:  # its group (its step children too), unless it shares ours
+                group = os.getpgid(pid)
+                if group != os.getpgid(0):
+                    os.killpg(group, signal.SIGKILL)
+                else:
+                    os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname ="
+                 " current_database() AND pid <> pg_backend_pid() AND application_name LIKE"
+                 " 'golive[%'")
+    warnings.warn(f"a bot left running by an earlier test held {len(got)} connection(s) to"
+                  f" this test's database (processes {owners}; {os.getpid()} is this test"
+                  " process): ended", stacklevel=3)
+
+
 def reset_state(url: str) -> None:
     """Empty the bot's tables between tests, as the superuser: replica mode skips the audit
     log's triggers (TRUNCATE refused, rows append-only) for this connection only."""
     with psycopg.connect(url, autocommit=True) as conn:
+        _end_leftovers(conn)
         conn.execute("SET session_replication_role = replica")
         conn.execute("TRUNCATE audit_log, approval_votes, step_executions, approvals, runs"
                      " RESTART IDENTITY CASCADE")
