@@ -34,6 +34,15 @@ class RunView:
             return exe["state"]
         return "pending" if self.available.get(step.kind, False) else "not_available"
 
+    def approval_of(self, exe: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The approval ``exe`` was requested under (its gate's request), if any."""
+        return next((a for a in self.approvals if a["id"] == exe.get("approval_id")), None)
+
+    def approved_by(self, exe: Mapping[str, Any]) -> list[str]:
+        """Who approved ``exe``'s approval (user ids, in the order they voted); [] without."""
+        return [v["user_id"] for v in self.votes.get(exe.get("approval_id") or -1, [])
+                if v["vote"] == "approve"]
+
     def states(self) -> dict[str, str]:
         return {k: v["state"] for k, v in self.latest().items()}
 

@@ -188,15 +188,12 @@ def run_summary(view: RunView) -> tuple[str, list[dict]]:
     run = view.run
     facts = run.get("facts") or {}
     latest = view.latest()
-    approvers: dict[int, list[str]] = {
-        a["id"]: [v["user_id"] for v in view.votes.get(a["id"], []) if v["vote"] == "approve"]
-        for a in view.approvals}
     lines = []
     for step in view.runbook.all_steps():
         exe = latest.get(step.id)
         if not exe:
             continue
-        who = approvers.get(exe["approval_id"] or -1, [])
+        who = view.approved_by(exe)
         by = f" · approved by {', '.join(f'<@{u}>' for u in who)}" if who else ""
         dur = duration(exe)
         lines.append(f"{STATE_ICONS.get(exe['state'], '')} {esc(step.title)} — "

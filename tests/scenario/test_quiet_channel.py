@@ -89,3 +89,22 @@ def test_the_run_card_shows_the_autopilot_and_an_open_decisions_owner(toybot, cl
     assert rows(clean_db, "SELECT owner FROM decisions") == [("U_BOB",)]
     # start's answer, go's answer, the run card and the decision card: nothing else top-level
     assert len(top_level(toybot)) == 4, [text_of(m)[:60] for m in top_level(toybot)]
+
+
+def test_the_run_card_says_who_asked_for_a_gated_step_and_who_approved_it(toybot, clean_db):
+    toybot.command("alice", "start v2")
+    card = run_card(toybot, clean_db)
+    after = toybot.seq()
+    toybot.command("alice", OVERRIDE)
+    approval = toybot.workspace.wait_for_message(
+        "C_CUTOVER", contains="Maintenance mode on", after_seq=after,
+        predicate=lambda m: m.ephemeral_to is None and "Approve" in text_of(m))
+    card = toybot.card_showing(card, "`maintenance-on` 🔒 awaiting approval · asked by "
+                                     "<@U_ALICE>")
+    assert "approved by" not in text_of(card), "nobody has approved yet"
+    toybot.sandbox.click("bob", approval, action_id=Action.APPROVE)
+    # while the run is active (the card, not yet the summary), on the step's own line
+    card = toybot.card_showing(card, "asked by <@U_ALICE>, approved by <@U_BOB>")
+    line = next(ln for ln in text_of(card).splitlines() if "`maintenance-on`" in ln)
+    assert "asked by <@U_ALICE>, approved by <@U_BOB>" in line, text_of(card)
+    assert "Cutover run #1 —" in text_of(card) and "summary" not in text_of(card)
