@@ -10,6 +10,7 @@ import psycopg
 from bot.engine import executions
 from bot.engine.approvals import Approvals
 from bot.engine.core import ROLLBACK, Refused, Requester, Shared, rule_gate_default
+from bot.engine.expiry import approval_expires_at
 from bot.engine.requests import StepRequests
 from bot.engine.rollback import RollbackPlanner
 from bot.engine.rollback_requests import Rollbacks
@@ -118,7 +119,9 @@ class Recovery:
                             params_hash=rule.params_hash(exe["run_id"], step.id, bound),
                             requester=user_id, required=gate.approvals,
                             groups=list(gate.groups), reason=reason, channel=exe["channel"],
-                            now=now, expires_at=now + self._deps.expiry, kind="mark_done")
+                            now=now, kind="mark_done", expires_at=approval_expires_at(
+                                step, now=now, config=self._deps.config,
+                                default=self._deps.expiry))
                 except psycopg.errors.UniqueViolation:
                     raise Refused(f"*{blocks.esc(step.title)}* already has a pending approval "
                                   "request; see `/golive status`.") from None

@@ -30,6 +30,7 @@ import psycopg
 from bot.engine import executions
 from bot.engine.approvals import Approvals
 from bot.engine.core import ROLLBACK, Refused, Requester, Shared, rule_gate_default
+from bot.engine.expiry import approval_expires_at
 from bot.engine.rollback import BREAK_GLASS, RESUME, RollbackPlanner
 from bot.slack import blocks
 from bot.store import repo
@@ -106,7 +107,9 @@ class Rollbacks:
                         params=bound, params_hash=rule.params_hash(run["id"], ROLLBACK, bound),
                         requester=actor.user_id, required=gate.approvals,
                         groups=list(gate.groups), reason=reason, channel=actor.channel,
-                        now=now, expires_at=now + self._deps.expiry, kind="rollback")
+                        now=now, kind="rollback",
+                        expires_at=approval_expires_at(None, now=now, config=self._deps.config,
+                                                       default=self._deps.expiry))
             except psycopg.errors.UniqueViolation:
                 raise Refused("A rollback request is already pending.") from None
             self._s.audit.record(conn, actor=actor.user_id, channel=actor.channel,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from bot.dev.sandbox.workspace import Usergroup
+from bot.ids import Action
 from tests.autopilot.test_autopilot_bot import approved_and_running, ended, started
 from tests.scenario.test_who_may import answer, rows, workspace
 from tests.support.harness import BASE_CONFIG, Bot
@@ -99,3 +101,31 @@ def test_no_deadline_notice_for_an_approval_already_decided(dbot, clean_db):
     rows(clean_db, "UPDATE approvals SET status = 'approved' RETURNING id")
     dbot.clock.advance(minutes=30)
     assert dbot.runtime.autopilot.deadlines.tick() == []
+
+
+def test_a_rollback_request_lives_until_the_backup_group_had_its_time(clean_db, tmp_path):
+    # Proves one deadline for every approval request: a rollback request gets the same
+    # reminder, escalation and extended expiry as a step's (it used to expire at
+    # expiry_minutes, the moment its backup group was asked, so nobody could answer that).
+    config = BASE_CONFIG.replace('groups = { approvers = "S_APPROVERS" }',
+                                 'groups = { approvers = "S_APPROVERS", leads = "S_LEADS" }\n'
+                                 'backup_group = "leads"')
+    ws = workspace()
+    ws.usergroups["S_LEADS"] = Usergroup(id="S_LEADS", handle="golive-leads", users=["U_CAROL"])
+    bot = Bot(clean_db, tmp_path, workspace=ws, worker=False, config=config)
+    try:
+        answer(bot, "alice", "start v2")
+        after = bot.seq()
+        reply = answer(bot, "alice", "rollback payouts failing", channel="C_INCIDENT")
+        assert "someone other than you must approve" in reply, reply
+        card = bot.workspace.wait_for_message("C_INCIDENT", contains="Rollback requested",
+                                              after_seq=after,
+                                              predicate=lambda m: m.ephemeral_to is None)
+        watch = bot.runtime.autopilot.deadlines
+        bot.clock.advance(minutes=15)
+        assert watch.tick() == ["deadline:escalate:approval:1"]
+        bot.clock.advance(minutes=4)  # past expiry_minutes, inside the backup group's time
+        bot.sandbox.click("bob", card, action_id=Action.APPROVE)
+        bot.card_showing(card, "Rollback approved", channel="C_INCIDENT")
+    finally:
+        bot.stop()
