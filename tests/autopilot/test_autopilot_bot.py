@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+import psycopg
 import pytest
 
 from bot.autopilot import Autopilot
@@ -153,6 +154,18 @@ def test_two_drivers_at_once_make_one_set_of_requests(pbot, clean_db):
         ended(clean_db, step)
     assert [s for s, _, _ in executions(clean_db)] == ["maintenance-on", "deploy", "migrate"]
     assert rows(clean_db, "SELECT count(*) FROM approvals") == [(2,)]
+
+
+def test_while_another_process_drives_the_run_this_one_requests_nothing(pbot, clean_db):
+    # Proves the driver's row lock: a replica whose tick comes while another holds the run's
+    # autopilot row (mid-tick) neither waits for it nor drives the run a second time.
+    started(pbot, clean_db)
+    answer(pbot, "alice", "go")
+    with psycopg.connect(clean_db) as other:  # another replica, mid-tick
+        other.execute("SELECT 1 FROM autopilot FOR UPDATE")
+        assert pbot.runtime.autopilot.tick() == [], "it drove a run another process drives"
+        assert rows(clean_db, "SELECT count(*) FROM approvals") == [(0,)]
+    assert pbot.runtime.autopilot.tick() == ["maintenance-on"], "once the other one is done"
 
 
 def test_a_restart_resumes_and_requests_nothing_twice(clean_db, tmp_path):
