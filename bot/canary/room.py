@@ -20,6 +20,7 @@ from bot.canary.cards import chart_name
 from bot.canary.evidence import CanaryWatches
 from bot.engine import Refused, Requester
 from bot.engine.audit_trail import AuditTrail
+from bot.engine.decisions import Decisions
 from bot.engine.notices import Notices
 from bot.engine.outcomes import StepOutcomes
 from bot.slack.directory import Directory, DirectoryUnavailable
@@ -27,7 +28,7 @@ from bot.store import repo
 from bot.store.db import Database
 from runbook.canary import machine
 from runbook.canary.ledger import LedgerVerifier, database_label, ledger_check
-from runbook.canary.report import load_template, render_report
+from runbook.canary.report import SkippedStep, load_template, render_report
 from runbook.canary.state import CHECKS, CanaryState, CheckResult, Verify
 from runbook.model import Runbook
 from runbook.rules import approvals
@@ -257,15 +258,17 @@ class CanaryRoom:
         not render ``<@U…>``); whoever Slack cannot name now keeps their user id."""
         with self.db.transaction() as conn:
             row = store.get(conn, canary_id)
+            skips = Decisions.deviations(conn, row["run_id"]) if row is not None else []
         st = store.state_of(row) if row is not None else None
         people = {user} | ({st.opened_by, *(s.user_id for s in st.signatures),
                             *(it.by for it in st.items.values() if it.by)} if st else set())
+        people |= {u for d in skips for u in (d["skip_requested_by"], d["chosen_by"]) if u}
         return self.directory.display_names(people)
 
     def _signed(self, conn: psycopg.Connection, row: Mapping[str, Any], step: machine.Transition,
                 user: str, decision: str, note: str, names: Mapping[str, str]) -> None:
         st = step.state
-        report = self._report(st, names) if st.outcome != "open" else None
+        report = self._report(conn, row, st, names) if st.outcome != "open" else None
         self._save(conn, row, st, user, f"canary.{decision}",
                    {"note": note[:500], "outcome": st.outcome}, report=report)
         self._signoff_changed(conn, row)
@@ -308,12 +311,17 @@ class CanaryRoom:
         if run is not None:
             self.notices.summary_changed(conn, run)
 
-    def _report(self, st: CanaryState, names: Mapping[str, str]) -> str:
+    def _report(self, conn: psycopg.Connection, row: Mapping[str, Any], st: CanaryState,
+                names: Mapping[str, str]) -> str:
+        """The report, with the run's skipped steps (the summary's deviations) in it."""
         template = load_template(self.cfg.template_file(self.base_dir))
+        titles = {s.id: s.title for s in self.runbook.all_steps()}
+        skipped = [SkippedStep.of(d, titles.get(d["step_id"], d["step_id"]))
+                   for d in Decisions.deviations(conn, row["run_id"])]
         return render_report(st, template, secrets=self.secrets,
                              chart=chart_name(st.run_id or 0),
                              database=database_label(self.ledger_url), now=self.now(),
-                             names=names)
+                             names=names, skipped=skipped)
 
     # ------------------------------------------------------------------ restart
     def resume(self) -> int:

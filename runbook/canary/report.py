@@ -9,7 +9,8 @@ Everything leaving here is masked with the caller's secrets mapping.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,29 @@ from runbook.canary.state import (
 
 Secrets = Mapping[str, str] | Iterable[str] | None
 SUMMARY_MAX_CHARS = 2900  # a section block's text is capped at 3000 characters
+
+
+@dataclass(frozen=True)
+class SkippedStep:
+    """A step of the run skipped by a two-person decision (a deviation), for the report."""
+    step_id: str
+    title: str
+    asked_by: str | None
+    approved_by: str | None
+    reason: str
+    at: datetime | None
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any], title: str) -> SkippedStep:
+        """From a skip's decision row (``bot.engine.decisions``: its ``deviations``)."""
+        return cls(step_id=row["step_id"], title=title, asked_by=row["skip_requested_by"],
+                   approved_by=row["chosen_by"], at=row["chosen_at"],
+                   reason=row["skip_reason"] or row.get("note") or "")
+
+
+def _cell(text: str) -> str:
+    """Free text as one Markdown table cell: one line, no column break."""
+    return " ".join(text.split()).replace("|", "\\|") or "-"
 
 
 def _env() -> SandboxedEnvironment:
@@ -88,10 +112,11 @@ def _named(text: str, names: Mapping[str, str] | None) -> str:
 
 
 def report_context(state: CanaryState, *, chart: str = "", database: str = "",
-                   now: datetime | None = None,
-                   names: Mapping[str, str] | None = None) -> dict[str, Any]:
+                   now: datetime | None = None, names: Mapping[str, str] | None = None,
+                   skipped: Sequence[SkippedStep] = ()) -> dict[str, Any]:
     """Everything the template may use (see runbook/templates/canary_report.md); ``names``
-    maps user IDs to display names (a file does not render ``<@U…>`` mentions)."""
+    maps user IDs to display names (a file does not render ``<@U…>`` mentions); ``skipped``:
+    the run's skipped steps."""
     it = state.items
     eb, wh, lg = it["error_budget"].details, it["webhooks"].details, it["ledger"].details
     refs = wh.get("references") or {}
@@ -139,6 +164,10 @@ def report_context(state: CanaryState, *, chart: str = "", database: str = "",
                    "summary": _named(it[k].summary or "-", names)} for k in ITEMS],
         "log": [{"at": _ts(e.at), "user": _who(e.user, names) if e.user else "golive",
                  "text": _named(e.text, names)} for e in state.log],
+        "skipped": [{"step": s.step_id, "title": _cell(s.title),
+                     "asked_by": _who(s.asked_by, names),
+                     "approved_by": _who(s.approved_by, names),
+                     "reason": _cell(s.reason), "at": _ts(s.at)} for s in skipped],
         "chart": chart,
         "generated_at": _ts(now or datetime.now(UTC)),
     }
@@ -157,10 +186,14 @@ def _pct(value: Any, digits: int) -> str:
 
 def render_report(state: CanaryState, template: str, *, secrets: Secrets = None,
                   chart: str = "", database: str = "", now: datetime | None = None,
-                  names: Mapping[str, str] | None = None) -> str:
+                  names: Mapping[str, str] | None = None,
+                  skipped: Sequence[SkippedStep] = ()) -> str:
     """The full report text, masked; ``template`` is the template's source."""
+    # a reason is masked before it is made a table cell, which could split a secret
+    skipped = [replace(s, reason=mask(s.reason, secrets)) for s in skipped]
     text = _env().from_string(template).render(
-        report_context(state, chart=chart, database=database, now=now, names=names))
+        report_context(state, chart=chart, database=database, now=now, names=names,
+                       skipped=skipped))
     return mask(text, secrets)
 
 
@@ -197,7 +230,7 @@ def check_template(source: str, *, name: str = "template") -> list[str]:
         ast = env.parse(source)
     except TemplateSyntaxError as e:
         return [f"{name} line {e.lineno}: {e.message}"]
-    known = set(report_context(_sample("GO")))
+    known = set(report_context(_sample("GO"), skipped=SAMPLE_SKIPPED))
     unknown = sorted(meta.find_undeclared_variables(ast) - known)
     if unknown:
         return [f"{name}: unknown placeholder(s) {', '.join(unknown)}; known: "
@@ -205,12 +238,18 @@ def check_template(source: str, *, name: str = "template") -> list[str]:
     problems = []
     for outcome in ("GO", "NO-GO", "open"):
         try:
-            env.from_string(source).render(report_context(_sample(outcome), chart="chart.png"))
+            env.from_string(source).render(report_context(_sample(outcome), chart="chart.png",
+                                                          skipped=SAMPLE_SKIPPED))
         except TemplateError as e:
             msg = f"{name}: {e.message or type(e).__name__}"
             if msg not in problems:
                 problems.append(msg)
     return problems
+
+
+SAMPLE_SKIPPED = (SkippedStep(step_id="smoke", title="Smoke tests", asked_by="U1",
+                              approved_by="U2", reason="run by hand",
+                              at=datetime(2025, 1, 1, 11, 0, tzinfo=UTC)),)
 
 
 def _sample(outcome: str) -> CanaryState:
