@@ -184,6 +184,21 @@ def _pct(value: Any, digits: int) -> str:
     return f"{float(value):.{digits}%}" if isinstance(value, int | float) else "-"
 
 
+DEVIATIONS = """
+## Skipped steps (deviations)
+
+Each was skipped by a two-person decision: the steps after it went on as if it had succeeded.
+
+| Step | Asked by | Approved by | Why | When |
+|---|---|---|---|---|
+{% for s in skipped %}
+| `{{ s.step }}` {{ s.title }} | {{ s.asked_by }} | {{ s.approved_by }} | {{ s.reason }} | {{ s.at }} |
+{% endfor %}
+"""
+"""Added to a team's template that does not place ``skipped`` itself, when a step was skipped:
+a deviation is in every report (the shipped template places its own)."""
+
+
 def render_report(state: CanaryState, template: str, *, secrets: Secrets = None,
                   chart: str = "", database: str = "", now: datetime | None = None,
                   names: Mapping[str, str] | None = None,
@@ -191,6 +206,8 @@ def render_report(state: CanaryState, template: str, *, secrets: Secrets = None,
     """The full report text, masked; ``template`` is the template's source."""
     # a reason is masked before it is made a table cell, which could split a secret
     skipped = [replace(s, reason=mask(s.reason, secrets)) for s in skipped]
+    if skipped and "skipped" not in meta.find_undeclared_variables(_env().parse(template)):
+        template = template.rstrip("\n") + "\n" + DEVIATIONS  # a team's template never drops one
     text = _env().from_string(template).render(
         report_context(state, chart=chart, database=database, now=now, names=names,
                        skipped=skipped))

@@ -33,3 +33,15 @@ def test_a_run_without_skips_says_so() -> None:
     text = report([])
     section = text.split("## Skipped steps", 1)[1].split("\n## ", 1)[0]
     assert "None: no step of this run was skipped." in section, section
+
+
+def test_a_teams_template_that_does_not_place_skips_still_lists_them() -> None:
+    # A team's own template (the sample stack's has no skipped table) never drops a deviation.
+    team = "# Our canary: {{ canary.outcome }}\n\n## Sign-off\n- ok\n"
+    skip = SkippedStep(step_id="smoke", title="Smoke tests", asked_by="U_ALICE",
+                       approved_by="U_BOB", at=AT, reason="ran by hand")
+    text = render_report(_sample("GO"), team, skipped=[skip],
+                         names={"U_ALICE": "alice", "U_BOB": "bob"})
+    assert text.startswith("# Our canary: GO"), text
+    assert "| `smoke` Smoke tests | @alice (U_ALICE) | @bob (U_BOB) | ran by hand |" in text, text
+    assert "Skipped" not in render_report(_sample("GO"), team, skipped=[]), "none: unchanged"
