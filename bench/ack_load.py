@@ -302,7 +302,7 @@ class BackgroundLoad:
         card = self.ws.wait_for_message(
             CHANNEL, contains="Maintenance mode", after_seq=after, timeout=30,
             predicate=lambda m: m.source == "api" and m.ephemeral_to is None
-            and not m.is_reply and _key(m).startswith("card:exe:"))
+            and _key(m).startswith("card:exe:"))  # in the run card's thread (quiet channel)
         _until("the bot recording its card", lambda: self._rows(
             "SELECT 1 FROM outbox WHERE ts = %s", card.ts), 30)
         after = self.ws.seq
