@@ -204,12 +204,14 @@ def install_tracing() -> None:
     wrap(compose_mod, "compose_cli", lambda a, k: {"name": "compose_cli lookup"})
     # Issue 20: the plan part an approval binds (request), its recomputation before each
     # claim (drift), and the certification after each step of a certifying kind.
-    from bot.engine.plan_guard import PlanGuard
-    wrap(PlanGuard, "compute", lambda a, k: {"name": "plan part compute",
+    from bot.engine.plan_certification import PlanCertifier
+    from bot.engine.plan_drift import PlanDrift
+    from bot.engine.plan_parts import PlanParts
+    wrap(PlanParts, "compute", lambda a, k: {"name": "plan part compute",
                                              "step": getattr(k.get("step"), "id", None)})
-    wrap(PlanGuard, "before_claim", lambda a, k: {"name": "plan before_claim"})
-    wrap(PlanGuard, "certify", lambda a, k: {"name": "plan certify",
-                                             "step": getattr(a[2], "id", None)})
+    wrap(PlanDrift, "before_claim", lambda a, k: {"name": "plan before_claim"})
+    wrap(PlanCertifier, "certify", lambda a, k: {"name": "plan certify",
+                                                 "step": getattr(a[2], "id", None)})
     wrap(httpx.Client, "__init__", lambda a, k: {"name": "httpx.Client()"})
     for name, reg in list(steps_base.REGISTRY.items()):
         steps_base.REGISTRY[name] = type(reg)(reg.name, _traced_step(reg.run, name),
@@ -744,13 +746,16 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--no-plan-guard", action="store_true",
                     help="the 'before' of issue 20: no plan bound, recomputed or certified "
-                         "(PlanGuard's binds/wants/certify replaced in this process only)")
+                         "(PlanBinding.binds, PlanDrift.wants and PlanCertifier.certify "
+                         "replaced in this process only)")
     args = ap.parse_args()
     if args.no_plan_guard:
-        from bot.engine.plan_guard import PlanGuard
-        PlanGuard.binds = lambda self, step: False  # type: ignore[method-assign]
-        PlanGuard.wants = lambda self, exe, step: False  # type: ignore[method-assign]
-        PlanGuard.certify = lambda self, *a, **k: (None, "")  # type: ignore[method-assign]
+        from bot.engine.plan_binding import PlanBinding
+        from bot.engine.plan_certification import PlanCertifier
+        from bot.engine.plan_drift import PlanDrift
+        PlanBinding.binds = lambda self, step: False  # type: ignore[method-assign]
+        PlanDrift.wants = lambda self, exe, step: False  # type: ignore[method-assign]
+        PlanCertifier.certify = lambda self, *a, **k: (None, "")  # type: ignore[method-assign]
     n = max(1, args.iterations)
     started = time.monotonic()
     # The bot's modules were imported when this script started: record that commit, not HEAD

@@ -36,7 +36,7 @@ def bind(runbook: Runbook, step_id: str, args: Mapping[str, Any], override: str 
     who made the request on the requester's behalf (the approvers see it, the hash covers it);
     ``plan``: the step's part of the plan the card showed (``runbook.plan.model.step_digest``:
     digests, compose configuration, revisions), which the claim computes again: a value that
-    moved changes the hash (bot/engine/plan_guard.py).
+    moved changes the hash (bot/engine/plan_drift.py).
     """
     steps = runbook.rollback if step_id == ROLLBACK else (runbook.step(step_id),)
     effective = {s.id: {"kind": s.kind, "params": step_params(s, args)} for s in steps}

@@ -15,7 +15,7 @@ import psycopg
 from bot.engine.core import Shared
 from bot.engine.decisions import Decisions
 from bot.engine.notices import DECISION
-from bot.engine.plan_guard import PlanGuard
+from bot.engine.plan_card import PlanCard
 from bot.engine.preflight import DETAILS, PreflightGate
 from bot.engine.rollback import BREAK_GLASS, TIMELINE, RollbackPlanner
 from bot.slack import blocks, decision_blocks, recovery_blocks, run_card_blocks, status_blocks
@@ -32,9 +32,9 @@ class Cards:
     """See the module docstring. Reads only."""
 
     def __init__(self, shared: Shared, *, preflight: PreflightGate, planner: RollbackPlanner,
-                 decisions: Decisions, plan_guard: PlanGuard):
+                 decisions: Decisions, plan_card: PlanCard):
         self._s = shared
-        self._guard = plan_guard
+        self._plan_card = plan_card
         self._decisions = decisions
         self._db = shared.db
         self._deps = shared.deps
@@ -96,7 +96,7 @@ class Cards:
                                       progress=None, now=self._deps.now(),
                                       checklist=self._preflight.checklist(conn, exe, step))
         if a is not None and exe["state"] in ("awaiting_approval", "queued", "running"):
-            card = self._guard.with_plan_part(conn, card, a)  # what the approval binds
+            card = self._plan_card.with_plan_part(conn, card, a)  # what the approval binds
         if exe["state"] in FINAL:
             row = repo.step_result_audit(conn, run_id=exe["run_id"], step_id=exe["step_id"],
                                          attempt=exe["attempt"])

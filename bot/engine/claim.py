@@ -13,7 +13,7 @@ import psycopg
 
 from bot.engine import executions
 from bot.engine.core import ROLLBACK, Shared
-from bot.engine.plan_guard import Fresh, PlanGuard
+from bot.engine.plan_drift import Fresh, PlanDrift
 from bot.engine.preflight import PreflightGate
 from bot.store import repo
 from runbook.model import Step
@@ -25,9 +25,9 @@ RUNNING_SHOWS_AFTER_S = 1.0
 class Claimer:
     """See the module docstring; ``bot.engine.worker.StepRunner`` runs what is claimed."""
 
-    def __init__(self, shared: Shared, *, preflight: PreflightGate, plan_guard: PlanGuard):
+    def __init__(self, shared: Shared, *, preflight: PreflightGate, plan_drift: PlanDrift):
         self._s = shared
-        self._guard = plan_guard
+        self._drift = plan_drift
         self._deps = shared.deps
         self._runbook = shared.runbook
         self._preflight = preflight
@@ -35,7 +35,7 @@ class Claimer:
     def claim(self, conn: psycopg.Connection, fresh: Fresh) -> tuple[dict, dict, Step] | None:
         """Claim one runnable step; queued steps that can never run are cancelled on the way
         (their cards say why). ``fresh``: the steps' plan parts recomputed before this
-        transaction (``PlanGuard.before_claim``): a step that needs one and has none waits."""
+        transaction (``PlanDrift.before_claim``): a step that needs one and has none waits."""
         with conn.transaction():
             for exe in repo.queued_candidates(conn):
                 run = repo.get_run(conn, run_id=exe["run_id"])
@@ -74,7 +74,7 @@ class Claimer:
                                         error=f"cancelled: {', '.join(unmet)} did not succeed")
                         self._s.notices.step_changed(conn, exe)
                     continue
-                if fresh.missing(exe, step, self._guard):
+                if fresh.missing(exe, step, self._drift):
                     continue  # its plan part is computed before the next claim
                 try:
                     with conn.transaction():
@@ -127,19 +127,19 @@ class Claimer:
         else:
             verdict = self._preflight.verdict(conn, exe["run_id"])
             # The plan part recomputed before this transaction: a value that moved since
-            # the approval changes the hash (bot/engine/plan_guard.py).
-            plan = self._guard.claim_digest(exe, a, fresh)
+            # the approval changes the hash (bot/engine/plan_drift.py).
+            plan = self._drift.claim_digest(exe, a, fresh)
             if a["params"].get("plan") and plan is None:
                 return None  # none computed yet: the claim waits for it (Fresh.missing)
             bound = self._s.bound_params(step.id, dict(exe["params"]), exe["override_reason"],
                                          verdict, via=a["params"].get("via"), plan=plan)
         if rule.params_hash(a["run_id"], a["step_id"], bound) != a["params_hash"]:
-            changes = self._guard.drift(conn, exe, fresh) if step.phase != ROLLBACK else []
+            changes = self._drift.drift(conn, exe, fresh) if step.phase != ROLLBACK else []
             if changes:
-                return self._guard.void_text(changes, [])
+                return self._drift.void_text(changes, [])
             return ("approval void: the parameters, the runbook or preflight changed after "
                     "approval")
-        blind = self._guard.blind_fresh(exe, fresh) if step.phase != ROLLBACK else []
+        blind = self._drift.blind_fresh(exe, fresh) if step.phase != ROLLBACK else []
         if blind:
-            return self._guard.void_text([], blind)
+            return self._drift.void_text([], blind)
         return None

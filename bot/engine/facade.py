@@ -10,6 +10,7 @@ Who owns which state (each table is written by the one object named):
   approvals, votes          StepRequests, Rollbacks and Recovery create; Clicks votes and
                             decides; Approvals closes and expires
   preflight_results         PreflightGate
+  step_plans                PlanBinding (the plan part an approval binds)
   the run's timeline fact   RollbackPlanner
   audit_log                 AuditTrail (every object records through it)
   outbox                    Notices (every object touches through it)
@@ -29,7 +30,11 @@ from bot.engine.core import Deps, Requester, Shared
 from bot.engine.decisions import Decisions
 from bot.engine.notices import Notices
 from bot.engine.outcomes import StepOutcomes
-from bot.engine.plan_guard import PlanGuard
+from bot.engine.plan_binding import PlanBinding
+from bot.engine.plan_card import PlanCard
+from bot.engine.plan_certification import PlanCertifier
+from bot.engine.plan_drift import PlanDrift
+from bot.engine.plan_parts import PlanParts
 from bot.engine.preflight import PreflightGate
 from bot.engine.reaper import Reaper
 from bot.engine.recovery import Recovery
@@ -52,30 +57,36 @@ class Engine:
     def __init__(self, *, db: Database, runbook: Runbook, deps: Deps):
         s = Shared.build(db=db, runbook=runbook, deps=deps)
         self._s = s
-        # Approvals bound to the plan, drift at the claim, certification (issue 20).
-        guard = PlanGuard(db=db, runbook=runbook, target=deps.target, config=deps.config,
-                          secrets=deps.secrets, now=deps.now, notices=s.notices)
-        self.plan_guard = guard
+        # Approvals bound to the plan, drift at the claim, certification (issue 20); the
+        # binding and the certifier are public for who watches them (after_step: metrics).
+        parts = PlanParts(runbook=runbook, target=deps.target, config=deps.config,
+                          secrets=deps.secrets, now=deps.now)
+        self.plan_binding = PlanBinding(parts=parts, now=deps.now)
+        self._plan_card = PlanCard(parts=parts, notices=s.notices)
+        drift = PlanDrift(db=db, runbook=runbook, parts=parts)
+        self.plan_certifier = PlanCertifier(db=db, target=deps.target, parts=parts)
         preflight = PreflightGate(s)
         planner = RollbackPlanner(s)
         approvals = Approvals(s)
         rollbacks = Rollbacks(s, planner=planner, approvals=approvals)
         self._runs = Runs(s, approvals=approvals)
         self._requests = StepRequests(s, runs=self._runs, preflight=preflight,
-                                      approvals=approvals, plan_guard=guard)
+                                      approvals=approvals, plan_binding=self.plan_binding,
+                                      plan_card=self._plan_card)
         self._recovery = Recovery(s, requests=self._requests, rollbacks=rollbacks,
                                   planner=planner, approvals=approvals)
         self._clicks = Clicks(s, approvals=approvals, preflight=preflight, planner=planner,
                               rollbacks=rollbacks, recovery=self._recovery)
-        self._runner = StepRunner(s, claimer=Claimer(s, preflight=preflight, plan_guard=guard),
-                                  preflight=preflight, planner=planner, plan_guard=guard)
+        self._runner = StepRunner(s, claimer=Claimer(s, preflight=preflight, plan_drift=drift),
+                                  preflight=preflight, planner=planner, plan_drift=drift,
+                                  plan_certifier=self.plan_certifier)
         self._reaper = Reaper(s, planner=planner)
         self._loop = WorkerLoop(s, runner=self._runner, reaper=self._reaper,
                                 approvals=approvals)
         self._decisions = Decisions(s, recovery=self._recovery, runs=self._runs,
                                     rollbacks=rollbacks)
         self._cards = Cards(s, preflight=preflight, planner=planner, decisions=self._decisions,
-                            plan_guard=guard)
+                            plan_card=self._plan_card)
         self._approvals = approvals
         self._rollbacks = rollbacks
         self.watch_control = WatchControl(db=db, audit=s.audit, notices=s.notices, now=deps.now)
@@ -207,7 +218,7 @@ class Engine:
     def register_cards(self, sender: Any) -> None:
         self._cards.register_cards(sender)
         self._decisions.register(sender)
-        self.plan_guard.register(sender)
+        self._plan_card.register(sender)
 
     # ------------------------------------------------------------------ the worker
     def start_worker(self) -> None:

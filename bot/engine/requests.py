@@ -16,13 +16,14 @@ from bot.engine.approvals import Approvals
 from bot.engine.binding import step_params
 from bot.engine.core import ACTIVE_STATES, Refused, Requester, Shared, rule_gate_default
 from bot.engine.expiry import approval_expires_at
-from bot.engine.plan_guard import PREPARE_BUDGET_S, REQUEST_BUDGET_S, PlanGuard
+from bot.engine.plan_binding import PlanBinding
+from bot.engine.plan_card import PlanCard
 from bot.engine.preflight import PreflightGate
 from bot.engine.runs import Runs
 from bot.slack import blocks
 from bot.store import repo
 from runbook.model import Step
-from runbook.plan.model import Plan
+from runbook.plan.model import Plan, step_digest
 from runbook.rules import approvals as rule
 from runbook.steps.base import REGISTRY
 
@@ -33,9 +34,10 @@ class StepRequests:
     """See the module docstring."""
 
     def __init__(self, shared: Shared, *, runs: Runs, preflight: PreflightGate,
-                 approvals: Approvals, plan_guard: PlanGuard):
+                 approvals: Approvals, plan_binding: PlanBinding, plan_card: PlanCard):
         self._s = shared
-        self._guard = plan_guard
+        self._binding = plan_binding
+        self._plan_card = plan_card
         self._db = shared.db
         self._deps = shared.deps
         self._runbook = shared.runbook
@@ -83,7 +85,7 @@ class StepRequests:
             return (f"*{blocks.esc(step.title)}* is not available yet: the `{step.kind}` step kind is "
                     "listed in the runbook but not built. It was not run.")
         # What the approval will show and bind, computed before the transaction opens (the
-        # registry, compose and the database take seconds): bot/engine/plan_guard.py.
+        # registry, compose and the database take seconds): bot/engine/plan_binding.py.
         plan = self._plan_part(step, args) if step.gated or override else None
         with self._db.transaction() as conn:
             run = self._runs.run_for(conn, actor, auto_start=auto_start)
@@ -145,7 +147,7 @@ class StepRequests:
             bound = self._s.bound_params(step.id, args, override,
                                          self._preflight.verdict(conn, run["id"], pre),
                                          via=actor.via,
-                                         plan=self._guard.digest(plan, step.id) if plan else None)
+                                         plan=step_digest(plan, step.id) if plan else None)
             gate = step.gate or rule_gate_default()
             now = self._deps.now()
             try:
@@ -161,7 +163,7 @@ class StepRequests:
             except psycopg.errors.UniqueViolation:
                 raise Refused(f"*{blocks.esc(step.title)}* already has a pending approval request.") from None
             if plan is not None:
-                self._guard.store(conn, approval=approval, plan=plan)
+                self._binding.store(conn, approval=approval, plan=plan)
             exe = executions.create(conn, event="request_gated", run_id=run["id"],
                                     step_id=step.id, params=args,
                                     requested_by=actor.user_id, channel=actor.channel,
@@ -173,16 +175,16 @@ class StepRequests:
                                                    "override": override})
             self._s.notices.step_changed(conn, exe)  # its card is the approval card
             if plan is not None:
-                self._guard.post_file(conn, approval=approval, exe=exe, plan=plan)
+                self._plan_card.post_file(conn, approval=approval, exe=exe, plan=plan)
         return f"Approval requested for *{blocks.esc(step.title)}*: someone other than you must approve."
 
     def prepare(self, *, command: str, args: Mapping[str, Any] | None,
                 override: str | None) -> None:
         """The plan parts the request of ``command`` will bind, computed now (before the
-        request's transaction) and kept by the plan guard for :meth:`_plan_part`."""
+        request's transaction) and kept by the plan binding for :meth:`_plan_part`."""
         try:
             for step in self._runbook.steps_for_command(command):
-                if (step.gated or override) and self._guard.binds(step):
+                if (step.gated or override) and self._binding.binds(step):
                     self._plan_part(step, dict(args or {}), keep=True)
         except Exception:  # the request computes what is missing
             log.warning("plan part not prepared for %s", command, exc_info=True)
@@ -191,22 +193,15 @@ class StepRequests:
                    ) -> Plan | None:
         """The step's part of the plan for the active run (None: no run yet, or a step whose
         approval binds none): the one prepared before the request's transaction, else
-        computed now (given up after ``REQUEST_BUDGET_S``)."""
-        if not self._guard.binds(step):
+        computed now (``PlanBinding.part``)."""
+        if not self._binding.binds(step):
             return None
         with self._db.connection() as conn:
             run = repo.active_run(conn)
         if run is None:
             return None
-        params = step_params(step, args)
-        plan = None if keep else self._guard.prepared(run=run, step=step, params=params)
-        if plan is None:
-            # Before the transaction (prepared) it may take its time; inside it, 5 s at most.
-            plan = self._guard.compute_within(PREPARE_BUDGET_S if keep else REQUEST_BUDGET_S,
-                                              run=run, step=step, params=params)
-            if keep:
-                self._guard.keep(run=run, step=step, params=params, plan=plan)
-        return plan
+        return self._binding.part(run=run, step=step, params=step_params(step, args),
+                                  prepare=keep)
 
 
 def on_behalf(actor: Requester) -> str:

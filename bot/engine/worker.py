@@ -28,7 +28,8 @@ from bot.engine.binding import step_params
 from bot.engine.claim import Claimer
 from bot.engine.core import ROLLBACK, Shared
 from bot.engine.isolation import Ended, StepProcess
-from bot.engine.plan_guard import PlanGuard
+from bot.engine.plan_certification import PlanCertifier
+from bot.engine.plan_drift import PlanDrift
 from bot.engine.preflight import PreflightGate
 from bot.engine.reaper import Reaper, hold_run
 from bot.engine.rollback import RollbackPlanner
@@ -52,9 +53,11 @@ class StepRunner:
     then records its outcome and what the channel must see."""
 
     def __init__(self, shared: Shared, *, claimer: Claimer, preflight: PreflightGate,
-                 planner: RollbackPlanner, plan_guard: PlanGuard):
+                 planner: RollbackPlanner, plan_drift: PlanDrift,
+                 plan_certifier: PlanCertifier):
         self._s = shared
-        self._guard = plan_guard
+        self._drift = plan_drift
+        self._certifier = plan_certifier
         self._db = shared.db
         self._deps = shared.deps
         self._runbook = shared.runbook
@@ -75,7 +78,7 @@ class StepRunner:
                 return False
         # The plan parts of what could start, recomputed before the claim's transaction (the
         # registry, compose and the database take seconds): the claim compares them.
-        fresh = self._guard.before_claim()
+        fresh = self._drift.before_claim()
         # The step's own connection: its session holds the advisory lock while the step runs.
         conn = self._db.connect()
         try:
@@ -119,7 +122,7 @@ class StepRunner:
         def record(kind: str, payload: dict) -> None:
             self._preflight.record(exe, kind, payload)
 
-        certify_with = self._guard.while_running(exe, run, step, params, plan)
+        certify_with = self._certifier.while_running(exe, run, step, params, plan)
 
         ended = self._supervise(exe["id"], step, ctx, progress, renewed_at, record)
         outcome, summary, detail, error, facts = "succeeded", "", "", None, {}
@@ -139,13 +142,13 @@ class StepRunner:
             outcome, error = "failed", f"unexpected error: {ended.message}"
         cert, against = None, ""
         if outcome == "succeeded":  # what runs is what was approved, or the step failed
-            cert, against = self._guard.certify(exe, step, params, certify_with)
+            cert, against = self._certifier.certify(exe, step, params, certify_with)
             if cert is not None and not cert.certified:
-                outcome, error = "failed", self._guard.not_certified(cert)
+                outcome, error = "failed", self._certifier.not_certified(cert)
         duration = self._deps.clock() - started
         self._record(exe, run, step, outcome=outcome, summary=summary, detail=detail,
                      error=error, facts=facts, lines=lines, duration=duration,
-                     certification=self._guard.fact(cert, against) if cert else None)
+                     certification=self._certifier.fact(cert, against) if cert else None)
         try:
             conn.execute("SELECT pg_advisory_unlock(%s, %s)", (repo.LOCK_NS, exe["id"]))
             conn.commit()

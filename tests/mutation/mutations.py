@@ -423,7 +423,9 @@ MUTATIONS: list[dict] = [
      "issue": "issue 21: the tick reads the run's autopilot row without FOR UPDATE SKIP LOCKED, "
               "so two replicas drive one run at once and request the same step twice",
      "edits": [("bot/autopilot/store.py", " FOR UPDATE OF a SKIP LOCKED", "")],
-     "tests": [f"{AUTOPILOT}::test_two_drivers_at_once_make_one_set_of_requests"]},
+     "tests": [f"{AUTOPILOT}::test_two_drivers_at_once_make_one_set_of_requests",
+               f"{AUTOPILOT}::test_while_another_process_drives_the_run_this_one_requests_"
+               "nothing"]},
     {"name": "autopilot-gated-step-queued-unapproved",
      "issue": "issue 21: a gated step the autopilot requests (on someone's behalf) is queued as "
               "if approved instead of asking for its approval",
@@ -467,7 +469,7 @@ DOCKER_ONLY: list[dict] = [
      "issue": "issue 20: the claim compares the approval's hash with the approved step digest "
               "instead of the one recomputed before the claim: a plan that moved after the "
               "approval (a re-pushed tag, a moved database revision) still runs",
-     "edits": [(CLAIM, "plan = self._guard.claim_digest(exe, a, fresh)",
+     "edits": [(CLAIM, "plan = self._drift.claim_digest(exe, a, fresh)",
                 'plan = a["params"].get("plan")')],
      "tests": [f"{PLAN_BIND}::test_a_tag_moved_between_approval_and_claim_voids_the_approval_"
                "naming_both_digests"]},

@@ -77,14 +77,14 @@ def test_a_tag_moved_between_approval_and_claim_voids_the_approval_naming_both_d
     tag = f"b2drift-{secrets.token_hex(3)}"
     v1, v2 = _digest("paybox/app", "v1"), _push("v2", tag)
     bot = Bot(clean_db, tmp_path, config=config_for(stack))
-    guard = bot.engine.plan_guard
+    binding = bot.engine.plan_binding
     taken: list = []
-    prepared = guard.prepared
+    prepared = binding.prepared
 
     def spy(**kw):
         taken.append(prepared(**kw))
         return taken[-1]
-    guard.prepared = spy  # which part the request bound: the one computed before its transaction
+    binding.prepared = spy  # which part the request bound: the one computed before its transaction
     try:
         assert "started cutover run" in bot.command("alice", f"start {tag}")
         card = _card(bot, "alice", f"deploy {tag} {OVERRIDE}", "Deploy")
@@ -173,7 +173,7 @@ def test_a_container_replaced_before_the_certification_fails_the_deploy(
         stack.compose("up", "-d", "--no-deps", "--wait", "app", tag="v1")
         replaced.append(step.id)
 
-    bot.engine.plan_guard.after_step.append(replace_behind_the_bots_back)
+    bot.engine.plan_certifier.after_step.append(replace_behind_the_bots_back)
     try:
         assert "started cutover run" in bot.command("alice", "start v2")
         card = _card(bot, "alice", f"deploy v2 {OVERRIDE}", "Deploy")

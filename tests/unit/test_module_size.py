@@ -19,7 +19,6 @@ ALLOWED = {
     "runbook/target.py": "the [target] schema; another helper is editing it",
     # Issue 20 (the plan) is being built now; its sources and model split after it lands.
     "runbook/plan/sources.py": "issue 20: every step kind's plan sources, still growing",
-    "bot/engine/plan_guard.py": "issue 20: binding, drift at the claim and certification in one collaborator; to split by those three",
     "runbook/plan/model.py": "issue 20: the plan's model, still growing",
     # The dev tools (never imported by the bot): the Slack sandbox and the demo.
     "bot/dev/sandbox/workspace.py": "dev tool: the sandbox's in-memory Slack workspace",
