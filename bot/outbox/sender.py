@@ -5,8 +5,9 @@ rendered from the database at send time, then posted or updated; the ts Slack gi
 recorded. A post that may already have reached Slack (an earlier attempt without a recorded
 ts) is first looked up by its metadata and adopted. Errors reschedule the row: a 429 holds
 that method on that channel for its Retry-After; 5xx and network errors back off, and a run of
-them holds every call but one probe, so a Slack outage costs one call every few seconds and
-ends within seconds of Slack's return. A sender holds a session advisory lock while it lives:
+them holds every call but one probe (each time the row tried least recently, so a row Slack
+keeps failing does not hold up the others), so a Slack outage costs one call every few seconds
+and ends within seconds of Slack's return. A sender holds a session advisory lock while it lives:
 a dead sender's leases are taken over at once instead of waiting for them to expire.
 """
 
@@ -140,10 +141,11 @@ class Sender:
             now = self.now()
             if self._outage_until is not None and now < self._outage_until:
                 break
-            # During an outage one row probes Slack; the rest wait for its answer.
-            limit = 1 if self._streak >= OUTAGE_STREAK else self.batch
+            # During an outage one row probes Slack, in turn; the rest wait for its answer.
+            probe = self._streak >= OUTAGE_STREAK
             with self.db.connection() as conn:
-                rows = store.claim(conn, me=self.id, now=now, lease=self.lease, limit=limit)
+                rows = store.claim(conn, me=self.id, now=now, lease=self.lease,
+                                   limit=1 if probe else self.batch, probe=probe)
             if not rows:
                 break
             for row in rows:

@@ -92,14 +92,29 @@ _READY = """
 """
 
 
-def claim(conn: Conn, *, me: str, now: datetime, lease: float, limit: int) -> list[Row]:
+# An outage's probe is the ready row tried least recently (never-failed rows first, then the
+# oldest retry gate), so one row Slack keeps failing does not hold up every other one; a new
+# message still never goes out before an earlier one still to post in the same thread.
+_PROBE = """
+    AND NOT (o.ts IS NULL AND EXISTS (
+        SELECT 1 FROM outbox e WHERE e.channel = o.channel AND e.ts IS NULL
+          AND e.thread_key IS NOT DISTINCT FROM o.thread_key AND e.due_at IS NOT NULL
+          AND (e.due_at, e.id) < (o.due_at, o.id)))
+"""
+
+
+def claim(conn: Conn, *, me: str, now: datetime, lease: float, limit: int,
+          probe: bool = False) -> list[Row]:
     """Lease up to ``limit`` ready rows to sender ``me`` and count the attempt (the caller
-    commits before calling Slack, so a crash mid-call shows as attempts > 0 without a ts)."""
+    commits before calling Slack, so a crash mid-call shows as attempts > 0 without a ts).
+    ``probe``: one row to find out whether Slack is back (see ``_PROBE``)."""
+    where, order = (f"{_READY}{_PROBE}", "o.not_before NULLS FIRST, o.due_at, o.id") if probe \
+        else (_READY, "o.due_at, o.id")
     return conn.execute(
         f"""
         WITH picked AS (
-            SELECT o.id FROM outbox o WHERE {_READY}
-            ORDER BY o.due_at, o.id LIMIT %(limit)s FOR UPDATE OF o SKIP LOCKED)
+            SELECT o.id FROM outbox o WHERE {where}
+            ORDER BY {order} LIMIT %(limit)s FOR UPDATE OF o SKIP LOCKED)
         UPDATE outbox o SET lease_until = %(until)s, leased_by = %(me)s,
                             attempts = o.attempts + 1
         FROM picked WHERE o.id = picked.id
