@@ -205,7 +205,6 @@ def test_a_cutover_under_500s_and_429s_ends_with_every_card_true_once_and_paced(
 
 
 # ------------------------------------------------------------------ 2. kill -9 before delivery
-@pytest.mark.xfail(strict=False, reason="known failure since the quiet channel (issue 21 item 4, the run card posted at start): fails since then, cause not found this session (the product or the test); left open in the closing note")
 def test_a_bot_killed_before_delivering_leaves_the_next_one_to_deliver_each_once(
         spawn_over, sandbox, toy, clean_db):
     # Proves the outbox row written with the state change (the killed bot delivered nothing,
@@ -239,7 +238,8 @@ def test_a_bot_killed_before_delivering_leaves_the_next_one_to_deliver_each_once
     # Adopted, then updated to its current render: that update may still be on its way.
     until("every row delivered", lambda: not undelivered(clean_db), 15)
     assert toy.executions() == ["on"], "a restart must not rerun the step"
-    assert posted(ws) == {"card:exe:1": 1, "progress:exe:1": 1}, posted(ws)
+    # The run card (posted at start, updated by the new bot), the approval card, its reply.
+    assert posted(ws) == {"summary:run:1": 1, "card:exe:1": 1, "progress:exe:1": 1}, posted(ws)
 
 
 # ------------------------------------------------------------------ 3. kill -9 before the effect
@@ -334,7 +334,6 @@ def test_two_commands_5_ms_apart_take_effect_in_the_order_they_were_sent(
 
 
 # ------------------------------------------------------------------ 5. an outage
-@pytest.mark.xfail(strict=False, reason="known failure since the quiet channel (issue 21 item 4, the run card posted at start): fails since then, cause not found this session (the product or the test); left open in the closing note")
 def test_slack_down_for_20_s_loses_nothing_and_every_card_is_true_within_5_s(
         toybot, toy, clean_db):
     # Proves durable delivery through an outage: the outbox keeps what changed, the sender
@@ -345,6 +344,11 @@ def test_slack_down_for_20_s_loses_nothing_and_every_card_is_true_within_5_s(
     sandbox, ws = toybot.sandbox, toybot.workspace
     command(sandbox, "alice", "start v2")
     on = request_card(sandbox, clean_db, OVERRIDE, ON)
+    before = posted(ws)  # the run card (posted at start) and the approval card
+    assert before == {"summary:run:1": 1, "card:exe:1": 1}, before
+    run_card = next(m for m in ws.messages(CHANNEL, include_ephemeral=False)
+                    if key_of(m) == "summary:run:1")
+    seen = text_of(ws.message(CHANNEL, run_card.ts))
     down = outage(sandbox)
     began = time.monotonic()
     assert "Approved" in approve(sandbox, "bob", on)  # approve
@@ -354,7 +358,8 @@ def test_slack_down_for_20_s_loses_nothing_and_every_card_is_true_within_5_s(
     # finish (the open maintenance-off request makes it an abort, which voids that request)
     assert "closed run #1: aborted" in command(sandbox, "alice", 'finish --abort "window closed"')
     threading.Event().wait(max(0.0, 20 - (time.monotonic() - began)))  # the outage's length
-    assert shows(ws, on, "Approve") and list(posted(ws)) == ["card:exe:1"], \
+    assert shows(ws, on, "Approve") and posted(ws) == before \
+        and text_of(ws.message(CHANNEL, run_card.ts)) == seen, \
         "something was delivered during the outage"
     assert len(undelivered(clean_db)) >= 3, undelivered(clean_db)
     failed = [c for c in ws.calls() if c.method in DELIVERY and c.at >= began]
