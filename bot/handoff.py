@@ -43,6 +43,7 @@ CHANNEL = "golive_inbox"
 CAPACITY = 8  # claimed and unfinished requests per process (Bolt runs lazy halves on 10 threads)
 POLL_S = 1.0
 RETRY_S = 1.0  # after a database failure
+LISTEN_S = 1.0  # the LISTEN of a new listening connection
 BATCHES = 3  # batches handled at once (each its own transaction and thread)
 # The command listener's lazy half, by the name Bolt finds it under (``lazy_only`` dispatch).
 COMMAND_HALF = next(half for kind, _, _, half in TABLE if kind == "command")
@@ -168,9 +169,15 @@ class Handoff:
 
     def _listening(self) -> None:
         if self._listen is None or self._listen.closed:
-            conn = self.inbox.db.connect()
-            conn.autocommit = True
-            conn.execute(f"LISTEN {CHANNEL}")
+            db = self.inbox.db
+            conn = db.connect()
+            try:
+                conn.autocommit = True
+                with db.deadline(conn, LISTEN_S):  # a silent partition: not forever
+                    conn.execute(f"LISTEN {CHANNEL}")
+            except BaseException:
+                conn.close()
+                raise
             self._listen = conn
 
     def _wait(self) -> None:

@@ -53,6 +53,7 @@ ORPHAN_AFTER_S = 3.0  # a request this old whose owner is gone is recovered
 OWN_START_S = 1.0  # one of ours not being handled this long after arriving has no handler
 SETTLE_AFTER_S = 60.0  # ours still "new" this long after arriving: nothing handled it
 PRESENCE_FRESH_S = 1.0  # a claim trusts a presence connection that answered this recently
+PRESENCE_CHECK_S = 1.0  # a presence check (or lock) that takes longer: the database is away
 DROP_FOR_S = 600.0  # how long a failed request's drop mark is retried
 BATCH = 32  # read-only requests claimed, handled and committed together at most
 BATCH_TIMEOUT_S = HANDLE_TIMEOUT_S  # one batch's transaction (no Slack lookups in it)
@@ -125,14 +126,23 @@ class Inbox:
                 if self.clock() - self._presence_at < fresh_s:
                     return
                 try:
-                    self._presence.execute("SELECT 1")
+                    # Under a deadline: a silent partition swallows the query, and without
+                    # one this waits forever, holding the lock every claim takes.
+                    with self.db.deadline(self._presence, PRESENCE_CHECK_S):
+                        self._presence.execute("SELECT 1")
                     self._presence_at = self.clock()
                     return
-                except psycopg.Error:
+                except (DatabaseUnavailable, psycopg.Error):
                     self._presence.close()
             conn = self.db.connect()
-            conn.autocommit = True
-            conn.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_NS, owner_key(self.owner)))
+            try:
+                conn.autocommit = True
+                with self.db.deadline(conn, PRESENCE_CHECK_S):
+                    conn.execute("SELECT pg_advisory_lock(%s, %s)",
+                                 (LOCK_NS, owner_key(self.owner)))
+            except BaseException:
+                conn.close()
+                raise
             self._presence, self._presence_at = conn, self.clock()
 
     def close(self) -> None:

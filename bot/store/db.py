@@ -18,7 +18,8 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool, PoolTimeout
+
+from bot.store.pool import Pool, PoolTimeout
 
 Hook = Callable[["psycopg.Connection"], None]  # see Database.before_commit
 
@@ -165,9 +166,11 @@ class Watchdog:
             heapq.heappush(self._heap, (due, token))
         return token
 
-    def disarm(self, token: int) -> None:
+    def disarm(self, token: int) -> bool:
+        """Stop watching; False when the deadline passed first (the connection is severed:
+        it must be discarded, never handed out again)."""
         with self._cv:
-            self._armed.pop(token, None)
+            return self._armed.pop(token, None) is not None
 
     def _run(self) -> None:
         while True:
@@ -181,8 +184,11 @@ class Watchdog:
                 _, token = heapq.heappop(self._heap)
                 conn = self._armed.pop(token)
                 self.severed += 1
+                # Under the lock (a shutdown() does not block): once ``disarm`` returned,
+                # the connection is severed or never will be, so no connection is severed
+                # after its caller handed it back to the pool.
+                sever(conn)
             log.warning("database call overran its deadline; dropping the connection")
-            sever(conn)
 
 
 class Database:
@@ -205,15 +211,8 @@ class Database:
         self._used: weakref.WeakKeyDictionary[psycopg.Connection, float] = \
             weakref.WeakKeyDictionary()
         self.kwargs = connection_kwargs(url, statement_timeout_s=self.statement_timeout)
-        self.pool = ConnectionPool(
-            url,
-            min_size=min_size,
-            max_size=max_size,
-            kwargs={**self.kwargs, "autocommit": False},
-            check=self._check,
-            open=False,
-            name="golive",
-        )
+        self.pool = Pool(lambda: psycopg.connect(url, **self.kwargs), min_size=min_size,
+                         max_size=max_size, check=self._check)
 
     def _check(self, conn: psycopg.Connection) -> None:
         used = self._used.get(conn)
@@ -222,9 +221,14 @@ class Database:
         left = getattr(self._caller, "deadline", float("inf")) - time.monotonic()
         token = self.watchdog.arm(conn, max(0.05, min(CHECK_TIMEOUT_S, left)))
         try:
-            ConnectionPool.check_connection(conn)
+            conn.autocommit = True
+            try:
+                conn.execute("")  # an empty query: one round trip, nothing run
+            finally:
+                conn.autocommit = False
         finally:
-            self.watchdog.disarm(token)
+            if not self.watchdog.disarm(token):
+                raise psycopg.OperationalError("the liveness check overran its deadline")
 
     def open(self, wait: bool = False) -> None:
         self.pool.open(wait=wait, timeout=max(self.timeout, 5.0))
@@ -260,30 +264,46 @@ class Database:
             return
         budget = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
-        token: int | None = None
         self._caller.deadline = deadline
         try:
-            with self.pool.connection(timeout=budget) as conn:
-                token = self.watchdog.arm(conn, max(0.05, deadline - time.monotonic()))
-                if autocommit:
-                    conn.autocommit = True
-                    try:
-                        yield conn
-                    finally:
-                        conn.autocommit = False
-                else:
-                    self._pending[conn] = []
-                    try:
-                        yield conn
-                        self.run_before_commit(conn)
-                    finally:
-                        self._pending.pop(conn, None)
-                self._used[conn] = time.monotonic()
-        except (PoolTimeout, psycopg.OperationalError) as e:
+            conn = self.pool.getconn(budget)
+        except PoolTimeout as e:
+            raise DatabaseUnavailable(str(e)) from e
+        token = self.watchdog.arm(conn, max(0.05, deadline - time.monotonic()))
+        ok = False
+        try:
+            if autocommit:
+                conn.autocommit = True
+                yield conn
+            else:
+                self._pending[conn] = []
+                try:
+                    yield conn
+                    self.run_before_commit(conn)
+                finally:
+                    self._pending.pop(conn, None)
+                conn.commit()
+            ok = True
+        except psycopg.OperationalError as e:
             raise DatabaseUnavailable(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
         finally:
-            if token is not None:
-                self.watchdog.disarm(token)
+            if not ok and not autocommit and not conn.closed:
+                try:  # still under the watchdog: a silent database cannot hold it up
+                    conn.rollback()
+                except psycopg.Error:
+                    pass
+            discard = False
+            if autocommit and not conn.closed:
+                try:
+                    conn.autocommit = False
+                except psycopg.Error:
+                    discard = True
+            # Severed by the watchdog (whatever the call made of it): closed, so no later
+            # checkout is handed it (the pool closes a broken one too).
+            severed = not self.watchdog.disarm(token)
+            if ok and not severed:
+                self._used[conn] = time.monotonic()
+            self.pool.putconn(conn, discard=discard or severed)
 
     transaction = connection
 
@@ -314,6 +334,21 @@ class Database:
             yield
         finally:
             self._ambient.conn = outer
+
+    @contextmanager
+    def deadline(self, conn: psycopg.Connection, seconds: float) -> Iterator[None]:
+        """What runs inside on ``conn`` (a dedicated one, ``connect``) ends within
+        ``seconds`` or the watchdog severs it: DatabaseUnavailable, and the caller closes
+        ``conn`` (a silent partition would otherwise hold the call forever)."""
+        token = self.watchdog.arm(conn, seconds)
+        try:
+            yield
+        except psycopg.OperationalError as e:
+            raise DatabaseUnavailable(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
+        finally:
+            severed = not self.watchdog.disarm(token)
+        if severed:  # it ended just as the watchdog cut it: the connection is gone anyway
+            raise DatabaseUnavailable("the call overran its deadline")
 
     def connect(self) -> psycopg.Connection:
         """A dedicated connection (not pooled) with the same options; the caller closes it."""

@@ -18,9 +18,12 @@ from typing import Any
 
 import psycopg
 
+from bot.store.db import DatabaseUnavailable
+
 log = logging.getLogger(__name__)
 
 LOCK_NS = 0x604  # the watches leader (0x601 steps, 0x602 senders, 0x603 inbox owners)
+CALL_S = 1.0  # the lock's and the check's deadline: a silent partition would hold them forever
 
 
 class NotLeader(Exception):
@@ -101,9 +104,10 @@ class Leader:
         conn = self.db.connect()
         conn.autocommit = True
         try:
-            row = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s)) AS got",
-                               (LOCK_NS, self.name)).fetchone()
-        except psycopg.Error:
+            with self.db.deadline(conn, CALL_S):
+                row = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s)) AS got",
+                                   (LOCK_NS, self.name)).fetchone()
+        except (psycopg.Error, DatabaseUnavailable):
             conn.close()
             raise
         if not row or not row["got"]:
@@ -118,8 +122,9 @@ class Leader:
         try:
             with self._write_lock:
                 if self._conn is not None:
-                    self._conn.execute("SELECT 1")
-        except psycopg.Error:
+                    with self.db.deadline(self._conn, CALL_S):
+                        self._conn.execute("SELECT 1")
+        except (psycopg.Error, DatabaseUnavailable):
             self._step_down()
 
     def _drop(self) -> None:

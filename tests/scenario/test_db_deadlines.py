@@ -23,12 +23,10 @@ def test_a_command_during_a_silent_partition_is_answered_within_5_seconds(proxie
 
     proxy.restore()
     assert bot.workspace.wait_for(lambda: bot.get("/healthz").status_code == 200, 15)
-    # Commands are back within seconds of the database's return (README: "back within 5 s");
-    # a connection the partition left half-open may fail one more command first, with the
-    # same clear reply (seen under load since the read-only batches; see docs/NOTES.md)
-    back = time.monotonic() + 10
+    # The first command after the database's return is answered: no connection the partition
+    # left behind is handed out, and no pool waits out a reconnection backoff (docs/NOTES.md,
+    # "The connection a partition leaves behind").
+    started = time.monotonic()
     reply = bot.command("alice", "status")
-    while "No cutover run" not in reply and time.monotonic() < back:
-        assert "database is not answering" in reply, reply
-        reply = bot.command("alice", "status")
     assert "No cutover run" in reply, reply
+    assert time.monotonic() - started < 5.0, "README: commands are back within 5 s"

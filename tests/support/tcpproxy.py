@@ -37,6 +37,9 @@ class TcpProxy:
                 continue
             try:
                 server = socket.create_connection(self.upstream, timeout=5)
+                # No timeout on the relay: a recv timeout would close every connection idle
+                # for 5 s (in a silent partition too, which must stay silent, not close).
+                server.settimeout(None)
             except OSError:
                 client.close()
                 continue
