@@ -26,8 +26,10 @@ import runbook.steps.catalog  # noqa: F401 - registers the step kinds
 from bench.common import git_fields, git_state, header, write_results
 from bot.slack.plan_blocks import plan_card
 from runbook.model import default_runbook_path, load_runbook
-from runbook.plan.model import plan_digest, render_markdown, step_digest
-from runbook.plan.sources import PlanInputs, compute
+from runbook.plan.digest import plan_digest, step_digest
+from runbook.plan.inputs import PlanInputs
+from runbook.plan.render import render_markdown
+from runbook.plan.sources import compute
 from runbook.steps.base import REGISTRY
 from tests.paybox.conftest import running_stack
 from tests.support.paybox_target import paybox_target

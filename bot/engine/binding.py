@@ -34,7 +34,7 @@ def bind(runbook: Runbook, step_id: str, args: Mapping[str, Any], override: str 
     """What an approval binds: the request, the parameters the step(s) will really run with
     (``step_params``), the step kind, the preflight verdict and the runbook version; ``via``:
     who made the request on the requester's behalf (the approvers see it, the hash covers it);
-    ``plan``: the step's part of the plan the card showed (``runbook.plan.model.step_digest``:
+    ``plan``: the step's part of the plan the card showed (``runbook.plan.digest.step_digest``:
     digests, compose configuration, revisions), which the claim computes again: a value that
     moved changes the hash (bot/engine/plan_drift.py).
     """

@@ -21,7 +21,8 @@ from psycopg.types.json import Jsonb
 
 from bot.engine.plan_parts import PlanParts
 from runbook.model import Step
-from runbook.plan.model import Plan, plan_to_dict, step_digest
+from runbook.plan.digest import step_digest
+from runbook.plan.model import Plan, plan_to_dict
 from runbook.rules.canonical import canonical_json
 
 KEEP_S = 60.0

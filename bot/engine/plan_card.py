@@ -14,7 +14,9 @@ from bot.engine.notices import Notices
 from bot.engine.plan_parts import PlanParts
 from bot.slack.blocks import MAX_BLOCKS, Content, upload
 from bot.slack.plan_blocks import step_part_blocks
-from runbook.plan.model import Plan, render_markdown, step_digest
+from runbook.plan.digest import step_digest
+from runbook.plan.model import Plan
+from runbook.plan.render import render_markdown
 
 STEP_FILE = "upload:stepplan"
 

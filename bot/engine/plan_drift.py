@@ -4,7 +4,7 @@ Before the claim's transaction the worker recomputes the part of each queued ste
 start now (:meth:`PlanDrift.before_claim`, outside any transaction: the sources take seconds);
 the claim binds the fresh digest in the hash it compares (the claim's compare-and-set stays the
 one gate, ``bot.engine.claim``), and when it moved the approval is void with what changed, from
-what to what (``runbook.plan.model.diff``), or with what the fresh part could not resolve.
+what to what (``runbook.plan.digest.diff``), or with what the fresh part could not resolve.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from bot.engine.plan_parts import PlanParts
 from bot.store import repo
 from bot.store.db import Database
 from runbook.model import Runbook, Step
-from runbook.plan.model import Plan, PlanChange, diff, step_digest
+from runbook.plan.digest import PlanChange, diff, step_digest
+from runbook.plan.model import Plan
 
 
 @dataclass

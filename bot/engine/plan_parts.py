@@ -22,8 +22,9 @@ import psycopg
 
 from runbook.adapters.redact import mask
 from runbook.model import Runbook, Step
+from runbook.plan.inputs import PlanInputs
 from runbook.plan.model import Plan, StepPlan, Unresolved, plan_from_dict
-from runbook.plan.sources import PlanInputs, compute_step
+from runbook.plan.sources import compute_step
 from runbook.target import TargetConfig
 
 ComputeStep = Callable[[Runbook, TargetConfig, PlanInputs, str], Plan]

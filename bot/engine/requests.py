@@ -23,7 +23,8 @@ from bot.engine.runs import Runs
 from bot.slack import blocks
 from bot.store import repo
 from runbook.model import Step
-from runbook.plan.model import Plan, step_digest
+from runbook.plan.digest import step_digest
+from runbook.plan.model import Plan
 from runbook.rules import approvals as rule
 from runbook.steps.base import REGISTRY
 

@@ -34,15 +34,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from bot.settings import ConfigError, load_settings
     from runbook.adapters.redact import mask
     from runbook.docker_ref import validate_tag
-    from runbook.plan.model import (
-        PlanError,
-        changes_lines,
-        fmt_duration,
-        plan_digest,
-        render_markdown,
-        summary_lines,
-    )
-    from runbook.plan.sources import PlanInputs, compute
+    from runbook.plan.digest import plan_digest
+    from runbook.plan.inputs import PlanInputs
+    from runbook.plan.model import PlanError
+    from runbook.plan.render import changes_lines, fmt_duration, render_markdown, summary_lines
+    from runbook.plan.sources import compute
 
     environ = dict(os.environ)
     if args.config is not None:

@@ -10,7 +10,7 @@ command's "done" mark, exactly once.
 
 For the later hooks (issue 20 items 2 and 3): :meth:`PlanService.step_plan` recomputes one
 step's part from the same sources, :meth:`PlanService.drift` compares it with an approved
-one (``runbook.plan.model.diff``); ``runbook.plan.certify.certify_step`` certifies a step's
+one (``runbook.plan.digest.diff``); ``runbook.plan.certify.certify_step`` certifies a step's
 effect against the approved step plan.
 """
 
@@ -31,18 +31,11 @@ from bot.slack.plan_blocks import plan_card
 from bot.store import repo
 from runbook.adapters.redact import mask
 from runbook.model import Runbook
-from runbook.plan.model import (
-    Plan,
-    PlanChange,
-    PlanError,
-    StepPlan,
-    diff,
-    plan_digest,
-    plan_from_dict,
-    plan_to_dict,
-    render_markdown,
-)
-from runbook.plan.sources import PlanInputs, compute
+from runbook.plan.digest import PlanChange, diff, plan_digest
+from runbook.plan.inputs import PlanInputs
+from runbook.plan.model import Plan, PlanError, StepPlan, plan_from_dict, plan_to_dict
+from runbook.plan.render import render_markdown
+from runbook.plan.sources import compute
 from runbook.target import TargetConfig
 
 CARD, FILE = "card:plan", "upload:plan"

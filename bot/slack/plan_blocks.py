@@ -14,13 +14,8 @@ from typing import Any
 from slack_sdk.models.blocks import HeaderBlock
 
 from bot.slack.blocks import MAX_BLOCKS, SECTION_MAX, as_dicts, context, esc, section
-from runbook.plan.model import (
-    Plan,
-    changes_lines,
-    fmt_duration,
-    short_digest,
-    summary_lines,
-)
+from runbook.plan.model import Plan
+from runbook.plan.render import changes_lines, fmt_duration, short_digest, summary_lines
 
 _MAX_LINES = 40
 

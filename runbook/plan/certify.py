@@ -67,14 +67,14 @@ def running_digests_compose(target: TargetConfig, *, deployer: Any = None,
     """service -> the registry digest of the image its running container uses (None when the
     image has none for the service's repository); a service not running is left out."""
     from runbook.adapters.docker import ComposeDeployer
-    from runbook.plan.sources import _repo_digest
+    from runbook.plan.services import repo_digest
 
     cfg = target.deployer
     assert isinstance(cfg, ComposeDeployerConfig)
     deployer = deployer or ComposeDeployer(cfg, secrets=dict(secrets or {}), cwd=Path.cwd())
     running = deployer.current_images()
     repos = {s.service: s.repository for s in cfg.services}
-    return {svc: _repo_digest(deployer, info.image_id, repos.get(svc, ""))
+    return {svc: repo_digest(deployer, info.image_id, repos.get(svc, ""))
             for svc, info in running.items() if svc in repos}
 
 

@@ -9,7 +9,8 @@ import pytest
 import runbook.steps.catalog  # noqa: F401 - registers the step kinds
 from runbook.model import default_runbook_path, load_runbook
 from runbook.plan import certify
-from runbook.plan.sources import PlanInputs, compute
+from runbook.plan.inputs import PlanInputs
+from runbook.plan.sources import compute
 from runbook.steps.base import REGISTRY as KINDS
 from tests.k8s.conftest import k8s_api, k8s_kubeconfig, k8s_namespace  # noqa: F401
 from tests.k8s.fixtures_deploy import Stack, k8s_stack_fixture  # noqa: F401

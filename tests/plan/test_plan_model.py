@@ -8,6 +8,7 @@ import json
 from dataclasses import replace
 
 from bot.slack.plan_blocks import plan_card
+from runbook.plan.digest import diff, plan_digest, step_digest
 from runbook.plan.model import (
     FieldChange,
     MigrationPlan,
@@ -16,15 +17,11 @@ from runbook.plan.model import (
     ServiceChange,
     StepPlan,
     Unresolved,
-    diff,
-    fmt_duration,
     median_duration,
-    plan_digest,
     plan_from_dict,
     plan_to_dict,
-    render_markdown,
-    step_digest,
 )
+from runbook.plan.render import fmt_duration, render_markdown
 
 A = "sha256:" + "a" * 64
 B = "sha256:" + "b" * 64
@@ -119,7 +116,7 @@ def test_card_of_a_50_step_plan_stays_within_slacks_limits():
 def test_compose_changes_name_env_keys_never_values():
     """What the deploy changes in a service's compose configuration: keys, never values (a
     changed password shows as "another value (masked)"); a secret in a healthcheck is masked."""
-    from runbook.plan.sources import compose_changes
+    from runbook.plan.services import compose_changes
 
     pw_old, pw_new = "old-pass-4242424242", "new-pass-9191919191"
     before = {"image": "reg/app:v1", "environment": {"DB_PASSWORD": pw_old, "GONE": "x"},

@@ -16,7 +16,8 @@ from bot.outbox import Outbox
 from bot.plan.service import PlanService
 from bot.store.db import Database
 from runbook.model import default_runbook_path, load_runbook
-from runbook.plan.model import PlanError, plan_digest
+from runbook.plan.digest import plan_digest
+from runbook.plan.model import PlanError
 from runbook.steps.base import REGISTRY
 from runbook.target import TargetConfig
 

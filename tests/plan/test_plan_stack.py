@@ -13,8 +13,10 @@ import pytest
 import runbook.steps.catalog  # noqa: F401 - registers the step kinds
 from runbook.model import default_runbook_path, load_runbook
 from runbook.plan import certify
-from runbook.plan.model import diff, plan_digest, render_markdown, step_digest
-from runbook.plan.sources import PlanInputs, compute
+from runbook.plan.digest import diff, plan_digest, step_digest
+from runbook.plan.inputs import PlanInputs
+from runbook.plan.render import render_markdown
+from runbook.plan.sources import compute
 from runbook.steps.base import REGISTRY as KINDS
 from tests.support.paybox_env import REGISTRY
 from tests.support.paybox_target import paybox_target

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from bot.slack.blocks import SECTION_MAX
 from bot.slack.plan_blocks import step_part_blocks
+from runbook.plan.digest import step_digest
 from runbook.plan.model import (
     FieldChange,
     MigrationPlan,
@@ -12,7 +13,6 @@ from runbook.plan.model import (
     ServiceChange,
     StepPlan,
     Unresolved,
-    step_digest,
 )
 
 A, B = "sha256:" + "a" * 64, "sha256:" + "b" * 64

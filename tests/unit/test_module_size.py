@@ -17,9 +17,6 @@ ALLOWED = {
     # Being edited by other helpers right now (issue 19 follow-ups); split once they land.
     "bot/settings.py": "the settings and their loading; another helper is editing it",
     "runbook/target.py": "the [target] schema; another helper is editing it",
-    # Issue 20 (the plan) is being built now; its sources and model split after it lands.
-    "runbook/plan/sources.py": "issue 20: every step kind's plan sources, still growing",
-    "runbook/plan/model.py": "issue 20: the plan's model, still growing",
     # The dev tools (never imported by the bot): the Slack sandbox and the demo.
     "bot/dev/sandbox/workspace.py": "dev tool: the sandbox's in-memory Slack workspace",
     "bot/dev/sandbox/server.py": "dev tool: the sandbox's HTTP server",
