@@ -127,7 +127,7 @@ def overhead(seconds: float) -> dict:
     import psycopg
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from bot.settings import Thresholds
+    from bot.team_config import Thresholds
     from runbook.watches.config import WatchesConfig
     from runbook.watches.watchset import WatchSet
     from tests.support.paybox_env import PG_ADMIN_URL, free_port

@@ -1,6 +1,6 @@
 """Every key the golive TOML accepts, generated from the pydantic models (`golive config schema`).
 
-The walk starts at ``bot.settings.GoliveConfig`` and goes into every table below it: nested
+The walk starts at ``bot.team_config.GoliveConfig`` and goes into every table below it: nested
 models, optional ones, lists of tables (``[[preflight.team_scripts]]``), tables of tables
 (``[canary.roles.<name>]``) and each kind of a tagged union (``[target.maintenance]`` with
 ``kind = "http"``, ``"command"``, ...). A field's description is its ``Field(description=...)``
@@ -199,7 +199,7 @@ def walk(model: type[BaseModel] | None = None, prefix: str = "", variant: str = 
          seen: tuple[type, ...] = ()) -> list[Key]:
     """Every key under ``model`` (default: the whole config), tables before their keys."""
     if model is None:
-        from bot.settings import GoliveConfig
+        from bot.team_config import GoliveConfig
 
         model = GoliveConfig
     keys: list[Key] = []

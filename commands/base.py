@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # typed seams without import cycles: commands sit above the e
     from bot.canary.room import CanaryRoom
     from bot.engine import Engine, Requester
     from bot.plan.service import PlanService
-    from bot.settings import GoliveConfig
+    from bot.team_config import GoliveConfig
 
 
 class UsageError(Exception):

@@ -35,7 +35,7 @@ class StepContext:
     """Report a structured record to the engine as it happens (``("check", result)`` for each
     finished preflight check); the engine stores it and updates the step's card."""
     config: Any = None
-    """The team config (``bot.settings.GoliveConfig``) for kinds with a section of their own
+    """The team config (``bot.team_config.GoliveConfig``) for kinds with a section of their own
     (``[preflight]``); None when the engine runs without one."""
 
     def remaining(self) -> float:

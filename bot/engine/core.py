@@ -25,9 +25,9 @@ from bot.engine.binding import ROLLBACK, bind  # noqa: F401 - ROLLBACK re-export
 from bot.engine.notices import Notices
 from bot.engine.outcomes import StepOutcomes
 from bot.outbox import Outbox
-from bot.settings import GoliveConfig
 from bot.slack.directory import Directory
 from bot.store.db import Database
+from bot.team_config import GoliveConfig
 from runbook.model import Gate, Runbook
 from runbook.rules import approvals as rule
 from runbook.target import TargetConfig

@@ -316,7 +316,7 @@ def test_smoke_script_that_cannot_execute_says_what_to_do(server, fake_clock, tm
 def _health_watch(tgt: TargetConfig) -> Any:
     from types import SimpleNamespace
 
-    from bot.settings import Thresholds
+    from bot.team_config import Thresholds
     from runbook.watches.config import WatchesConfig
     from runbook.watches.watchset import WatchSet
 

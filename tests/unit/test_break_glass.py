@@ -78,7 +78,7 @@ def test_config_rejects_typos():
 
 
 def test_the_bot_config_reads_the_rollback_table():
-    from bot.settings import GoliveConfig
+    from bot.team_config import GoliveConfig
 
     cfg = GoliveConfig.model_validate({
         "channels": {"cutover": "C0CUTOVER"}, "approvers": {"users": ["U0AAAAAAA"]},

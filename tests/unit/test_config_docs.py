@@ -1,7 +1,7 @@
 """golive.example.toml documents every key the schema accepts, and every key has a description.
 
 The keys come from the pydantic models themselves (``bot.config_schema.walk``: the whole config
-from ``bot.settings.GoliveConfig`` down, target, preflight, watches, canary, rollback), so a
+from ``bot.team_config.GoliveConfig`` down, target, preflight, watches, canary, rollback), so a
 field added without a description, or without a line in the example, fails here. A model used in
 two places (the maintenance and the traffic switch, the watches' shared fields) is documented
 once; commented-out lines in the example count (they show an optional key in use).

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 import runbook.steps.catalog  # noqa: F401  (the registry complete)
-from bot.settings import Approvers
+from bot.team_config import Approvers
 from runbook.model import RunbookError, default_runbook_path, load_runbook
 from runbook.steps.base import REGISTRY
 

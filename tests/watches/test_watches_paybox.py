@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bot.settings import Thresholds
+from bot.team_config import Thresholds
 from runbook.watches.analysis import WatchEvent
 from runbook.watches.config import WatchesConfig
 from runbook.watches.watchset import WatchSet
