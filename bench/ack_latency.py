@@ -673,7 +673,7 @@ def machine_facts() -> dict[str, Any]:
             "platform": platform.platform(), "machine": platform.machine(),
             "postgres_server": pg_version,
             "packages": {p: ver(p) for p in ("slack_bolt", "slack_sdk", "uvicorn", "starlette",
-                                             "psycopg", "psycopg-pool", "httpx", "anyio",
+                                             "psycopg", "httpx", "anyio",
                                              "uvloop", "httptools")}}
 
 

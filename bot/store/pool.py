@@ -10,7 +10,9 @@ that finds no idle connection starts an attempt of its own (up to ``max_size`` a
 one stuck in a handshake the partition swallowed holds up nobody after the return.
 
 A connection handed back broken, closed, mid-transaction or marked ``discard`` (severed by
-the watchdog) is closed, never handed out again."""
+the watchdog) is closed, never handed out again; so is one older than ``max_lifetime`` or idle
+longer than ``max_idle`` (a failover, a proxy's idle cut or a server's settings change is
+picked up within that time, as psycopg_pool did)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import contextlib
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 import psycopg
@@ -38,8 +41,15 @@ class Pool:
 
     def __init__(self, connect: Callable[[], psycopg.Connection], *, min_size: int,
                  max_size: int, check: Callable[[psycopg.Connection], None],
-                 name: str = "golive"):
+                 name: str = "golive", max_lifetime: float = 3600.0, max_idle: float = 600.0,
+                 clock: Callable[[], float] = time.monotonic):
         self._connect = connect
+        self.max_lifetime, self.max_idle, self._clock = max_lifetime, max_idle, clock
+        # when each connection was opened, and when it last went idle
+        self._born: weakref.WeakKeyDictionary[psycopg.Connection, float] = \
+            weakref.WeakKeyDictionary()
+        self._idle_since: weakref.WeakKeyDictionary[psycopg.Connection, float] = \
+            weakref.WeakKeyDictionary()
         self.min_size, self.max_size = min_size, max(max_size, min_size, 1)
         self._check = check
         self.name = name
@@ -99,20 +109,37 @@ class Pool:
 
     def _take(self, deadline: float) -> psycopg.Connection:
         asked = False
-        with self._cv:
-            while True:
-                if self._closed:
-                    raise PoolTimeout(f"pool {self.name!r} is closed")
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise PoolTimeout(f"pool {self.name!r}: no connection within the deadline")
-                if self._idle:
-                    return self._idle.pop()
-                if not asked and self._size < self.max_size \
-                        and self._connecting < self.max_size:
-                    self._start_attempt()  # this caller's own: none may be coming
-                    asked = True
-                self._cv.wait(left)
+        expired: list[psycopg.Connection] = []
+        try:
+            with self._cv:
+                while True:
+                    if self._closed:
+                        raise PoolTimeout(f"pool {self.name!r} is closed")
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise PoolTimeout(
+                            f"pool {self.name!r}: no connection within the deadline")
+                    if self._idle:
+                        conn = self._idle.pop()
+                        if not self._expired(conn):
+                            return conn
+                        expired.append(conn)  # closed below, outside the lock
+                        self._size -= 1
+                        continue
+                    if not asked and self._size < self.max_size \
+                            and self._connecting < self.max_size:
+                        self._start_attempt()  # this caller's own: none may be coming
+                        asked = True
+                    self._cv.wait(left)
+        finally:
+            for conn in expired:
+                _close(conn)
+
+    def _expired(self, conn: psycopg.Connection) -> bool:
+        """(Holding ``_cv``.) Too old, or idle too long, to be handed out."""
+        now = self._clock()
+        return (now - self._born.get(conn, now) > self.max_lifetime
+                or now - self._idle_since.get(conn, now) > self.max_idle)
 
     def putconn(self, conn: psycopg.Connection, *, discard: bool = False) -> None:
         """Take ``conn`` back: idle again if it is usable and ``discard`` is not set, else
@@ -121,6 +148,7 @@ class Pool:
                       or conn.info.transaction_status != TransactionStatus.IDLE)
         with self._cv:
             if usable and not self._closed:
+                self._idle_since[conn] = self._clock()
                 self._idle.append(conn)
                 self._cv.notify()
                 return
@@ -152,6 +180,7 @@ class Pool:
                 pass  # not needed (any more): closed below
             else:
                 self._size += 1
+                self._born[conn] = self._idle_since[conn] = self._clock()
                 self._idle.append(conn)
                 conn = None
             self._cv.notify_all()

@@ -101,3 +101,39 @@ def test_a_presence_check_in_a_silent_partition_fails_instead_of_hanging(proxied
     proxy.restore()
     inbox.ensure_presence()  # back: the owner lock is held again
     inbox.close()
+
+
+def test_a_connection_idle_or_old_too_long_is_replaced_not_handed_out(runtime_db):
+    # A failover or a proxy's idle cut is picked up: a connection idle past max_idle, or
+    # older than max_lifetime, is closed at checkout and a fresh one is made.
+    import psycopg
+
+    from bot.store.pool import Pool
+
+    now = [0.0]
+    pool = Pool(lambda: psycopg.connect(runtime_db, autocommit=True), min_size=1, max_size=2,
+                check=lambda conn: None, max_lifetime=3600, max_idle=600, clock=lambda: now[0])
+    pool.open(wait=True)
+    try:
+        def backend(conn) -> int:
+            return conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        first = pool.getconn(5)
+        pid = backend(first)
+        pool.putconn(first)
+        now[0] = 500.0
+        again = pool.getconn(5)
+        assert again is first, "idle 500 s of 600: kept"
+        pool.putconn(again)
+        now[0] = 1101.0  # idle 601 s
+        fresh = pool.getconn(5)
+        assert fresh is not first and first.closed and backend(fresh) != pid
+        for t in range(1, 10):  # in use all the time, until past its lifetime
+            pool.putconn(fresh)
+            now[0] = 1101.0 + t * 500
+            got = pool.getconn(5)
+            if got is not fresh:
+                break
+        assert now[0] - 1101.0 == 4000 and fresh.closed, "replaced first past max_lifetime"
+        pool.putconn(got)
+    finally:
+        pool.close()
