@@ -1,7 +1,10 @@
 """The stack being cut over: the ``[target]`` table of the bot's TOML config.
 
 The settings module expands environment variables and then calls
-``TargetConfig.model_validate(table)``; steps read it from ``ctx.target``.
+``TargetConfig.model_validate(table)``; steps read it from ``ctx.target``. This module holds the
+table itself, what the health step checks (health, login, dashboard), the smoke script, the
+migrations and the probes; the deployer is ``runbook.target_deployers``'s, the switches
+``runbook.target_switches``'s, the rules every table shares ``runbook.target_fields``'s.
 """
 
 from __future__ import annotations
@@ -9,216 +12,25 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from runbook.docker_ref import parse_reference
-
-_SECRET_ENV_NAME = re.compile(
-    r"(PASSWORD|PASSWD|TOKEN|SECRET|DATABASE_URL|DSN|API_KEY|PRIVATE)", re.IGNORECASE
+from runbook.target_deployers import (
+    ComposeDeployerConfig,
+    DeployerConfig,
+    KubernetesDeployerConfig,
+)
+from runbook.target_fields import ENV_NAME, SECRET_ENV_NAME, TargetTable, dotted, token_format
+from runbook.target_switches import (
+    ComposeServiceSwitch,
+    HttpSwitch,
+    MaintenancePage,
+    SwitchConfig,
 )
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def image_ref(registry: str, repository: str, tag: str) -> str:
-    """The release image's reference, one rule for every deployer."""
-    return f"{registry}/{repository}:{tag}"
-
-
-class ServiceImage(_Model):
-    """A compose service that takes the release image: the deploy step sets its tag and
-    recreates it (and only it, ``--no-deps``)."""
-
-    service: str = Field(description="the compose service name, e.g. app")
-    repository: str = Field(description="image repository without registry, e.g. team/app")
-    tag_variable: str = Field(description="env var the compose file reads the tag from, e.g. "
-                              "APP_TAG (`image: ${REGISTRY}/team/app:${APP_TAG}`)")
-
-    @field_validator("repository")
-    @classmethod
-    def _repo_ok(cls, v: str) -> str:
-        ref = parse_reference(v)
-        if ref.tag or ref.digest:
-            raise ValueError("repository must not carry a tag or digest")
-        return v
-
-    @field_validator("tag_variable")
-    @classmethod
-    def _tag_variable_ok(cls, v: str) -> str:
-        return _env_name(v)
-
-
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _env_name(v: str) -> str:
-    if not _ENV_NAME.fullmatch(v):
-        raise ValueError(f"{v!r} is not an environment variable name")
-    return v
-
-
-class ComposeDeployerConfig(_Model):
-    """A Docker Compose v2 project. The deploy (and the rollback's revert) recreates only
-    ``services``, with ``--no-deps``, and waits for those to be healthy; every other service
-    of the project is left as it runs."""
-
-    kind: Literal["compose"] = Field(default="compose", description="the deployer kind")
-    compose_file: Path = Field(
-        description="the project's compose file (relative paths from where the bot runs)")
-    project: str = Field(description="the compose project name (`docker compose -p`)")
-    env: dict[str, str] = Field(
-        default_factory=dict, repr=False,
-        description="variables passed to every compose call (`${VAR}` in the golive config "
-        "expands from the bot's environment at load); values whose names look secret (TOKEN, "
-        "PASSWORD, SECRET, DSN, ...) are masked in all output")
-    env_passthrough: list[str] = Field(
-        default_factory=list,
-        description="names of variables taken from the bot's environment when the step runs "
-        "and passed to compose as they are (the deploy refuses when one is unset, rather than "
-        "let the compose file's default reach the service); secret-looking values are masked")
-    services: list[ServiceImage] = Field(
-        min_length=1,
-        description="the services that take the release image: the only ones the deploy "
-        "recreates and waits for")
-    allow_recreate: list[str] = Field(
-        default_factory=list,
-        description="other services the deploy may recreate along when compose says it would "
-        "(e.g. one that shares a deployed service's network namespace); '*' allows any. "
-        "Default: none, the deploy refuses and names them before anything changes")
-    registry: str = Field(description="the registry the images are pulled from, e.g. "
-                          "registry.example.com or 127.0.0.1:5000")
-    registry_variable: str | None = Field(
-        default=None, description="env var through which the compose file reads the registry"
-    )
-    docker_host: str | None = Field(default=None, description="DOCKER_HOST; default from env")
-    compose_command: list[str] | None = Field(
-        default=None, description="override the compose CLI argv prefix, e.g. ['docker','compose']"
-    )
-    pull_timeout_s: float = Field(default=600.0, description="deadline of each image pull")
-    up_timeout_s: float = Field(default=300.0, description="deadline of `docker compose up` "
-                                "(its --wait-timeout)")
-
-    @field_validator("env_passthrough")
-    @classmethod
-    def _passthrough_ok(cls, v: list[str]) -> list[str]:
-        return [_env_name(name) for name in v]
-
-    @field_validator("project")
-    @classmethod
-    def _project_ok(cls, v: str) -> str:
-        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", v):
-            raise ValueError("compose project names are lowercase letters, digits, '_' and '-'")
-        return v
-
-    def image(self, svc: ServiceImage, tag: str) -> str:
-        return image_ref(self.registry, svc.repository, tag)
-
-
-class ContainerImage(_Model):
-    """A container of a Deployment that takes the release image: the deploy sets its image
-    (by digest) and waits for the Deployment's rollout."""
-
-    deployment: str = Field(description="the Deployment's name (in the deployer's namespace)")
-    container: str = Field(description="the container's name in its pod template")
-    repository: str = Field(description="image repository without registry, e.g. team/app")
-
-    @field_validator("repository")
-    @classmethod
-    def _repo_ok(cls, v: str) -> str:
-        ref = parse_reference(v)
-        if ref.tag or ref.digest:
-            raise ValueError("repository must not carry a tag or digest")
-        return v
-
-
-class KubernetesDeployerConfig(_Model):
-    """A namespace of a Kubernetes cluster. The deploy server-side applies the team's
-    manifests (field manager ``field_manager``) with the release image, pinned by digest, in
-    the ``containers`` named here, then waits until every Deployment of the manifests has
-    rolled out. The rollback's revert re-applies them with the images recorded before."""
-
-    kind: Literal["kubernetes"] = Field(description="the deployer kind")
-    kubeconfig: Path | None = Field(
-        default=None, description="the kubeconfig file the bot uses; unset: $KUBECONFIG or "
-        "~/.kube/config, unless in_cluster")
-    in_cluster: bool = Field(
-        default=False, description="use the pod's service account (the bot runs in the "
-        "cluster); kubeconfig and context are then ignored")
-    context: str | None = Field(
-        default=None, description="the kubeconfig context; unset: its current-context")
-    namespace: str = Field(description="the namespace the manifests are applied to")
-    manifests: Path = Field(
-        description="the team's manifests: a directory of YAML files (*.yaml, *.yml; several "
-        "documents a file; applied in file-name order) or one YAML file. Kustomizations are "
-        "not rendered: render them to a file first (`kubectl kustomize`)")
-    containers: list[ContainerImage] = Field(
-        min_length=1, description="the containers that take the release image: "
-        "[{ deployment, container, repository }]")
-    registry: str = Field(description="the registry the cluster pulls the images from, e.g. "
-                          "registry.example.com or 127.0.0.1:5000; the deploy reads each tag's "
-                          "digest and revision label from it")
-    registry_scheme: Literal["https", "http"] = Field(
-        default="https", description="how golive reaches the registry's v2 API (http for a "
-        "plain local registry such as 127.0.0.1:5000)")
-    registry_token: SecretStr | None = Field(
-        default=None, description="bearer token for the registry's v2 API; secret, masked")
-    field_manager: str = Field(
-        default="golive", description="the server-side apply field manager")
-    rollout_timeout_s: float = Field(
-        default=300.0, gt=0, description="how long the deploy waits for every Deployment's "
-        "rollout to complete (within the step's own timeout)")
-    poll_interval_s: float = Field(
-        default=0.5, gt=0, description="how often the rollout's status is read")
-    request_timeout_s: float = Field(
-        default=10.0, gt=0, description="deadline of each API request")
-
-    @field_validator("namespace")
-    @classmethod
-    def _namespace_ok(cls, v: str) -> str:
-        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", v):
-            raise ValueError("a namespace is lowercase letters, digits and '-' (RFC 1123)")
-        return v
-
-    def image(self, c: ContainerImage, tag: str) -> str:
-        return image_ref(self.registry, c.repository, tag)
-
-
-DeployerConfig = Annotated[
-    ComposeDeployerConfig | KubernetesDeployerConfig, Field(discriminator="kind")
-]
-
-
-def _dotted(v: str | None) -> str | None:
-    if v is not None and (not v or any(not part for part in v.split("."))):
-        raise ValueError(f"{v!r} is not a dotted field path like 'build.release'")
-    return v
-
-
-def _token_format(v: str | None) -> str | None:
-    if v is None:
-        return v
-    if "{token}" not in v:
-        raise ValueError("the format must contain {token}, e.g. 'Bearer {token}'")
-    try:
-        v.format(token="x")
-    except (KeyError, IndexError, ValueError):
-        raise ValueError("the format may contain only the placeholder {token}") from None
-    return v
-
-
-def header_value(header: str, fmt: str | None, token: str) -> str:
-    """The auth header's value: ``fmt`` with the token, or by default ``Bearer <token>`` in
-    ``Authorization`` and the bare token in any other header (e.g. ``X-Ops-Token``)."""
-    if fmt is None:
-        fmt = "Bearer {token}" if header.lower() == "authorization" else "{token}"
-    return fmt.format(token=token)
-
-
-class HealthCheck(_Model):
+class HealthCheck(TargetTable):
     """The health endpoint and the contract its JSON answer must meet."""
 
     path: str | None = Field(
@@ -253,10 +65,10 @@ class HealthCheck(_Model):
     @field_validator("version_field", "revision_field", "schema_field")
     @classmethod
     def _field_ok(cls, v: str | None) -> str | None:
-        return _dotted(v)
+        return dotted(v)
 
 
-class AdminLogin(_Model):
+class AdminLogin(TargetTable):
     """A login the health step tries, whose session the dashboard and read-only checks use."""
 
     path: str | None = Field(
@@ -295,12 +107,12 @@ class AdminLogin(_Model):
     @field_validator("token_field")
     @classmethod
     def _field_ok(cls, v: str | None) -> str | None:
-        return _dotted(v)
+        return dotted(v)
 
     @field_validator("token_format")
     @classmethod
     def _format_ok(cls, v: str | None) -> str | None:
-        return _token_format(v)
+        return token_format(v)
 
     @model_validator(mode="after")
     def _complete(self) -> AdminLogin:
@@ -312,7 +124,7 @@ class AdminLogin(_Model):
         return self
 
 
-class Dashboard(_Model):
+class Dashboard(TargetTable):
     """A protected page the health step opens with the login's session."""
 
     path: str | None = Field(
@@ -321,7 +133,7 @@ class Dashboard(_Model):
         default=None, description="text the page must contain; unset: HTTP 200 is enough")
 
 
-class SmokeScript(_Model):
+class SmokeScript(TargetTable):
     """The team's smoke script, run on the bot's host against the target."""
 
     path: Path = Field(description="the script; it runs by its own shebang when it is "
@@ -340,85 +152,10 @@ class SmokeScript(_Model):
         "names are masked")
 
 
-class HttpSwitch(_Model):
-    """Flip a switch by an HTTP request to ``url`` (JSON ``on_body`` / ``off_body``)."""
-
-    kind: Literal["http"] = "http"
-    url: str = Field(description="the switch's endpoint")
-    method: Literal["POST", "PUT", "PATCH", "DELETE"] = Field(
-        default="POST", description="the HTTP method that turns it on (and off, unless "
-        "off_method is set)")
-    off_method: Literal["POST", "PUT", "PATCH", "DELETE"] | None = Field(
-        default=None, description="the method that turns it off; unset: method")
-    on_body: dict[str, Any] = Field(
-        default_factory=lambda: {"enabled": True},
-        description="JSON body that turns it on")
-    off_body: dict[str, Any] = Field(
-        default_factory=lambda: {"enabled": False},
-        description="JSON body that turns it off")
-    send_body: bool = Field(
-        default=True, description="false: the requests carry no body (on_body/off_body unused)")
-    token: SecretStr | None = Field(
-        default=None, description="the switch's credential; secret, masked everywhere; unset: "
-        "no auth header")
-    token_header: str = Field(
-        default="Authorization", description="the header that carries the token, e.g. "
-        "'Authorization' or 'X-Ops-Token'")
-    token_format: str | None = Field(
-        default=None, description="the header's value, {token} replaced by the token; unset: "
-        "'Bearer {token}' in Authorization, the bare token in any other header")
-    success_status: list[int] = Field(
-        default_factory=list, description="statuses that mean the switch flipped; empty: any 2xx")
-
-    @field_validator("token_format")
-    @classmethod
-    def _format_ok(cls, v: str | None) -> str | None:
-        return _token_format(v)
-
-    def auth_headers(self) -> dict[str, str]:
-        """The header that carries the token (none without a token)."""
-        if self.token is None:
-            return {}
-        return {self.token_header: header_value(self.token_header, self.token_format,
-                                                self.token.get_secret_value())}
-
-
-class CommandSwitch(_Model):
-    """Flip a switch by running a command (argv, no shell); exit 0 means done."""
-
-    kind: Literal["command"] = "command"
-    on: list[str] = Field(description="argv that turns it on")
-    off: list[str] = Field(description="argv that turns it off")
-    timeout_s: float = Field(default=60.0, description="each command is killed after this long")
-
-
-class ComposeServiceSwitch(_Model):
-    """``on`` starts the compose service (e.g. a maintenance page), ``off`` stops it."""
-
-    kind: Literal["compose-service"] = "compose-service"
-    service: str = Field(description="the compose service (in the deployer's project) that is "
-                         "started for on and stopped for off")
-
-
-SwitchConfig = Annotated[
-    HttpSwitch | CommandSwitch | ComposeServiceSwitch, Field(discriminator="kind")
-]
-
-
-class MaintenancePage(_Model):
-    """What the public URL shows while maintenance is on."""
-
-    path: str = Field(default="/", description="the public page checked while maintenance is on")
-    status: int = Field(default=503, description="the HTTP status it answers while on")
-    expect_text: str | None = Field(
-        default=None, description="text the maintenance page must contain; unset: the status "
-        "alone is checked")
-
-
 _SQL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
 
 
-class Migrations(_Model):
+class Migrations(TargetTable):
     """``[target.migrations]``: how ``migrate`` and the rollback's downgrade run alembic.
 
     One invocation (``command``) serves ``current``, ``upgrade``, ``downgrade`` and ``heads``,
@@ -458,7 +195,7 @@ class Migrations(_Model):
     @field_validator("url_variable")
     @classmethod
     def _env_name(cls, v: str | None) -> str | None:
-        if v is not None and not _ENV_NAME.fullmatch(v):
+        if v is not None and not ENV_NAME.fullmatch(v):
             raise ValueError("must be an environment variable name (letters, digits, '_')")
         return v
 
@@ -470,7 +207,7 @@ class Migrations(_Model):
         return v
 
 
-class Probe(_Model):
+class Probe(TargetTable):
     """HTTP probe timeouts and retry settings."""
 
     timeout_s: float = Field(default=5.0, description="per HTTP request, in seconds")
@@ -482,7 +219,7 @@ class Probe(_Model):
     verify_tls: bool = Field(default=True, description="verify the target's TLS certificates")
 
 
-class TargetConfig(_Model):
+class TargetConfig(TargetTable):
     name: str = Field(default="", description="the stack's name, as messages show it")
     public_url: str = Field(
         default="", description="what customers reach (through the ingress); unset: the steps, "
@@ -562,14 +299,14 @@ class TargetConfig(_Model):
             out["deployer.registry_token"] = self.deployer.registry_token.get_secret_value()
         if isinstance(self.deployer, ComposeDeployerConfig):
             for key, value in self.deployer.env.items():
-                if _SECRET_ENV_NAME.search(key) and value:
+                if SECRET_ENV_NAME.search(key) and value:
                     out[f"deployer.env.{key}"] = value
             for key in self.deployer.env_passthrough:  # read when the step runs, as compose is
                 value = os.environ.get(key, "")
-                if _SECRET_ENV_NAME.search(key) and value:
+                if SECRET_ENV_NAME.search(key) and value:
                     out[f"deployer.env_passthrough.{key}"] = value
         if self.smoke is not None:
             for key, value in self.smoke.env.items():
-                if _SECRET_ENV_NAME.search(key) and value:
+                if SECRET_ENV_NAME.search(key) and value:
                     out[f"smoke.env.{key}"] = value
         return {k: v for k, v in out.items() if v}

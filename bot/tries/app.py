@@ -141,7 +141,7 @@ class AppTries(ReadsContext):
     def _switch(self, label: str, switch: Any, needed: bool) -> Check:
         import httpx
 
-        from runbook.target import CommandSwitch, ComposeServiceSwitch, HttpSwitch
+        from runbook.target_switches import CommandSwitch, ComposeServiceSwitch, HttpSwitch
 
         if switch is None:
             if label == "maintenance":

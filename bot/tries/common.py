@@ -91,7 +91,7 @@ class TryContext:
                    for k in kinds)
 
     def compose_deployer(self) -> Any | None:
-        from runbook.target import ComposeDeployerConfig
+        from runbook.target_deployers import ComposeDeployerConfig
 
         d = getattr(self.target, "deployer", None)
         return d if isinstance(d, ComposeDeployerConfig) else None

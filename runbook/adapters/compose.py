@@ -21,7 +21,8 @@ from typing import Any
 from runbook.adapters.images import Progress
 from runbook.adapters.redact import mask, tail
 from runbook.errors import StepFailed
-from runbook.target import _SECRET_ENV_NAME, ComposeDeployerConfig
+from runbook.target_deployers import ComposeDeployerConfig
+from runbook.target_fields import SECRET_ENV_NAME
 
 # Environment handed to compose besides the target's own env: enough to find docker and its
 # config, never the bot's own secrets.
@@ -130,7 +131,7 @@ class ComposeProject:
         self.cfg = cfg
         self.secrets = dict(secrets or {})
         for name in cfg.env_passthrough:  # masked like `env`: a value the bot holds at run time
-            if _SECRET_ENV_NAME.search(name) and os.environ.get(name):
+            if SECRET_ENV_NAME.search(name) and os.environ.get(name):
                 self.secrets[f"deployer.env_passthrough.{name}"] = os.environ[name]
         self.clock = clock
         self.sleep = sleep

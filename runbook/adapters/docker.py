@@ -23,7 +23,7 @@ from runbook.adapters.images import (
     short,
 )
 from runbook.errors import StepFailed
-from runbook.target import ComposeDeployerConfig, ServiceImage
+from runbook.target_deployers import ComposeDeployerConfig, ServiceImage
 
 __all__ = ["REVISION_LABEL", "ComposeDeployer", "Deployer", "ImageInfo", "Progress",
            "PullProgress", "classify_pull_error", "compose_cli", "parse_ps_json", "short"]

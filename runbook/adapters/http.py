@@ -19,14 +19,9 @@ from typing import Any, TypeVar
 import httpx
 
 from runbook.health_contract import MISSING, compact, dig, leaves, show, subset_mismatches
-from runbook.target import (
-    AdminLogin,
-    Dashboard,
-    HealthCheck,
-    MaintenancePage,
-    Probe,
-    header_value,
-)
+from runbook.target import AdminLogin, Dashboard, HealthCheck, Probe
+from runbook.target_fields import header_value
+from runbook.target_switches import MaintenancePage
 
 T = TypeVar("T")
 

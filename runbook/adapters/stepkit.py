@@ -16,7 +16,8 @@ from runbook.adapters.http import Retrier
 from runbook.adapters.redact import mask
 from runbook.context import StepContext, StepResult
 from runbook.errors import StepFailed, StepNotAvailable
-from runbook.target import ComposeDeployerConfig, KubernetesDeployerConfig, TargetConfig
+from runbook.target import TargetConfig
+from runbook.target_deployers import ComposeDeployerConfig, KubernetesDeployerConfig
 
 # Tests (and a future kubernetes deployer) may swap how deployers are built.
 DeployerFactory = Callable[[TargetConfig, StepContext], Any]

@@ -19,13 +19,8 @@ from runbook.adapters.http import (
 )
 from runbook.adapters.redact import mask, tail
 from runbook.errors import StepFailed
-from runbook.target import (
-    CommandSwitch,
-    ComposeServiceSwitch,
-    HttpSwitch,
-    SwitchConfig,
-    TargetConfig,
-)
+from runbook.target import TargetConfig
+from runbook.target_switches import CommandSwitch, ComposeServiceSwitch, HttpSwitch, SwitchConfig
 
 Progress = Callable[[str], None]
 

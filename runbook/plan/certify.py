@@ -18,7 +18,8 @@ from typing import Any
 
 from runbook.adapters.redact import mask
 from runbook.plan.model import StepPlan
-from runbook.target import ComposeDeployerConfig, KubernetesDeployerConfig, TargetConfig
+from runbook.target import TargetConfig
+from runbook.target_deployers import ComposeDeployerConfig, KubernetesDeployerConfig
 
 
 @dataclass(frozen=True)

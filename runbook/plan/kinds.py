@@ -12,7 +12,8 @@ from typing import Any
 from runbook.model import Runbook, Step
 from runbook.plan.inputs import Found, PlanInputs
 from runbook.plan.model import MigrationPlan, PlanCheck, ServiceChange, StepPlan, Unresolved
-from runbook.target import CommandSwitch, ComposeServiceSwitch, HttpSwitch, TargetConfig
+from runbook.target import TargetConfig
+from runbook.target_switches import CommandSwitch, ComposeServiceSwitch, HttpSwitch
 
 
 def _switch_lines(switch: Any, on: bool, label: str) -> list[str]:

@@ -16,7 +16,8 @@ from runbook.adapters.redact import mask
 from runbook.plan.inputs import PlanInputs
 from runbook.plan.model import MigrationPlan, Unresolved
 from runbook.plan.services import url_variables, why
-from runbook.target import ComposeDeployerConfig, KubernetesDeployerConfig, TargetConfig
+from runbook.target import TargetConfig
+from runbook.target_deployers import ComposeDeployerConfig, KubernetesDeployerConfig
 
 # The offline SQL needs a dialect, not a database: no URL of the bot's reaches the image.
 OFFLINE_URL = "postgresql://golive-plan@offline.invalid:5432/plan"

@@ -20,7 +20,8 @@ from typing import Any
 
 from runbook.adapters.redact import mask
 from runbook.plan.model import FieldChange, ServiceChange, Unresolved
-from runbook.target import ComposeDeployerConfig, KubernetesDeployerConfig, TargetConfig
+from runbook.target import TargetConfig
+from runbook.target_deployers import ComposeDeployerConfig, KubernetesDeployerConfig
 
 
 def why(e: BaseException, secrets: Mapping[str, str]) -> str:

@@ -21,7 +21,8 @@ from runbook.plan.kinds import step_plan, way_back
 from runbook.plan.migrations import migration_plan
 from runbook.plan.model import Plan, StepPlan, Unresolved, with_durations
 from runbook.plan.services import compose_services, kubernetes_services, why
-from runbook.target import ComposeDeployerConfig, KubernetesDeployerConfig, TargetConfig
+from runbook.target import TargetConfig
+from runbook.target_deployers import ComposeDeployerConfig, KubernetesDeployerConfig
 
 
 def compute(runbook: Runbook, target: TargetConfig, inputs: PlanInputs, *,

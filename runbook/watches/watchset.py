@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from runbook.target import ComposeDeployerConfig, TargetConfig
+from runbook.target import TargetConfig
+from runbook.target_deployers import ComposeDeployerConfig
 from runbook.watches.analysis import (
     AnalysisSpec,
     Measurement,

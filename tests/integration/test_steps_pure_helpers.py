@@ -16,7 +16,8 @@ from runbook.adapters.http import Retrier
 from runbook.adapters.migrations import parse_current
 from runbook.adapters.redact import mask
 from runbook.steps.base import REGISTRY
-from runbook.target import HttpSwitch, Probe, TargetConfig
+from runbook.target import Probe, TargetConfig
+from runbook.target_switches import HttpSwitch
 from tests.support.paybox_target import paybox_target
 
 

@@ -64,7 +64,8 @@ def test_before_fork_is_idempotent_in_one_process():
 
 def test_the_worker_looks_up_the_compose_cli_once_for_its_step_processes(monkeypatch):
     from runbook.adapters import stepkit
-    from runbook.target import ComposeDeployerConfig, ServiceImage, TargetConfig
+    from runbook.target import TargetConfig
+    from runbook.target_deployers import ComposeDeployerConfig, ServiceImage
 
     asked: list[str | None] = []
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from runbook.target import HttpSwitch
+from runbook.target_switches import HttpSwitch
 
 
 def paybox_knobs(target: Any) -> Callable[[str, str], str] | None:

@@ -15,7 +15,7 @@ import yaml
 
 from runbook.adapters.redact import mask
 from runbook.errors import StepFailed
-from runbook.target import KubernetesDeployerConfig
+from runbook.target_deployers import KubernetesDeployerConfig
 
 
 def load_manifests(path: Path) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from runbook.adapters.kubernetes.access import access_review
 from runbook.adapters.kubernetes.client import KubeClient
 from runbook.adapters.registry import _ACCEPT, ImageRef, RegistryError, image_labels
 from runbook.errors import StepFailed
-from runbook.target import ContainerImage
+from runbook.target_deployers import ContainerImage
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 

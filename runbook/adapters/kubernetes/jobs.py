@@ -14,7 +14,8 @@ from runbook.adapters.kubernetes.client import KubeClient
 from runbook.adapters.kubernetes.deployer import KubernetesDeployer, key
 from runbook.adapters.redact import tail
 from runbook.errors import StepFailed
-from runbook.target import ContainerImage, Migrations
+from runbook.target import Migrations
+from runbook.target_deployers import ContainerImage
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "golive"}
 
