@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import uuid
 
 import pytest
 
@@ -18,32 +20,45 @@ def _rmi(ref: str) -> None:
         subprocess.run(["docker", "rmi", "--force", ref], capture_output=True, check=False)
 
 
-@pytest.mark.xfail(strict=False, reason="known failure this session: under xdist another test (likely tests/plan's docker run of paybox/app:v2) keeps or re-pulls v2, so no real pull happens; left open in the closing note")
-def test_deploy_v2_pulls_runs_v2_and_records_previous(stack, run_step, registry):
-    v2 = f"{registry}/paybox/app:v2"
-    users = subprocess.run(["docker", "ps", "-q", "--filter", f"ancestor={v2}"],
-                           capture_output=True, text=True, check=False).stdout.split()
-    assert not users, (f"another container still runs {v2} ({users}), so its layers stay "
-                       "local and no real pull can happen: stop it (e.g. examples/paybox/down.sh)")
-    _rmi(v2)
-    before = stack.running_image()
-    out = run_step(deploy, params={"tag": "v2"}, facts={"rc_sha": stack.revisions["v2"]})
+def _own_v2(registry: str, tmp_path) -> str:
+    """A tag of v2 no other test uses, with a layer of its own (2 MiB of random bytes) that
+    only the registry holds once the local copy is removed: its deploy must really pull it,
+    whatever other tests (other xdist workers) do with paybox/app:v2 meanwhile."""
+    tag = f"v2-pull-{uuid.uuid4().hex[:10]}"
+    ref = f"{registry}/paybox/app:{tag}"
+    (tmp_path / "blob").write_bytes(os.urandom(2 * 1024 * 1024))
+    (tmp_path / "Dockerfile").write_text(f"FROM {registry}/paybox/app:v2\nCOPY blob /pull-test\n")
+    for cmd in (["docker", "build", "-q", "-t", ref, str(tmp_path)], ["docker", "push", ref]):
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
+        assert done.returncode == 0, f"{' '.join(cmd[:2])}: {done.stderr[-400:]}"
+    _rmi(ref)
+    return tag
 
-    assert any("pulling" in p and "%" in p for p in out.progress), out.progress
-    pull_lines = [p for p in out.progress if p.startswith(f"pulling {v2}:")]
-    assert len(pull_lines) <= 12, f"pull progress should be aggregated: {pull_lines}"
-    now = stack.running_image()
-    assert now["image"] == v2
-    assert now["revision"] == stack.revisions["v2"]
-    assert now["health"] == "healthy"
-    facts = out.result.facts
-    assert facts["deployed_tag"] == "v2"
-    assert facts["deployed_revision"] == stack.revisions["v2"]
-    assert facts["previous_images"]["app"]["image_id"] == before["image_id"]
-    assert facts["previous_images"]["app"]["tag"] == "v1"
-    assert facts["previous_images"]["app"]["revision"] == stack.revisions["v1"]
-    assert facts["deployed_images"]["app"]["image_id"] == now["image_id"]
-    assert "app: v1 -> v2" in out.result.summary
+
+def test_deploy_v2_pulls_runs_v2_and_records_previous(stack, run_step, registry, tmp_path):
+    tag = _own_v2(registry, tmp_path)
+    ref = f"{registry}/paybox/app:{tag}"
+    before = stack.running_image()
+    try:
+        out = run_step(deploy, params={"tag": tag}, facts={"rc_sha": stack.revisions["v2"]})
+        assert any("pulling" in p and "%" in p for p in out.progress), out.progress
+        pull_lines = [p for p in out.progress if p.startswith(f"pulling {ref}:")]
+        assert len(pull_lines) <= 12, f"pull progress should be aggregated: {pull_lines}"
+        now = stack.running_image()
+        assert now["image"] == ref
+        assert now["revision"] == stack.revisions["v2"]
+        assert now["health"] == "healthy"
+        facts = out.result.facts
+        assert facts["deployed_tag"] == tag
+        assert facts["deployed_revision"] == stack.revisions["v2"]
+        assert facts["previous_images"]["app"]["image_id"] == before["image_id"]
+        assert facts["previous_images"]["app"]["tag"] == "v1"
+        assert facts["previous_images"]["app"]["revision"] == stack.revisions["v1"]
+        assert facts["deployed_images"]["app"]["image_id"] == now["image_id"]
+        assert f"app: v1 -> {tag}" in out.result.summary
+    finally:
+        stack.reset_v1()
+        _rmi(ref)
 
 
 def test_rc_sha_mismatch_refuses_with_both_shas(stack, run_step):
