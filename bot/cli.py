@@ -67,18 +67,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_work(args: argparse.Namespace) -> int:
     """The work side without HTTP: the inbox's handler, the step worker, the outbox sender,
     the watches and the canary (bot/supervise.py; `golive serve` starts one)."""
-    import signal
     import threading
 
-    from bot.supervise import become_work_process, report_ready
+    from bot.supervise import become_work_process, exit_on_signals, report_ready
 
     become_work_process(args.parent)
     settings = _settings()
     _logging(settings)
     runtime = checked_runtime(settings)
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    exit_on_signals(stop)  # a stop that hangs does not keep the process alive
     runtime.start()
     try:
         report_ready(args.ready_fd)
@@ -89,7 +87,6 @@ def cmd_work(args: argparse.Namespace) -> int:
 
 
 def cmd_socket(args: argparse.Namespace) -> int:
-    import signal
     import threading
 
     from slack_sdk import WebClient
@@ -97,6 +94,7 @@ def cmd_socket(args: argparse.Namespace) -> int:
     from slack_sdk.socket_mode.builtin import SocketModeClient
 
     from bot.socket_door import SocketDoor
+    from bot.supervise import exit_on_signals
 
     settings = _settings()
     if not settings.env.slack_app_token:
@@ -105,8 +103,7 @@ def cmd_socket(args: argparse.Namespace) -> int:
     _logging(settings)
     runtime = checked_runtime(settings)
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):  # a platform stops the process with SIGTERM
-        signal.signal(sig, lambda *_: stop.set())
+    exit_on_signals(stop)  # a platform stops the process with SIGTERM; a hung stop is ended
     # The bot's client masks every Slack token it sends, the app token included, so the
     # link's one Web API call (apps.connections.open) goes through a plain client.
     # Every envelope goes through the door into the inbox before its ack (bot/socket_door.py).

@@ -12,6 +12,10 @@ priority, so on a busy machine the kernel prefers the door too.
 - A child that exits is started again, after 1 s, doubling to 30 s while it keeps failing.
 - The child dies with the web process (``PR_SET_PDEATHSIG``), even on ``kill -9``; both are
   in one process group, so a platform's stop of the group stops both.
+- A stop that hangs does not keep a process alive (``exit_on_signals``): the first SIGTERM or
+  SIGINT asks for a clean stop and arms a hard exit ``STOP_GRACE_S`` later; a second one
+  exits at once. Nothing is lost by it: every effect sits behind a persisted transition, and
+  a process that exits mid-stop is recovered as a crash is.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,30 @@ STABLE_AFTER_S = 60.0  # a child that ran this long resets the backoff
 STOP_GRACE_S = 10.0
 DOOR_URL_ENV = "GOLIVE_DOOR_DATABASE_URL"
 """The door role's URL: the work process does not get it (only the door writes inbox rows)."""
+
+
+def exit_on_signals(stop: threading.Event, *, grace_s: float = STOP_GRACE_S * 2,
+                    exit: Callable[[int], object] = os._exit,
+                    timer: Callable[..., threading.Timer] = threading.Timer
+                    ) -> Callable[[int, object], None]:
+    """Install SIGTERM and SIGINT: the first sets ``stop`` (the caller stops cleanly) and arms
+    an exit after ``grace_s``; a second exits at once. Returns the handler."""
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            log.warning("signal %s during the stop: exiting now", signum)
+            exit(128 + signum)
+            return
+        stop.set()
+
+        def too_long() -> None:
+            log.error("the stop took over %.0f s: exiting without finishing it", grace_s)
+            exit(128 + signum)
+        t = timer(grace_s, too_long)
+        t.daemon = True
+        t.start()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
+    return handler
 
 
 class WorkProcess:
