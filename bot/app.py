@@ -234,7 +234,8 @@ class Listeners(CanaryListeners, DecisionListeners):
               ) -> None:
         self.on_click(body, action, respond, context, policy.EntryPoint.RETRY,
                       lambda click: self.engine.retry(execution_id=click.value,
-                                                      user_id=click.user, channel=click.channel))
+                                                      user_id=click.user, channel=click.channel),
+                      prepare=lambda click: self.engine.prepare_retry(click.value))
 
     def mark_done(self, body: dict, action: dict, respond: Callable[..., Any], client: Any,
                   context: Any) -> None:

@@ -42,7 +42,10 @@ class DecisionListeners(ListenerBase):
 
     def decision_retry(self, body: dict, action: dict, respond: Callable[..., Any],
                        context: Any) -> None:
-        self._choose(body, action, respond, context, EP.DECISION_RETRY, "retry")
+        self.on_click(body, action, respond, context, EP.DECISION_RETRY,
+                      lambda c: self.engine.decisions.retry(execution_id=c.value,
+                                                            user_id=c.user, channel=c.channel),
+                      prepare=lambda c: self.engine.prepare_retry(c.value))
 
     def decision_rollback(self, body: dict, action: dict, respond: Callable[..., Any],
                           context: Any) -> None:

@@ -171,12 +171,22 @@ class ListenerBase:
     # ------------------------------------------------------------ buttons
     def on_click(self, body: Any, action: Any, respond: Callable[..., Any], context: Any,
                  act: policy.EntryPoint, work: Callable[[Click], str], *,
-                 about_rollback: Callable[[Click], bool] | None = None) -> None:
+                 about_rollback: Callable[[Click], bool] | None = None,
+                 prepare: Callable[[Click], None] | None = None) -> None:
         """A button's lazy half, handled in order through the inbox: read the click, then
         :meth:`act` on it with an ephemeral reply (a malformed click is logged, nothing more).
-        Who clicked is looked up in Slack first, outside the inbox transaction."""
+        Who clicked is looked up in Slack first, outside the inbox transaction, and what the
+        click's work needs from slow sources (``prepare``: a Retry's plan part) too, for
+        someone the policy lets click it."""
         click = Click.read(body, action)
         facts = self.lookup(act, click.user) if click is not None else None
+        if click is not None and facts is not None and prepare is not None:
+            try:
+                if policy.decide(action=act, actor=facts(), channel=click.channel,
+                                 rules=self.rules).allowed:
+                    prepare(click)
+            except Exception as e:  # noqa: BLE001 - the work computes what is missing
+                log.info("not prepared: %s", type(e).__name__)
 
         def flow(later: Defer) -> None:
             if click is None:

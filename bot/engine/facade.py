@@ -187,6 +187,11 @@ class Engine:
         and database reads). Never raises: ``request`` computes what is missing."""
         self._requests.prepare(command=command, args=args, override=override)
 
+    def prepare_retry(self, execution_id: int) -> None:
+        """:meth:`prepare_request` for a Retry of execution ``execution_id`` (its step, with
+        the params and override it ran with), before the click's transaction opens."""
+        self._recovery.prepare_retry(execution_id)
+
     def request_rollback(self, *, actor: Requester, reason: str, strategy: str | None = None,
                          break_glass: str | None = None) -> str:
         return self._rollbacks.request_rollback(actor=actor, reason=reason, strategy=strategy,

@@ -64,6 +64,21 @@ class Recovery:
             raise Refused(f"<@{row['owner']}> owns the decision on this step; "
                           "ask them, or see its decision card.")
 
+    def prepare_retry(self, execution_id: int) -> None:
+        """The plan part a Retry of ``execution_id`` will bind, computed before the click's
+        transaction (``StepRequests.prepare_step``); nothing for a rollback step or an
+        execution that cannot be retried (``retry`` says why)."""
+        with self._db.connection() as conn:
+            exe = repo.get_execution(conn, execution_id=execution_id)
+        if exe is None or exe["state"] not in ("interrupted", "failed"):
+            return
+        try:
+            step = self._runbook.step(exe["step_id"])
+        except KeyError:
+            return
+        if step.phase != ROLLBACK:
+            self._requests.prepare_step(step, exe["params"], exe["override_reason"])
+
     def retry(self, *, execution_id: int, user_id: str, channel: str) -> str:
         """Request an interrupted or failed step again, through the normal request path; a
         rollback step: ask to resume the rollback at it (approved like any rollback)."""

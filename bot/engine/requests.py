@@ -184,11 +184,21 @@ class StepRequests:
         """The plan parts the request of ``command`` will bind, computed now (before the
         request's transaction) and kept by the plan binding for :meth:`_plan_part`."""
         try:
-            for step in self._runbook.steps_for_command(command):
-                if (step.gated or override) and self._binding.binds(step):
-                    self._plan_part(step, dict(args or {}), keep=True)
-        except Exception:  # the request computes what is missing
+            steps = self._runbook.steps_for_command(command)
+        except Exception:  # the request says what is wrong with it
             log.warning("plan part not prepared for %s", command, exc_info=True)
+            return
+        for step in steps:
+            self.prepare_step(step, args, override)
+
+    def prepare_step(self, step: Step, args: Mapping[str, Any] | None,
+                     override: str | None) -> None:
+        """:meth:`prepare` for one step (a Retry's: the params it ran with). Never raises."""
+        try:
+            if (step.gated or override) and self._binding.binds(step):
+                self._plan_part(step, dict(args or {}), keep=True)
+        except Exception:  # the request computes what is missing
+            log.warning("plan part not prepared for %s", step.id, exc_info=True)
 
     def _plan_part(self, step: Step, args: dict[str, Any], *, keep: bool = False
                    ) -> Plan | None:

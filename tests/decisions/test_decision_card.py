@@ -361,3 +361,26 @@ def test_the_interrupted_notices_retry_counts_only_for_the_decisions_owner(dbot,
     assert "owns the decision" not in click(dbot, "alice", notice, Action.RETRY)
     assert rows(clean_db, "SELECT attempt, state FROM step_executions WHERE step_id = 'health'"
                           " ORDER BY attempt") == [(1, "interrupted"), (2, "queued")]
+
+
+def test_a_retry_of_a_gated_step_binds_a_plan_part_computed_before_its_transaction(
+        dbot, clean_db):
+    # Proves the Retry click prepares the step's plan part before the inbox transaction
+    # opens (as a typed request does), instead of computing it inside, against a 5 s budget.
+    _, card = broken(dbot, clean_db, "maintenance-on")
+    assert "Retry (asks for approval again)" in buttons(dbot, card), "idempotent and gated"
+    click(dbot, "alice", card, Action.DECISION_TAKE)
+    card = dbot.card_showing(card, "Owner:* <@U_ALICE>")
+    binding = dbot.engine.plan_binding
+    assert binding.binds(dbot.engine.runbook.step("maintenance-on")), "the step binds a part"
+    taken: list = []
+    prepared = binding.prepared
+
+    def spy(**kw):
+        taken.append(prepared(**kw))
+        return taken[-1]
+    binding.prepared = spy  # what the retry's request bound: the part computed before
+    reply = click(dbot, "alice", card, Action.DECISION_RETRY)
+    assert "approv" in reply.lower(), reply
+    assert len(taken) == 1 and taken[0] is not None, f"computed inside the transaction: {taken}"
+    answer(dbot, "alice", "finish --abort \"next test\"")
