@@ -114,7 +114,8 @@ def _end_leftovers(conn: psycopg.Connection) -> None:
         return
     owners = sorted({int(name[len("golive["):-1]) for _, name in got if name.endswith("]")
                      and name[len("golive["):-1].isdigit()})
-    for pid in owners:
+    alive = [pid for pid in owners if pid == os.getpid() or _alive(pid)]
+    for pid in alive:
         if pid != os.getpid():
             try:  # its group (its step children too), unless it shares ours
                 group = os.getpgid(pid)
@@ -127,9 +128,20 @@ def _end_leftovers(conn: psycopg.Connection) -> None:
     conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname ="
                  " current_database() AND pid <> pg_backend_pid() AND application_name LIKE"
                  " 'golive[%'")
-    warnings.warn(f"a bot left running by an earlier test held {len(got)} connection(s) to"
-                  f" this test's database (processes {owners}; {os.getpid()} is this test"
-                  " process): ended", stacklevel=3)
+    if alive:  # a killed process's backends linger a moment: ended, nothing to report
+        warnings.warn(f"a bot left running by an earlier test held {len(got)} connection(s)"
+                      f" to this test's database (processes {alive}; {os.getpid()} is this"
+                      " test process): ended", stacklevel=3)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def reset_state(url: str) -> None:
