@@ -388,7 +388,8 @@ MUTATIONS: list[dict] = [
                 "        return lambda: self.facts(action, user)\n"
                 "        try:\n            got = self.facts(action, user)")],
      "tests": ["tests/reliability/test_delivery.py::test_a_slow_slack_lookup_holds_no_lock_on_"
-               "the_request"]},
+               "the_request", "tests/reliability/test_delivery.py::test_a_slow_slack_lookup_"
+               "holds_no_lock_on_a_click"]},
     # ------------------------------------------------------------ issue 19: what a user noticed
     {"name": "help-refused-outside-the-cutover",
      "issue": "issue 19: /golive help is refused outside the cutover and incident channels",

@@ -408,3 +408,29 @@ def test_a_slow_slack_lookup_holds_no_lock_on_the_request(toybot, sandbox, clean
                                         m.via_response_url and m.ephemeral_to == ws.user(
                                             "bob").id))
     assert "approv" in reply.lower(), f"bob's request was not handled after the lookup: {reply}"
+
+
+def test_a_slow_slack_lookup_holds_no_lock_on_a_click(toybot, sandbox, clean_db):
+    # The same for a button (an approval, which has no slow part to prepare: its lookup is
+    # the only call before the transaction): while users.info about the clicker hangs, the
+    # click's inbox row is not locked; once Slack answers, the approval counts.
+    ws = sandbox.workspace
+    command(sandbox, "alice", "start v2")
+    card = request_card(sandbox, clean_db, OVERRIDE, "Maintenance")
+    stuck = sandbox.api.inject(Fault("users.info", hold=threading.Event(),
+                                     params={"user": ws.user("bob").id}, times=1))
+    assert sandbox.click("bob", card, action_id=Action.APPROVE).status == 200, "not acked"
+    try:
+        assert stuck.holding.wait(10), "the click never asked Slack who bob is"
+        newest = rows(clean_db, "SELECT id, state FROM inbox ORDER BY id DESC LIMIT 1")[0]
+        assert newest["state"] == "new", newest
+        with psycopg.connect(clean_db) as conn:
+            try:
+                conn.execute("SELECT 1 FROM inbox WHERE id = %s FOR UPDATE NOWAIT",
+                             (newest["id"],))
+            except psycopg.errors.LockNotAvailable:
+                pytest.fail("the click's row was locked while Slack was asked about bob")
+    finally:
+        stuck.hold.set()
+    until("bob's approval counting after the lookup", lambda: rows(
+        clean_db, "SELECT 1 FROM approvals WHERE status = 'approved'"), 15)
