@@ -69,10 +69,11 @@ def test_two_replicas_behind_one_endpoint_end_as_one_replica_does(sandbox, clean
     reh = Rehearsal(root, clean_db, watch_interval=INTERVAL)
     env = bot_environ(sandbox, clean_db, root, reh.config, {"GOLIVE_LOG_LEVEL": "WARNING"})
     procs = [BotProcess(env, root / f"replica{i}.log") for i in (1, 2)]
-    rr = RoundRobin([p.url for p in procs])
+    rr = None
     try:
         for p in procs:
             p.wait_ready()
+        rr = RoundRobin([p.url for p in procs])  # once ready: a port can change on the way
         sandbox.bot_url = rr.url + "/slack/events"
         started = time.monotonic()
         Person(sandbox, clean_db).cutover()
@@ -87,7 +88,8 @@ def test_two_replicas_behind_one_endpoint_end_as_one_replica_does(sandbox, clean
         two = {"outcome": outcome(clean_db), "effects": reh.effects(),
                "posted": posted(sandbox.workspace)}
     finally:
-        rr.stop()
+        if rr is not None:
+            rr.stop()
         for p in procs:
             p.stop()
         reh.stop()

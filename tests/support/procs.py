@@ -23,21 +23,33 @@ class BotProcess:
     """`golive serve` in its own process group, so SIGKILL takes its children with it."""
 
     def __init__(self, environ: dict[str, str], log: Path):
+        self.log = log
+        self.env = {**os.environ, **environ}
+        self._launch()
+
+    def _launch(self) -> None:
+        """Start it on a port free a moment ago (another test may take it first: see
+        ``wait_ready``)."""
         sock = free_socket()
         self.port = sock.getsockname()[1]
         sock.close()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        env = {**os.environ, **environ}
+        self._log_from = self.log.stat().st_size if self.log.exists() else 0
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1",
-             "--port", str(self.port)], env=env, stdout=log.open("ab"),
+             "--port", str(self.port)], env=self.env, stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_ready(self, timeout: float = 30.0) -> BotProcess:
         deadline = time.monotonic() + timeout
+        relaunched = 0
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                said = self.log.read_bytes()[self._log_from:].decode(errors="replace")
+                if "address already in use" in said and relaunched < 3:
+                    relaunched += 1  # the port went to another test between pick and bind
+                    self._launch()
+                    continue
                 raise RuntimeError(f"golive serve exited: {self.log.read_text()[-2000:]}")
             try:
                 if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:

@@ -8,6 +8,7 @@ as before; then `finish`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from bot.dev.rehearse.people import APPROVERS, CUTOVER, REQUESTER, People, public, text_of
@@ -96,13 +97,23 @@ def cutover(p: People, t: RehearsalTimeline, after: int) -> None:
     if "Canary" not in text:
         raise PhaseFailed(text[:400])
     for title, step, _ in STEPS:
-        card = p.find(CUTOVER, after=after, contains=title,
-                      where=lambda m, s=step: _seen(m) and f"step `{s}`" in text_of(m))
-        done = text_of(card) if card is not None else ""
-        head = next((ln for ln in done.splitlines() if "succeeded" in ln), "")
-        t.note(f"{title}: {head.strip()[:110] or 'no succeeded card'}", ok=bool(head))
-        if not head:
-            raise PhaseFailed(f"{title}: {done[-300:] or 'no card'}")
+        # A card's last update may still be on its way (one update a second per message):
+        # wait for it, as a person would glance again, rather than read it once.
+        def card_text(s: str = step, title: str = title) -> str:
+            card = p.find(CUTOVER, after=after, contains=title,
+                          where=lambda m: _seen(m) and f"step `{s}`" in text_of(m))
+            return text_of(card) if card is not None else ""
+
+        def succeeded_line(read: Callable[[], str] = card_text) -> str | None:
+            return next((ln for ln in read().splitlines() if "succeeded" in ln), None)
+        try:
+            head = t.wait(f"the {title} card showing succeeded", succeeded_line, timeout=60,
+                          status=lambda read=card_text: read()[-60:])
+        except PhaseFailed:
+            done = card_text()
+            t.note(f"{title}: no succeeded card", ok=False)
+            raise PhaseFailed(f"{title}: {done[-300:] or 'no card'}") from None
+        t.note(f"{title}: {head.strip()[:110]}")
 
 
 def continues(runbook: Any, states: dict[str, str]) -> bool:
