@@ -103,7 +103,8 @@ def test_a_failure_stops_it_and_says_why_and_what_is_next(pbot, clean_db):
     assert pilot.tick() == []
     notice = pbot.workspace.wait_for_message(
         "C_CUTOVER", contains="Autopilot stopped", after_seq=after,
-        predicate=lambda m: m.ephemeral_to is None)
+        predicate=lambda m: m.ephemeral_to is None
+            and m.is_reply)  # the stop notice: in the run card's thread, not the card
     assert "*Migrations: alembic upgrade head* failed" in notice.text, notice.text
     assert "`/golive go` to resume" in notice.text
     assert pilot.tick() == [] and rows(clean_db, 'SELECT "on" FROM autopilot') == [(False,)]

@@ -46,7 +46,8 @@ def test_go_runs_the_night_to_the_canary_with_three_approvals_and_no_other_comma
             assert "succeeded" in done, done
         stop = bot.workspace.wait_for_message(
             "C_CUTOVER", contains="Autopilot stopped", after_seq=after, timeout=300,
-            predicate=lambda m: m.ephemeral_to is None)
+            predicate=lambda m: m.ephemeral_to is None
+            and m.is_reply)  # the stop notice: in the run card's thread, not the card
         status = bot.command("carol", "status")
     finally:
         bot.stop()

@@ -319,7 +319,8 @@ def test_under_the_autopilot_a_retry_lets_go_resume(dbot, clean_db):
     assert pilot.tick() == []
     stop = dbot.workspace.wait_for_message("C_CUTOVER", contains="Autopilot stopped",
                                            after_seq=mark,
-                                           predicate=lambda m: m.ephemeral_to is None)
+                                           predicate=lambda m: m.ephemeral_to is None
+                                           and m.is_reply)  # the notice, not the run card
     assert "decide on the decision card of *Health: /api/health and admin login* (`health`, " \
         "attempt 1" in text_of(stop), text_of(stop)
     click(dbot, "bob", card, Action.DECISION_TAKE)

@@ -50,7 +50,8 @@ def test_a_failing_migration_stops_the_autopilot_at_a_decision_card(stack, clean
                                                            timeout=300))
         stop = bot.workspace.wait_for_message(
             "C_CUTOVER", contains="Autopilot stopped", after_seq=after, timeout=300,
-            predicate=lambda m: m.ephemeral_to is None)
+            predicate=lambda m: m.ephemeral_to is None
+            and m.is_reply)  # the stop notice: in the run card's thread, not the card
         assert "*Migrations: alembic upgrade head* failed" in stop.text, stop.text
         assert "decide on the decision card of *Migrations: alembic upgrade head*" in stop.text
         card = bot.workspace.wait_for_message(

@@ -64,7 +64,7 @@ def test_status_and_summary_after_a_finished_rollback_say_where_it_ended(
         assert "Next: the run was rolled back; /golive finish closes the run" in status, status
         assert "Next: Preflight" not in status, status
         assert "Rolled back: traffic open" in status, status
-        summary = plain(text_of(card_for(bot, "Cutover run #1 summary", 0)))
+        summary = plain(text_of(card_for(bot, "Cutover run #1 summary", 0, run_card=True)))
         assert "Rolled back: traffic open" in summary, summary
     finally:
         bot.stop()

@@ -54,12 +54,13 @@ def rows(db: str, sql: str, *args) -> list[tuple]:
         return conn.execute(sql, args).fetchall()
 
 
-def card_for(bot: Bot, contains: str, after: int, channel: str = "C_CUTOVER"):
-    """The public card that names ``contains``: not the living run card, which lists every
-    step by its title too (and who asked for it) and is updated in place."""
+def card_for(bot: Bot, contains: str, after: int, channel: str = "C_CUTOVER", *,
+             run_card: bool = False):
+    """The public card that names ``contains``: not the living run card (unless
+    ``run_card``), which lists every step by its title too and is updated in place."""
     def card(m) -> bool:
         key = ((m.metadata or {}).get("event_payload") or {}).get("key") or ""
-        return m.ephemeral_to is None and not str(key).startswith("summary:run:")
+        return m.ephemeral_to is None and str(key).startswith("summary:run:") == run_card
     return bot.workspace.wait_for_message(channel, contains=contains, after_seq=after,
                                           predicate=card)
 
