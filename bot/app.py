@@ -136,14 +136,14 @@ class Listeners(CanaryListeners, DecisionListeners):
             action = policy.command_action(parsed[0].name, runbook_step=parsed[0].from_runbook)
             if action is not None:
                 facts = self.lookup(action, user)
-                if parsed[0].prepare is not None:  # a step's plan part: before the transaction
-                    self.prepare(parsed, action, facts, channel)
+                if parsed[0].prepare is not None:  # a plan (part): before the transaction
+                    self.prepare(parsed, action, facts, user, channel)
         self.in_order(context, order_in,
                       lambda text: respond(text=text, response_type="ephemeral"),
                       lambda later: self.command(command, later(respond), parsed, facts))
 
     def prepare(self, parsed: tuple[Any, Any], action: policy.EntryPoint, facts: Facts,
-                channel: str | None) -> None:
+                user: str, channel: str | None) -> None:
         """What a runbook step's request needs from slow sources (its plan part: registry,
         compose, database), looked up before the request's transaction opens, and only for
         someone the policy lets make it. A failure here is the request's to meet."""
@@ -151,9 +151,14 @@ class Listeners(CanaryListeners, DecisionListeners):
         try:
             if policy.decide(action=action, actor=facts(), channel=channel or "",
                              rules=self.rules).allowed:
-                cmd.prepare(self.engine, inv)
+                cmd.prepare(self.context(user, channel or ""), inv)
         except Exception as e:  # noqa: BLE001 - the request computes what is missing
             log.info("not prepared: %s", type(e).__name__)
+
+    def context(self, user: str, channel: str) -> Context:
+        """What a command's handler (and its ``prepare``) may use."""
+        return Context(engine=self.engine, user_id=user, channel=channel, config=self.config,
+                       plan=self.plan, canary=self.canary, autopilot=self.autopilot)
 
     def command(self, command: dict, respond: Callable[..., Any],
                 parsed: tuple[Any, Any] | UsageError, facts: Facts | None) -> None:
@@ -179,8 +184,7 @@ class Listeners(CanaryListeners, DecisionListeners):
                             send=lambda why: None if answered else respond(
                                 text=why, response_type="ephemeral")):
             return
-        ctx = Context(engine=self.engine, user_id=user, channel=channel, config=self.config,
-                      plan=self.plan, canary=self.canary, autopilot=self.autopilot)
+        ctx = self.context(user, channel)
         refusal: list[str] = []
         reply = None if answered else self.outcome_of(lambda: cmd.handler(ctx, inv),
                                                       refused=refusal.append)

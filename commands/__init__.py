@@ -37,7 +37,8 @@ BEFORE = [
 AFTER = [
     Command("plan", "/golive plan [tag]", "the night's plan with today's values: each step, the "
             "digests and SQL it will use, its way back, expected durations, a digest (a card "
-            "and the full file)", plan_command.handle, plan_command.validate),
+            "and the full file)", plan_command.handle, plan_command.validate,
+            prepare=plan_command.prepare),
     Command("canary", "/golive canary",
             "real-money canary: deposit, withdraw, ledger and evidence checks, threaded "
             "sign-off and report", canary.handle, canary.validate),

@@ -73,9 +73,10 @@ class Command:
     """Accepts ``--override "reason"`` (past unmet requirements) even when not gated."""
     from_runbook: bool = False
     """Derived from the runbook's steps (its policy is a step request's)."""
-    prepare: Callable[[Engine, Invocation], None] | None = None
+    prepare: Callable[[Context, Invocation], None] | None = None
     """What the handler will need from slow sources, looked up before the request's
-    transaction opens (given the engine): a gated step's plan part (issue 20)."""
+    transaction opens (given the handler's Context): a gated step's plan part, the night's
+    plan for `/golive plan` (issue 20)."""
 
 
 MAX_TEXT = 2000

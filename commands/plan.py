@@ -23,6 +23,13 @@ def validate(inv: Invocation) -> None:
             raise UsageError(f"`/golive plan`: {e}") from None
 
 
+def prepare(ctx: Context, inv: Invocation) -> None:
+    """Before the request's transaction: the plan itself (seconds of registry, compose,
+    database and RC-image reads), kept for ``handle``; a failure is ``handle``'s to meet."""
+    if ctx.plan is not None:
+        ctx.plan.prepare(rc_tag=inv.words[0] if inv.words else None)
+
+
 def handle(ctx: Context, inv: Invocation) -> Reply:
     if ctx.plan is None:
         return Reply("The plan is not available in this bot (no plan service configured).")

@@ -12,13 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
 
 from bot.slack.blocks import esc
 from commands.base import Command, Context, Invocation, Reply, UsageError
-
-if TYPE_CHECKING:
-    from bot.engine import Engine
 from runbook.docker_ref import validate_tag
 from runbook.model import Runbook, RunbookError
 from runbook.steps.preflight import check_name
@@ -175,10 +171,10 @@ def validate(sub: StepCommand, inv: Invocation) -> None:
     sub.match(inv)
 
 
-def prepare(sub: StepCommand, engine: Engine, inv: Invocation) -> None:
+def prepare(sub: StepCommand, ctx: Context, inv: Invocation) -> None:
     """Before the request's transaction: the plan part of each gated step it asks for."""
     variant, args = sub.match(inv)
-    engine.prepare_request(command=variant.command, args=args, override=inv.override)
+    ctx.engine.prepare_request(command=variant.command, args=args, override=inv.override)
 
 
 def handle(sub: StepCommand, ctx: Context, inv: Invocation) -> Reply:

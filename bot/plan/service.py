@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,6 +60,12 @@ class StoredPlan:
         return plan_filename(self.plan, self.id)
 
 
+log = logging.getLogger(__name__)
+PREPARED_FOR_S = 60.0
+"""A plan prepared before a request's transaction is taken by it within this time, else
+computed again (the values it shows are today's, not a minute old)."""
+
+
 def plan_filename(plan: Plan, plan_id: int | None = None) -> str:
     tag = "".join(c if c.isalnum() or c in "._-" else "_" for c in (plan.rc_tag or "notag"))
     return f"plan-{tag}" + (f"-{plan_id}" if plan_id is not None else "") + ".md"
@@ -76,6 +85,10 @@ class PlanService:
         self.now = now
         self.outbox = outbox
         self._compute = compute_plan
+        # Plans computed before a request's transaction (``prepare``), by (run id, tag):
+        # (when, the plan); each is taken once, within PREPARED_FOR_S.
+        self._prepared: dict[tuple[int | None, str], tuple[float, Plan]] = {}
+        self._prepared_lock = threading.Lock()
 
     # -- computing -----------------------------------------------------------------------------
     def _run(self, conn: psycopg.Connection, run_id: int | None) -> dict[str, Any] | None:
@@ -140,10 +153,34 @@ class PlanService:
                               thread_key=f"{CARD}:{stored.id}", final=True)
         return stored
 
+    def prepare(self, *, rc_tag: str | None = None) -> None:
+        """Compute the plan `/golive plan` is about to ask for, before its transaction opens
+        (the inbox's handling has a 10 s deadline; a plan reads the registry, compose, the
+        database and the RC image). Never raises: ``plan_for`` computes what is missing."""
+        try:
+            plan = self.compute(rc_tag=rc_tag)
+        except Exception as e:  # noqa: BLE001 - plan_for says what is wrong
+            log.info("plan not prepared: %s", type(e).__name__)
+            return
+        with self._prepared_lock:
+            now = time.monotonic()
+            self._prepared = {k: v for k, v in self._prepared.items()
+                              if now - v[0] < PREPARED_FOR_S}
+            self._prepared[(plan.run_id, plan.rc_tag)] = (now, plan)
+
+    def _take_prepared(self, *, run_id: int | None, rc_tag: str | None) -> Plan | None:
+        inputs = self.inputs(run_id=run_id, rc_tag=rc_tag)  # a short read: which plan
+        with self._prepared_lock:
+            got = self._prepared.pop((inputs.run_id, inputs.rc_tag), None)
+        if got is None or time.monotonic() - got[0] >= PREPARED_FOR_S:
+            return None
+        return got[1]
+
     def plan_for(self, *, actor: str, channel: str | None, run_id: int | None = None,
                  rc_tag: str | None = None) -> StoredPlan:
-        """Compute, store, audit and post: what `/golive plan` does."""
-        plan = self.compute(run_id=run_id, rc_tag=rc_tag)
+        """Compute (or take the one prepared), store, audit and post: `/golive plan`."""
+        plan = self._take_prepared(run_id=run_id, rc_tag=rc_tag) \
+            or self.compute(run_id=run_id, rc_tag=rc_tag)
         return self.record(plan, actor=actor, channel=channel)
 
     def get(self, conn: psycopg.Connection, plan_id: int) -> StoredPlan | None:

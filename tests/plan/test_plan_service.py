@@ -125,3 +125,27 @@ def test_the_plan_in_an_evidence_pack_is_held_to_its_audit_row(service, clean_db
     (pack / SUMS).write_text(sums)
     bad = golive("audit", "verify", "--file", str(pack), url=None, key=key)
     assert bad.returncode == 1 and f"{name}: not the plan file the manifest records" in bad.stdout
+
+
+def test_a_plan_prepared_before_the_transaction_is_the_one_recorded_once(service, clean_db):
+    # `/golive plan` computes its plan before the inbox's transaction opens (that
+    # transaction has a 10 s deadline; a plan reads the registry, compose, the database and
+    # the RC image, which took over 10 s under load in CI: "database is not answering").
+    _run_with_history(clean_db)
+    computed: list[str] = []
+    compute = service._compute
+
+    def counting(*a, **k):
+        computed.append("plan")
+        return compute(*a, **k)
+    service._compute = counting
+    service.prepare()
+    assert computed == ["plan"]
+    stored = service.plan_for(actor="U_ALICE", channel="C1")
+    assert computed == ["plan"], "the request took the prepared plan"
+    assert stored.plan.rc_tag == "v2"
+    service.plan_for(actor="U_ALICE", channel="C1")
+    assert computed == ["plan", "plan"], "taken once: the next one is computed anew"
+    service.prepare(rc_tag="v3")
+    service.plan_for(actor="U_ALICE", channel="C1")
+    assert computed == ["plan", "plan", "plan", "plan"], "another tag's plan is not this one"
