@@ -13,7 +13,7 @@ from bot.dev.sandbox.limits import POST_BURST, pacing_problems
 from bot.dev.sandbox.workspace import message_text
 from bot.outbox import store
 from bot.outbox.pacing import MARGIN_S
-from tests.support.outbox_rig import CHANNEL, Rig
+from tests.support.outbox_rig import CHANNEL, Rig, pump_until
 
 
 @pytest.fixture
@@ -21,16 +21,6 @@ def rig(runtime_db):
     r = Rig(runtime_db)
     yield r
     r.close()
-
-
-def pump_until(rig: Rig, sender, done, *, step: float = 0.1, limit: float = 10.0) -> float:
-    """Advance the clock and pump until ``done()``; returns the sender time it took."""
-    start = rig.clock()
-    while not done():
-        assert rig.clock() - start < limit, f"still not done after {limit:g}s of sender time"
-        rig.advance(step)
-        sender.pump()
-    return rig.clock() - start
 
 
 def test_ten_touches_within_a_second_make_one_update_with_the_newest_render(rig):

@@ -13,7 +13,7 @@ import pytest
 from bot.dev.sandbox.faults import Fault
 from bot.dev.sandbox.workspace import message_text
 from bot.outbox.sender import OUTAGE_STREAK
-from tests.support.outbox_rig import Rig
+from tests.support.outbox_rig import Rig, pump_until
 
 
 @pytest.fixture
@@ -21,16 +21,6 @@ def rig(runtime_db):
     r = Rig(runtime_db)
     yield r
     r.close()
-
-
-def pump_until(rig: Rig, sender, done, *, step: float = 0.1, limit: float = 10.0) -> float:
-    """Advance the clock and pump until ``done()``; returns the sender time it took."""
-    start = rig.clock()
-    while not done():
-        assert rig.clock() - start < limit, f"still not done after {limit:g}s of sender time"
-        rig.advance(step)
-        sender.pump()
-    return rig.clock() - start
 
 
 def test_a_message_slack_keeps_failing_does_not_hold_up_new_cards_which_keep_their_order(rig):

@@ -382,28 +382,37 @@ def test_slack_down_for_20_s_loses_nothing_and_every_card_is_true_within_5_s(
 
 
 # ------------------------------------------------------------------ 6. Slack lookups
+def unlocked_while_bob_is_looked_up(sandbox: SandboxServer, db: str, what: str,
+                                    send: Callable[[], Any]) -> None:
+    """Send a request of bob's (``send``) while users.info about him hangs: acked, and its
+    inbox row not locked until Slack answers (then let the lookup go on)."""
+    stuck = sandbox.api.inject(Fault("users.info", hold=threading.Event(),
+                                     params={"user": sandbox.workspace.user("bob").id},
+                                     times=1))
+    assert send().status == 200, f"{what} was not acked"
+    try:
+        assert stuck.holding.wait(10), f"{what} never asked Slack who bob is"
+        newest = rows(db, "SELECT id, state FROM inbox ORDER BY id DESC LIMIT 1")[0]
+        assert newest["state"] == "new", newest
+        with psycopg.connect(db) as conn:
+            try:
+                conn.execute("SELECT 1 FROM inbox WHERE id = %s FOR UPDATE NOWAIT",
+                             (newest["id"],))
+            except psycopg.errors.LockNotAvailable:
+                pytest.fail(f"{what}'s row was locked while Slack was asked about bob")
+    finally:
+        stuck.hold.set()
+
+
 def test_a_slow_slack_lookup_holds_no_lock_on_the_request(toybot, sandbox, clean_db):
     # Proves that who someone is gets looked up in Slack before the request's transaction
     # opens: while users.info hangs, the request's inbox row is not locked (a lookup inside
     # the transaction would hold the row lock, and a pooled connection, across the network).
     ws = sandbox.workspace
     command(sandbox, "alice", "start v2")
-    stuck = sandbox.api.inject(Fault("users.info", hold=threading.Event(),
-                                     params={"user": ws.user("bob").id}, times=1))
     after = ws.seq
-    assert sandbox.slash("bob", OVERRIDE).status == 200, "the command was not acked"
-    try:
-        assert stuck.holding.wait(10), "the command never asked Slack who bob is"
-        newest = rows(clean_db, "SELECT id, state FROM inbox ORDER BY id DESC LIMIT 1")[0]
-        assert newest["state"] == "new", newest
-        with psycopg.connect(clean_db) as conn:
-            try:
-                conn.execute("SELECT 1 FROM inbox WHERE id = %s FOR UPDATE NOWAIT",
-                             (newest["id"],))
-            except psycopg.errors.LockNotAvailable:
-                pytest.fail("the request's row was locked while Slack was asked about bob")
-    finally:
-        stuck.hold.set()
+    unlocked_while_bob_is_looked_up(sandbox, clean_db, "the command", lambda: sandbox.slash(
+        "bob", OVERRIDE))
     reply = text_of(ws.wait_for_message(CHANNEL, after_seq=after, timeout=15, predicate=lambda m:
                                         m.via_response_url and m.ephemeral_to == ws.user(
                                             "bob").id))
@@ -414,23 +423,9 @@ def test_a_slow_slack_lookup_holds_no_lock_on_a_click(toybot, sandbox, clean_db)
     # The same for a button (an approval, which has no slow part to prepare: its lookup is
     # the only call before the transaction): while users.info about the clicker hangs, the
     # click's inbox row is not locked; once Slack answers, the approval counts.
-    ws = sandbox.workspace
     command(sandbox, "alice", "start v2")
     card = request_card(sandbox, clean_db, OVERRIDE, "Maintenance")
-    stuck = sandbox.api.inject(Fault("users.info", hold=threading.Event(),
-                                     params={"user": ws.user("bob").id}, times=1))
-    assert sandbox.click("bob", card, action_id=Action.APPROVE).status == 200, "not acked"
-    try:
-        assert stuck.holding.wait(10), "the click never asked Slack who bob is"
-        newest = rows(clean_db, "SELECT id, state FROM inbox ORDER BY id DESC LIMIT 1")[0]
-        assert newest["state"] == "new", newest
-        with psycopg.connect(clean_db) as conn:
-            try:
-                conn.execute("SELECT 1 FROM inbox WHERE id = %s FOR UPDATE NOWAIT",
-                             (newest["id"],))
-            except psycopg.errors.LockNotAvailable:
-                pytest.fail("the click's row was locked while Slack was asked about bob")
-    finally:
-        stuck.hold.set()
+    unlocked_while_bob_is_looked_up(sandbox, clean_db, "the click", lambda: sandbox.click(
+        "bob", card, action_id=Action.APPROVE))
     until("bob's approval counting after the lookup", lambda: rows(
         clean_db, "SELECT 1 FROM approvals WHERE status = 'approved'"), 15)

@@ -87,3 +87,14 @@ class Rig:
             s.stop(timeout=2)
         self.db.close()
         self.server.stop()
+
+
+def pump_until(rig: Rig, sender: Any, done: Any, *, step: float = 0.1,
+               limit: float = 10.0) -> float:
+    """Advance the clock and pump until ``done()``; returns the sender time it took."""
+    start = rig.clock()
+    while not done():
+        assert rig.clock() - start < limit, f"still not done after {limit:g}s of sender time"
+        rig.advance(step)
+        sender.pump()
+    return rig.clock() - start
