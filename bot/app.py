@@ -136,24 +136,13 @@ class Listeners(CanaryListeners, DecisionListeners):
             action = policy.command_action(parsed[0].name, runbook_step=parsed[0].from_runbook)
             if action is not None:
                 facts = self.lookup(action, user)
-                if parsed[0].prepare is not None:  # a plan (part): before the transaction
-                    self.prepare(parsed, action, facts, user, channel)
+                cmd, inv = parsed
+                if cmd.prepare is not None:  # a plan (part): before the transaction
+                    self.prepare_if_allowed(action, facts, channel or "", lambda: cmd.prepare(
+                        self.context(user, channel or ""), inv))
         self.in_order(context, order_in,
                       lambda text: respond(text=text, response_type="ephemeral"),
                       lambda later: self.command(command, later(respond), parsed, facts))
-
-    def prepare(self, parsed: tuple[Any, Any], action: policy.EntryPoint, facts: Facts,
-                user: str, channel: str | None) -> None:
-        """What a runbook step's request needs from slow sources (its plan part: registry,
-        compose, database), looked up before the request's transaction opens, and only for
-        someone the policy lets make it. A failure here is the request's to meet."""
-        cmd, inv = parsed
-        try:
-            if policy.decide(action=action, actor=facts(), channel=channel or "",
-                             rules=self.rules).allowed:
-                cmd.prepare(self.context(user, channel or ""), inv)
-        except Exception as e:  # noqa: BLE001 - the request computes what is missing
-            log.info("not prepared: %s", type(e).__name__)
 
     def context(self, user: str, channel: str) -> Context:
         """What a command's handler (and its ``prepare``) may use."""

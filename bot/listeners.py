@@ -104,6 +104,18 @@ class ListenerBase:
                 operator = None
         return policy.ActorFacts(account, operator)
 
+    def prepare_if_allowed(self, action: policy.EntryPoint, facts: Facts, channel: str,
+                           prepare: Callable[[], Any]) -> None:
+        """Run ``prepare`` (what a request's work needs from slow sources: a plan, a plan
+        part) before the request's transaction opens, and only for someone the policy lets
+        make it. A failure here is the work's to meet."""
+        try:
+            if policy.decide(action=action, actor=facts(), channel=channel,
+                             rules=self.rules).allowed:
+                prepare()
+        except Exception as e:  # noqa: BLE001 - the work computes what is missing
+            log.info("not prepared: %s", type(e).__name__)
+
     def allowed(self, action: policy.EntryPoint, user: str, channel: str, *,
                 send: Callable[[str], Any], about_rollback: bool = False,
                 audit_text: str | None = None, what: str | None = None,
@@ -181,12 +193,7 @@ class ListenerBase:
         click = Click.read(body, action)
         facts = self.lookup(act, click.user) if click is not None else None
         if click is not None and facts is not None and prepare is not None:
-            try:
-                if policy.decide(action=act, actor=facts(), channel=click.channel,
-                                 rules=self.rules).allowed:
-                    prepare(click)
-            except Exception as e:  # noqa: BLE001 - the work computes what is missing
-                log.info("not prepared: %s", type(e).__name__)
+            self.prepare_if_allowed(act, facts, click.channel, lambda: prepare(click))
 
         def flow(later: Defer) -> None:
             if click is None:

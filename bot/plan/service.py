@@ -168,8 +168,7 @@ class PlanService:
                               if now - v[0] < PREPARED_FOR_S}
             self._prepared[(plan.run_id, plan.rc_tag)] = (now, plan)
 
-    def _take_prepared(self, *, run_id: int | None, rc_tag: str | None) -> Plan | None:
-        inputs = self.inputs(run_id=run_id, rc_tag=rc_tag)  # a short read: which plan
+    def _take_prepared(self, inputs: PlanInputs) -> Plan | None:
         with self._prepared_lock:
             got = self._prepared.pop((inputs.run_id, inputs.rc_tag), None)
         if got is None or time.monotonic() - got[0] >= PREPARED_FOR_S:
@@ -179,8 +178,8 @@ class PlanService:
     def plan_for(self, *, actor: str, channel: str | None, run_id: int | None = None,
                  rc_tag: str | None = None) -> StoredPlan:
         """Compute (or take the one prepared), store, audit and post: `/golive plan`."""
-        plan = self._take_prepared(run_id=run_id, rc_tag=rc_tag) \
-            or self.compute(run_id=run_id, rc_tag=rc_tag)
+        inputs = self.inputs(run_id=run_id, rc_tag=rc_tag)  # one read: which plan, and for
+        plan = self._take_prepared(inputs) or self._compute(self.runbook, self.target, inputs)
         return self.record(plan, actor=actor, channel=channel)
 
     def get(self, conn: psycopg.Connection, plan_id: int) -> StoredPlan | None:

@@ -12,6 +12,11 @@ from tests.autopilot.test_autopilot_bot import approved_and_running, ended, star
 from tests.scenario.test_who_may import answer, rows, workspace
 from tests.support.harness import BASE_CONFIG, Bot
 
+BACKUP_CONFIG = BASE_CONFIG.replace(
+    'groups = { approvers = "S_APPROVERS" }',
+    'groups = { approvers = "S_APPROVERS", leads = "S_LEADS" }\nbackup_group = "leads"')
+"""Approvers with a backup group (``leads``) asked at the deadline."""
+
 
 def bot_with(db: str, tmp_path, config: str = BASE_CONFIG) -> Bot:
     return Bot(db, tmp_path, workspace=workspace(), worker=False, config=config)
@@ -51,9 +56,7 @@ def test_a_reminder_at_half_time_in_the_cards_thread_once(dbot, clean_db):
 
 
 def test_at_the_deadline_the_backup_group_is_asked_once(clean_db, tmp_path):
-    config = BASE_CONFIG.replace('groups = { approvers = "S_APPROVERS" }',
-                                 'groups = { approvers = "S_APPROVERS", leads = "S_LEADS" }\n'
-                                 'backup_group = "leads"')
+    config = BACKUP_CONFIG
     bot = bot_with(clean_db, tmp_path, config)
     try:
         started(bot, clean_db)
@@ -107,9 +110,7 @@ def test_a_rollback_request_lives_until_the_backup_group_had_its_time(clean_db, 
     # Proves one deadline for every approval request: a rollback request gets the same
     # reminder, escalation and extended expiry as a step's (it used to expire at
     # expiry_minutes, the moment its backup group was asked, so nobody could answer that).
-    config = BASE_CONFIG.replace('groups = { approvers = "S_APPROVERS" }',
-                                 'groups = { approvers = "S_APPROVERS", leads = "S_LEADS" }\n'
-                                 'backup_group = "leads"')
+    config = BACKUP_CONFIG
     ws = workspace()
     ws.usergroups["S_LEADS"] = Usergroup(id="S_LEADS", handle="golive-leads", users=["U_CAROL"])
     bot = Bot(clean_db, tmp_path, workspace=ws, worker=False, config=config)
