@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from bot.ids import Action, Block
+from tests.scenario.test_who_may import card_for  # never the living run card
 from tests.support.harness import text_of
 
 OVERRIDE = 'maintenance on --override "preflight checks are not built yet"'
-
-
-def card_for(bot, title: str, after: int = 0):
-    return bot.workspace.wait_for_message("C_CUTOVER", contains=title, after_seq=after,
-                                          predicate=lambda m: m.ephemeral_to is None)
 
 
 def wait_card(bot, msg, contains: str, timeout: float = 15.0):
