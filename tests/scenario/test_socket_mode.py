@@ -18,6 +18,7 @@ from tests.support.harness import (
     SIGNING_SECRET,
     SocketBot,
     bot_environ,
+    is_run_card,
     text_of,
 )
 from tests.support.malformed import MALFORMED
@@ -42,7 +43,7 @@ def test_approval_flow_over_socket_mode(socketbot, toy):
     assert "Approval requested" in bot.command("alice", OVERRIDE)
     card = bot.workspace.wait_for_message("C_CUTOVER", contains="Maintenance mode on",
                                           after_seq=after,
-                                          predicate=lambda m: m.ephemeral_to is None)
+                                          predicate=lambda m: m.ephemeral_to is None and not is_run_card(m))
     assert "Requested by <@U_ALICE>" in text_of(card)
 
     mark = bot.seq()

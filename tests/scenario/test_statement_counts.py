@@ -11,7 +11,7 @@ import pytest
 
 from bot.engine import Requester
 from tests.scenario.test_guarded_protections import RC_SHA, green_preflight
-from tests.support.harness import BASE_CONFIG, Bot
+from tests.support.harness import BASE_CONFIG, Bot, is_run_card
 from tests.support.poll import wait_until
 from tests.support.sql_count import statements
 
@@ -54,7 +54,7 @@ def test_maintenance_on_and_its_approval_send_a_pinned_number_of_statements(bot,
     assert len(_engine(seen)) == MAINTENANCE_ON, "\n".join(seen)
 
     card = bot.workspace.wait_for_message("C_CUTOVER", contains="Maintenance mode on",
-                                          predicate=lambda m: m.ephemeral_to is None)
+                                          predicate=lambda m: m.ephemeral_to is None and not is_run_card(m))
     approval_id = int(bot.sandbox.buttons(card)[0].value)
     wait_until("the card's ts is recorded",
                lambda: not bot.engine.landing("C_CUTOVER", card.ts), timeout=10)

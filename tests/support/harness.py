@@ -245,3 +245,9 @@ class SocketBot(Bot):
 def text_of(msg: Message) -> str:
     """What the user reads: Slack shows &lt; &gt; &amp; as < > &."""
     return html.unescape(message_text(msg))
+
+
+def is_run_card(m: Message) -> bool:
+    """The living run card (updated in place; it names every step by its title)."""
+    key = ((m.metadata or {}).get("event_payload") or {}).get("key") or ""
+    return str(key).startswith("summary:run:")
