@@ -15,7 +15,7 @@ import pytest
 from bot.dev.sandbox.workspace import Workspace
 from bot.ids import Action
 from tests.support.dead_worker import leave_running
-from tests.support.harness import Bot, text_of
+from tests.support.harness import Bot, is_run_card, text_of
 from tests.support.poll import wait_until
 
 OVERRIDE = 'maintenance on --override "preflight checks are not built yet"'
@@ -59,8 +59,7 @@ def card_for(bot: Bot, contains: str, after: int, channel: str = "C_CUTOVER", *,
     """The public card that names ``contains``: not the living run card (unless
     ``run_card``), which lists every step by its title too and is updated in place."""
     def card(m) -> bool:
-        key = ((m.metadata or {}).get("event_payload") or {}).get("key") or ""
-        return m.ephemeral_to is None and str(key).startswith("summary:run:") == run_card
+        return m.ephemeral_to is None and is_run_card(m) == run_card
     return bot.workspace.wait_for_message(channel, contains=contains, after_seq=after,
                                           predicate=card)
 
